@@ -1,0 +1,360 @@
+// Package manifest renders what the webhook would do to a stream of
+// Kubernetes manifests, with no cluster: the ServiceAccounts in the stream
+// drive the injection, every pod template is mutated by the engine, and every
+// other document is written back as it came.
+package manifest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/pod-identity/injector/pkg/mutate"
+)
+
+// templatePaths maps a kind to the JSON pointer of its pod template.
+var templatePaths = map[string]string{
+	"Pod":                   "",
+	"PodTemplate":           "/template",
+	"Deployment":            "/spec/template",
+	"StatefulSet":           "/spec/template",
+	"DaemonSet":             "/spec/template",
+	"ReplicaSet":            "/spec/template",
+	"ReplicationController": "/spec/template",
+	"Job":                   "/spec/template",
+	"CronJob":               "/spec/jobTemplate/spec/template",
+}
+
+// Document is one object of a stream, with the bytes it was read from.
+type Document struct {
+	// Raw is the document as read.
+	Raw []byte
+	// Object is the decoded document; nil for an empty document.
+	Object map[string]any
+	// Source names where the document came from, for messages: "file.yaml#2".
+	Source string
+}
+
+// Kind returns the document's kind.
+func (d *Document) Kind() string { s, _ := d.Object["kind"].(string); return s }
+
+func (d *Document) meta(key string) string {
+	m, _ := d.Object["metadata"].(map[string]any)
+	s, _ := m[key].(string)
+	return s
+}
+
+// Read splits a YAML (multi-document) or JSON (concatenated objects) stream
+// into documents. source names the stream in messages.
+func Read(r io.Reader, source string) ([]*Document, error) {
+	br := bufio.NewReader(r)
+	first, err := peekNonSpace(br)
+	if err != nil {
+		return nil, err
+	}
+	var docs []*Document
+	if first == '{' || first == '[' {
+		dec := json.NewDecoder(br)
+		for i := 1; ; i++ {
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				return nil, fmt.Errorf("%s: document %d: %w", source, i, err)
+			}
+			d, err := decode(raw, fmt.Sprintf("%s#%d", source, i))
+			if err != nil {
+				return nil, err
+			}
+			docs = append(docs, d)
+		}
+		return docs, nil
+	}
+	yr := utilyaml.NewYAMLReader(br)
+	for i := 1; ; i++ {
+		raw, err := yr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", source, i, err)
+		}
+		if len(bytes.TrimSpace(stripComments(raw))) == 0 {
+			continue
+		}
+		d, err := decode(raw, fmt.Sprintf("%s#%d", source, i))
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, d)
+	}
+	return docs, nil
+}
+
+func peekNonSpace(br *bufio.Reader) (byte, error) {
+	for i := 1; ; i++ {
+		b, err := br.Peek(i)
+		if len(b) < i {
+			if errors.Is(err, io.EOF) || err == nil {
+				return 0, nil
+			}
+			return 0, err
+		}
+		if c := b[i-1]; c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return c, nil
+		}
+	}
+}
+
+func stripComments(raw []byte) []byte {
+	var out []byte
+	for _, line := range bytes.Split(raw, []byte("\n")) {
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
+			out = append(out, line...)
+		}
+	}
+	return out
+}
+
+func decode(raw []byte, source string) (*Document, error) {
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(js, &obj); err != nil {
+		return nil, fmt.Errorf("%s: expected a Kubernetes object: %w", source, err)
+	}
+	return &Document{Raw: raw, Object: obj, Source: source}, nil
+}
+
+// ServiceAccounts is a lookup of ServiceAccounts by "namespace/name".
+type ServiceAccounts map[string]*corev1.ServiceAccount
+
+// Add records every ServiceAccount among docs (and inside Lists), placing
+// those without a namespace in defaultNamespace.
+func (s ServiceAccounts) Add(docs []*Document, defaultNamespace string) error {
+	for _, d := range docs {
+		for _, obj := range objects(d.Object) {
+			if k, _ := obj["kind"].(string); k != "ServiceAccount" {
+				continue
+			}
+			var sa corev1.ServiceAccount
+			if err := convert(obj, &sa); err != nil {
+				return fmt.Errorf("%s: serviceaccount: %w", d.Source, err)
+			}
+			if sa.Namespace == "" {
+				sa.Namespace = defaultNamespace
+			}
+			s[sa.Namespace+"/"+sa.Name] = &sa
+		}
+	}
+	return nil
+}
+
+// objects returns obj, or the items of a List.
+func objects(obj map[string]any) []map[string]any {
+	if k, _ := obj["kind"].(string); k == "List" || strings.HasSuffix(k, "List") {
+		items, _ := obj["items"].([]any)
+		var out []map[string]any
+		for _, it := range items {
+			if m, ok := it.(map[string]any); ok {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	return []map[string]any{obj}
+}
+
+func convert(in any, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
+}
+
+// Options steer a Renderer.
+type Options struct {
+	// Namespace is the namespace of objects that name none.
+	Namespace string
+	// ServiceAccounts drive the injection.
+	ServiceAccounts ServiceAccounts
+}
+
+// PodResult is what happened to one pod template.
+type PodResult struct {
+	// Source is the document the pod came from.
+	Source string
+	// Kind, Namespace and Name identify the object that holds the pod.
+	Kind, Namespace, Name string
+	// Result is the engine's decision.
+	mutate.Result
+}
+
+// Mutate runs the engine on every pod template of every document, patching
+// the decoded documents in place, and returns one result per pod template.
+// A pod whose ServiceAccount is not known is left alone with a warning.
+func Mutate(e *mutate.Engine, docs []*Document, opts Options) ([]PodResult, error) {
+	var out []PodResult
+	for _, d := range docs {
+		objs := objects(d.Object)
+		for _, obj := range objs {
+			r, ok, err := mutateObject(e, obj, opts)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", d.Source, err)
+			}
+			if ok {
+				r.Source = d.Source
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
+}
+
+func mutateObject(e *mutate.Engine, obj map[string]any, opts Options) (PodResult, bool, error) {
+	kind, _ := obj["kind"].(string)
+	path, ok := templatePaths[kind]
+	if !ok {
+		return PodResult{}, false, nil
+	}
+	meta, _ := obj["metadata"].(map[string]any)
+	name, _ := meta["name"].(string)
+	if name == "" {
+		name, _ = meta["generateName"].(string)
+	}
+	ns, _ := meta["namespace"].(string)
+	if ns == "" {
+		ns = opts.Namespace
+	}
+	res := PodResult{Kind: kind, Namespace: ns, Name: name}
+	tmplAny, err := lookup(obj, path)
+	if err != nil {
+		return res, false, fmt.Errorf("%s %s/%s: %w", strings.ToLower(kind), ns, name, err)
+	}
+	tmpl, ok := tmplAny.(map[string]any)
+	if !ok {
+		return res, false, fmt.Errorf("%s %s/%s: expected a pod template at %s", strings.ToLower(kind), ns, name, path)
+	}
+	var pt corev1.PodTemplateSpec
+	if err := convert(tmpl, &pt); err != nil {
+		return res, false, fmt.Errorf("%s %s/%s: pod template: %w", strings.ToLower(kind), ns, name, err)
+	}
+	saName := pt.Spec.ServiceAccountName
+	if saName == "" {
+		saName = "default"
+	}
+	sa, found := opts.ServiceAccounts[ns+"/"+saName]
+	if !found {
+		if len(opts.ServiceAccounts) > 0 {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s %q: serviceaccount %q is not in the input; not mutated (add it to the stream or to --serviceaccounts)",
+				strings.ToLower(kind), ns+"/"+name, ns+"/"+saName))
+		}
+		return res, true, nil
+	}
+	_, hasMeta := tmpl["metadata"]
+	res.Result = e.Mutate(mutate.Target{
+		Namespace: ns, Name: name, Meta: &pt.ObjectMeta, Spec: &pt.Spec, NoMeta: !hasMeta,
+	}, sa)
+	if len(res.Patch) > 0 {
+		patched, err := mutate.ApplyPatch(tmpl, res.Patch)
+		if err != nil {
+			return res, false, fmt.Errorf("%s %s/%s: %w", strings.ToLower(kind), ns, name, err)
+		}
+		if _, err := setAt(obj, path, patched); err != nil {
+			return res, false, err
+		}
+		// Report the patch as the webhook would send it for this document.
+		for i := range res.Patch {
+			res.Patch[i].Path = path + res.Patch[i].Path
+		}
+	}
+	return res, true, nil
+}
+
+func lookup(obj map[string]any, path string) (any, error) {
+	var cur any = obj
+	for _, k := range strings.Split(strings.TrimPrefix(path, "/"), "/") {
+		if k == "" {
+			continue
+		}
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("expected an object above %s", path)
+		}
+		if cur, ok = m[k]; !ok {
+			return nil, fmt.Errorf("no %s in the object", path)
+		}
+	}
+	return cur, nil
+}
+
+func setAt(obj map[string]any, path string, v any) (map[string]any, error) {
+	if path == "" {
+		m, _ := v.(map[string]any)
+		for k := range obj {
+			delete(obj, k)
+		}
+		for k, val := range m {
+			obj[k] = val
+		}
+		return obj, nil
+	}
+	keys := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	parent, err := lookup(obj, "/"+strings.Join(keys[:len(keys)-1], "/"))
+	if err != nil {
+		return nil, err
+	}
+	parent.(map[string]any)[keys[len(keys)-1]] = v
+	return obj, nil
+}
+
+// Write writes docs to w as YAML (a "---"-separated stream) or JSON (one
+// indented object per document). Documents that were not changed are
+// written as they were read when the format allows.
+func Write(w io.Writer, docs []*Document, changed map[*Document]bool, format string) error {
+	for i, d := range docs {
+		switch format {
+		case "json":
+			b, err := json.MarshalIndent(d.Object, "", "  ")
+			if err != nil {
+				return err
+			}
+			if _, err := fmt.Fprintf(w, "%s\n", b); err != nil {
+				return err
+			}
+		case "yaml":
+			if i > 0 {
+				if _, err := io.WriteString(w, "---\n"); err != nil {
+					return err
+				}
+			}
+			out := d.Raw
+			if changed[d] || json.Valid(bytes.TrimSpace(d.Raw)) {
+				b, err := yaml.Marshal(d.Object)
+				if err != nil {
+					return err
+				}
+				out = b
+			}
+			if !bytes.HasSuffix(out, []byte("\n")) {
+				out = append(out, '\n')
+			}
+			if _, err := w.Write(out); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("output format %q: expected yaml or json", format)
+		}
+	}
+	return nil
+}

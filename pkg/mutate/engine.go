@@ -1,0 +1,381 @@
+// Package mutate is the provider-agnostic injection engine. It asks every
+// enabled provider what a pod needs and turns the answers into an additive
+// JSON patch: it only ever adds volumes, mounts, environment variables,
+// annotations and labels, never replaces or removes anything, so fields the
+// compiled Kubernetes API does not know survive untouched.
+package mutate
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pod-identity/injector/pkg/providers"
+)
+
+// Engine applies the enabled providers to pods.
+type Engine struct {
+	providers []providers.Provider
+}
+
+// New returns an engine for the given providers, applied in order.
+func New(ps []providers.Provider) *Engine {
+	return &Engine{providers: ps}
+}
+
+// Providers returns the engine's providers.
+func (e *Engine) Providers() []providers.Provider { return e.providers }
+
+// AnnotationPrefixes returns the ServiceAccount annotation prefixes that any
+// provider reads.
+func (e *Engine) AnnotationPrefixes() []string {
+	var out []string
+	for _, p := range e.providers {
+		out = append(out, p.AnnotationPrefixes()...)
+	}
+	return out
+}
+
+// Target is a pod or a pod template to mutate. The engine reads Meta and Spec
+// and never changes them.
+type Target struct {
+	// Namespace and Name identify the pod in messages (Name may be a
+	// generateName prefix or empty).
+	Namespace, Name string
+	// Meta and Spec are the pod's (or template's) metadata and spec.
+	Meta *metav1.ObjectMeta
+	Spec *corev1.PodSpec
+	// Path is the JSON pointer of the pod (template) within the document:
+	// "" for a Pod, "/spec/template" for a Deployment.
+	Path string
+	// NoMeta says the document has no metadata object at Path yet.
+	NoMeta bool
+}
+
+// Result is what the engine decided for one pod.
+type Result struct {
+	// Patch holds the additive JSON patch operations, empty when nothing changes.
+	Patch []Op
+	// Warnings explain every skip and clamp, one line each.
+	Warnings []string
+	// Injected lists the providers that added something.
+	Injected []string
+	// Invalid holds one error per provider whose configuration for this pod
+	// is invalid (each an *providers.InvalidError); that provider added nothing.
+	Invalid []error
+}
+
+// Mutate decides what the providers add to the target running as sa.
+func (e *Engine) Mutate(t Target, sa *corev1.ServiceAccount) Result {
+	var res Result
+	st := newState(t)
+	req := providers.Request{Namespace: t.Namespace, PodName: t.Name, PodMeta: t.Meta, PodSpec: t.Spec, ServiceAccount: sa}
+	for _, p := range e.providers {
+		inj, err := p.Inject(req)
+		if err != nil {
+			res.Invalid = append(res.Invalid, err)
+			continue
+		}
+		if inj == nil {
+			continue
+		}
+		res.Warnings = append(res.Warnings, inj.Warnings...)
+		changed, warnings := st.apply(req, inj)
+		res.Warnings = append(res.Warnings, warnings...)
+		if changed {
+			res.Injected = append(res.Injected, p.Name())
+		}
+	}
+	res.Patch = st.patch()
+	return res
+}
+
+// containerRef addresses one container: its list ("initContainers" or
+// "containers") and index.
+type containerRef struct {
+	list  string
+	index int
+}
+
+// state is the pod as the providers see it so far: the original plus
+// everything added, and the additions in order.
+type state struct {
+	t          Target
+	containers []containerRef
+	// what has been added, in order
+	annotations, labels []kv
+	volumes             []corev1.Volume
+	env                 map[containerRef][]corev1.EnvVar
+	mounts              map[containerRef][]corev1.VolumeMount
+}
+
+type kv struct{ k, v string }
+
+func newState(t Target) *state {
+	s := &state{t: t}
+	for i := range t.Spec.InitContainers {
+		s.containers = append(s.containers, containerRef{"initContainers", i})
+	}
+	for i := range t.Spec.Containers {
+		s.containers = append(s.containers, containerRef{"containers", i})
+	}
+	return s
+}
+
+func (s *state) container(r containerRef) *corev1.Container {
+	if r.list == "initContainers" {
+		return &s.t.Spec.InitContainers[r.index]
+	}
+	return &s.t.Spec.Containers[r.index]
+}
+
+func (s *state) podRef() string {
+	name := s.t.Name
+	if name == "" {
+		name = "<generated>"
+	}
+	return strconv.Quote(s.t.Namespace + "/" + name)
+}
+
+// metaValue returns the current value of a pod annotation or label.
+func (s *state) metaValue(labels bool, key string) (string, bool) {
+	m, added := s.t.Meta.Annotations, s.annotations
+	if labels {
+		m, added = s.t.Meta.Labels, s.labels
+	}
+	if v, ok := m[key]; ok {
+		return v, true
+	}
+	for _, a := range added {
+		if a.k == key {
+			return a.v, true
+		}
+	}
+	return "", false
+}
+
+func (s *state) volume(name string) *corev1.Volume {
+	for i := range s.t.Spec.Volumes {
+		if s.t.Spec.Volumes[i].Name == name {
+			return &s.t.Spec.Volumes[i]
+		}
+	}
+	for i := range s.volumes {
+		if s.volumes[i].Name == name {
+			return &s.volumes[i]
+		}
+	}
+	return nil
+}
+
+func (s *state) envVar(r containerRef, name string) (*corev1.EnvVar, bool) {
+	c := s.container(r)
+	for i := range c.Env {
+		if c.Env[i].Name == name {
+			return &c.Env[i], true
+		}
+	}
+	for i, e := range s.env[r] {
+		if e.Name == name {
+			return &s.env[r][i], true
+		}
+	}
+	return nil, false
+}
+
+func (s *state) mountAt(r containerRef, path string) (*corev1.VolumeMount, bool) {
+	c := s.container(r)
+	for i := range c.VolumeMounts {
+		if cleanPath(c.VolumeMounts[i].MountPath) == path {
+			return &c.VolumeMounts[i], true
+		}
+	}
+	for i, m := range s.mounts[r] {
+		if m.MountPath == path {
+			return &s.mounts[r][i], true
+		}
+	}
+	return nil, false
+}
+
+func cleanPath(p string) string {
+	if len(p) > 1 {
+		return strings.TrimRight(p, "/")
+	}
+	return p
+}
+
+// apply adds one provider's injection. It reports whether anything was
+// added and the warnings for everything it skipped.
+func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []string) {
+	var warnings []string
+	warn := func(format string, args ...any) {
+		warnings = append(warnings, fmt.Sprintf("%s (%s): ", inj.Provider, inj.Source)+fmt.Sprintf(format, args...))
+	}
+
+	// Pod-level conflicts skip the whole provider.
+	var newVolumes []corev1.Volume
+	for _, v := range inj.Volumes {
+		have := s.volume(v.Name)
+		if have == nil {
+			newVolumes = append(newVolumes, v)
+			continue
+		}
+		if !sameVolume(*have, v) {
+			warn("pod %s already has a different volume named %q; nothing was injected (rename that volume)", s.podRef(), v.Name)
+			return false, warnings
+		}
+	}
+	for _, labels := range []bool{false, true} {
+		want, what := inj.Annotations, "annotation"
+		if labels {
+			want, what = inj.Labels, "label"
+		}
+		for _, k := range sortedKeys(want) {
+			if v, ok := s.metaValue(labels, k); ok && v != want[k] {
+				warn("pod %s already has %s %s=%q; nothing was injected (remove that %s)", s.podRef(), what, k, v, what)
+				return false, warnings
+			}
+		}
+	}
+
+	skip := map[string]bool{}
+	for _, n := range inj.SkipContainers {
+		skip[n] = true
+	}
+	changed, mounted := false, false
+	for _, r := range s.containers {
+		c := s.container(r)
+		if skip[c.Name] {
+			continue
+		}
+		var newMounts []corev1.VolumeMount
+		conflict := false
+		for _, m := range inj.Mounts {
+			path := cleanPath(m.MountPath)
+			have, ok := s.mountAt(r, path)
+			if !ok {
+				newMounts = append(newMounts, corev1.VolumeMount{Name: m.VolumeName, MountPath: m.MountPath, ReadOnly: true})
+				continue
+			}
+			if have.Name != m.VolumeName {
+				warn("pod %s container %q already mounts volume %q at %s; the container was skipped (move that mount)", s.podRef(), c.Name, have.Name, m.MountPath)
+				conflict = true
+				break
+			}
+		}
+		if conflict {
+			continue
+		}
+		mounted = true
+		if len(newMounts) > 0 {
+			s.mounts = mapAppend(s.mounts, r, newMounts...)
+			changed = true
+		}
+		for _, g := range inj.Env {
+			var set []string
+			same := true
+			for _, e := range g.Vars {
+				if have, ok := s.envVar(r, e.Name); ok {
+					set = append(set, e.Name)
+					same = same && reflect.DeepEqual(*have, e)
+				}
+			}
+			switch {
+			case len(set) == 0:
+				s.env = mapAppend(s.env, r, g.Vars...)
+				changed = true
+			case len(set) == len(g.Vars) && same:
+				// Already injected.
+			default:
+				names := make([]string, len(g.Vars))
+				for i, e := range g.Vars {
+					names[i] = e.Name
+				}
+				warn("pod %s container %q already sets %s; none of %s was added (remove %s from the container to use the injected identity)",
+					s.podRef(), c.Name, strings.Join(set, ", "), strings.Join(names, ", "), strings.Join(set, ", "))
+			}
+		}
+	}
+	if !mounted {
+		return false, warnings
+	}
+	if len(newVolumes) > 0 {
+		s.volumes = append(s.volumes, newVolumes...)
+		changed = true
+	}
+	for _, labels := range []bool{false, true} {
+		want := inj.Annotations
+		if labels {
+			want = inj.Labels
+		}
+		for _, k := range sortedKeys(want) {
+			if _, ok := s.metaValue(labels, k); ok {
+				continue
+			}
+			if labels {
+				s.labels = append(s.labels, kv{k, want[k]})
+			} else {
+				s.annotations = append(s.annotations, kv{k, want[k]})
+			}
+			changed = true
+		}
+	}
+	return changed, warnings
+}
+
+func mapAppend[T any](m map[containerRef][]T, r containerRef, v ...T) map[containerRef][]T {
+	if m == nil {
+		m = map[containerRef][]T{}
+	}
+	m[r] = append(m[r], v...)
+	return m
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// sameVolume reports whether have is the volume want, allowing for the
+// defaults the API server fills in.
+func sameVolume(have, want corev1.Volume) bool {
+	return reflect.DeepEqual(normalizeVolume(have), normalizeVolume(want))
+}
+
+func normalizeVolume(v corev1.Volume) corev1.Volume {
+	const defaultMode = corev1.ProjectedVolumeSourceDefaultMode
+	if p := v.Projected; p != nil {
+		cp := *p
+		if cp.DefaultMode == nil {
+			m := int32(defaultMode)
+			cp.DefaultMode = &m
+		}
+		cp.Sources = slices.Clone(cp.Sources)
+		for i, src := range cp.Sources {
+			if src.DownwardAPI != nil {
+				d := *src.DownwardAPI
+				d.Items = slices.Clone(d.Items)
+				for j := range d.Items {
+					if f := d.Items[j].FieldRef; f != nil && f.APIVersion == "" {
+						ff := *f
+						ff.APIVersion = "v1"
+						d.Items[j].FieldRef = &ff
+					}
+				}
+				cp.Sources[i].DownwardAPI = &d
+			}
+		}
+		v.Projected = &cp
+	}
+	return v
+}

@@ -1,0 +1,216 @@
+// Package aws is the AWS identity provider: IAM Roles for Service Accounts
+// (a web identity token plus AWS_ROLE_ARN) and EKS Pod Identity (container
+// credentials) for the ServiceAccounts listed in an association file.
+package aws
+
+import (
+	"context"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pod-identity/injector/pkg/providers"
+)
+
+// Name is the provider's name.
+const Name = "aws"
+
+// Plugin registers the AWS provider's flags and builds it.
+type Plugin struct{ cfg Config }
+
+// NewPlugin returns the AWS plugin with default settings.
+func NewPlugin() providers.Plugin {
+	p := &Plugin{}
+	p.cfg.defaults()
+	return p
+}
+
+// Name implements providers.Plugin.
+func (p *Plugin) Name() string { return Name }
+
+// AddFlags implements providers.Plugin.
+func (p *Plugin) AddFlags(fs *pflag.FlagSet) { p.cfg.addFlags(fs) }
+
+// Build implements providers.Plugin.
+func (p *Plugin) Build(ctx context.Context, log logrus.FieldLogger) (providers.Provider, error) {
+	return New(ctx, p.cfg, log)
+}
+
+// Provider injects AWS identities.
+type Provider struct {
+	cfg         Config
+	podIdentity *Associations
+	keys        keys
+}
+
+type keys struct {
+	roleARN, audience, regionalSTS, expiration, skip string
+}
+
+// New validates cfg and returns the provider. When cfg names a Pod Identity
+// association file, it is watched until ctx ends.
+func New(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Provider, error) {
+	cfg.defaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	p := &Provider{cfg: cfg}
+	pre := cfg.AnnotationPrefix + "/"
+	p.keys = keys{
+		roleARN:     pre + "role-arn",
+		audience:    pre + "audience",
+		regionalSTS: pre + "sts-regional-endpoints",
+		expiration:  pre + "token-expiration",
+		skip:        pre + "skip-containers",
+	}
+	if cfg.PodIdentityConfig != "" {
+		a, err := WatchAssociations(ctx, cfg.PodIdentityConfig, log)
+		if err != nil {
+			return nil, err
+		}
+		p.podIdentity = a
+	}
+	return p, nil
+}
+
+// Name implements providers.Provider.
+func (p *Provider) Name() string { return Name }
+
+// AnnotationPrefixes implements providers.Provider.
+func (p *Provider) AnnotationPrefixes() []string { return []string{p.cfg.AnnotationPrefix + "/"} }
+
+// Inject implements providers.Provider.
+func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
+	sa := req.ServiceAccount
+	podIdentity := p.podIdentity != nil && p.podIdentity.Has(sa.Namespace, sa.Name)
+	arn, irsa := sa.Annotations[p.keys.roleARN]
+	if !podIdentity && !irsa {
+		return nil, nil
+	}
+	expiration, warning, err := req.TokenExpiration(Name, p.keys.expiration, p.cfg.TokenExpiration,
+		providers.Bounds{Min: MinTokenExpiration, Max: MaxTokenExpiration, Clamp: true})
+	if err != nil {
+		return nil, err
+	}
+	inj := &providers.Injection{Provider: Name}
+	if warning != "" {
+		inj.Warnings = append(inj.Warnings, warning)
+	}
+	if v, ok := req.PodMeta.Annotations[p.keys.skip]; ok {
+		inj.SkipContainers = providers.SplitList(v, ",")
+	}
+	windows := isWindows(req.PodSpec)
+
+	if podIdentity {
+		inj.Source = "eks pod identity association for serviceaccount " + strconv.Quote(req.SARef())
+		inj.Volumes = []corev1.Volume{providers.TokenVolume(PodIdentityVolumeName, PodIdentityAudience, expiration, PodIdentityTokenPath)}
+		inj.Mounts = []providers.Mount{{VolumeName: PodIdentityVolumeName, MountPath: PodIdentityMountPath}}
+		inj.Env = append(inj.Env, providers.EnvGroup{Name: "credential", Vars: []corev1.EnvVar{
+			{Name: "AWS_CONTAINER_CREDENTIALS_FULL_URI", Value: p.cfg.PodIdentityFullURI},
+			{Name: "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", Value: tokenFile(PodIdentityMountPath, PodIdentityTokenPath, windows)},
+		}})
+		inj.Labels = map[string]string{PodIdentityLabel: "enabled"}
+	} else {
+		inj.Source = "serviceaccount " + strconv.Quote(req.SARef()) + " annotation " + p.keys.roleARN
+		arn, err = p.roleARN(req, arn)
+		if err != nil {
+			return nil, err
+		}
+		audience := p.cfg.Audience
+		if v := strings.TrimSpace(sa.Annotations[p.keys.audience]); v != "" {
+			audience = v
+		}
+		inj.Volumes = []corev1.Volume{providers.TokenVolume(IRSAVolumeName, audience, expiration, IRSATokenPath)}
+		inj.Mounts = []providers.Mount{{VolumeName: IRSAVolumeName, MountPath: p.cfg.MountPath}}
+		inj.Env = append(inj.Env, providers.EnvGroup{Name: "credential", Vars: []corev1.EnvVar{
+			{Name: "AWS_ROLE_ARN", Value: arn},
+			{Name: "AWS_WEB_IDENTITY_TOKEN_FILE", Value: tokenFile(p.cfg.MountPath, IRSATokenPath, windows)},
+		}})
+		regional := p.cfg.RegionalSTS
+		if v, ok := sa.Annotations[p.keys.regionalSTS]; ok {
+			b, err := strconv.ParseBool(strings.TrimSpace(v))
+			if err != nil {
+				return nil, req.Invalid(Name, p.keys.regionalSTS, v, `"true" or "false"`)
+			}
+			regional = b
+		}
+		if regional {
+			inj.Env = append(inj.Env, providers.EnvGroup{Name: "sts", Vars: []corev1.EnvVar{
+				{Name: "AWS_STS_REGIONAL_ENDPOINTS", Value: "regional"},
+			}})
+		}
+	}
+	if r := p.cfg.DefaultRegion; r != "" {
+		inj.Env = append(inj.Env, providers.EnvGroup{Name: "region", Vars: []corev1.EnvVar{
+			{Name: "AWS_REGION", Value: r},
+			{Name: "AWS_DEFAULT_REGION", Value: r},
+		}})
+	}
+	return inj, nil
+}
+
+// roleARN checks the role-arn annotation and composes it from a bare role
+// name when that is allowed.
+func (p *Provider) roleARN(req providers.Request, v string) (string, error) {
+	s := strings.TrimSpace(v)
+	if p.cfg.ComposeRoleARN && !strings.HasPrefix(s, "arn:") && roleName.MatchString(s) {
+		s = "arn:" + p.cfg.Partition + ":iam::" + p.cfg.AccountID + ":role/" + s
+	}
+	if !roleARN.MatchString(s) {
+		expected := roleNameExpected
+		if p.cfg.ComposeRoleARN {
+			expected = roleNameExpectedComposable
+		}
+		return "", req.Invalid(Name, p.keys.roleARN, v, expected)
+	}
+	return s, nil
+}
+
+func tokenFile(mountPath, file string, windows bool) string {
+	p := path.Join(mountPath, file)
+	if windows {
+		return windowsMountPrefix + strings.ReplaceAll(p, "/", `\`)
+	}
+	return p
+}
+
+// isWindows reports whether the pod can only run on Windows nodes: by its
+// nodeSelector, or because every required node affinity term demands it.
+func isWindows(spec *corev1.PodSpec) bool {
+	if spec.NodeSelector[corev1.LabelOSStable] == "windows" {
+		return true
+	}
+	a := spec.Affinity
+	if a == nil || a.NodeAffinity == nil || a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+		return false
+	}
+	terms := a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+	if len(terms) == 0 {
+		return false
+	}
+	for _, t := range terms {
+		if !termRequiresWindows(t) {
+			return false
+		}
+	}
+	return true
+}
+
+func termRequiresWindows(t corev1.NodeSelectorTerm) bool {
+	for _, e := range t.MatchExpressions {
+		if e.Key == corev1.LabelOSStable && e.Operator == corev1.NodeSelectorOpIn && len(e.Values) > 0 {
+			all := true
+			for _, v := range e.Values {
+				all = all && v == "windows"
+			}
+			if all {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,136 @@
+package aws
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Defaults of the AWS provider, as the EKS pod identity webhook has them.
+const (
+	DefaultAnnotationPrefix    = "eks.amazonaws.com"
+	DefaultAudience            = "sts.amazonaws.com"
+	DefaultMountPath           = "/var/run/secrets/eks.amazonaws.com/serviceaccount"
+	DefaultTokenExpiration     = 86400
+	MinTokenExpiration         = 600
+	MaxTokenExpiration         = 86400
+	DefaultPodIdentityFullURI  = "http://169.254.170.23/v1/credentials"
+	PodIdentityAudience        = "pods.eks.amazonaws.com"
+	PodIdentityMountPath       = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount"
+	PodIdentityTokenPath       = "eks-pod-identity-token"
+	PodIdentityVolumeName      = "eks-pod-identity-token"
+	PodIdentityLabel           = "eks.amazonaws.com/pod-identity"
+	IRSAVolumeName             = "aws-iam-token"
+	IRSATokenPath              = "token"
+	windowsMountPrefix         = `C:`
+	accountIDPattern           = `[0-9]{12}`
+	partitionPattern           = `aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b|aws-eusc`
+	roleNameExpected           = "arn:<partition>:iam::<12-digit account>:role/<path/name> with partition aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b or aws-eusc"
+	roleNameExpectedComposable = roleNameExpected + ", or a bare role name"
+)
+
+var (
+	roleARN   = regexp.MustCompile(`^arn:(` + partitionPattern + `):iam::` + accountIDPattern + `:role/([\x21-\x7E]+/)*[\w+=,.@-]{1,64}$`)
+	roleName  = regexp.MustCompile(`^([\x21-\x7E]+/)*[\w+=,.@-]{1,64}$`)
+	accountID = regexp.MustCompile(`^` + accountIDPattern + `$`)
+	partition = regexp.MustCompile(`^(` + partitionPattern + `)$`)
+)
+
+// Config holds the AWS provider's settings.
+type Config struct {
+	// AnnotationPrefix is the prefix of every annotation the provider reads.
+	AnnotationPrefix string
+	// Audience is the token audience when the ServiceAccount names none.
+	Audience string
+	// MountPath is where the IRSA token volume is mounted.
+	MountPath string
+	// TokenExpiration is the token lifetime in seconds when no annotation sets one.
+	TokenExpiration int64
+	// RegionalSTS turns on AWS_STS_REGIONAL_ENDPOINTS=regional by default.
+	RegionalSTS bool
+	// DefaultRegion, when set, is injected as AWS_REGION and AWS_DEFAULT_REGION.
+	DefaultRegion string
+	// ComposeRoleARN lets a role-arn annotation be a bare role name.
+	ComposeRoleARN bool
+	// AccountID is the account of composed role ARNs.
+	AccountID string
+	// Partition is the partition of composed role ARNs; derived from
+	// DefaultRegion when empty.
+	Partition string
+	// PodIdentityConfig is the path of the EKS Pod Identity association file.
+	PodIdentityConfig string
+	// PodIdentityFullURI is the container credentials endpoint.
+	PodIdentityFullURI string
+}
+
+func (c *Config) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.AnnotationPrefix, "aws-annotation-prefix", DefaultAnnotationPrefix, "prefix of the AWS ServiceAccount and pod annotations")
+	fs.StringVar(&c.Audience, "aws-token-audience", DefaultAudience, "default audience of the AWS web identity token")
+	fs.StringVar(&c.MountPath, "aws-token-mount-path", DefaultMountPath, "where the AWS web identity token is mounted")
+	fs.Int64Var(&c.TokenExpiration, "aws-token-expiration", DefaultTokenExpiration, "default lifetime in seconds of the AWS token (600 to 86400)")
+	fs.BoolVar(&c.RegionalSTS, "aws-sts-regional-endpoints", false, "inject AWS_STS_REGIONAL_ENDPOINTS=regional unless the ServiceAccount says \"false\"")
+	fs.StringVar(&c.DefaultRegion, "aws-default-region", "", "inject AWS_REGION and AWS_DEFAULT_REGION with this region")
+	fs.BoolVar(&c.ComposeRoleARN, "aws-compose-role-arn", false, "accept a bare role name in the role-arn annotation and compose the ARN from --aws-account-id and the partition")
+	fs.StringVar(&c.AccountID, "aws-account-id", "", "12-digit account of composed role ARNs")
+	fs.StringVar(&c.Partition, "aws-partition", "", "partition of composed role ARNs (default: from --aws-default-region, else aws)")
+	fs.StringVar(&c.PodIdentityConfig, "aws-pod-identity-config", "", "JSON file of EKS Pod Identity associations, reloaded when it changes")
+	fs.StringVar(&c.PodIdentityFullURI, "aws-pod-identity-full-uri", DefaultPodIdentityFullURI, "EKS Pod Identity container credentials endpoint")
+}
+
+func (c *Config) defaults() {
+	if c.AnnotationPrefix == "" {
+		c.AnnotationPrefix = DefaultAnnotationPrefix
+	}
+	c.AnnotationPrefix = strings.TrimSuffix(c.AnnotationPrefix, "/")
+	if c.Audience == "" {
+		c.Audience = DefaultAudience
+	}
+	if c.MountPath == "" {
+		c.MountPath = DefaultMountPath
+	}
+	if c.TokenExpiration == 0 {
+		c.TokenExpiration = DefaultTokenExpiration
+	}
+	if c.PodIdentityFullURI == "" {
+		c.PodIdentityFullURI = DefaultPodIdentityFullURI
+	}
+	if c.Partition == "" {
+		c.Partition = PartitionForRegion(c.DefaultRegion)
+	}
+}
+
+func (c *Config) validate() error {
+	if c.TokenExpiration < MinTokenExpiration || c.TokenExpiration > MaxTokenExpiration {
+		return fmt.Errorf("--aws-token-expiration %d: expected %d to %d seconds", c.TokenExpiration, MinTokenExpiration, MaxTokenExpiration)
+	}
+	if !partition.MatchString(c.Partition) {
+		return fmt.Errorf("--aws-partition %q: expected one of aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b, aws-eusc", c.Partition)
+	}
+	if c.ComposeRoleARN && !accountID.MatchString(c.AccountID) {
+		return fmt.Errorf("--aws-account-id %q: expected 12 digits, required by --aws-compose-role-arn", c.AccountID)
+	}
+	if !strings.HasPrefix(c.MountPath, "/") {
+		return fmt.Errorf("--aws-token-mount-path %q: expected an absolute path", c.MountPath)
+	}
+	return nil
+}
+
+// PartitionForRegion returns the AWS partition of a region by its prefix.
+func PartitionForRegion(region string) string {
+	switch {
+	case strings.HasPrefix(region, "cn-"):
+		return "aws-cn"
+	case strings.HasPrefix(region, "us-gov-"):
+		return "aws-us-gov"
+	case strings.HasPrefix(region, "us-isob-"):
+		return "aws-iso-b"
+	case strings.HasPrefix(region, "us-iso-"):
+		return "aws-iso"
+	case strings.HasPrefix(region, "eusc-"):
+		return "aws-eusc"
+	default:
+		return "aws"
+	}
+}

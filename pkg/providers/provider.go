@@ -1,0 +1,220 @@
+// Package providers defines what a cloud identity provider is to the injection
+// engine, and the registry that builds the enabled providers from
+// configuration. A provider reads a pod's ServiceAccount (and the pod) and says
+// what to inject; the engine in package mutate decides where it goes.
+package providers
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Request is what a provider is shown: the pod being created and the
+// ServiceAccount it runs as. Providers must treat both as read-only.
+type Request struct {
+	// Namespace is the pod's namespace (the admission request's when the pod has none).
+	Namespace string
+	// PodName is the pod's name, or its generateName prefix when it has no name yet.
+	PodName string
+	// PodMeta holds the pod's (or pod template's) labels and annotations.
+	PodMeta *metav1.ObjectMeta
+	// PodSpec is the pod's (or pod template's) spec.
+	PodSpec *corev1.PodSpec
+	// ServiceAccount is the pod's ServiceAccount. Only its name, namespace, uid
+	// and annotations are guaranteed to be set.
+	ServiceAccount *corev1.ServiceAccount
+}
+
+// PodRef names the pod in messages: "namespace/name".
+func (r Request) PodRef() string {
+	name := r.PodName
+	if name == "" {
+		name = "<generated>"
+	}
+	return r.Namespace + "/" + name
+}
+
+// SARef names the ServiceAccount in messages: "namespace/name".
+func (r Request) SARef() string {
+	return r.ServiceAccount.Namespace + "/" + r.ServiceAccount.Name
+}
+
+// Mount is a volume mount the engine adds to every container that is not
+// skipped. The volume it names must be one of the Injection's Volumes.
+type Mount struct {
+	// VolumeName names the volume to mount.
+	VolumeName string
+	// MountPath is where the volume is mounted, read-only.
+	MountPath string
+}
+
+// EnvGroup is a set of environment variables that belong together: if a
+// container already sets any of them, none of the group is added to it.
+type EnvGroup struct {
+	// Name describes the group in warnings, e.g. "credential" or "region".
+	Name string
+	// Vars are the variables of the group, added in this order.
+	Vars []corev1.EnvVar
+}
+
+// Injection is what one provider asks the engine to add to one pod.
+type Injection struct {
+	// Provider is the name of the provider that produced it.
+	Provider string
+	// Volumes are added to the pod once.
+	Volumes []corev1.Volume
+	// Mounts are added to every container that is not skipped.
+	Mounts []Mount
+	// Env groups are added to every container that is not skipped.
+	Env []EnvGroup
+	// Annotations are added to the pod.
+	Annotations map[string]string
+	// Labels are added to the pod.
+	Labels map[string]string
+	// SkipContainers names the containers that get nothing.
+	SkipContainers []string
+	// Source names what triggered the injection in messages, e.g.
+	// `serviceaccount "ns/sa" annotation eks.amazonaws.com/role-arn`.
+	Source string
+	// Warnings are shown to the user as they are (clamped values and the like).
+	Warnings []string
+}
+
+// Provider is a cloud identity provider. Implementations live in their own
+// package under pkg/providers and register a Factory.
+type Provider interface {
+	// Name is the provider's short name: "aws", "azure", "gcp".
+	Name() string
+	// AnnotationPrefixes lists the annotation key prefixes of a
+	// ServiceAccount that this provider reads; the ServiceAccount cache keeps
+	// only those annotations.
+	AnnotationPrefixes() []string
+	// Inject returns what to add to the pod, nil when the provider does not
+	// apply to it, or an *InvalidError when the identity configuration on the
+	// ServiceAccount or the pod is invalid.
+	Inject(req Request) (*Injection, error)
+}
+
+// InvalidError says that a pod's identity configuration is invalid: the
+// object, the annotation, the bad value and the expected form.
+type InvalidError struct {
+	// Provider is the name of the provider that found the problem.
+	Provider string
+	// Kind is "ServiceAccount" or "Pod".
+	Kind string
+	// Object is "namespace/name".
+	Object string
+	// Annotation is the annotation key that holds the bad value.
+	Annotation string
+	// Value is the bad value.
+	Value string
+	// Expected is the form the value should take.
+	Expected string
+}
+
+// Error implements error.
+func (e *InvalidError) Error() string {
+	return fmt.Sprintf("%s %q: annotation %s has invalid value %q: expected %s",
+		strings.ToLower(e.Kind), e.Object, e.Annotation, e.Value, e.Expected)
+}
+
+// IsInvalid reports whether err says that an identity configuration is invalid.
+func IsInvalid(err error) bool {
+	var ie *InvalidError
+	return errors.As(err, &ie)
+}
+
+// Invalid returns an *InvalidError about an annotation of the request's
+// ServiceAccount.
+func (r Request) Invalid(provider, annotation, value, expected string) *InvalidError {
+	return &InvalidError{Provider: provider, Kind: "ServiceAccount", Object: r.SARef(),
+		Annotation: annotation, Value: value, Expected: expected}
+}
+
+// InvalidPod returns an *InvalidError about an annotation of the request's pod.
+func (r Request) InvalidPod(provider, annotation, value, expected string) *InvalidError {
+	return &InvalidError{Provider: provider, Kind: "Pod", Object: r.PodRef(),
+		Annotation: annotation, Value: value, Expected: expected}
+}
+
+// Bounds says how a token expiration outside its range is treated.
+type Bounds struct {
+	// Min and Max are the accepted range in seconds.
+	Min, Max int64
+	// Clamp moves an out-of-range value to the nearest bound with a warning;
+	// without it an out-of-range value is an *InvalidError.
+	Clamp bool
+}
+
+// TokenExpiration resolves a token expiration annotation with the precedence
+// pod > ServiceAccount > def, then applies the bounds. It returns the value,
+// a warning when it clamped, or an *InvalidError.
+func (r Request) TokenExpiration(provider, key string, def int64, b Bounds) (int64, string, error) {
+	raw, onPod := r.PodMeta.Annotations[key]
+	if !onPod {
+		v, ok := r.ServiceAccount.Annotations[key]
+		if !ok {
+			return def, "", nil
+		}
+		raw = v
+	}
+	invalid := func(expected string) error {
+		if onPod {
+			return r.InvalidPod(provider, key, raw, expected)
+		}
+		return r.Invalid(provider, key, raw, expected)
+	}
+	rangeText := fmt.Sprintf("a whole number of seconds from %d to %d", b.Min, b.Max)
+	v, err := strconv.ParseInt(strings.TrimSpace(raw), 10, 64)
+	if err != nil {
+		return 0, "", invalid(rangeText)
+	}
+	where := "serviceaccount " + strconv.Quote(r.SARef())
+	if onPod {
+		where = "pod " + strconv.Quote(r.PodRef())
+	}
+	switch {
+	case v >= b.Min && v <= b.Max:
+		return v, "", nil
+	case !b.Clamp:
+		return 0, "", invalid(rangeText)
+	case v < b.Min:
+		return b.Min, fmt.Sprintf("%s: annotation %s=%q is below the minimum; using %d seconds (set it to at least %d)",
+			where, key, raw, b.Min, b.Min), nil
+	default:
+		return b.Max, fmt.Sprintf("%s: annotation %s=%q is above the maximum; using %d seconds (set it to at most %d)",
+			where, key, raw, b.Max, b.Max), nil
+	}
+}
+
+// SplitList splits a skip-containers annotation value on sep, trimming spaces
+// and dropping empty names.
+func SplitList(value, sep string) []string {
+	var out []string
+	for _, p := range strings.Split(value, sep) {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// TokenVolume returns a projected volume holding one ServiceAccount token.
+func TokenVolume(name, audience string, expirationSeconds int64, path string) corev1.Volume {
+	exp := expirationSeconds
+	return corev1.Volume{
+		Name: name,
+		VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience:          audience,
+				ExpirationSeconds: &exp,
+				Path:              path,
+			}}},
+		}},
+	}
+}
