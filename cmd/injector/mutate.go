@@ -134,10 +134,12 @@ func runMutate(ctx context.Context, cfg *mutateConfig, stdin io.Reader, stdout, 
 		for _, w := range r.Warnings {
 			_, _ = fmt.Fprintln(stderr, "Warning:", w)
 		}
-		for _, e := range r.Invalid {
-			if cfg.invalidIdentity == "warn" {
-				_, _ = fmt.Fprintln(stderr, "Warning:", e)
-			} else {
+		if cfg.invalidIdentity == "warn" {
+			for _, w := range r.InvalidAsWarnings() {
+				_, _ = fmt.Fprintln(stderr, "Warning:", w)
+			}
+		} else {
+			for _, e := range r.Invalid {
 				invalid = append(invalid, e.Error())
 			}
 		}

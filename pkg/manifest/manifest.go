@@ -300,13 +300,7 @@ func lookup(obj map[string]any, path string) (any, error) {
 
 func setAt(obj map[string]any, path string, v any) (map[string]any, error) {
 	if path == "" {
-		m, _ := v.(map[string]any)
-		for k := range obj {
-			delete(obj, k)
-		}
-		for k, val := range m {
-			obj[k] = val
-		}
+		// The patch was applied to obj itself.
 		return obj, nil
 	}
 	keys := strings.Split(strings.TrimPrefix(path, "/"), "/")

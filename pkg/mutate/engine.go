@@ -6,6 +6,7 @@
 package mutate
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -93,6 +94,22 @@ func (e *Engine) Mutate(t Target, sa *corev1.ServiceAccount) Result {
 	}
 	res.Patch = st.patch()
 	return res
+}
+
+// InvalidAsWarnings returns the invalid configurations as admission
+// warnings, for --invalid-identity=warn: the pod is admitted without the
+// injection of those providers.
+func (r Result) InvalidAsWarnings() []string {
+	out := make([]string, 0, len(r.Invalid))
+	for _, err := range r.Invalid {
+		msg := err.Error()
+		var ie *providers.InvalidError
+		if errors.As(err, &ie) {
+			msg += "; admitted without the " + ie.Provider + " identity"
+		}
+		out = append(out, msg)
+	}
+	return out
 }
 
 // containerRef addresses one container: its list ("initContainers" or
