@@ -1,0 +1,138 @@
+package aws
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pod-identity/injector/pkg/providers"
+)
+
+func request(saAnn map[string]string) providers.Request {
+	return providers.Request{
+		Namespace: "ns", PodName: "p",
+		PodMeta:        &metav1.ObjectMeta{},
+		PodSpec:        &corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}},
+		ServiceAccount: &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "sa", Namespace: "ns", Annotations: saAnn}},
+	}
+}
+
+func TestRoleARNValidation(t *testing.T) {
+	tests := []struct {
+		name, value string
+		compose     bool
+		want        string
+	}{
+		{name: "a commercial role ARN is accepted", value: "arn:aws:iam::123456789012:role/app", want: "arn:aws:iam::123456789012:role/app"},
+		{name: "a role with a path is accepted", value: "arn:aws:iam::123456789012:role/team/a/app", want: "arn:aws:iam::123456789012:role/team/a/app"},
+		{name: "surrounding spaces are trimmed", value: " arn:aws-cn:iam::123456789012:role/app ", want: "arn:aws-cn:iam::123456789012:role/app"},
+		{name: "an unknown partition is refused", value: "arn:aws-moon:iam::123456789012:role/app"},
+		{name: "a short account is refused", value: "arn:aws:iam::12345:role/app"},
+		{name: "a user ARN is refused", value: "arn:aws:iam::123456789012:user/app"},
+		{name: "a role name with a space is refused", value: "arn:aws:iam::123456789012:role/my app"},
+		{name: "a bare name is refused without composing", value: "app"},
+		{name: "a bare name is composed when allowed", value: "app", compose: true, want: "arn:aws-us-gov:iam::210987654321:role/app"},
+		{name: "a full ARN passes through when composing", value: "arn:aws:iam::123456789012:role/app", compose: true, want: "arn:aws:iam::123456789012:role/app"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{ComposeRoleARN: tt.compose, AccountID: "210987654321", DefaultRegion: "us-gov-west-1"}
+			p, err := New(context.Background(), cfg, logrus.New())
+			if err != nil {
+				t.Fatal(err)
+			}
+			inj, err := p.Inject(request(map[string]string{"eks.amazonaws.com/role-arn": tt.value}))
+			if tt.want == "" {
+				if !providers.IsInvalid(err) {
+					t.Fatalf("Inject() error = %v, want an invalid-configuration error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := inj.Env[0].Vars[0].Value; got != tt.want {
+				t.Errorf("AWS_ROLE_ARN = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPartitionForRegion(t *testing.T) {
+	for region, want := range map[string]string{
+		"": "aws", "us-east-1": "aws", "cn-northwest-1": "aws-cn", "us-gov-east-1": "aws-us-gov",
+		"us-iso-east-1": "aws-iso", "us-isob-east-1": "aws-iso-b", "eusc-de-east-1": "aws-eusc",
+	} {
+		if got := PartitionForRegion(region); got != want {
+			t.Errorf("PartitionForRegion(%q) = %q, want %q", region, got, want)
+		}
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"composing without an account":   {ComposeRoleARN: true},
+		"an expiration below the minimum": {TokenExpiration: 60},
+		"an unknown partition":            {Partition: "aws-moon"},
+		"a relative mount path":           {MountPath: "var/run"},
+	} {
+		if _, err := New(context.Background(), cfg, logrus.New()); err == nil {
+			t.Errorf("%s: New() accepted it", name)
+		}
+	}
+}
+
+func TestPodIdentityAssociationsReloadAndKeepTheLastGoodSet(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "associations.json")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(file+".tmp", []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(file+".tmp", file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`{"identities":[{"namespace":"a","serviceAccount":"one"}]}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := WatchAssociations(ctx, file, logrus.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Has("a", "one") || a.Has("b", "two") {
+		t.Fatal("initial set is wrong")
+	}
+	eventually := func(cond func() bool, what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	write(`{"identities":[{"namespace":"b","serviceAccount":"two"}]}`)
+	eventually(func() bool { return a.Has("b", "two") && !a.Has("a", "one") }, "the changed file was not reloaded")
+	write(`{"identities":[{"namespace":"c"`)
+	write(`{"identities":[{"namespace":"c"}]}`)
+	// A later good write proves the bad ones were read and passed over.
+	time.Sleep(300 * time.Millisecond)
+	if !a.Has("b", "two") {
+		t.Fatal("a bad file replaced the last good set")
+	}
+	write(`{"identities":[{"namespace":"d","serviceAccount":"four"}]}`)
+	eventually(func() bool { return a.Has("d", "four") }, "a good file after a bad one was not loaded")
+
+	if _, err := WatchAssociations(ctx, filepath.Join(dir, "missing.json"), logrus.New()); err == nil {
+		t.Error("a missing file was accepted at start")
+	}
+}
