@@ -77,7 +77,7 @@ func TestPartitionForRegion(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	for name, cfg := range map[string]Config{
-		"composing without an account":   {ComposeRoleARN: true},
+		"composing without an account":    {ComposeRoleARN: true},
 		"an expiration below the minimum": {TokenExpiration: 60},
 		"an unknown partition":            {Partition: "aws-moon"},
 		"a relative mount path":           {MountPath: "var/run"},
