@@ -381,18 +381,34 @@ func normalizeVolume(v corev1.Volume) corev1.Volume {
 		for i, src := range cp.Sources {
 			if src.DownwardAPI != nil {
 				d := *src.DownwardAPI
-				d.Items = slices.Clone(d.Items)
-				for j := range d.Items {
-					if f := d.Items[j].FieldRef; f != nil && f.APIVersion == "" {
-						ff := *f
-						ff.APIVersion = "v1"
-						d.Items[j].FieldRef = &ff
-					}
-				}
+				d.Items = defaultFieldRefs(d.Items)
 				cp.Sources[i].DownwardAPI = &d
 			}
 		}
 		v.Projected = &cp
 	}
+	if d := v.DownwardAPI; d != nil {
+		cp := *d
+		if cp.DefaultMode == nil {
+			m := int32(corev1.DownwardAPIVolumeSourceDefaultMode)
+			cp.DefaultMode = &m
+		}
+		cp.Items = defaultFieldRefs(cp.Items)
+		v.DownwardAPI = &cp
+	}
 	return v
+}
+
+// defaultFieldRefs returns items with the API version of field references
+// defaulted as the API server does.
+func defaultFieldRefs(items []corev1.DownwardAPIVolumeFile) []corev1.DownwardAPIVolumeFile {
+	items = slices.Clone(items)
+	for j := range items {
+		if f := items[j].FieldRef; f != nil && f.APIVersion == "" {
+			ff := *f
+			ff.APIVersion = "v1"
+			items[j].FieldRef = &ff
+		}
+	}
+	return items
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/pod-identity/injector/pkg/providers"
 	"github.com/pod-identity/injector/pkg/providers/aws"
+	"github.com/pod-identity/injector/pkg/providers/azure"
+	"github.com/pod-identity/injector/pkg/providers/gcp"
 )
 
 // Set is every compiled-in provider plugin with its --enable-<name> switch.
@@ -24,6 +26,8 @@ func New() *Set {
 	return &Set{
 		plugins: []providers.Plugin{
 			aws.NewPlugin(),
+			azure.NewPlugin(),
+			gcp.NewPlugin(),
 		},
 		enabled: map[string]*bool{},
 	}

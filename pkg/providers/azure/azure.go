@@ -1,0 +1,159 @@
+// Package azure is the Microsoft Entra Workload ID provider: pods labelled
+// azure.workload.identity/use=true get a token with the audience
+// api://AzureADTokenExchange and the AZURE_* variables the Azure SDKs read,
+// as the upstream Azure Workload Identity webhook gives them.
+package azure
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pod-identity/injector/pkg/providers"
+)
+
+// Annotations, labels and defaults of the Azure provider.
+const (
+	Name                   = "azure"
+	Prefix                 = "azure.workload.identity/"
+	UseLabel               = Prefix + "use"
+	ClientIDAnnotation     = Prefix + "client-id"
+	TenantIDAnnotation     = Prefix + "tenant-id"
+	ExpirationAnnotation   = Prefix + "service-account-token-expiration"
+	SkipAnnotation         = Prefix + "skip-containers"
+	Audience               = "api://AzureADTokenExchange"
+	VolumeName             = "azure-identity-token"
+	TokenPath              = "azure-identity-token"
+	MountPath              = "/var/run/secrets/azure/tokens"
+	DefaultAuthorityHost   = "https://login.microsoftonline.com/"
+	DefaultTokenExpiration = 3600
+	MinTokenExpiration     = 3600
+	MaxTokenExpiration     = 86400
+	guidExpected           = "a GUID such as 00000000-0000-0000-0000-000000000000"
+)
+
+var (
+	guid     = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	tenantID = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.-]*$`)
+)
+
+// Config holds the Azure provider's settings.
+type Config struct {
+	// TenantID is the tenant of ServiceAccounts that name none.
+	TenantID string
+	// AuthorityHost is the Microsoft Entra authority injected as AZURE_AUTHORITY_HOST.
+	AuthorityHost string
+}
+
+func (c *Config) defaults() {
+	if c.AuthorityHost == "" {
+		c.AuthorityHost = DefaultAuthorityHost
+	}
+}
+
+func (c *Config) validate() error {
+	if c.TenantID != "" && !tenantID.MatchString(c.TenantID) {
+		return fmt.Errorf("--azure-tenant-id %q: expected a tenant GUID", c.TenantID)
+	}
+	if !strings.HasPrefix(c.AuthorityHost, "https://") {
+		return fmt.Errorf("--azure-authority-host %q: expected an https:// URL", c.AuthorityHost)
+	}
+	return nil
+}
+
+// Plugin registers the Azure provider's flags and builds it.
+type Plugin struct{ cfg Config }
+
+// NewPlugin returns the Azure plugin with default settings.
+func NewPlugin() providers.Plugin { return &Plugin{} }
+
+// Name implements providers.Plugin.
+func (p *Plugin) Name() string { return Name }
+
+// AddFlags implements providers.Plugin.
+func (p *Plugin) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&p.cfg.TenantID, "azure-tenant-id", "", "Microsoft Entra tenant of ServiceAccounts without the "+TenantIDAnnotation+" annotation")
+	fs.StringVar(&p.cfg.AuthorityHost, "azure-authority-host", DefaultAuthorityHost, "Microsoft Entra authority injected as AZURE_AUTHORITY_HOST")
+}
+
+// Build implements providers.Plugin.
+func (p *Plugin) Build(_ context.Context, _ logrus.FieldLogger) (providers.Provider, error) {
+	return New(p.cfg)
+}
+
+// Provider injects Azure workload identities.
+type Provider struct{ cfg Config }
+
+// New validates cfg and returns the provider.
+func New(cfg Config) (*Provider, error) {
+	cfg.defaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Provider{cfg: cfg}, nil
+}
+
+// Name implements providers.Provider.
+func (p *Provider) Name() string { return Name }
+
+// AnnotationPrefixes implements providers.Provider.
+func (p *Provider) AnnotationPrefixes() []string { return []string{Prefix} }
+
+// Inject implements providers.Provider.
+func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
+	if req.PodMeta.Labels[UseLabel] != "true" {
+		return nil, nil
+	}
+	sa := req.ServiceAccount
+	inj := &providers.Injection{
+		Provider: Name,
+		Source:   "pod label " + UseLabel + "=true, serviceaccount " + strconv.Quote(req.SARef()),
+	}
+	clientID, hasClient := sa.Annotations[ClientIDAnnotation]
+	clientID = strings.TrimSpace(clientID)
+	if hasClient && !guid.MatchString(clientID) {
+		return nil, req.Invalid(Name, ClientIDAnnotation, sa.Annotations[ClientIDAnnotation], guidExpected)
+	}
+	tenant := p.cfg.TenantID
+	if v, ok := sa.Annotations[TenantIDAnnotation]; ok {
+		tenant = strings.TrimSpace(v)
+		if !tenantID.MatchString(tenant) {
+			return nil, req.Invalid(Name, TenantIDAnnotation, v, guidExpected)
+		}
+	}
+	expiration, _, err := req.TokenExpiration(Name, ExpirationAnnotation, DefaultTokenExpiration,
+		providers.Bounds{Min: MinTokenExpiration, Max: MaxTokenExpiration})
+	if err != nil {
+		return nil, err
+	}
+	var vars []corev1.EnvVar
+	if hasClient {
+		vars = append(vars, corev1.EnvVar{Name: "AZURE_CLIENT_ID", Value: clientID})
+	} else {
+		inj.Warnings = append(inj.Warnings, fmt.Sprintf("azure (%s): serviceaccount %q has no %s annotation; AZURE_CLIENT_ID was not injected (annotate the serviceaccount or set it in the container)",
+			inj.Source, req.SARef(), ClientIDAnnotation))
+	}
+	if tenant != "" {
+		vars = append(vars, corev1.EnvVar{Name: "AZURE_TENANT_ID", Value: tenant})
+	} else {
+		inj.Warnings = append(inj.Warnings, fmt.Sprintf("azure (%s): serviceaccount %q has no %s annotation and the webhook has no --azure-tenant-id; AZURE_TENANT_ID was not injected",
+			inj.Source, req.SARef(), TenantIDAnnotation))
+	}
+	vars = append(vars,
+		corev1.EnvVar{Name: "AZURE_FEDERATED_TOKEN_FILE", Value: MountPath + "/" + TokenPath},
+		corev1.EnvVar{Name: "AZURE_AUTHORITY_HOST", Value: p.cfg.AuthorityHost},
+	)
+	inj.Env = []providers.EnvGroup{{Name: "credential", Vars: vars}}
+	inj.Volumes = []corev1.Volume{providers.TokenVolume(VolumeName, Audience, expiration, TokenPath)}
+	inj.Mounts = []providers.Mount{{VolumeName: VolumeName, MountPath: MountPath}}
+	if v, ok := req.PodMeta.Annotations[SkipAnnotation]; ok {
+		inj.SkipContainers = providers.SplitList(v, ";")
+	}
+	return inj, nil
+}

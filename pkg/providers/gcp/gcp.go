@@ -1,0 +1,267 @@
+// Package gcp is the Google Cloud Workload Identity Federation provider for
+// clusters outside GKE. It builds the external_account credential
+// configuration in the webhook (no init container, no image), stores it as a
+// pod annotation and projects it, with the token it points at, into the
+// containers.
+package gcp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pod-identity/injector/pkg/providers"
+)
+
+// Annotations, paths and defaults of the Google Cloud provider.
+const (
+	Name                      = "gcp"
+	Prefix                    = "cloud.google.com/"
+	ProviderAnnotation        = Prefix + "workload-identity-provider"
+	EmailAnnotation           = Prefix + "service-account-email"
+	AudienceAnnotation        = Prefix + "audience"
+	ExpirationAnnotation      = Prefix + "token-expiration"
+	LifetimeAnnotation        = Prefix + "impersonation-lifetime"
+	ProjectAnnotation         = Prefix + "project-id"
+	SkipAnnotation            = Prefix + "skip-containers"
+	CredentialsAnnotation     = Prefix + "external-credentials-json"
+	TokenVolumeName           = "gcp-iam-token"
+	TokenMountPath            = "/var/run/secrets/sts.googleapis.com/serviceaccount"
+	TokenPath                 = "token"
+	ConfigVolumeName          = "gcp-workload-identity"
+	ConfigMountPath           = "/var/run/secrets/workload-identity"
+	ConfigPath                = "federation.json"
+	DefaultTokenURL           = "https://sts.googleapis.com/v1/token"
+	DefaultIAMCredentialsURL  = "https://iamcredentials.googleapis.com"
+	DefaultUniverseDomain     = "googleapis.com"
+	DefaultTokenExpiration    = 3600
+	MinTokenExpiration        = 600
+	MaxTokenExpiration        = 86400
+	MinImpersonationLifetime  = 600
+	MaxImpersonationLifetime  = 43200
+	providerExpected          = "projects/<project number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>"
+	emailExpected             = "a service account email such as name@project.iam.gserviceaccount.com"
+	projectExpected           = "a project ID: 6 to 30 lower-case letters, digits and hyphens, optionally after a domain and a colon"
+	lifetimeExpectedFormat    = "a whole number of seconds from %d to %d"
+	subjectTokenTypeJWT       = "urn:ietf:params:oauth:token-type:jwt"
+	iamAudiencePrefix         = "//iam.googleapis.com/"
+	serviceAccountEmailDomain = ".iam.gserviceaccount.com"
+)
+
+var (
+	providerName = regexp.MustCompile(`^projects/[0-9]{1,20}/locations/global/workloadIdentityPools/[a-z0-9-]{4,32}/providers/[a-z0-9-]{4,32}$`)
+	email        = regexp.MustCompile(`^[a-zA-Z0-9._%+-]{1,64}@[a-zA-Z0-9.-]+\.[a-z]{2,}$`)
+	projectID    = regexp.MustCompile(`^([a-z0-9][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
+)
+
+// Config holds the Google Cloud provider's settings.
+type Config struct {
+	// TokenURL is the Security Token Service endpoint.
+	TokenURL string
+	// IAMCredentialsURL is the base of the service account impersonation endpoint.
+	IAMCredentialsURL string
+	// UniverseDomain is written as universe_domain.
+	UniverseDomain string
+	// DefaultRegion, when set, is injected as CLOUDSDK_COMPUTE_REGION.
+	DefaultRegion string
+}
+
+func (c *Config) defaults() {
+	if c.TokenURL == "" {
+		c.TokenURL = DefaultTokenURL
+	}
+	if c.IAMCredentialsURL == "" {
+		c.IAMCredentialsURL = DefaultIAMCredentialsURL
+	}
+	c.IAMCredentialsURL = strings.TrimSuffix(c.IAMCredentialsURL, "/")
+	if c.UniverseDomain == "" {
+		c.UniverseDomain = DefaultUniverseDomain
+	}
+}
+
+func (c *Config) validate() error {
+	for flag, v := range map[string]string{"--gcp-token-url": c.TokenURL, "--gcp-iam-credentials-url": c.IAMCredentialsURL} {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("%s %q: expected an http(s) URL", flag, v)
+		}
+	}
+	return nil
+}
+
+// Plugin registers the Google Cloud provider's flags and builds it.
+type Plugin struct{ cfg Config }
+
+// NewPlugin returns the Google Cloud plugin with default settings.
+func NewPlugin() providers.Plugin { return &Plugin{} }
+
+// Name implements providers.Plugin.
+func (p *Plugin) Name() string { return Name }
+
+// AddFlags implements providers.Plugin.
+func (p *Plugin) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&p.cfg.TokenURL, "gcp-token-url", DefaultTokenURL, "Security Token Service endpoint written as token_url")
+	fs.StringVar(&p.cfg.IAMCredentialsURL, "gcp-iam-credentials-url", DefaultIAMCredentialsURL, "base of the service account impersonation URL")
+	fs.StringVar(&p.cfg.UniverseDomain, "gcp-universe-domain", DefaultUniverseDomain, "universe_domain of the credential configuration")
+	fs.StringVar(&p.cfg.DefaultRegion, "gcp-default-region", "", "inject CLOUDSDK_COMPUTE_REGION with this region")
+}
+
+// Build implements providers.Plugin.
+func (p *Plugin) Build(_ context.Context, _ logrus.FieldLogger) (providers.Provider, error) {
+	return New(p.cfg)
+}
+
+// Provider injects Google Cloud workload identities.
+type Provider struct{ cfg Config }
+
+// New validates cfg and returns the provider.
+func New(cfg Config) (*Provider, error) {
+	cfg.defaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Provider{cfg: cfg}, nil
+}
+
+// Name implements providers.Provider.
+func (p *Provider) Name() string { return Name }
+
+// AnnotationPrefixes implements providers.Provider.
+func (p *Provider) AnnotationPrefixes() []string { return []string{Prefix} }
+
+// CredentialConfig is the external_account credential configuration that
+// Google's client libraries and gcloud read.
+type CredentialConfig struct {
+	Type                           string           `json:"type"`
+	Audience                       string           `json:"audience"`
+	SubjectTokenType               string           `json:"subject_token_type"`
+	TokenURL                       string           `json:"token_url"`
+	ServiceAccountImpersonationURL string           `json:"service_account_impersonation_url,omitempty"`
+	ServiceAccountImpersonation    *Impersonation   `json:"service_account_impersonation,omitempty"`
+	CredentialSource               CredentialSource `json:"credential_source"`
+	UniverseDomain                 string           `json:"universe_domain"`
+}
+
+// Impersonation holds the impersonated access token's lifetime.
+type Impersonation struct {
+	TokenLifetimeSeconds int64 `json:"token_lifetime_seconds"`
+}
+
+// CredentialSource says where the subject token is read from.
+type CredentialSource struct {
+	File   string           `json:"file"`
+	Format CredentialFormat `json:"format"`
+}
+
+// CredentialFormat is the subject token file's format.
+type CredentialFormat struct {
+	Type string `json:"type"`
+}
+
+// Inject implements providers.Provider.
+func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
+	sa := req.ServiceAccount
+	raw, ok := sa.Annotations[ProviderAnnotation]
+	if !ok {
+		return nil, nil
+	}
+	resource := strings.TrimSpace(raw)
+	if !providerName.MatchString(resource) {
+		return nil, req.Invalid(Name, ProviderAnnotation, raw, providerExpected)
+	}
+	inj := &providers.Injection{
+		Provider: Name,
+		Source:   "serviceaccount " + strconv.Quote(req.SARef()) + " annotation " + ProviderAnnotation,
+	}
+	expiration, warning, err := req.TokenExpiration(Name, ExpirationAnnotation, DefaultTokenExpiration,
+		providers.Bounds{Min: MinTokenExpiration, Max: MaxTokenExpiration, Clamp: true})
+	if err != nil {
+		return nil, err
+	}
+	if warning != "" {
+		inj.Warnings = append(inj.Warnings, warning)
+	}
+	stsAudience := iamAudiencePrefix + resource
+	tokenAudience := stsAudience
+	if v := strings.TrimSpace(sa.Annotations[AudienceAnnotation]); v != "" {
+		tokenAudience = v
+	}
+	cc := CredentialConfig{
+		Type:             "external_account",
+		Audience:         stsAudience,
+		SubjectTokenType: subjectTokenTypeJWT,
+		TokenURL:         p.cfg.TokenURL,
+		CredentialSource: CredentialSource{File: TokenMountPath + "/" + TokenPath, Format: CredentialFormat{Type: "text"}},
+		UniverseDomain:   p.cfg.UniverseDomain,
+	}
+	project := ""
+	if v, ok := sa.Annotations[EmailAnnotation]; ok {
+		addr := strings.TrimSpace(v)
+		if !email.MatchString(addr) {
+			return nil, req.Invalid(Name, EmailAnnotation, v, emailExpected)
+		}
+		cc.ServiceAccountImpersonationURL = p.cfg.IAMCredentialsURL + "/v1/projects/-/serviceAccounts/" + addr + ":generateAccessToken"
+		if at := strings.LastIndex(addr, "@"); strings.HasSuffix(addr, serviceAccountEmailDomain) {
+			project = strings.TrimSuffix(addr[at+1:], serviceAccountEmailDomain)
+		}
+	}
+	if v, ok := sa.Annotations[LifetimeAnnotation]; ok {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < MinImpersonationLifetime || n > MaxImpersonationLifetime {
+			return nil, req.Invalid(Name, LifetimeAnnotation, v, fmt.Sprintf(lifetimeExpectedFormat, MinImpersonationLifetime, MaxImpersonationLifetime))
+		}
+		if cc.ServiceAccountImpersonationURL == "" {
+			inj.Warnings = append(inj.Warnings, fmt.Sprintf("gcp (%s): annotation %s is ignored without %s (direct resource access has no impersonated token)",
+				inj.Source, LifetimeAnnotation, EmailAnnotation))
+		} else {
+			cc.ServiceAccountImpersonation = &Impersonation{TokenLifetimeSeconds: n}
+		}
+	}
+	if v, ok := sa.Annotations[ProjectAnnotation]; ok {
+		project = strings.TrimSpace(v)
+		if !projectID.MatchString(project) {
+			return nil, req.Invalid(Name, ProjectAnnotation, v, projectExpected)
+		}
+	}
+	config, err := json.Marshal(cc)
+	if err != nil {
+		return nil, fmt.Errorf("encode the credential configuration of serviceaccount %q: %w", req.SARef(), err)
+	}
+	configFile := ConfigMountPath + "/" + ConfigPath
+	inj.Annotations = map[string]string{CredentialsAnnotation: string(config)}
+	inj.Volumes = []corev1.Volume{
+		providers.TokenVolume(TokenVolumeName, tokenAudience, expiration, TokenPath),
+		{Name: ConfigVolumeName, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+			Items: []corev1.DownwardAPIVolumeFile{{
+				Path:     ConfigPath,
+				FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.annotations['" + CredentialsAnnotation + "']"},
+			}},
+		}}},
+	}
+	inj.Mounts = []providers.Mount{
+		{VolumeName: TokenVolumeName, MountPath: TokenMountPath},
+		{VolumeName: ConfigVolumeName, MountPath: ConfigMountPath},
+	}
+	inj.Env = []providers.EnvGroup{{Name: "credential", Vars: []corev1.EnvVar{
+		{Name: "GOOGLE_APPLICATION_CREDENTIALS", Value: configFile},
+		{Name: "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE", Value: configFile},
+	}}}
+	if project != "" {
+		inj.Env = append(inj.Env, providers.EnvGroup{Name: "project", Vars: []corev1.EnvVar{{Name: "CLOUDSDK_CORE_PROJECT", Value: project}}})
+	}
+	if r := p.cfg.DefaultRegion; r != "" {
+		inj.Env = append(inj.Env, providers.EnvGroup{Name: "region", Vars: []corev1.EnvVar{{Name: "CLOUDSDK_COMPUTE_REGION", Value: r}}})
+	}
+	if v, ok := req.PodMeta.Annotations[SkipAnnotation]; ok {
+		inj.SkipContainers = providers.SplitList(v, ",")
+	}
+	return inj, nil
+}
