@@ -31,6 +31,7 @@ const (
 	ExpirationAnnotation      = Prefix + "token-expiration"
 	LifetimeAnnotation        = Prefix + "impersonation-lifetime"
 	ProjectAnnotation         = Prefix + "project-id"
+	LegacyProjectAnnotation   = Prefix + "project"
 	SkipAnnotation            = Prefix + "skip-containers"
 	CredentialsAnnotation     = Prefix + "external-credentials-json"
 	TokenVolumeName           = "gcp-iam-token"
@@ -225,10 +226,13 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 			cc.ServiceAccountImpersonation = &Impersonation{TokenLifetimeSeconds: n}
 		}
 	}
-	if v, ok := sa.Annotations[ProjectAnnotation]; ok {
-		project = strings.TrimSpace(v)
-		if !projectID.MatchString(project) {
-			return nil, req.Invalid(Name, ProjectAnnotation, v, projectExpected)
+	for _, key := range []string{ProjectAnnotation, LegacyProjectAnnotation} {
+		if v, ok := sa.Annotations[key]; ok {
+			project = strings.TrimSpace(v)
+			if !projectID.MatchString(project) {
+				return nil, req.Invalid(Name, key, v, projectExpected)
+			}
+			break
 		}
 	}
 	config, err := json.Marshal(cc)
