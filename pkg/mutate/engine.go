@@ -66,6 +66,9 @@ type Result struct {
 	Warnings []string
 	// Injected lists the providers that added something.
 	Injected []string
+	// Skipped lists a provider once for every pod or container it skipped
+	// because of a conflict (each also has a warning).
+	Skipped []string
 	// Invalid holds one error per provider whose configuration for this pod
 	// is invalid (each an *providers.InvalidError); that provider added nothing.
 	Invalid []error
@@ -88,12 +91,28 @@ func (e *Engine) Mutate(t Target, sa *corev1.ServiceAccount) Result {
 		res.Warnings = append(res.Warnings, inj.Warnings...)
 		changed, warnings := st.apply(req, inj)
 		res.Warnings = append(res.Warnings, warnings...)
+		for range warnings {
+			res.Skipped = append(res.Skipped, p.Name())
+		}
 		if changed {
 			res.Injected = append(res.Injected, p.Name())
 		}
 	}
 	res.Patch = st.patch()
 	return res
+}
+
+// Validate returns the invalid identity configurations of the target, one
+// per provider, without working out what to inject.
+func (e *Engine) Validate(t Target, sa *corev1.ServiceAccount) []error {
+	var errs []error
+	req := providers.Request{Namespace: t.Namespace, PodName: t.Name, PodMeta: t.Meta, PodSpec: t.Spec, ServiceAccount: sa}
+	for _, p := range e.providers {
+		if _, err := p.Inject(req); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }
 
 // InvalidAsWarnings returns the invalid configurations as admission

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sirupsen/logrus"
+	kwhprometheus "github.com/slok/kubewebhook/v2/pkg/metrics/prometheus"
+	"github.com/slok/kubewebhook/v2/pkg/webhook"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/pod-identity/injector/pkg/admission"
+	"github.com/pod-identity/injector/pkg/certwatch"
+	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/providers/registry"
+	"github.com/pod-identity/injector/pkg/sacache"
+	"github.com/pod-identity/injector/pkg/server"
+)
+
+// serveConfig is the configuration of `injector serve`.
+type serveConfig struct {
+	server          server.Config
+	certFile        string
+	keyFile         string
+	certPoll        time.Duration
+	kubeconfig      string
+	kubeQPS         float32
+	kubeBurst       int
+	lookupGrace     time.Duration
+	lookupQPS       float64
+	lookupBurst     int
+	invalidIdentity string
+	logFormat       string
+	logLevel        string
+	maxRequestBytes int64
+	providers       *registry.Set
+}
+
+func (c *serveConfig) validate() error {
+	if c.certFile == "" || c.keyFile == "" {
+		return errors.New("--tls-cert-file and --tls-key-file are required")
+	}
+	if c.logFormat != "json" && c.logFormat != "text" {
+		return fmt.Errorf("--log-format %q: expected json or text", c.logFormat)
+	}
+	if _, err := logrus.ParseLevel(c.logLevel); err != nil {
+		return fmt.Errorf("--log-level %q: expected debug, info, warning or error", c.logLevel)
+	}
+	if c.lookupGrace <= 0 {
+		return fmt.Errorf("--serviceaccount-lookup-grace %s: expected a positive duration", c.lookupGrace)
+	}
+	if err := validateInvalidIdentity(c.invalidIdentity); err != nil {
+		return err
+	}
+	return c.server.Validate()
+}
+
+func newServeCommand() *cobra.Command {
+	cfg := &serveConfig{providers: registry.New()}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the mutating and validating admission webhooks",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), cfg, cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&cfg.server.Address, "listen-address", ":8443", "TLS address of the webhooks ("+server.MutatePath+", "+server.ValidatePath+")")
+	fs.StringVar(&cfg.server.MetricsAddress, "metrics-address", ":8080", "plain HTTP address of /metrics, /healthz and /readyz")
+	fs.StringVar(&cfg.certFile, "tls-cert-file", "", "serving certificate (PEM), reloaded when it changes")
+	fs.StringVar(&cfg.keyFile, "tls-key-file", "", "serving key (PEM), reloaded when it changes")
+	fs.DurationVar(&cfg.certPoll, "tls-reload-interval", time.Minute, "how often the certificate files are re-read besides on change events")
+	fs.StringVar(&cfg.server.TLSMinVersion, "tls-min-version", "1.2", "minimum TLS version: 1.2 or 1.3")
+	fs.StringSliceVar(&cfg.server.TLSCipherSuites, "tls-cipher-suites", nil, "comma-separated TLS 1.2 cipher suite names (default: Go's secure defaults)")
+	fs.StringVar(&cfg.kubeconfig, "kubeconfig", "", "kubeconfig for running outside the cluster (default: in-cluster config)")
+	fs.Float32Var(&cfg.kubeQPS, "kube-api-qps", 20, "queries per second to the Kubernetes API")
+	fs.IntVar(&cfg.kubeBurst, "kube-api-burst", 40, "burst of queries to the Kubernetes API")
+	fs.DurationVar(&cfg.lookupGrace, "serviceaccount-lookup-grace", time.Second, "how long a ServiceAccount missing from the cache is looked up directly")
+	fs.Float64Var(&cfg.lookupQPS, "serviceaccount-lookup-qps", 20, "rate of direct ServiceAccount lookups on cache misses")
+	fs.IntVar(&cfg.lookupBurst, "serviceaccount-lookup-burst", 40, "burst of direct ServiceAccount lookups on cache misses")
+	fs.StringVar(&cfg.logFormat, "log-format", "json", "log format: json or text")
+	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warning or error")
+	fs.DurationVar(&cfg.server.ShutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, how long to keep serving while unready before draining")
+	fs.DurationVar(&cfg.server.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight reviews may take to drain")
+	fs.Int64Var(&cfg.maxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest AdmissionReview accepted")
+	addInvalidIdentityFlag(fs, &cfg.invalidIdentity)
+	cfg.providers.AddFlags(fs)
+	return cmd
+}
+
+func newLogger(format, level string, out io.Writer) *logrus.Logger {
+	log := logrus.New()
+	log.SetOutput(out)
+	if format == "text" {
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	} else {
+		log.SetFormatter(&logrus.JSONFormatter{})
+	}
+	lvl, _ := logrus.ParseLevel(level)
+	log.SetLevel(lvl)
+	return log
+}
+
+func kubeClient(kubeconfig string, qps float32, burst int) (kubernetes.Interface, error) {
+	var rc *rest.Config
+	var err error
+	if kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client config: %w", err)
+	}
+	rc.QPS, rc.Burst = qps, burst
+	rc.UserAgent = "pod-identity-injector"
+	return kubernetes.NewForConfig(rc)
+}
+
+func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	log := newLogger(cfg.logFormat, cfg.logLevel, stderr)
+	provs, err := cfg.providers.Build(ctx, log)
+	if err != nil {
+		return err
+	}
+	engine := mutate.New(provs)
+
+	client, err := kubeClient(cfg.kubeconfig, cfg.kubeQPS, cfg.kubeBurst)
+	if err != nil {
+		return err
+	}
+	sas, err := sacache.New(sacache.Config{
+		Client: client, AnnotationPrefixes: engine.AnnotationPrefixes(),
+		LookupGrace: cfg.lookupGrace, LookupQPS: cfg.lookupQPS, LookupBurst: cfg.lookupBurst,
+	})
+	if err != nil {
+		return err
+	}
+	sas.Start(ctx)
+
+	certs, err := certwatch.New(cfg.certFile, cfg.keyFile, log)
+	if err != nil {
+		return err
+	}
+	if err := certs.Watch(ctx, cfg.certPoll); err != nil {
+		return err
+	}
+	tlsConfig, err := cfg.server.TLSConfig(certs.GetCertificate)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rec, err := kwhprometheus.NewRecorder(kwhprometheus.RecorderConfig{Registry: reg})
+	if err != nil {
+		return err
+	}
+	metrics, err := admission.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	acfg := admission.Config{Engine: engine, ServiceAccounts: sas, InvalidIdentity: cfg.invalidIdentity, Log: log, Metrics: metrics}
+	mutator, err := admission.NewMutator(acfg)
+	if err != nil {
+		return err
+	}
+	validator, err := admission.NewValidator(acfg)
+	if err != nil {
+		return err
+	}
+	handler, err := server.NewHandler(server.HandlerConfig{
+		Mutator:         webhook.NewMeasuredWebhook(rec, mutator),
+		Validator:       webhook.NewMeasuredWebhook(rec, validator),
+		Log:             logrus.NewEntry(log),
+		MaxRequestBytes: cfg.maxRequestBytes,
+	})
+	if err != nil {
+		return err
+	}
+	ready := func() error {
+		if !sas.HasSynced() {
+			return errors.New("serviceaccount cache not synced yet")
+		}
+		if !certs.Loaded() {
+			return errors.New("no tls certificate loaded")
+		}
+		return nil
+	}
+	names := make([]string, len(provs))
+	for i, p := range provs {
+		names[i] = p.Name()
+	}
+	log.WithFields(logrus.Fields{"providers": names, "invalid_identity": cfg.invalidIdentity}).Info("starting")
+	go func() {
+		if sas.WaitForSync(ctx) {
+			log.WithField("serviceaccounts", sas.Len()).Info("serviceaccount cache synced")
+		}
+	}()
+	return server.New(cfg.server, tlsConfig, handler, reg, ready, log).Run(ctx)
+}

@@ -1,0 +1,249 @@
+// Package admission adapts the injection engine to kubewebhook: a mutating
+// webhook that answers with the engine's additive patch (never kubewebhook's
+// diff of a re-marshalled object), and a validating webhook that denies a
+// pod whose identity configuration is invalid.
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"github.com/slok/kubewebhook/v2/pkg/model"
+	"github.com/slok/kubewebhook/v2/pkg/webhook"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/providers"
+	"github.com/pod-identity/injector/pkg/sacache"
+)
+
+// Invalid identity modes.
+const (
+	// Deny denies a pod whose identity configuration is invalid.
+	Deny = "deny"
+	// Warn admits it without that provider's injection, with a warning.
+	Warn = "warn"
+)
+
+// ServiceAccounts looks ServiceAccounts up; *sacache.Cache is the production one.
+type ServiceAccounts interface {
+	Get(ctx context.Context, namespace, name string) (*corev1.ServiceAccount, sacache.Source, error)
+}
+
+// Config configures both webhooks.
+type Config struct {
+	// Engine decides what to inject.
+	Engine *mutate.Engine
+	// ServiceAccounts finds a pod's ServiceAccount.
+	ServiceAccounts ServiceAccounts
+	// InvalidIdentity is Deny or Warn.
+	InvalidIdentity string
+	// Log receives one info line per mutated pod.
+	Log logrus.FieldLogger
+	// Metrics, when set, counts injections, skips, denials and lookups.
+	Metrics *Metrics
+}
+
+func (c *Config) defaults() {
+	if c.InvalidIdentity == "" {
+		c.InvalidIdentity = Deny
+	}
+	if c.Log == nil {
+		l := logrus.New()
+		l.SetOutput(nil)
+		c.Log = l
+	}
+}
+
+func (c *Config) validate() error {
+	if c.Engine == nil || c.ServiceAccounts == nil {
+		return errors.New("admission: an engine and a serviceaccount source are required")
+	}
+	if c.InvalidIdentity != Deny && c.InvalidIdentity != Warn {
+		return fmt.Errorf("--invalid-identity %q: expected deny or warn", c.InvalidIdentity)
+	}
+	return nil
+}
+
+type reviewer struct{ cfg Config }
+
+// podReview is a decoded pod admission request.
+type podReview struct {
+	pod    corev1.Pod
+	target mutate.Target
+	sa     *corev1.ServiceAccount
+	// warning explains why the pod cannot be looked at (no ServiceAccount).
+	warning string
+}
+
+// errNotPodCreate marks requests the webhooks let through untouched.
+var errNotPodCreate = errors.New("not a pod create")
+
+// decode reads the pod of a CREATE request and finds its ServiceAccount.
+func (r *reviewer) decode(ctx context.Context, ar model.AdmissionReview) (*podReview, error) {
+	if ar.Operation != model.OperationCreate || ar.RequestGVK == nil || ar.RequestGVK.Kind != "Pod" || ar.RequestGVK.Group != "" {
+		return nil, errNotPodCreate
+	}
+	pr := &podReview{}
+	if err := json.Unmarshal(ar.NewObjectRaw, &pr.pod); err != nil {
+		return nil, fmt.Errorf("admission request %s: the object is not a pod: %w", ar.ID, err)
+	}
+	ns := pr.pod.Namespace
+	if ns == "" {
+		ns = ar.Namespace
+	}
+	name := pr.pod.Name
+	if name == "" {
+		name = pr.pod.GenerateName
+	}
+	pr.target = mutate.Target{Namespace: ns, Name: name, Meta: &pr.pod.ObjectMeta, Spec: &pr.pod.Spec}
+	saName := pr.pod.Spec.ServiceAccountName
+	if saName == "" {
+		saName = "default"
+	}
+	sa, src, err := r.cfg.ServiceAccounts.Get(ctx, ns, saName)
+	r.cfg.Metrics.count(r.cfg.Metrics.saLookups, []string{string(src)})
+	if sa == nil {
+		reason := "was not found"
+		if err != nil {
+			reason = "could not be read"
+			r.cfg.Log.WithError(err).WithFields(logrus.Fields{"namespace": ns, "serviceaccount": saName}).Warn("serviceaccount lookup failed")
+		}
+		pr.warning = fmt.Sprintf("pod %q: serviceaccount %q %s, so no cloud identity was injected (create the serviceaccount before the pod)",
+			ns+"/"+name, ns+"/"+saName, reason)
+	}
+	pr.sa = sa
+	return pr, nil
+}
+
+// Mutator is the mutating webhook.
+type Mutator struct{ reviewer }
+
+// NewMutator returns the mutating webhook.
+func NewMutator(cfg Config) (*Mutator, error) {
+	cfg.defaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Mutator{reviewer{cfg}}, nil
+}
+
+// ID implements webhook.Webhook.
+func (m *Mutator) ID() string { return "pod-identity-mutate" }
+
+// Kind implements webhook.Webhook.
+func (m *Mutator) Kind() model.WebhookKind { return model.WebhookKindMutating }
+
+// Review implements webhook.Webhook: it answers with the engine's patch.
+func (m *Mutator) Review(ctx context.Context, ar model.AdmissionReview) (model.AdmissionResponse, error) {
+	pr, err := m.decode(ctx, ar)
+	if errors.Is(err, errNotPodCreate) {
+		return &model.MutatingAdmissionResponse{ID: ar.ID}, nil
+	}
+	if err != nil {
+		// A body the API server would never send: answer with a clean denial.
+		return &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: false, Message: err.Error()}, nil
+	}
+	if pr.sa == nil {
+		return &model.MutatingAdmissionResponse{ID: ar.ID, Warnings: []string{pr.warning}}, nil
+	}
+	res := m.cfg.Engine.Mutate(pr.target, pr.sa)
+	warnings := res.Warnings
+	m.cfg.Metrics.count(m.cfg.Metrics.skips, res.Skipped)
+	if len(res.Invalid) > 0 {
+		if m.cfg.InvalidIdentity == Deny {
+			// The validating webhook denies the pod; leave it whole until then.
+			return &model.MutatingAdmissionResponse{ID: ar.ID, Warnings: warnings}, nil
+		}
+		warnings = append(warnings, res.InvalidAsWarnings()...)
+		m.cfg.Metrics.count(m.cfg.Metrics.invalid, invalidProviders(res.Invalid))
+	}
+	if len(res.Patch) == 0 {
+		return &model.MutatingAdmissionResponse{ID: ar.ID, Warnings: warnings}, nil
+	}
+	patch, err := json.Marshal(res.Patch)
+	if err != nil {
+		return nil, fmt.Errorf("pod %s/%s: encode patch: %w", pr.target.Namespace, pr.target.Name, err)
+	}
+	m.cfg.Metrics.count(m.cfg.Metrics.injections, res.Injected)
+	log := m.cfg.Log.WithFields(logrus.Fields{
+		"namespace": pr.target.Namespace, "pod": pr.target.Name, "serviceaccount": pr.sa.Name,
+		"providers": strings.Join(res.Injected, ","), "dry_run": ar.DryRun, "warnings": len(warnings),
+	})
+	log.Info("injected cloud identity")
+	if log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+		log.WithField("patch", string(patch)).Debug("patch")
+	}
+	return &model.MutatingAdmissionResponse{ID: ar.ID, JSONPatchPatch: patch, Warnings: warnings}, nil
+}
+
+// Validator is the validating webhook: it denies invalid identity
+// configurations in deny mode and admits everything else.
+type Validator struct{ reviewer }
+
+// NewValidator returns the validating webhook.
+func NewValidator(cfg Config) (*Validator, error) {
+	cfg.defaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Validator{reviewer{cfg}}, nil
+}
+
+// ID implements webhook.Webhook.
+func (v *Validator) ID() string { return "pod-identity-validate" }
+
+// Kind implements webhook.Webhook.
+func (v *Validator) Kind() model.WebhookKind { return model.WebhookKindValidating }
+
+// Review implements webhook.Webhook.
+func (v *Validator) Review(ctx context.Context, ar model.AdmissionReview) (model.AdmissionResponse, error) {
+	allowed := &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: true}
+	if v.cfg.InvalidIdentity != Deny {
+		return allowed, nil
+	}
+	pr, err := v.decode(ctx, ar)
+	if errors.Is(err, errNotPodCreate) {
+		return allowed, nil
+	}
+	if err != nil {
+		return &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: false, Message: err.Error()}, nil
+	}
+	if pr.sa == nil {
+		return allowed, nil
+	}
+	errs := v.cfg.Engine.Validate(pr.target, pr.sa)
+	if len(errs) == 0 {
+		return allowed, nil
+	}
+	v.cfg.Metrics.count(v.cfg.Metrics.denials, invalidProviders(errs))
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	v.cfg.Log.WithFields(logrus.Fields{"namespace": pr.target.Namespace, "pod": pr.target.Name, "serviceaccount": pr.sa.Name}).
+		Info("denied pod with an invalid identity configuration")
+	return &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: false, Message: strings.Join(msgs, "; ")}, nil
+}
+
+func invalidProviders(errs []error) []string {
+	var out []string
+	for _, err := range errs {
+		var ie *providers.InvalidError
+		if errors.As(err, &ie) {
+			out = append(out, ie.Provider)
+		} else {
+			out = append(out, "unknown")
+		}
+	}
+	return out
+}
+
+var (
+	_ webhook.Webhook = (*Mutator)(nil)
+	_ webhook.Webhook = (*Validator)(nil)
+)

@@ -1,0 +1,182 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+)
+
+// Config configures the listeners.
+type Config struct {
+	// Address is the TLS address of the webhooks.
+	Address string
+	// MetricsAddress is the plain HTTP address of /metrics, /healthz and /readyz.
+	MetricsAddress string
+	// TLSMinVersion is "1.2" or "1.3".
+	TLSMinVersion string
+	// TLSCipherSuites are cipher suite names for TLS 1.2; empty means Go's defaults.
+	TLSCipherSuites []string
+	// ShutdownDelay is how long the server keeps serving while unready after
+	// SIGTERM, so that endpoints drop it before it stops accepting.
+	ShutdownDelay time.Duration
+	// ShutdownTimeout bounds the drain of in-flight reviews.
+	ShutdownTimeout time.Duration
+}
+
+// Defaults fills in the zero fields.
+func (c *Config) Defaults() {
+	if c.Address == "" {
+		c.Address = ":8443"
+	}
+	if c.MetricsAddress == "" {
+		c.MetricsAddress = ":8080"
+	}
+	if c.TLSMinVersion == "" {
+		c.TLSMinVersion = "1.2"
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 20 * time.Second
+	}
+}
+
+// TLSConfig returns the server TLS settings the flags ask for, with
+// certificates from getCert.
+func (c *Config) TLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) (*tls.Config, error) {
+	tc := &tls.Config{GetCertificate: getCert}
+	switch c.TLSMinVersion {
+	case "1.2":
+		tc.MinVersion = tls.VersionTLS12
+	case "1.3":
+		tc.MinVersion = tls.VersionTLS13
+	default:
+		return nil, fmt.Errorf("--tls-min-version %q: expected 1.2 or 1.3", c.TLSMinVersion)
+	}
+	if len(c.TLSCipherSuites) > 0 {
+		byName := map[string]uint16{}
+		for _, s := range tls.CipherSuites() {
+			byName[s.Name] = s.ID
+		}
+		for _, name := range c.TLSCipherSuites {
+			id, ok := byName[strings.TrimSpace(name)]
+			if !ok {
+				var known []string
+				for n := range byName {
+					known = append(known, n)
+				}
+				return nil, fmt.Errorf("--tls-cipher-suites %q: not a secure cipher suite Go knows; expected one of %s", name, strings.Join(known, ", "))
+			}
+			tc.CipherSuites = append(tc.CipherSuites, id)
+		}
+	}
+	return tc, nil
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if _, err := c.TLSConfig(nil); err != nil {
+		return err
+	}
+	if c.ShutdownDelay < 0 || c.ShutdownTimeout < 0 {
+		return errors.New("--shutdown-delay and --shutdown-timeout must not be negative")
+	}
+	return nil
+}
+
+// Server runs the webhook and the metrics listeners.
+type Server struct {
+	cfg      Config
+	tls      *tls.Config
+	handler  http.Handler
+	gatherer prometheus.Gatherer
+	ready    func() error
+	log      logrus.FieldLogger
+	stopping atomic.Bool
+}
+
+// New returns a server. ready reports why the server is not ready yet (nil
+// when it is).
+func New(cfg Config, tlsConfig *tls.Config, handler http.Handler, gatherer prometheus.Gatherer, ready func() error, log logrus.FieldLogger) *Server {
+	cfg.Defaults()
+	return &Server{cfg: cfg, tls: tlsConfig, handler: handler, gatherer: gatherer, ready: ready, log: log}
+}
+
+// OpsHandler serves /metrics, /healthz and /readyz.
+func (s *Server) OpsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.stopping.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		if err := s.ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// Run serves until ctx ends, then stops being ready, waits ShutdownDelay,
+// drains in-flight reviews and returns.
+func (s *Server) Run(ctx context.Context) error {
+	webhookLn, err := net.Listen("tcp", s.cfg.Address)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.Address, err)
+	}
+	opsLn, err := net.Listen("tcp", s.cfg.MetricsAddress)
+	if err != nil {
+		_ = webhookLn.Close()
+		return fmt.Errorf("listen %s: %w", s.cfg.MetricsAddress, err)
+	}
+	return s.Serve(ctx, webhookLn, opsLn)
+}
+
+// Serve is Run on listeners the caller opened.
+func (s *Server) Serve(ctx context.Context, webhookLn, opsLn net.Listener) error {
+	webhookSrv := &http.Server{
+		Handler:           s.handler,
+		TLSConfig:         s.tls,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+	}
+	opsSrv := &http.Server{Handler: s.OpsHandler(), ReadHeaderTimeout: 10 * time.Second}
+	errs := make(chan error, 2)
+	go func() { errs <- webhookSrv.ServeTLS(webhookLn, "", "") }()
+	go func() { errs <- opsSrv.Serve(opsLn) }()
+	s.log.WithFields(logrus.Fields{"address": webhookLn.Addr().String(), "metrics_address": opsLn.Addr().String()}).Info("serving")
+
+	select {
+	case err := <-errs:
+		_ = webhookSrv.Close()
+		_ = opsSrv.Close()
+		return fmt.Errorf("server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	s.stopping.Store(true)
+	s.log.WithField("delay", s.cfg.ShutdownDelay.String()).Info("shutting down: not ready, draining")
+	time.Sleep(s.cfg.ShutdownDelay)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := webhookSrv.Shutdown(sctx)
+	_ = opsSrv.Shutdown(sctx)
+	if err != nil {
+		return fmt.Errorf("drain in-flight reviews: %w", err)
+	}
+	s.log.Info("stopped")
+	return nil
+}
