@@ -106,7 +106,7 @@ func (r *reviewer) decode(ctx context.Context, ar model.AdmissionReview) (*podRe
 		saName = "default"
 	}
 	sa, src, err := r.cfg.ServiceAccounts.Get(ctx, ns, saName)
-	r.cfg.Metrics.count(r.cfg.Metrics.saLookups, []string{string(src)})
+	r.cfg.Metrics.count(saLookups, string(src))
 	if sa == nil {
 		reason := "was not found"
 		if err != nil {
@@ -153,14 +153,14 @@ func (m *Mutator) Review(ctx context.Context, ar model.AdmissionReview) (model.A
 	}
 	res := m.cfg.Engine.Mutate(pr.target, pr.sa)
 	warnings := res.Warnings
-	m.cfg.Metrics.count(m.cfg.Metrics.skips, res.Skipped)
+	m.cfg.Metrics.count(skips, res.Skipped...)
 	if len(res.Invalid) > 0 {
 		if m.cfg.InvalidIdentity == Deny {
 			// The validating webhook denies the pod; leave it whole until then.
 			return &model.MutatingAdmissionResponse{ID: ar.ID, Warnings: warnings}, nil
 		}
 		warnings = append(warnings, res.InvalidAsWarnings()...)
-		m.cfg.Metrics.count(m.cfg.Metrics.invalid, invalidProviders(res.Invalid))
+		m.cfg.Metrics.count(invalidAdmitted, invalidProviders(res.Invalid)...)
 	}
 	if len(res.Patch) == 0 {
 		return &model.MutatingAdmissionResponse{ID: ar.ID, Warnings: warnings}, nil
@@ -169,7 +169,7 @@ func (m *Mutator) Review(ctx context.Context, ar model.AdmissionReview) (model.A
 	if err != nil {
 		return nil, fmt.Errorf("pod %s/%s: encode patch: %w", pr.target.Namespace, pr.target.Name, err)
 	}
-	m.cfg.Metrics.count(m.cfg.Metrics.injections, res.Injected)
+	m.cfg.Metrics.count(injections, res.Injected...)
 	log := m.cfg.Log.WithFields(logrus.Fields{
 		"namespace": pr.target.Namespace, "pod": pr.target.Name, "serviceaccount": pr.sa.Name,
 		"providers": strings.Join(res.Injected, ","), "dry_run": ar.DryRun, "warnings": len(warnings),
@@ -220,7 +220,7 @@ func (v *Validator) Review(ctx context.Context, ar model.AdmissionReview) (model
 	if len(errs) == 0 {
 		return allowed, nil
 	}
-	v.cfg.Metrics.count(v.cfg.Metrics.denials, invalidProviders(errs))
+	v.cfg.Metrics.count(denials, invalidProviders(errs)...)
 	msgs := make([]string, len(errs))
 	for i, e := range errs {
 		msgs[i] = e.Error()

@@ -54,7 +54,7 @@ func (c *Config) Defaults() {
 func (c *Config) TLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) (*tls.Config, error) {
 	tc := &tls.Config{GetCertificate: getCert}
 	switch c.TLSMinVersion {
-	case "1.2":
+	case "1.2", "":
 		tc.MinVersion = tls.VersionTLS12
 	case "1.3":
 		tc.MinVersion = tls.VersionTLS13

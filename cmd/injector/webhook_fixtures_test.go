@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+
+	"github.com/pod-identity/injector/internal/golden"
+	"github.com/pod-identity/injector/internal/staticsa"
+	"github.com/pod-identity/injector/pkg/admission"
+	"github.com/pod-identity/injector/pkg/manifest"
+	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/providers/registry"
+	"github.com/pod-identity/injector/pkg/server"
+)
+
+// TestWebhookAgreesWithFixtures sends every Pod of every fixture through the
+// webhook's HTTP handler, as the API server would, and checks that the
+// patched pod is the one in expected.yaml and that an invalid one is denied
+// with the message in error.txt: `injector mutate` and `injector serve` do
+// the same thing.
+func TestWebhookAgreesWithFixtures(t *testing.T) {
+	if *golden.Update {
+		t.Skip("expectations are being rewritten")
+	}
+	for _, dir := range fixtureCases(t) {
+		name := strings.TrimPrefix(dir, filepath.Join("..", "..", "test", "fixtures")+string(filepath.Separator))
+		t.Run(name, func(t *testing.T) {
+			fs := pflag.NewFlagSet("case", pflag.ContinueOnError)
+			set := registry.New()
+			set.AddFlags(fs)
+			var mode string
+			addInvalidIdentityFlag(fs, &mode)
+			if err := fs.Parse(caseFlags(t, dir)); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			provs, err := set.Build(ctx, logrus.New())
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := readDocs(t, filepath.Join(dir, "input.yaml"))
+			sas := manifest.ServiceAccounts{}
+			if err := sas.Add(in, "default"); err != nil {
+				t.Fatal(err)
+			}
+			static := staticsa.Set{}
+			for _, sa := range sas {
+				static.Add(sa)
+			}
+			log := logrus.New()
+			log.SetOutput(io.Discard)
+			cfg := admission.Config{Engine: mutate.New(provs), ServiceAccounts: static, InvalidIdentity: mode, Log: log}
+			m, _ := admission.NewMutator(cfg)
+			v, _ := admission.NewValidator(cfg)
+			h, err := server.NewHandler(server.HandlerConfig{Mutator: m, Validator: v, Log: logrus.NewEntry(log)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantErr, _ := os.ReadFile(filepath.Join(dir, "error.txt"))
+			var expected []*manifest.Document
+			if len(wantErr) == 0 {
+				expected = readDocs(t, filepath.Join(dir, "expected.yaml"))
+			}
+			for i, d := range in {
+				if d.Kind() != "Pod" {
+					continue
+				}
+				raw, _ := json.Marshal(d.Object)
+				ns := "default"
+				if meta, ok := d.Object["metadata"].(map[string]any); ok && meta["namespace"] != nil {
+					ns = meta["namespace"].(string)
+				}
+				review := fmt.Sprintf(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":%q,"operation":"CREATE","userInfo":{},"object":%s}}`, ns, raw)
+				if len(wantErr) > 0 {
+					r := call(t, h, server.ValidatePath, review)
+					if r.Response.Allowed || r.Response.Status == nil || r.Response.Status.Message+"\n" != string(wantErr) {
+						t.Errorf("validator answer %+v, want a denial with %q", r.Response, wantErr)
+					}
+					continue
+				}
+				r := call(t, h, server.MutatePath, review)
+				got := raw
+				if len(r.Response.Patch) > 0 {
+					p, err := jsonpatch.DecodePatch(r.Response.Patch)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got, err = p.Apply(raw); err != nil {
+						t.Fatal(err)
+					}
+				}
+				want, _ := json.Marshal(expected[i].Object)
+				if !jsonpatch.Equal(got, want) {
+					t.Errorf("document %d: webhook result differs from expected.yaml\n got %s\nwant %s", i+1, got, want)
+				}
+				if r := call(t, h, server.ValidatePath, review); !r.Response.Allowed {
+					t.Errorf("validator denied a valid pod: %+v", r.Response.Status)
+				}
+			}
+		})
+	}
+}
+
+type reviewResponse struct {
+	Response struct {
+		Allowed bool   `json:"allowed"`
+		Patch   []byte `json:"patch"`
+		Status  *struct {
+			Message string `json:"message"`
+		} `json:"status"`
+		Warnings []string `json:"warnings"`
+	} `json:"response"`
+}
+
+func call(t *testing.T, h http.Handler, path, body string) reviewResponse {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var r reviewResponse
+	if rec.Code != http.StatusOK {
+		t.Fatalf("HTTP %d: %s", rec.Code, rec.Body)
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func readDocs(t *testing.T, path string) []*manifest.Document {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	docs, err := manifest.Read(f, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return docs
+}

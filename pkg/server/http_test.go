@@ -1,0 +1,340 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	kwhprometheus "github.com/slok/kubewebhook/v2/pkg/metrics/prometheus"
+	"github.com/slok/kubewebhook/v2/pkg/webhook"
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pod-identity/injector/internal/staticsa"
+	"github.com/pod-identity/injector/internal/testpki"
+	"github.com/pod-identity/injector/pkg/admission"
+	"github.com/pod-identity/injector/pkg/certwatch"
+	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/providers"
+	"github.com/pod-identity/injector/pkg/providers/aws"
+	"github.com/pod-identity/injector/pkg/providers/azure"
+	"github.com/pod-identity/injector/pkg/providers/gcp"
+	"github.com/pod-identity/injector/pkg/server"
+)
+
+const roleARN = "arn:aws:iam::111122223333:role/app"
+
+// webhookServer starts the real handler stack behind real TLS and returns
+// its URL and a client that trusts it.
+func webhookServer(t *testing.T, mode string) (string, *http.Client) {
+	t.Helper()
+	awsP, err := aws.New(context.Background(), aws.Config{}, logrus.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	azP, _ := azure.New(azure.Config{TenantID: "72f988bf-86f1-41af-91ab-2d7cd011db47"})
+	gcpP, _ := gcp.New(gcp.Config{})
+	engine := mutate.New([]providers.Provider{awsP, azP, gcpP})
+	sas := staticsa.Set{}.
+		Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app", Annotations: map[string]string{"eks.amazonaws.com/role-arn": roleARN}}}).
+		Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "bad", Annotations: map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"}}}).
+		Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "default"}})
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	reg := prometheus.NewRegistry()
+	rec, err := kwhprometheus.NewRecorder(kwhprometheus.RecorderConfig{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := admission.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := admission.Config{Engine: engine, ServiceAccounts: sas, InvalidIdentity: mode, Log: log, Metrics: metrics}
+	m, err := admission.NewMutator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := admission.NewValidator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := server.NewHandler(server.HandlerConfig{
+		Mutator: webhook.NewMeasuredWebhook(rec, m), Validator: webhook.NewMeasuredWebhook(rec, v),
+		Log: logrus.NewEntry(log), MaxRequestBytes: 64 << 10,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := testpki.NewCA("test-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := ca.WriteServing(t.TempDir(), "webhook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := certwatch.New(certFile, keyFile, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := server.Config{}
+	tc, err := scfg.TLSConfig(certs.GetCertificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}}}
+	return serveTLS(t, h, tc), client
+}
+
+func podJSON(sa string, extra string) string {
+	return fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"generateName":"web-"%s},"spec":{"serviceAccountName":%q,"containers":[{"name":"app","image":"app:1"}]}}`, extra, sa)
+}
+
+func review(version, op, kind, object string, dryRun bool) string {
+	return fmt.Sprintf(`{"apiVersion":"admission.k8s.io/%s","kind":"AdmissionReview","request":{"uid":"uid-1","kind":{"group":"","version":"v1","kind":%q},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":"ns","operation":%q,"userInfo":{"username":"admin"},"object":%s,"dryRun":%t}}`,
+		version, kind, op, object, dryRun)
+}
+
+type response struct {
+	APIVersion string `json:"apiVersion"`
+	Response   struct {
+		UID       string   `json:"uid"`
+		Allowed   bool     `json:"allowed"`
+		Patch     []byte   `json:"patch"`
+		PatchType *string  `json:"patchType"`
+		Warnings  []string `json:"warnings"`
+		Status    *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"status"`
+	} `json:"response"`
+}
+
+func post(t *testing.T, c *http.Client, url, contentType, body string) (int, string) {
+	t.Helper()
+	resp, err := c.Post(url, contentType, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestAdmissionOverHTTPS(t *testing.T) {
+	url, client := webhookServer(t, admission.Deny)
+	tests := []struct {
+		name        string
+		path        string
+		body        string
+		allowed     bool
+		patched     bool
+		apiVersion  string
+		warning     string
+		denyMessage string
+		keeps       []string
+	}{
+		{name: "a v1 pod review gets the additive patch", path: server.MutatePath, body: review("v1", "CREATE", "Pod", podJSON("app", ""), false), allowed: true, patched: true, apiVersion: "admission.k8s.io/v1"},
+		{name: "a v1beta1 pod review gets the same patch", path: server.MutatePath, body: review("v1beta1", "CREATE", "Pod", podJSON("app", ""), false), allowed: true, patched: true, apiVersion: "admission.k8s.io/v1beta1"},
+		{name: "a dry-run review is mutated like any other", path: server.MutatePath, body: review("v1", "CREATE", "Pod", podJSON("app", ""), true), allowed: true, patched: true},
+		{name: "fields the compiled API does not know survive the patch", path: server.MutatePath,
+			body:    review("v1", "CREATE", "Pod", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","futureMeta":"m"},"spec":{"serviceAccountName":"app","futureSpec":{"a":1},"containers":[{"name":"app","futureContainer":true}]}}`, false),
+			allowed: true, patched: true, keeps: []string{`"futureMeta":"m"`, `"futureSpec":{"a":1}`, `"futureContainer":true`}},
+		{name: "an unrelated pod gets no patch", path: server.MutatePath, body: review("v1", "CREATE", "Pod", podJSON("default", ""), false), allowed: true},
+		{name: "a pod whose serviceaccount is missing is admitted with a warning", path: server.MutatePath, body: review("v1", "CREATE", "Pod", podJSON("ghost", ""), false), allowed: true, warning: `serviceaccount "ns/ghost" was not found`},
+		{name: "an update is let through untouched", path: server.MutatePath, body: review("v1", "UPDATE", "Pod", podJSON("app", ""), false), allowed: true},
+		{name: "a kind other than Pod is let through untouched", path: server.MutatePath, body: review("v1", "CREATE", "ConfigMap", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}`, false), allowed: true},
+		{name: "an invalid annotation gets no patch from the mutator", path: server.MutatePath, body: review("v1", "CREATE", "Pod", podJSON("bad", ""), false), allowed: true},
+		{name: "an invalid annotation is denied by the validator with the whole story", path: server.ValidatePath, body: review("v1", "CREATE", "Pod", podJSON("bad", ""), false),
+			denyMessage: `serviceaccount "ns/bad": annotation eks.amazonaws.com/role-arn has invalid value "arn:aws:iam::1:role/x": expected arn:`},
+		{name: "a v1beta1 invalid pod is denied too", path: server.ValidatePath, body: review("v1beta1", "CREATE", "Pod", podJSON("bad", ""), false), denyMessage: "eks.amazonaws.com/role-arn"},
+		{name: "a valid pod is allowed by the validator", path: server.ValidatePath, body: review("v1", "CREATE", "Pod", podJSON("app", ""), false), allowed: true},
+		{name: "an object that is not a pod is denied cleanly", path: server.MutatePath, body: review("v1", "CREATE", "Pod", `[1,2,3]`, false), denyMessage: "the object is not a pod"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := post(t, client, url+tt.path, "application/json", tt.body)
+			if code != http.StatusOK {
+				t.Fatalf("HTTP %d: %s", code, body)
+			}
+			var r response
+			if err := json.Unmarshal([]byte(body), &r); err != nil {
+				t.Fatalf("response is not an AdmissionReview: %v\n%s", err, body)
+			}
+			if r.Response.UID != "uid-1" {
+				t.Errorf("uid = %q", r.Response.UID)
+			}
+			if tt.apiVersion != "" && r.APIVersion != tt.apiVersion {
+				t.Errorf("apiVersion = %q, want %q", r.APIVersion, tt.apiVersion)
+			}
+			if r.Response.Allowed != tt.allowed {
+				t.Fatalf("allowed = %v, want %v: %s", r.Response.Allowed, tt.allowed, body)
+			}
+			if tt.denyMessage != "" {
+				if r.Response.Status == nil || r.Response.Status.Code != http.StatusBadRequest || !strings.Contains(r.Response.Status.Message, tt.denyMessage) {
+					t.Errorf("status = %+v, want code 400 and a message containing %q", r.Response.Status, tt.denyMessage)
+				}
+			}
+			if tt.warning != "" && !strings.Contains(strings.Join(r.Response.Warnings, "\n"), tt.warning) {
+				t.Errorf("warnings = %q, want one containing %q", r.Response.Warnings, tt.warning)
+			}
+			if !tt.patched {
+				if len(r.Response.Patch) > 0 {
+					t.Errorf("unexpected patch %s", r.Response.Patch)
+				}
+				return
+			}
+			var ops []map[string]any
+			if err := json.Unmarshal(r.Response.Patch, &ops); err != nil || len(ops) == 0 {
+				t.Fatalf("patch %s: %v", r.Response.Patch, err)
+			}
+			for _, op := range ops {
+				if op["op"] != "add" {
+					t.Errorf("non-additive op %v", op)
+				}
+			}
+			var req struct {
+				Request struct {
+					Object json.RawMessage `json:"object"`
+				} `json:"request"`
+			}
+			_ = json.Unmarshal([]byte(tt.body), &req)
+			p, err := jsonpatch.DecodePatch(r.Response.Patch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := p.Apply(req.Request.Object)
+			if err != nil {
+				t.Fatalf("the API server would fail to apply the patch: %v", err)
+			}
+			for _, s := range append([]string{`"AWS_ROLE_ARN","value":"` + roleARN + `"`, `"aws-iam-token"`}, tt.keeps...) {
+				if !bytes.Contains(out, []byte(s)) {
+					t.Errorf("patched pod lacks %s:\n%s", s, out)
+				}
+			}
+		})
+	}
+}
+
+func TestWarnModeAdmitsWithTheMessage(t *testing.T) {
+	url, client := webhookServer(t, admission.Warn)
+	for _, path := range []string{server.MutatePath, server.ValidatePath} {
+		_, body := post(t, client, url+path, "application/json", review("v1", "CREATE", "Pod", podJSON("bad", ""), false))
+		var r response
+		if err := json.Unmarshal([]byte(body), &r); err != nil {
+			t.Fatal(err)
+		}
+		if !r.Response.Allowed || len(r.Response.Patch) > 0 {
+			t.Errorf("%s: allowed=%v patch=%s, want allowed without a patch", path, r.Response.Allowed, r.Response.Patch)
+		}
+		if path == server.MutatePath && !strings.Contains(strings.Join(r.Response.Warnings, "\n"), "admitted without the aws identity") {
+			t.Errorf("warnings = %q", r.Response.Warnings)
+		}
+	}
+}
+
+func TestBadRequestsGetAClearAnswer(t *testing.T) {
+	url, client := webhookServer(t, admission.Deny)
+	huge := review("v1", "CREATE", "Pod", podJSON("app", `,"annotations":{"pad":"`+strings.Repeat("x", 70<<10)+`"}`), false)
+	tests := []struct {
+		name, method, contentType, body string
+		code                            int
+		says                            string
+	}{
+		{name: "malformed JSON", method: http.MethodPost, contentType: "application/json", body: `{"apiVersion":`, code: http.StatusBadRequest, says: "malformed"},
+		{name: "an empty body", method: http.MethodPost, contentType: "application/json", body: "", code: http.StatusBadRequest, says: "empty body"},
+		{name: "a wrong content type", method: http.MethodPost, contentType: "text/plain", body: review("v1", "CREATE", "Pod", podJSON("app", ""), false), code: http.StatusUnsupportedMediaType, says: "expected application/json"},
+		{name: "a GET", method: http.MethodGet, contentType: "application/json", code: http.StatusMethodNotAllowed, says: "POSTed"},
+		{name: "a review with no request", method: http.MethodPost, contentType: "application/json", body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, code: http.StatusBadRequest, says: "no request"},
+		{name: "a review with a null request", method: http.MethodPost, contentType: "application/json", body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`, code: http.StatusBadRequest, says: "no request"},
+		{name: "a JSON array", method: http.MethodPost, contentType: "application/json", body: `[]`, code: http.StatusBadRequest, says: "expected a JSON object"},
+		{name: "an unknown review kind", method: http.MethodPost, contentType: "application/json", body: `{"apiVersion":"admission.k8s.io/v9","kind":"AdmissionReview","request":{}}`, code: http.StatusBadRequest, says: "could not"},
+		{name: "an oversized body", method: http.MethodPost, contentType: "application/json", body: huge, code: http.StatusRequestEntityTooLarge, says: "limit"},
+	}
+	for _, tt := range tests {
+		for _, path := range []string{server.MutatePath, server.ValidatePath} {
+			t.Run(tt.name+" at "+path, func(t *testing.T) {
+				req, err := http.NewRequest(tt.method, url+path, strings.NewReader(tt.body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Content-Type", tt.contentType)
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer func() { _ = resp.Body.Close() }()
+				b, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != tt.code || !strings.Contains(string(b), tt.says) {
+					t.Errorf("HTTP %d %q, want %d and %q", resp.StatusCode, b, tt.code, tt.says)
+				}
+			})
+		}
+	}
+}
+
+func TestCertificateRotationNeedsNoRestart(t *testing.T) {
+	dir := t.TempDir()
+	ca1, _ := testpki.NewCA("ca-1")
+	ca2, _ := testpki.NewCA("ca-2")
+	certFile, keyFile, err := ca1.WriteServing(dir, "webhook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	certs, err := certwatch.New(certFile, keyFile, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := certs.Watch(ctx, 50*1e6); err != nil {
+		t.Fatal(err)
+	}
+	url := serveTLS(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }),
+		&tls.Config{GetCertificate: certs.GetCertificate})
+	get := func(ca *testpki.CA) error {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}, DisableKeepAlives: true}}
+		resp, err := c.Get(url)
+		if err == nil {
+			_ = resp.Body.Close()
+		}
+		return err
+	}
+	if err := get(ca1); err != nil {
+		t.Fatalf("first certificate: %v", err)
+	}
+	// A half-written rotation is passed over: the old pair keeps serving.
+	if err := writeFile(certFile, []byte("-----BEGIN CERTIFICATE-----\ngarbage")); err != nil {
+		t.Fatal(err)
+	}
+	if err := get(ca1); err != nil {
+		t.Fatalf("a broken rotation interrupted service: %v", err)
+	}
+	if _, _, err := ca2.WriteServing(dir, "webhook"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if err := get(ca2); err == nil {
+			break
+		}
+		if i > 200 {
+			t.Fatal("the rotated certificate was never served")
+		}
+		if err := get(ca1); err != nil && get(ca2) != nil {
+			t.Fatalf("neither certificate served during rotation: %v", err)
+		}
+		sleep()
+	}
+}

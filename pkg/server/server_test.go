@@ -1,0 +1,120 @@
+package server_test
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/pod-identity/injector/internal/testpki"
+	"github.com/pod-identity/injector/pkg/certwatch"
+	"github.com/pod-identity/injector/pkg/server"
+)
+
+func TestReadinessAndGracefulShutdown(t *testing.T) {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	ca, _ := testpki.NewCA("ca")
+	certFile, keyFile, err := ca.WriteServing(t.TempDir(), "webhook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := certwatch.New(certFile, keyFile, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := server.Config{ShutdownDelay: 300 * time.Millisecond, ShutdownTimeout: 5 * time.Second}
+	tc, err := cfg.TLSConfig(certs.GetCertificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var started atomic.Bool
+	slow := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		started.Store(true)
+		<-release
+		_, _ = w.Write([]byte("done"))
+	})
+	var synced atomic.Bool
+	ready := func() error {
+		if !synced.Load() {
+			return errFake("cache not synced")
+		}
+		return nil
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "pod_identity_test_total", Help: "test"}))
+	srv := server.New(cfg, tc, slow, reg, ready, log)
+	wl, _ := net.Listen("tcp", "127.0.0.1:0")
+	ol, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, wl, ol) }()
+	ops := "http://" + ol.Addr().String()
+	status := func(path string) (int, string) {
+		resp, err := http.Get(ops + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	waitFor(t, func() bool { c, _ := status("/healthz"); return c == 200 }, "healthz")
+	if c, body := status("/readyz"); c != 503 || !strings.Contains(body, "cache not synced") {
+		t.Errorf("readyz before sync = %d %q", c, body)
+	}
+	synced.Store(true)
+	if c, _ := status("/readyz"); c != 200 {
+		t.Errorf("readyz after sync = %d", c)
+	}
+	if _, body := status("/metrics"); !strings.Contains(body, "pod_identity_test_total") {
+		t.Errorf("metrics lack the registry's metric")
+	}
+
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+	inflight := make(chan string, 1)
+	go func() {
+		resp, err := client.Post("https://"+wl.Addr().String()+"/", "application/json", strings.NewReader("{}"))
+		if err != nil {
+			inflight <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		inflight <- string(b)
+	}()
+	waitFor(t, started.Load, "the in-flight request")
+	cancel() // SIGTERM
+	waitFor(t, func() bool { c, _ := status("/readyz"); return c == 503 }, "unready after SIGTERM")
+	close(release)
+	if got := <-inflight; got != "done" {
+		t.Errorf("in-flight review = %q, want it drained", got)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Serve() = %v", err)
+	}
+}
+
+type errFake string
+
+func (e errFake) Error() string { return string(e) }
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
