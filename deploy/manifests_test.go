@@ -1,0 +1,324 @@
+// Package deploy holds the shipped manifests; its test checks them against
+// the real Kubernetes and cert-manager API types and against the server.
+package deploy_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer/json"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/yaml"
+
+	"github.com/pod-identity/injector/pkg/server"
+)
+
+type kustomization struct {
+	Resources []string `json:"resources"`
+	Patches   []struct {
+		Path string `json:"path"`
+	} `json:"patches"`
+}
+
+func readKustomization(t *testing.T, dir string) kustomization {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k kustomization
+	if err := yaml.UnmarshalStrict(data, &k, yaml.DisallowUnknownFields); err != nil {
+		// apiVersion and kind are the only other keys a base has.
+		var loose kustomization
+		if err2 := yaml.Unmarshal(data, &loose); err2 != nil {
+			t.Fatal(err2)
+		}
+		k = loose
+	}
+	return k
+}
+
+// decodeAll strictly decodes every document of every resource of the
+// kustomize base: an unknown or duplicated field is an error.
+func decodeAll(t *testing.T) []runtime.Object {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	strict := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme, json.SerializerOptions{Yaml: true, Strict: true})
+	k := readKustomization(t, "manifests")
+	files, _ := filepath.Glob("manifests/*.yaml")
+	for _, f := range files {
+		if base := filepath.Base(f); base != "kustomization.yaml" && !slices.Contains(k.Resources, base) {
+			t.Errorf("%s is not listed in kustomization.yaml", f)
+		}
+	}
+	var objs []runtime.Object
+	for _, res := range k.Resources {
+		data, err := os.ReadFile(filepath.Join("manifests", res))
+		if err != nil {
+			t.Fatalf("kustomization lists %s: %v", res, err)
+		}
+		r := utilyaml.NewYAMLReader(bufioReader(data))
+		for i := 1; ; i++ {
+			doc, err := r.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bytes.TrimSpace(doc)) == 0 {
+				continue
+			}
+			obj, gvk, err := strict.Decode(doc, nil, nil)
+			if err != nil {
+				t.Errorf("%s document %d: %v", res, i, err)
+				continue
+			}
+			if gvk.Kind == "" {
+				t.Errorf("%s document %d has no kind", res, i)
+			}
+			objs = append(objs, obj)
+		}
+	}
+	return objs
+}
+
+func find[T any](objs []runtime.Object) []T {
+	var out []T
+	for _, o := range objs {
+		if v, ok := o.(T); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func TestManifestsDecodeStrictlyAndAgreeWithTheServer(t *testing.T) {
+	objs := decodeAll(t)
+	services := find[*corev1.Service](objs)
+	deployments := find[*appsv1.Deployment](objs)
+	certs := find[*cmv1.Certificate](objs)
+	if len(services) != 1 || len(deployments) != 1 {
+		t.Fatalf("want one Service and one Deployment, got %d and %d", len(services), len(deployments))
+	}
+	svc, dep := services[0], deployments[0]
+	c := dep.Spec.Template.Spec.Containers[0]
+
+	t.Run("the service reaches the container's webhook port", func(t *testing.T) {
+		var port corev1.ServicePort
+		for _, p := range svc.Spec.Ports {
+			if p.Port == 443 {
+				port = p
+			}
+		}
+		var cport int32
+		for _, p := range c.Ports {
+			if p.Name == port.TargetPort.String() {
+				cport = p.ContainerPort
+			}
+		}
+		if cport == 0 || !slices.Contains(c.Args, "--listen-address=:"+strconv.Itoa(int(cport))) {
+			t.Errorf("service port 443 targets %q, which is not the --listen-address of %v", port.TargetPort.String(), c.Args)
+		}
+		for k, v := range svc.Spec.Selector {
+			if dep.Spec.Template.Labels[k] != v {
+				t.Errorf("service selector %s=%s does not select the deployment's pods", k, v)
+			}
+		}
+	})
+
+	t.Run("the webhooks point at the service and the paths the server serves", func(t *testing.T) {
+		muts := find[*admissionregv1.MutatingWebhookConfiguration](objs)
+		vals := find[*admissionregv1.ValidatingWebhookConfiguration](objs)
+		if len(muts) != 1 || len(vals) != 1 || len(muts[0].Webhooks) != 1 || len(vals[0].Webhooks) != 1 {
+			t.Fatal("want one mutating and one validating webhook")
+		}
+		m, v := muts[0].Webhooks[0], vals[0].Webhooks[0]
+		type hook struct {
+			name      string
+			cc        admissionregv1.WebhookClientConfig
+			path      string
+			rules     []admissionregv1.RuleWithOperations
+			side      *admissionregv1.SideEffectClass
+			timeout   *int32
+			objSel    *metav1.LabelSelector
+			nsSel     *metav1.LabelSelector
+			inject    string
+			reviewVer []string
+		}
+		for _, h := range []hook{
+			{m.Name, m.ClientConfig, server.MutatePath, m.Rules, m.SideEffects, m.TimeoutSeconds, m.ObjectSelector, m.NamespaceSelector, muts[0].Annotations["cert-manager.io/inject-ca-from"], m.AdmissionReviewVersions},
+			{v.Name, v.ClientConfig, server.ValidatePath, v.Rules, v.SideEffects, v.TimeoutSeconds, v.ObjectSelector, v.NamespaceSelector, vals[0].Annotations["cert-manager.io/inject-ca-from"], v.AdmissionReviewVersions},
+		} {
+			s := h.cc.Service
+			if s == nil || s.Name != svc.Name || s.Namespace != svc.Namespace || s.Path == nil || *s.Path != h.path || s.Port == nil || *s.Port != 443 {
+				t.Errorf("%s: clientConfig.service %+v does not point at %s/%s:443%s", h.name, s, svc.Namespace, svc.Name, h.path)
+			}
+			if len(h.rules) != 1 || !slices.Equal(h.rules[0].Operations, []admissionregv1.OperationType{admissionregv1.Create}) ||
+				!slices.Equal(h.rules[0].Resources, []string{"pods"}) || !slices.Equal(h.rules[0].APIGroups, []string{""}) {
+				t.Errorf("%s: rules %+v, want pods CREATE only", h.name, h.rules)
+			}
+			if h.side == nil || *h.side != admissionregv1.SideEffectClassNone {
+				t.Errorf("%s: sideEffects must be None", h.name)
+			}
+			if h.timeout == nil || *h.timeout > 10 {
+				t.Errorf("%s: timeoutSeconds must be short", h.name)
+			}
+			for set, want := range map[string]bool{"": true, "app=web": true, "pod-identity.io/inject=true": true, "pod-identity.io/inject=false": false} {
+				if got := selects(t, h.objSel, set); got != want {
+					t.Errorf("%s: objectSelector selects pod labels {%s} = %v, want %v", h.name, set, got, want)
+				}
+			}
+			for set, want := range map[string]bool{
+				"kubernetes.io/metadata.name=team-a":                                 true,
+				"kubernetes.io/metadata.name=team-a,pod-identity.io/inject=disabled": false,
+				"kubernetes.io/metadata.name=kube-system":                            false,
+				"kubernetes.io/metadata.name=" + svc.Namespace:                       false,
+			} {
+				if got := selects(t, h.nsSel, set); got != want {
+					t.Errorf("%s: namespaceSelector selects namespace labels {%s} = %v, want %v", h.name, set, got, want)
+				}
+			}
+			if !slices.Contains(h.reviewVer, "v1") {
+				t.Errorf("%s: admissionReviewVersions %v lack v1 (warnings need it)", h.name, h.reviewVer)
+			}
+			var serving *cmv1.Certificate
+			for _, c := range certs {
+				if c.Namespace+"/"+c.Name == h.inject {
+					serving = c
+				}
+			}
+			if serving == nil {
+				t.Fatalf("%s: cert-manager.io/inject-ca-from %q names no Certificate", h.name, h.inject)
+			}
+			if !slices.Contains(serving.Spec.DNSNames, svc.Name+"."+svc.Namespace+".svc") {
+				t.Errorf("certificate %s lacks the service DNS name", serving.Name)
+			}
+			var secret string
+			for _, vol := range dep.Spec.Template.Spec.Volumes {
+				if vol.Secret != nil {
+					secret = vol.Secret.SecretName
+				}
+			}
+			if secret != serving.Spec.SecretName {
+				t.Errorf("deployment mounts secret %q, certificate writes %q", secret, serving.Spec.SecretName)
+			}
+		}
+		if m.ReinvocationPolicy == nil || *m.ReinvocationPolicy != admissionregv1.IfNeededReinvocationPolicy {
+			t.Error("the mutating webhook must have reinvocationPolicy IfNeeded")
+		}
+	})
+
+	t.Run("the deployment runs as the restricted pod security standard asks", func(t *testing.T) {
+		ps := dep.Spec.Template.Spec.SecurityContext
+		sc := c.SecurityContext
+		if dep.Spec.Replicas == nil || *dep.Spec.Replicas < 2 {
+			t.Error("want at least 2 replicas")
+		}
+		if ps == nil || ps.RunAsNonRoot == nil || !*ps.RunAsNonRoot || ps.SeccompProfile == nil || ps.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+			t.Error("pod must run as non-root with the RuntimeDefault seccomp profile")
+		}
+		if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+			sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+			t.Error("container must be read-only, without privilege escalation, with all capabilities dropped")
+		}
+		if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
+			t.Error("container must request cpu and memory")
+		}
+		if len(dep.Spec.Template.Spec.TopologySpreadConstraints) == 0 {
+			t.Error("replicas must be spread across nodes")
+		}
+		if len(find[*policyPDB](objs)) != 1 {
+			t.Error("want a PodDisruptionBudget")
+		}
+		if dep.Spec.Template.Labels["pod-identity.io/inject"] != "false" {
+			t.Error("the webhook's own pods must opt out")
+		}
+	})
+
+	t.Run("the cluster role reads serviceaccounts and nothing else", func(t *testing.T) {
+		roles := find[*rbacv1.ClusterRole](objs)
+		if len(roles) != 1 || len(roles[0].Rules) != 1 {
+			t.Fatal("want one ClusterRole with one rule")
+		}
+		r := roles[0].Rules[0]
+		if !slices.Equal(r.APIGroups, []string{""}) || !slices.Equal(r.Resources, []string{"serviceaccounts"}) || !slices.Equal(r.Verbs, []string{"get", "list", "watch"}) {
+			t.Errorf("rule %+v", r)
+		}
+	})
+}
+
+func selects(t *testing.T, sel *metav1.LabelSelector, set string) bool {
+	t.Helper()
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := labels.ConvertSelectorToLabelsMap(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Matches(ls)
+}
+
+// TestFailClosedOverlayIsOnePatch applies the overlay's patch to both webhook
+// configurations and checks that it flips failurePolicy and nothing else.
+func TestFailClosedOverlayIsOnePatch(t *testing.T) {
+	k := readKustomization(t, filepath.Join("overlays", "fail-closed"))
+	if len(k.Patches) != 1 {
+		t.Fatalf("want one patch, got %d", len(k.Patches))
+	}
+	patchYAML, err := os.ReadFile(filepath.Join("overlays", "fail-closed", k.Patches[0].Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	patchJSON, err := yaml.YAMLToJSON(patchYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := jsonpatch.DecodePatch(patchJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile("manifests/webhooks.yaml")
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		js, err := yaml.YAMLToJSON([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := p.Apply(js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg admissionregv1.MutatingWebhookConfiguration // same webhook shape for failurePolicy
+		if err := yaml.Unmarshal(out, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if fp := cfg.Webhooks[0].FailurePolicy; fp == nil || *fp != admissionregv1.Fail {
+			t.Errorf("%s: failurePolicy after the overlay = %v", cfg.Name, fp)
+		}
+	}
+}
