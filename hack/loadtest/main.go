@@ -1,0 +1,389 @@
+// Command loadtest measures the webhook under load on this machine. It
+// starts two servers, each in a child process of its own so that its memory
+// can be read: the injector's real handler stack (kubewebhook's handler,
+// metrics and logging around the engine, with a ServiceAccount cache filled
+// with -serviceaccounts annotated ServiceAccounts from a fake clientset), and
+// a floor server that only decodes the AdmissionReview and answers allowed.
+// It sends the same AdmissionReview for a realistic three-container pod to
+// each over TLS keep-alive at -concurrency for -duration, and prints
+// requests/s, p50/p99 latency, errors, resident memory, and the injector's
+// throughput as a ratio of the floor's.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	kwhprometheus "github.com/slok/kubewebhook/v2/pkg/metrics/prometheus"
+	"github.com/slok/kubewebhook/v2/pkg/webhook"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/pod-identity/injector/internal/testpki"
+	"github.com/pod-identity/injector/pkg/admission"
+	"github.com/pod-identity/injector/pkg/certwatch"
+	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/providers"
+	"github.com/pod-identity/injector/pkg/providers/aws"
+	"github.com/pod-identity/injector/pkg/providers/azure"
+	"github.com/pod-identity/injector/pkg/providers/gcp"
+	"github.com/pod-identity/injector/pkg/sacache"
+	"github.com/pod-identity/injector/pkg/server"
+)
+
+func main() {
+	mode := flag.String("mode", "run", "run (the load generator), or the child modes injector and floor")
+	concurrency := flag.Int("concurrency", 8, "requests in flight")
+	duration := flag.Duration("duration", 10*time.Second, "load time per server")
+	warmup := flag.Duration("warmup", 2*time.Second, "load time before measuring")
+	serviceAccounts := flag.Int("serviceaccounts", 20000, "annotated ServiceAccounts in the injector's cache")
+	certFile := flag.String("cert", "", "child: serving certificate")
+	keyFile := flag.String("key", "", "child: serving key")
+	minRatio := flag.Float64("min-ratio", 0, "exit non-zero if injector/floor throughput is below this")
+	flag.Parse()
+	var err error
+	switch *mode {
+	case "injector":
+		err = serveInjector(*certFile, *keyFile, *serviceAccounts)
+	case "floor":
+		err = serveFloor(*certFile, *keyFile)
+	case "run":
+		err = run(*concurrency, *duration, *warmup, *serviceAccounts, *minRatio)
+	default:
+		err = fmt.Errorf("-mode %q: expected run, injector or floor", *mode)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+}
+
+// typicalPod is an application with a service mesh proxy and a log shipper,
+// as a ReplicaSet creates it.
+const typicalPod = `{"apiVersion":"v1","kind":"Pod","metadata":{"generateName":"checkout-7d9f8b6c5-","namespace":"ns-7","labels":{"app":"checkout","pod-template-hash":"7d9f8b6c5","azure.workload.identity/use":"true"},"annotations":{"prometheus.io/scrape":"true","prometheus.io/port":"9090"},"ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"checkout-7d9f8b6c5","uid":"0b6a7d4e-1c2f-4a8e-9a51-2f0c7d3b9e11","controller":true,"blockOwnerDeletion":true}]},"spec":{"serviceAccountName":"sa-7","volumes":[{"name":"config","configMap":{"name":"checkout-config"}},{"name":"cache","emptyDir":{}},{"name":"kube-api-access-abcde","projected":{"sources":[{"serviceAccountToken":{"expirationSeconds":3607,"path":"token"}},{"configMap":{"name":"kube-root-ca.crt","items":[{"key":"ca.crt","path":"ca.crt"}]}}]}}],"containers":[{"name":"app","image":"registry.example.com/checkout:3.2.1","ports":[{"containerPort":8080,"name":"http"}],"env":[{"name":"LOG_LEVEL","value":"info"},{"name":"DB_HOST","value":"db.shop.svc"},{"name":"POD_NAME","valueFrom":{"fieldRef":{"fieldPath":"metadata.name"}}}],"resources":{"requests":{"cpu":"250m","memory":"256Mi"},"limits":{"memory":"512Mi"}},"volumeMounts":[{"name":"config","mountPath":"/etc/checkout"},{"name":"cache","mountPath":"/var/cache/checkout"},{"name":"kube-api-access-abcde","mountPath":"/var/run/secrets/kubernetes.io/serviceaccount","readOnly":true}],"readinessProbe":{"httpGet":{"path":"/ready","port":8080}}},{"name":"envoy","image":"registry.example.com/envoy:1.30","args":["--config","/etc/envoy/envoy.yaml"],"env":[{"name":"ENVOY_UID","value":"1337"}],"resources":{"requests":{"cpu":"100m","memory":"128Mi"}},"volumeMounts":[{"name":"kube-api-access-abcde","mountPath":"/var/run/secrets/kubernetes.io/serviceaccount","readOnly":true}]},{"name":"log-shipper","image":"registry.example.com/fluent-bit:3.0","volumeMounts":[{"name":"cache","mountPath":"/var/log/app","readOnly":true},{"name":"kube-api-access-abcde","mountPath":"/var/run/secrets/kubernetes.io/serviceaccount","readOnly":true}]}]}}`
+
+func reviewBody() []byte {
+	return []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"5f0a6c1e-8d2b-4a3c-9e7f-1b2c3d4e5f60","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"requestKind":{"group":"","version":"v1","kind":"Pod"},"requestResource":{"group":"","version":"v1","resource":"pods"},"namespace":"ns-7","operation":"CREATE","userInfo":{"username":"system:serviceaccount:kube-system:replicaset-controller","uid":"9a8b7c6d","groups":["system:serviceaccounts","system:serviceaccounts:kube-system","system:authenticated"]},"object":` +
+		typicalPod + `,"oldObject":null,"dryRun":false,"options":{"apiVersion":"meta.k8s.io/v1","kind":"CreateOptions"}}}`)
+}
+
+// generatedServiceAccounts answers a list call as an API server would, with
+// full objects (labels, unrelated annotations, managed fields) that the
+// cache must trim; they are not kept anywhere else.
+func generatedServiceAccounts(n int) *corev1.ServiceAccountList {
+	list := &corev1.ServiceAccountList{ListMeta: metav1.ListMeta{ResourceVersion: "1"}}
+	list.Items = make([]corev1.ServiceAccount, n)
+	for i := range list.Items {
+		ns, name := "ns-"+strconv.Itoa(i%500), "sa-"+strconv.Itoa(i/500)
+		list.Items[i] = corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: ns, UID: types.UID(fmt.Sprintf("00000000-0000-0000-0000-%012d", i)), ResourceVersion: strconv.Itoa(1000 + i),
+			Labels: map[string]string{"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "helm"},
+			Annotations: map[string]string{
+				"eks.amazonaws.com/role-arn":                       "arn:aws:iam::111122223333:role/" + ns + "-" + name,
+				"azure.workload.identity/client-id":                "2f9c1a4e-7b3d-4c8e-9a61-0d5e8f7b2c11",
+				"meta.helm.sh/release-name":                        name,
+				"kubectl.kubernetes.io/last-applied-configuration": `{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"` + name + `","namespace":"` + ns + `"}}`,
+			},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "helm", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1",
+				FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:annotations":{".":{},"f:eks.amazonaws.com/role-arn":{}}}}`)}}},
+		}}
+	}
+	return list
+}
+
+func serveInjector(certFile, keyFile string, n int) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	log := logrus.New()
+	log.SetOutput(io.Discard) // formatted as in production, written nowhere
+	log.SetFormatter(&logrus.JSONFormatter{})
+	awsP, err := aws.New(ctx, aws.Config{DefaultRegion: "eu-west-1"}, log)
+	if err != nil {
+		return err
+	}
+	azP, _ := azure.New(azure.Config{TenantID: "72f988bf-86f1-41af-91ab-2d7cd011db47"})
+	gcpP, _ := gcp.New(gcp.Config{})
+	engine := mutate.New([]providers.Provider{awsP, azP, gcpP})
+
+	client := fake.NewClientset()
+	client.PrependReactor("list", "serviceaccounts", func(k8stesting.Action) (bool, k8sruntime.Object, error) {
+		return true, generatedServiceAccounts(n), nil
+	})
+	client.PrependWatchReactor("serviceaccounts", func(k8stesting.Action) (bool, watch.Interface, error) {
+		return true, watch.NewFake(), nil
+	})
+	sas, err := sacache.New(sacache.Config{Client: client, AnnotationPrefixes: engine.AnnotationPrefixes()})
+	if err != nil {
+		return err
+	}
+	sas.Start(ctx)
+	if !sas.WaitForSync(ctx) {
+		return errors.New("serviceaccount cache did not sync")
+	}
+	if sas.Len() != n {
+		return fmt.Errorf("cache holds %d serviceaccounts, want %d", sas.Len(), n)
+	}
+	runtime.GC()
+	debug.FreeOSMemory()
+
+	reg := prometheus.NewRegistry()
+	rec, err := kwhprometheus.NewRecorder(kwhprometheus.RecorderConfig{Registry: reg})
+	if err != nil {
+		return err
+	}
+	metrics, err := admission.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	cfg := admission.Config{Engine: engine, ServiceAccounts: sas, Log: log, Metrics: metrics}
+	m, err := admission.NewMutator(cfg)
+	if err != nil {
+		return err
+	}
+	v, err := admission.NewValidator(cfg)
+	if err != nil {
+		return err
+	}
+	h, err := server.NewHandler(server.HandlerConfig{
+		Mutator: webhook.NewMeasuredWebhook(rec, m), Validator: webhook.NewMeasuredWebhook(rec, v), Log: logrus.NewEntry(log),
+	})
+	if err != nil {
+		return err
+	}
+	return serve(ctx, certFile, keyFile, h, reg, log)
+}
+
+func serveFloor(certFile, keyFile string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ar admissionv1.AdmissionReview
+		if err := json.NewDecoder(r.Body).Decode(&ar); err != nil || ar.Request == nil {
+			http.Error(w, "bad review", http.StatusBadRequest)
+			return
+		}
+		out, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: ar.TypeMeta,
+			Response: &admissionv1.AdmissionResponse{UID: ar.Request.UID, Allowed: true}})
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(out)
+	})
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	return serve(ctx, certFile, keyFile, h, prometheus.NewRegistry(), log)
+}
+
+// serve runs h with the production server settings and prints the address.
+func serve(ctx context.Context, certFile, keyFile string, h http.Handler, reg *prometheus.Registry, log *logrus.Logger) error {
+	certs, err := certwatch.New(certFile, keyFile, log)
+	if err != nil {
+		return err
+	}
+	cfg := server.Config{}
+	tc, err := cfg.TLSConfig(certs.GetCertificate)
+	if err != nil {
+		return err
+	}
+	wl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	ol, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("listening %s\n", wl.Addr())
+	return server.New(cfg, tc, h, reg, func() error { return nil }, log).Serve(ctx, wl, ol)
+}
+
+type result struct {
+	name          string
+	requests      int
+	errors        int
+	rps           float64
+	p50, p99      time.Duration
+	rssKiB, hwKiB int
+}
+
+func run(concurrency int, duration, warmup time.Duration, n int, minRatio float64) error {
+	dir, err := os.MkdirTemp("", "loadtest")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	ca, err := testpki.NewCA("loadtest")
+	if err != nil {
+		return err
+	}
+	certFile, keyFile, err := ca.WriteServing(dir, "webhook")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("machine: %d CPUs, GOMAXPROCS %d; load: %d in flight, %s per server after %s warm-up; one process per server\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), concurrency, duration, warmup)
+	var results []result
+	for _, mode := range []string{"floor", "injector"} {
+		r, err := measure(mode, ca, certFile, keyFile, concurrency, duration, warmup, n)
+		if err != nil {
+			return fmt.Errorf("%s: %w", mode, err)
+		}
+		results = append(results, r)
+	}
+	fmt.Printf("\n%-10s %10s %10s %10s %8s %8s %12s %12s\n", "server", "requests", "req/s", "p50", "p99", "errors", "rss MiB", "peak MiB")
+	for _, r := range results {
+		fmt.Printf("%-10s %10d %10.0f %10s %8s %8d %12.1f %12.1f\n", r.name, r.requests, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors,
+			float64(r.rssKiB)/1024, float64(r.hwKiB)/1024)
+	}
+	floor, inj := results[0], results[1]
+	ratio := inj.rps / floor.rps
+	fmt.Printf("\ninjector/floor throughput ratio: %.2f; p99 ratio: %.2f; injector errors: %d; injector rss with %d serviceaccounts cached: %.1f MiB\n",
+		ratio, float64(inj.p99)/float64(floor.p99), inj.errors, n, float64(inj.rssKiB)/1024)
+	if inj.errors > 0 || floor.errors > 0 {
+		return errors.New("requests failed")
+	}
+	if ratio < minRatio {
+		return fmt.Errorf("throughput ratio %.2f is below -min-ratio %.2f", ratio, minRatio)
+	}
+	return nil
+}
+
+func measure(mode string, ca *testpki.CA, certFile, keyFile string, concurrency int, duration, warmup time.Duration, n int) (result, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return result{}, err
+	}
+	cmd := exec.Command(self, "-mode="+mode, "-cert="+certFile, "-key="+keyFile, "-serviceaccounts="+strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return result{}, err
+	}
+	if err := cmd.Start(); err != nil {
+		return result{}, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	}()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return result{}, fmt.Errorf("server did not start: %w", err)
+	}
+	addr := strings.TrimSpace(strings.TrimPrefix(line, "listening "))
+	url := "https://" + addr + server.MutatePath
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12},
+		MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency, DisableCompression: true,
+	}}
+	body := reviewBody()
+	wantPatch := mode == "injector"
+	load(client, url, body, wantPatch, concurrency, warmup)
+	lat, errs, elapsed := load(client, url, body, wantPatch, concurrency, duration)
+	slices.Sort(lat)
+	r := result{name: mode, requests: len(lat), errors: errs, rps: float64(len(lat)) / elapsed.Seconds()}
+	if len(lat) > 0 {
+		r.p50, r.p99 = lat[len(lat)*50/100], lat[len(lat)*99/100]
+	}
+	r.rssKiB, r.hwKiB = memory(cmd.Process.Pid)
+	return r, nil
+}
+
+// load sends reviews from concurrency workers for d and returns the
+// latencies of the successful ones, the number of failures and the time taken.
+func load(client *http.Client, url string, body []byte, wantPatch bool, concurrency int, d time.Duration) ([]time.Duration, int, time.Duration) {
+	var mu sync.Mutex
+	var all []time.Duration
+	errs := 0
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			bad := 0
+			buf := make([]byte, 0, 8192)
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+				if err != nil {
+					bad++
+					continue
+				}
+				b := bytes.NewBuffer(buf[:0])
+				_, err = b.ReadFrom(resp.Body)
+				_ = resp.Body.Close()
+				ok := err == nil && resp.StatusCode == http.StatusOK && bytes.Contains(b.Bytes(), []byte(`"allowed":true`)) &&
+					(!wantPatch || bytes.Contains(b.Bytes(), []byte(`"patch":`)))
+				if !ok {
+					bad++
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			errs += bad
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return all, errs, time.Since(start)
+}
+
+// memory reads a process's resident and peak resident set in KiB.
+func memory(pid int) (rss, hwm int) {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0, 0
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.Atoi(f[1])
+		switch f[0] {
+		case "VmRSS:":
+			rss = v
+		case "VmHWM:":
+			hwm = v
+		}
+	}
+	return rss, hwm
+}
