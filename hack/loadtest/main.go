@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,6 +124,16 @@ func generatedServiceAccounts(n int) *corev1.ServiceAccountList {
 func serveInjector(certFile, keyFile string, n int) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
+	if path := os.Getenv("LOADTEST_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	log := logrus.New()
 	log.SetOutput(io.Discard) // formatted as in production, written nowhere
 	log.SetFormatter(&logrus.JSONFormatter{})
@@ -154,6 +165,10 @@ func serveInjector(certFile, keyFile string, n int) error {
 	}
 	runtime.GC()
 	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Fprintf(os.Stderr, "injector: %d serviceaccounts cached; live heap %.1f MiB, heap from the OS %.1f MiB\n",
+		sas.Len(), float64(ms.HeapAlloc)/(1<<20), float64(ms.HeapSys-ms.HeapReleased)/(1<<20))
 
 	reg := prometheus.NewRegistry()
 	rec, err := kwhprometheus.NewRecorder(kwhprometheus.RecorderConfig{Registry: reg})
@@ -226,6 +241,7 @@ func serve(ctx context.Context, certFile, keyFile string, h http.Handler, reg *p
 
 type result struct {
 	name          string
+	idleRSSKiB    int
 	requests      int
 	errors        int
 	rps           float64
@@ -257,15 +273,15 @@ func run(concurrency int, duration, warmup time.Duration, n int, minRatio float6
 		}
 		results = append(results, r)
 	}
-	fmt.Printf("\n%-10s %10s %10s %10s %8s %8s %12s %12s\n", "server", "requests", "req/s", "p50", "p99", "errors", "rss MiB", "peak MiB")
+	fmt.Printf("\n%-10s %10s %10s %10s %8s %8s %10s %12s %10s\n", "server", "requests", "req/s", "p50", "p99", "errors", "idle MiB", "loaded MiB", "peak MiB")
 	for _, r := range results {
-		fmt.Printf("%-10s %10d %10.0f %10s %8s %8d %12.1f %12.1f\n", r.name, r.requests, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors,
-			float64(r.rssKiB)/1024, float64(r.hwKiB)/1024)
+		fmt.Printf("%-10s %10d %10.0f %10s %8s %8d %10.1f %12.1f %10.1f\n", r.name, r.requests, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors,
+			float64(r.idleRSSKiB)/1024, float64(r.rssKiB)/1024, float64(r.hwKiB)/1024)
 	}
 	floor, inj := results[0], results[1]
 	ratio := inj.rps / floor.rps
-	fmt.Printf("\ninjector/floor throughput ratio: %.2f; p99 ratio: %.2f; injector errors: %d; injector rss with %d serviceaccounts cached: %.1f MiB\n",
-		ratio, float64(inj.p99)/float64(floor.p99), inj.errors, n, float64(inj.rssKiB)/1024)
+	fmt.Printf("\ninjector/floor throughput ratio: %.2f; p99 ratio: %.2f; injector errors: %d; injector rss with %d serviceaccounts cached: %.1f MiB idle, %.1f MiB under load\n",
+		ratio, float64(inj.p99)/float64(floor.p99), inj.errors, n, float64(inj.idleRSSKiB)/1024, float64(inj.rssKiB)/1024)
 	if inj.errors > 0 || floor.errors > 0 {
 		return errors.New("requests failed")
 	}
@@ -311,10 +327,11 @@ func measure(mode string, ca *testpki.CA, certFile, keyFile string, concurrency 
 	}}
 	body := reviewBody()
 	wantPatch := mode == "injector"
+	idle, _ := memory(cmd.Process.Pid)
 	load(client, url, body, wantPatch, concurrency, warmup)
 	lat, errs, elapsed := load(client, url, body, wantPatch, concurrency, duration)
 	slices.Sort(lat)
-	r := result{name: mode, requests: len(lat), errors: errs, rps: float64(len(lat)) / elapsed.Seconds()}
+	r := result{name: mode, idleRSSKiB: idle, requests: len(lat), errors: errs, rps: float64(len(lat)) / elapsed.Seconds()}
 	if len(lat) > 0 {
 		r.p50, r.p99 = lat[len(lat)*50/100], lat[len(lat)*99/100]
 	}

@@ -6,7 +6,6 @@ package admission
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -89,7 +88,7 @@ func (r *reviewer) decode(ctx context.Context, ar model.AdmissionReview) (*podRe
 		return nil, errNotPodCreate
 	}
 	pr := &podReview{}
-	if err := json.Unmarshal(ar.NewObjectRaw, &pr.pod); err != nil {
+	if err := decodePod(ctx, ar.NewObjectRaw, &pr.pod); err != nil {
 		return nil, fmt.Errorf("admission request %s: the object is not a pod: %w", ar.ID, err)
 	}
 	ns := pr.pod.Namespace
@@ -165,7 +164,7 @@ func (m *Mutator) Review(ctx context.Context, ar model.AdmissionReview) (model.A
 	if len(res.Patch) == 0 {
 		return &model.MutatingAdmissionResponse{ID: ar.ID, Warnings: warnings}, nil
 	}
-	patch, err := json.Marshal(res.Patch)
+	patch, err := mutate.MarshalPatch(res.Patch)
 	if err != nil {
 		return nil, fmt.Errorf("pod %s/%s: encode patch: %w", pr.target.Namespace, pr.target.Name, err)
 	}

@@ -146,14 +146,16 @@ type state struct {
 	// what has been added, in order
 	annotations, labels []kv
 	volumes             []corev1.Volume
-	env                 map[containerRef][]corev1.EnvVar
-	mounts              map[containerRef][]corev1.VolumeMount
+	// env and mounts hold what is added to containers[i], by i.
+	env    [][]corev1.EnvVar
+	mounts [][]corev1.VolumeMount
 }
 
 type kv struct{ k, v string }
 
 func newState(t Target) *state {
-	s := &state{t: t}
+	n := len(t.Spec.InitContainers) + len(t.Spec.Containers)
+	s := &state{t: t, containers: make([]containerRef, 0, n), env: make([][]corev1.EnvVar, n), mounts: make([][]corev1.VolumeMount, n)}
 	for i := range t.Spec.InitContainers {
 		s.containers = append(s.containers, containerRef{"initContainers", i})
 	}
@@ -209,31 +211,31 @@ func (s *state) volume(name string) *corev1.Volume {
 	return nil
 }
 
-func (s *state) envVar(r containerRef, name string) (*corev1.EnvVar, bool) {
-	c := s.container(r)
+func (s *state) envVar(ci int, name string) (*corev1.EnvVar, bool) {
+	c := s.container(s.containers[ci])
 	for i := range c.Env {
 		if c.Env[i].Name == name {
 			return &c.Env[i], true
 		}
 	}
-	for i, e := range s.env[r] {
+	for i, e := range s.env[ci] {
 		if e.Name == name {
-			return &s.env[r][i], true
+			return &s.env[ci][i], true
 		}
 	}
 	return nil, false
 }
 
-func (s *state) mountAt(r containerRef, path string) (*corev1.VolumeMount, bool) {
-	c := s.container(r)
+func (s *state) mountAt(ci int, path string) (*corev1.VolumeMount, bool) {
+	c := s.container(s.containers[ci])
 	for i := range c.VolumeMounts {
 		if cleanPath(c.VolumeMounts[i].MountPath) == path {
 			return &c.VolumeMounts[i], true
 		}
 	}
-	for i, m := range s.mounts[r] {
+	for i, m := range s.mounts[ci] {
 		if m.MountPath == path {
-			return &s.mounts[r][i], true
+			return &s.mounts[ci][i], true
 		}
 	}
 	return nil, false
@@ -267,7 +269,7 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 			return false, warnings
 		}
 	}
-	for _, labels := range []bool{false, true} {
+	for _, labels := range [2]bool{false, true} {
 		want, what := inj.Annotations, "annotation"
 		if labels {
 			want, what = inj.Labels, "label"
@@ -280,21 +282,17 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 		}
 	}
 
-	skip := map[string]bool{}
-	for _, n := range inj.SkipContainers {
-		skip[n] = true
-	}
 	changed, mounted := false, false
-	for _, r := range s.containers {
+	for ci, r := range s.containers {
 		c := s.container(r)
-		if skip[c.Name] {
+		if slices.Contains(inj.SkipContainers, c.Name) {
 			continue
 		}
 		var newMounts []corev1.VolumeMount
 		conflict := false
 		for _, m := range inj.Mounts {
 			path := cleanPath(m.MountPath)
-			have, ok := s.mountAt(r, path)
+			have, ok := s.mountAt(ci, path)
 			if !ok {
 				newMounts = append(newMounts, corev1.VolumeMount{Name: m.VolumeName, MountPath: m.MountPath, ReadOnly: true})
 				continue
@@ -310,21 +308,21 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 		}
 		mounted = true
 		if len(newMounts) > 0 {
-			s.mounts = mapAppend(s.mounts, r, newMounts...)
+			s.mounts[ci] = append(s.mounts[ci], newMounts...)
 			changed = true
 		}
 		for _, g := range inj.Env {
 			var set []string
 			same := true
 			for _, e := range g.Vars {
-				if have, ok := s.envVar(r, e.Name); ok {
+				if have, ok := s.envVar(ci, e.Name); ok {
 					set = append(set, e.Name)
 					same = same && reflect.DeepEqual(*have, e)
 				}
 			}
 			switch {
 			case len(set) == 0:
-				s.env = mapAppend(s.env, r, g.Vars...)
+				s.env[ci] = append(s.env[ci], g.Vars...)
 				changed = true
 			case len(set) == len(g.Vars) && same:
 				// Already injected.
@@ -363,14 +361,6 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 		}
 	}
 	return changed, warnings
-}
-
-func mapAppend[T any](m map[containerRef][]T, r containerRef, v ...T) map[containerRef][]T {
-	if m == nil {
-		m = map[containerRef][]T{}
-	}
-	m[r] = append(m[r], v...)
-	return m
 }
 
 func sortedKeys(m map[string]string) []string {

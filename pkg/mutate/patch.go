@@ -51,11 +51,14 @@ func (s *state) patch() []Op {
 		}
 	}
 	ops = appendList(ops, base+"/spec/volumes", s.t.Spec.Volumes == nil, s.volumes)
-	for _, r := range s.containers {
+	for ci, r := range s.containers {
+		if len(s.mounts[ci]) == 0 && len(s.env[ci]) == 0 {
+			continue
+		}
 		c := s.container(r)
 		prefix := base + "/spec/" + r.list + "/" + strconv.Itoa(r.index)
-		ops = appendList(ops, prefix+"/volumeMounts", c.VolumeMounts == nil, s.mounts[r])
-		ops = appendList(ops, prefix+"/env", c.Env == nil, s.env[r])
+		ops = appendList(ops, prefix+"/volumeMounts", c.VolumeMounts == nil, s.mounts[ci])
+		ops = appendList(ops, prefix+"/env", c.Env == nil, s.env[ci])
 	}
 	return ops
 }

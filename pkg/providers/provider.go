@@ -23,7 +23,9 @@ type Request struct {
 	PodName string
 	// PodMeta holds the pod's (or pod template's) labels and annotations.
 	PodMeta *metav1.ObjectMeta
-	// PodSpec is the pod's (or pod template's) spec.
+	// PodSpec is the pod's (or pod template's) spec. The webhook fills in only
+	// what providers may read: serviceAccountName, nodeSelector, affinity,
+	// volumes, and each container's name, env and volumeMounts.
 	PodSpec *corev1.PodSpec
 	// ServiceAccount is the pod's ServiceAccount. Only its name, namespace, uid
 	// and annotations are guaranteed to be set.

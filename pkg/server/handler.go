@@ -4,19 +4,24 @@ package server
 
 import (
 	"bytes"
-	"context"
+
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
+	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
-	kwhhttp "github.com/slok/kubewebhook/v2/pkg/http"
-	kwhlog "github.com/slok/kubewebhook/v2/pkg/log"
-	kwhlogrus "github.com/slok/kubewebhook/v2/pkg/log/logrus"
+
+	"github.com/pod-identity/injector/pkg/admission"
+	"github.com/slok/kubewebhook/v2/pkg/model"
 	"github.com/slok/kubewebhook/v2/pkg/webhook"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Paths the webhooks are served at.
@@ -29,117 +34,264 @@ const (
 // server's own request limit for an object is 3 MiB, and a review carries it once.
 const DefaultMaxRequestBytes = 4 << 20
 
+// The AdmissionReview API versions served.
+const (
+	reviewV1      = "admission.k8s.io/v1"
+	reviewV1beta1 = "admission.k8s.io/v1beta1"
+)
+
 // HandlerConfig configures the admission handler.
 type HandlerConfig struct {
 	// Mutator and Validator are the webhooks, usually wrapped by
-	// webhook.NewMeasuredWebhook.
+	// kubewebhook's webhook.NewMeasuredWebhook for its Prometheus metrics.
 	Mutator, Validator webhook.Webhook
-	// Log receives kubewebhook's logs; its per-request line is debug level.
-	Log *logrus.Entry
+	// Log receives a debug line per request and the errors.
+	Log logrus.FieldLogger
 	// MaxRequestBytes bounds a request body.
 	MaxRequestBytes int64
 }
 
-// NewHandler returns the admission handler: kubewebhook's HTTP handler for
-// each webhook, behind a guard that gives bad requests a clear 4xx answer.
+// NewHandler returns the admission handler. It speaks the AdmissionReview
+// protocol (v1, and v1beta1 for old API servers) in front of kubewebhook
+// webhooks: one decode of the review per request, the webhook's answer
+// (for the mutator, the engine's additive patch) written back as is, and a
+// clear 4xx for anything that is not a review.
 func NewHandler(cfg HandlerConfig) (http.Handler, error) {
+	if cfg.Mutator == nil || cfg.Validator == nil {
+		return nil, errors.New("admission handler: a mutator and a validator are required")
+	}
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = DefaultMaxRequestBytes
 	}
 	if cfg.Log == nil {
-		cfg.Log = logrus.NewEntry(logrus.StandardLogger())
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		cfg.Log = l
 	}
-	logger := quietLogger{kwhlogrus.NewLogrus(cfg.Log)}
 	mux := http.NewServeMux()
-	for path, wh := range map[string]webhook.Webhook{MutatePath: cfg.Mutator, ValidatePath: cfg.Validator} {
-		h, err := kwhhttp.HandlerFor(kwhhttp.HandlerConfig{Webhook: wh, Logger: logger})
-		if err != nil {
-			return nil, fmt.Errorf("webhook handler %s: %w", path, err)
-		}
-		mux.Handle(path, guard(h, cfg.MaxRequestBytes))
-	}
+	mux.Handle(MutatePath, &reviewHandler{wh: cfg.Mutator, limit: cfg.MaxRequestBytes, log: cfg.Log})
+	mux.Handle(ValidatePath, &reviewHandler{wh: cfg.Validator, limit: cfg.MaxRequestBytes, log: cfg.Log})
 	return mux, nil
 }
 
-// guard answers what kubewebhook's handler would answer badly or not at
-// all: wrong method, wrong content type, an oversized body, and a review
-// without a request.
-func guard(next http.Handler, limit int64) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", http.MethodPost)
-			http.Error(w, "admission reviews are POSTed", http.StatusMethodNotAllowed)
-			return
-		}
-		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-			http.Error(w, fmt.Sprintf("content type %q: expected application/json", r.Header.Get("Content-Type")), http.StatusUnsupportedMediaType)
-			return
-		}
-		if r.ContentLength > limit {
-			http.Error(w, fmt.Sprintf("request body of %d bytes: the limit is %d", r.ContentLength, limit), http.StatusRequestEntityTooLarge)
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-		var tooLarge *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooLarge):
-			http.Error(w, fmt.Sprintf("request body over the limit of %d bytes", limit), http.StatusRequestEntityTooLarge)
-			return
-		case err != nil:
-			http.Error(w, "reading the request body: "+err.Error(), http.StatusBadRequest)
-			return
-		case len(bytes.TrimSpace(body)) == 0:
-			http.Error(w, "empty body: expected an AdmissionReview", http.StatusBadRequest)
-			return
-		}
-		if err := hasRequest(body); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		next.ServeHTTP(w, r)
-	})
+// wireReview is the part of an AdmissionReview request the webhooks use,
+// with the object kept raw.
+type wireReview struct {
+	APIVersion string       `json:"apiVersion"`
+	Kind       string       `json:"kind"`
+	Request    *wireRequest `json:"request"`
 }
 
-// hasRequest checks that body is a JSON object with a non-null "request"
-// member. It reads tokens only as far as that member, which comes early in
-// every review the API server sends.
-func hasRequest(body []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return errors.New("malformed AdmissionReview: expected a JSON object")
+type wireRequest struct {
+	requestMeta
+	Object json.RawMessage `json:"object"`
+}
+
+// wirePodReview is wireReview with the object decoded as a pod in the same
+// pass, for the common case of a pod review.
+type wirePodReview struct {
+	APIVersion string          `json:"apiVersion"`
+	Kind       string          `json:"kind"`
+	Request    *wirePodRequest `json:"request"`
+}
+
+type wirePodRequest struct {
+	requestMeta
+	Object *admission.WirePod `json:"object"`
+}
+
+// requestMeta is what a request says besides its object.
+type requestMeta struct {
+	UID             types.UID                    `json:"uid"`
+	Kind            metav1.GroupVersionKind      `json:"kind"`
+	Resource        metav1.GroupVersionResource  `json:"resource"`
+	RequestKind     *metav1.GroupVersionKind     `json:"requestKind"`
+	RequestResource *metav1.GroupVersionResource `json:"requestResource"`
+	Name            string                       `json:"name"`
+	Namespace       string                       `json:"namespace"`
+	Operation       string                       `json:"operation"`
+	DryRun          *bool                        `json:"dryRun"`
+}
+
+// wireResponse is an AdmissionReview response, the same for v1 and v1beta1.
+type wireResponse struct {
+	APIVersion string           `json:"apiVersion"`
+	Kind       string           `json:"kind"`
+	Response   wireResponseBody `json:"response"`
+}
+
+type wireResponseBody struct {
+	UID       types.UID      `json:"uid"`
+	Allowed   bool           `json:"allowed"`
+	Result    *metav1.Status `json:"status,omitempty"`
+	Patch     []byte         `json:"patch,omitempty"`
+	PatchType *string        `json:"patchType,omitempty"`
+	Warnings  []string       `json:"warnings,omitempty"`
+}
+
+var (
+	jsonPatchType = "JSONPatch"
+	bodyPool      = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	operations    = map[string]model.AdmissionReviewOp{
+		"CREATE": model.OperationCreate, "UPDATE": model.OperationUpdate,
+		"DELETE": model.OperationDelete, "CONNECT": model.OperationConnect,
 	}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("malformed AdmissionReview: %w", err)
+)
+
+type reviewHandler struct {
+	wh    webhook.Webhook
+	limit int64
+	log   logrus.FieldLogger
+}
+
+func (h *reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t0 := time.Now()
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "admission reviews are POSTed", http.StatusMethodNotAllowed)
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		http.Error(w, fmt.Sprintf("content type %q: expected application/json", r.Header.Get("Content-Type")), http.StatusUnsupportedMediaType)
+		return
+	}
+	if r.ContentLength > h.limit {
+		http.Error(w, fmt.Sprintf("request body of %d bytes: the limit is %d", r.ContentLength, h.limit), http.StatusRequestEntityTooLarge)
+		return
+	}
+	buf := bodyPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer bodyPool.Put(buf)
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.limit))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		http.Error(w, fmt.Sprintf("request body over the limit of %d bytes", h.limit), http.StatusRequestEntityTooLarge)
+		return
+	case err != nil:
+		http.Error(w, "reading the request body: "+err.Error(), http.StatusBadRequest)
+		return
+	case len(bytes.TrimSpace(buf.Bytes())) == 0:
+		http.Error(w, "empty body: expected an AdmissionReview", http.StatusBadRequest)
+		return
+	}
+	rev, pod, err := decodeReview(buf.Bytes())
+	if err != nil {
+		http.Error(w, "malformed AdmissionReview: "+describe(err), http.StatusBadRequest)
+		return
+	}
+	if rev.Kind != "AdmissionReview" || (rev.APIVersion != reviewV1 && rev.APIVersion != reviewV1beta1) {
+		http.Error(w, fmt.Sprintf("could not read %s %q: expected an AdmissionReview of %s or %s", rev.APIVersion, rev.Kind, reviewV1, reviewV1beta1), http.StatusBadRequest)
+		return
+	}
+	if rev.Request == nil {
+		http.Error(w, "AdmissionReview has no request", http.StatusBadRequest)
+		return
+	}
+	ar := toModel(&rev)
+	ctx := r.Context()
+	if pod != nil {
+		ctx = admission.ContextWithPod(ctx, pod)
+	}
+	resp, err := h.wh.Review(ctx, ar)
+	out := wireResponse{APIVersion: rev.APIVersion, Kind: "AdmissionReview", Response: wireResponseBody{UID: rev.Request.UID}}
+	status := http.StatusOK
+	switch res := resp.(type) {
+	case nil:
+	case *model.MutatingAdmissionResponse:
+		out.Response.Allowed = true
+		out.Response.Warnings = res.Warnings
+		if len(res.JSONPatchPatch) > 0 {
+			out.Response.Patch, out.Response.PatchType = res.JSONPatchPatch, &jsonPatchType
 		}
-		if key, _ := t.(string); key == "request" {
-			v, err := dec.Token()
-			if err != nil {
-				return fmt.Errorf("malformed AdmissionReview: %w", err)
-			}
-			if v != json.Delim('{') {
-				return errors.New("AdmissionReview has no request")
-			}
-			return nil
-		}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return fmt.Errorf("malformed AdmissionReview: %w", err)
+	case *model.ValidatingAdmissionResponse:
+		out.Response.Allowed = res.Allowed
+		out.Response.Warnings = res.Warnings
+		if !res.Allowed {
+			out.Response.Result = &metav1.Status{Status: metav1.StatusFailure, Message: res.Message, Code: http.StatusBadRequest, Reason: metav1.StatusReasonBadRequest}
 		}
 	}
-	return errors.New("AdmissionReview has no request")
+	if err != nil || resp == nil {
+		if err == nil {
+			err = errors.New("the webhook gave no answer")
+		}
+		h.log.WithError(err).WithField("uid", rev.Request.UID).Error("admission review failed")
+		status = http.StatusInternalServerError
+		out.Response = wireResponseBody{UID: rev.Request.UID, Result: &metav1.Status{Status: metav1.StatusFailure, Message: err.Error(), Code: http.StatusInternalServerError}}
+	}
+	if rev.APIVersion == reviewV1beta1 {
+		// Warnings are an AdmissionReview v1 field.
+		out.Response.Warnings = nil
+	}
+	body, err := json.Marshal(&out)
+	if err != nil {
+		http.Error(w, "encoding the response: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	if l, ok := h.log.(*logrus.Logger); !ok || l.IsLevelEnabled(logrus.DebugLevel) {
+		h.log.WithFields(logrus.Fields{
+			"webhook": h.wh.ID(), "uid": rev.Request.UID, "namespace": rev.Request.Namespace, "operation": rev.Request.Operation,
+			"allowed": out.Response.Allowed, "status": status, "duration": time.Since(t0).String(),
+		}).Debug("admission review handled")
+	}
 }
 
-// quietLogger turns kubewebhook's per-request info line into debug: a
-// request that changes nothing says nothing at info.
-type quietLogger struct{ kwhlog.Logger }
-
-func (l quietLogger) Infof(format string, args ...any) { l.Logger.Debugf(format, args...) }
-func (l quietLogger) WithValues(kv map[string]any) kwhlog.Logger {
-	return quietLogger{l.Logger.WithValues(kv)}
+// decodeReview decodes a review. A review whose object has the shape of a
+// pod is decoded in one pass, the pod with it; any other object is kept raw.
+func decodeReview(body []byte) (wireReview, *admission.WirePod, error) {
+	var pr wirePodReview
+	err := json.Unmarshal(body, &pr)
+	if err == nil {
+		rev := wireReview{APIVersion: pr.APIVersion, Kind: pr.Kind}
+		if r := pr.Request; r != nil {
+			rev.Request = &wireRequest{requestMeta: r.requestMeta}
+			return rev, r.Object, nil
+		}
+		return rev, nil, nil
+	}
+	var rev wireReview
+	if err := json.Unmarshal(body, &rev); err != nil {
+		return rev, nil, err
+	}
+	return rev, nil, nil
 }
-func (l quietLogger) WithCtxValues(ctx context.Context) kwhlog.Logger {
-	return quietLogger{l.Logger.WithCtxValues(ctx)}
+
+func toModel(rev *wireReview) model.AdmissionReview {
+	req := rev.Request
+	op, ok := operations[req.Operation]
+	if !ok {
+		op = model.OperationUnknown
+	}
+	version := model.AdmissionReviewVersionV1
+	if rev.APIVersion == reviewV1beta1 {
+		version = model.AdmissionReviewVersionV1beta1
+	}
+	gvk, gvr := req.RequestKind, req.RequestResource
+	if gvk == nil {
+		gvk = &req.Kind
+	}
+	if gvr == nil {
+		gvr = &req.Resource
+	}
+	return model.AdmissionReview{
+		ID: string(req.UID), Name: req.Name, Namespace: req.Namespace, Operation: op, Version: version,
+		RequestGVK: gvk, RequestGVR: gvr, NewObjectRaw: req.Object,
+		DryRun: req.DryRun != nil && *req.DryRun,
+	}
+}
+
+// describe words a JSON decoding error for the client, without Go type names.
+func describe(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field == "" {
+			return "expected a JSON object"
+		}
+		return fmt.Sprintf("field %s: unexpected JSON %s", te.Field, te.Value)
+	}
+	return err.Error()
 }
