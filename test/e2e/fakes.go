@@ -1,0 +1,443 @@
+package e2e
+
+import (
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+)
+
+// Verifier checks ServiceAccount tokens the way a cloud does: the signature
+// against the cluster's published keys, the issuer from its discovery
+// document, the audience, the expiry; it returns the subject.
+type Verifier struct {
+	issuer string
+	keys   map[string]*rsa.PublicKey
+}
+
+// NewVerifier reads the cluster's OpenID discovery document and JWKS.
+func NewVerifier(ctx context.Context, client kubernetes.Interface) (*Verifier, error) {
+	rc := client.CoreV1().RESTClient()
+	disc, err := rc.Get().AbsPath("/.well-known/openid-configuration").DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("openid discovery: %w", err)
+	}
+	var d struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := json.Unmarshal(disc, &d); err != nil {
+		return nil, err
+	}
+	raw, err := rc.Get().AbsPath("/openid/v1/jwks").DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("jwks: %w", err)
+	}
+	var set struct {
+		Keys []struct {
+			Kty, Kid, Alg, N, E string
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return nil, err
+	}
+	v := &Verifier{issuer: d.Issuer, keys: map[string]*rsa.PublicKey{}}
+	for _, k := range set.Keys {
+		if k.Kty != "RSA" {
+			continue
+		}
+		n, err1 := base64.RawURLEncoding.DecodeString(k.N)
+		e, err2 := base64.RawURLEncoding.DecodeString(k.E)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, err
+		}
+		v.keys[k.Kid] = &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
+	}
+	if len(v.keys) == 0 || v.issuer == "" {
+		return nil, errors.New("the cluster publishes no RSA keys or no issuer")
+	}
+	return v, nil
+}
+
+// Claims are the checked claims of a token.
+type Claims struct {
+	Issuer   string   `json:"iss"`
+	Subject  string   `json:"sub"`
+	Audience audience `json:"aud"`
+	Expiry   int64    `json:"exp"`
+	NotAfter int64    `json:"nbf"`
+}
+
+type audience []string
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	var one string
+	if json.Unmarshal(b, &one) == nil {
+		*a = []string{one}
+		return nil
+	}
+	var many []string
+	err := json.Unmarshal(b, &many)
+	*a = many
+	return err
+}
+
+// Verify checks token for audience and returns its claims.
+func (v *Verifier) Verify(token, aud string) (*Claims, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("not a JWT")
+	}
+	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil {
+		return nil, errors.New("bad header encoding")
+	}
+	var h struct{ Alg, Kid string }
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return nil, errors.New("bad header")
+	}
+	key, ok := v.keys[h.Kid]
+	if !ok || h.Alg != "RS256" {
+		return nil, fmt.Errorf("unknown key %q or algorithm %q", h.Kid, h.Alg)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return nil, errors.New("bad signature encoding")
+	}
+	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if err := rsa.VerifyPKCS1v15(key, crypto.SHA256, sum[:], sig); err != nil {
+		return nil, errors.New("signature does not verify against the cluster's JWKS")
+	}
+	cb, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, errors.New("bad claims encoding")
+	}
+	var c Claims
+	if err := json.Unmarshal(cb, &c); err != nil {
+		return nil, errors.New("bad claims")
+	}
+	now := time.Now().Unix()
+	switch {
+	case c.Issuer != v.issuer:
+		return nil, fmt.Errorf("issuer %q is not %q", c.Issuer, v.issuer)
+	case !slices.Contains(c.Audience, aud):
+		return nil, fmt.Errorf("audience %v does not include %q", c.Audience, aud)
+	case c.Expiry <= now:
+		return nil, errors.New("token expired")
+	case c.NotAfter > now+60:
+		return nil, errors.New("token not valid yet")
+	}
+	return &c, nil
+}
+
+// Subject is the token subject of a ServiceAccount.
+func Subject(namespace, name string) string {
+	return "system:serviceaccount:" + namespace + ":" + name
+}
+
+// FakeSTS is AWS STS's AssumeRoleWithWebIdentity: a role may be assumed by
+// the ServiceAccount its trust policy names, with the audience sts.amazonaws.com.
+type FakeSTS struct {
+	URL      string
+	verifier *Verifier
+	mu       sync.Mutex
+	trust    map[string]string // role ARN -> subject
+}
+
+// Trust lets subject assume role.
+func (f *FakeSTS) Trust(role, subject string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.trust[role] = subject
+}
+
+// AccessKeyFor is the access key the fake issues to a subject for a role.
+func AccessKeyFor(role, subject string) string {
+	sum := sha256.Sum256([]byte(role + "|" + subject))
+	return "ASIA" + strings.ToUpper(fmt.Sprintf("%x", sum[:8]))
+}
+
+func (f *FakeSTS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("Action") != "AssumeRoleWithWebIdentity" {
+		stsError(w, "InvalidAction", "expected AssumeRoleWithWebIdentity")
+		return
+	}
+	role, token := r.PostForm.Get("RoleArn"), r.PostForm.Get("WebIdentityToken")
+	claims, err := f.verifier.Verify(token, "sts.amazonaws.com")
+	if err != nil {
+		stsError(w, "InvalidIdentityToken", err.Error())
+		return
+	}
+	f.mu.Lock()
+	allowed, ok := f.trust[role]
+	f.mu.Unlock()
+	if !ok || allowed != claims.Subject {
+		stsError(w, "AccessDenied", fmt.Sprintf("Not authorized to perform sts:AssumeRoleWithWebIdentity: %s may not assume %s", claims.Subject, role))
+		return
+	}
+	type creds struct {
+		AccessKeyID     string `xml:"AccessKeyId"`
+		SecretAccessKey string `xml:"SecretAccessKey"`
+		SessionToken    string `xml:"SessionToken"`
+		Expiration      string `xml:"Expiration"`
+	}
+	var resp struct {
+		XMLName xml.Name `xml:"https://sts.amazonaws.com/doc/2011-06-15/ AssumeRoleWithWebIdentityResponse"`
+		Result  struct {
+			Credentials     creds  `xml:"Credentials"`
+			SubjectFromWIT  string `xml:"SubjectFromWebIdentityToken"`
+			AssumedRoleUser struct {
+				Arn           string `xml:"Arn"`
+				AssumedRoleID string `xml:"AssumedRoleId"`
+			} `xml:"AssumedRoleUser"`
+			Audience string `xml:"Audience"`
+		} `xml:"AssumeRoleWithWebIdentityResult"`
+		RequestID string `xml:"ResponseMetadata>RequestId"`
+	}
+	resp.Result.Credentials = creds{AccessKeyID: AccessKeyFor(role, claims.Subject), SecretAccessKey: "secret-" + randomHex(8),
+		SessionToken: "session-" + randomHex(16), Expiration: time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}
+	resp.Result.SubjectFromWIT = claims.Subject
+	resp.Result.AssumedRoleUser.Arn = role + "/" + r.PostForm.Get("RoleSessionName")
+	resp.Result.AssumedRoleUser.AssumedRoleID = "AROA" + randomHex(6)
+	resp.Result.Audience = "sts.amazonaws.com"
+	resp.RequestID = randomHex(8)
+	w.Header().Set("Content-Type", "text/xml")
+	_ = xml.NewEncoder(w).Encode(resp)
+}
+
+func stsError(w http.ResponseWriter, code, msg string) {
+	w.Header().Set("Content-Type", "text/xml")
+	w.WriteHeader(http.StatusBadRequest)
+	_, _ = fmt.Fprintf(w, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>%s</RequestId></ErrorResponse>`,
+		code, xmlEscape(msg), randomHex(8))
+}
+
+func xmlEscape(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+// FakeEntra is Microsoft Entra ID's token endpoint for a federated client
+// assertion: an application (client ID) in a tenant trusts one subject.
+type FakeEntra struct {
+	Server   *httptest.Server
+	verifier *Verifier
+	mu       sync.Mutex
+	trust    map[string]string // tenant/client -> subject
+}
+
+// Trust lets subject get tokens for the application clientID of tenant.
+func (f *FakeEntra) Trust(tenant, clientID, subject string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.trust[tenant+"/"+clientID] = subject
+}
+
+// AccessTokenFor is the access token the fake issues.
+func AccessTokenFor(tenant, clientID, subject string) string {
+	sum := sha256.Sum256([]byte(tenant + "|" + clientID + "|" + subject))
+	return "entra-" + fmt.Sprintf("%x", sum[:12])
+}
+
+func (f *FakeEntra) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	base := f.Server.URL
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	switch {
+	case r.Method == http.MethodGet && len(parts) >= 3 && parts[1] == "discovery" && parts[2] == "instance":
+		// The tenant is the first path element of the authorization endpoint asked about.
+		tenant := "common"
+		if ae := r.URL.Query().Get("authorization_endpoint"); ae != "" {
+			if rest, ok := strings.CutPrefix(ae, base+"/"); ok {
+				tenant, _, _ = strings.Cut(rest, "/")
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{
+			"tenant_discovery_endpoint": base + "/" + tenant + "/v2.0/.well-known/openid-configuration",
+			"api-version":               "1.1",
+			"metadata":                  []map[string]any{{"preferred_network": strings.TrimPrefix(base, "https://"), "preferred_cache": strings.TrimPrefix(base, "https://"), "aliases": []string{strings.TrimPrefix(base, "https://")}}},
+		})
+	case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/v2.0/.well-known/openid-configuration"):
+		tenant := parts[0]
+		writeJSON(w, http.StatusOK, map[string]any{
+			"token_endpoint":         base + "/" + tenant + "/oauth2/v2.0/token",
+			"authorization_endpoint": base + "/" + tenant + "/oauth2/v2.0/authorize",
+			"issuer":                 base + "/" + tenant + "/v2.0",
+			"jwks_uri":               base + "/" + tenant + "/discovery/v2.0/keys",
+		})
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/oauth2/v2.0/token"):
+		tenant := parts[0]
+		if err := r.ParseForm(); err != nil {
+			oauthError(w, "invalid_request", err.Error())
+			return
+		}
+		if r.PostForm.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+			oauthError(w, "invalid_request", "expected a jwt-bearer client assertion")
+			return
+		}
+		clientID := r.PostForm.Get("client_id")
+		claims, err := f.verifier.Verify(r.PostForm.Get("client_assertion"), "api://AzureADTokenExchange")
+		if err != nil {
+			oauthError(w, "invalid_client", "AADSTS700211: "+err.Error())
+			return
+		}
+		f.mu.Lock()
+		allowed, ok := f.trust[tenant+"/"+clientID]
+		f.mu.Unlock()
+		if !ok || allowed != claims.Subject {
+			oauthError(w, "invalid_client", fmt.Sprintf("AADSTS70021: No matching federated identity record found for presented assertion subject %q", claims.Subject))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600,
+			"access_token": AccessTokenFor(tenant, clientID, claims.Subject)})
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func oauthError(w http.ResponseWriter, code, desc string) {
+	writeJSON(w, http.StatusBadRequest, map[string]any{"error": code, "error_description": desc})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// FakeGoogle is Google's Security Token Service and IAM Credentials:
+// a workload identity provider accepts the cluster's tokens for its own
+// audience, and a Google service account lets one subject impersonate it.
+type FakeGoogle struct {
+	URL      string
+	verifier *Verifier
+	mu       sync.Mutex
+	// impersonators maps a service account email to the subject allowed to impersonate it.
+	impersonators map[string]string
+	// federated maps an issued federated token to its subject.
+	federated map[string]string
+}
+
+// AllowImpersonation lets subject impersonate email.
+func (f *FakeGoogle) AllowImpersonation(email, subject string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.impersonators[email] = subject
+}
+
+// FederatedTokenFor and ImpersonatedTokenFor are the tokens the fake issues.
+func FederatedTokenFor(subject string) string {
+	sum := sha256.Sum256([]byte("federated|" + subject))
+	return "ya29.federated-" + fmt.Sprintf("%x", sum[:10])
+}
+
+// ImpersonatedTokenFor is the access token for email.
+func ImpersonatedTokenFor(email string) string {
+	sum := sha256.Sum256([]byte("impersonated|" + email))
+	return "ya29.impersonated-" + fmt.Sprintf("%x", sum[:10])
+}
+
+func (f *FakeGoogle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/token":
+		if err := r.ParseForm(); err != nil {
+			oauthError(w, "invalid_request", err.Error())
+			return
+		}
+		aud := r.PostForm.Get("audience")
+		if !strings.HasPrefix(aud, "//iam.googleapis.com/projects/") || r.PostForm.Get("grant_type") != "urn:ietf:params:oauth:grant-type:token-exchange" ||
+			r.PostForm.Get("subject_token_type") != "urn:ietf:params:oauth:token-type:jwt" {
+			oauthError(w, "invalid_request", "not a workload identity token exchange")
+			return
+		}
+		// A provider accepts tokens for its own resource name by default.
+		claims, err := f.verifier.Verify(r.PostForm.Get("subject_token"), aud)
+		if err != nil {
+			oauthError(w, "invalid_grant", "The audience in ID Token does not match the expected audience or the token is invalid: "+err.Error())
+			return
+		}
+		tok := FederatedTokenFor(claims.Subject)
+		f.mu.Lock()
+		f.federated[tok] = claims.Subject
+		f.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]any{"access_token": tok, "issued_token_type": "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer", "expires_in": 3600})
+	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/projects/-/serviceAccounts/") && strings.HasSuffix(r.URL.Path, ":generateAccessToken"):
+		email := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/projects/-/serviceAccounts/"), ":generateAccessToken")
+		f.mu.Lock()
+		subject, ok := f.federated[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]
+		allowed := f.impersonators[email]
+		f.mu.Unlock()
+		if !ok {
+			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}})
+			return
+		}
+		if allowed != subject {
+			writeJSON(w, http.StatusForbidden, map[string]any{"error": map[string]any{"code": 403, "message": "Permission 'iam.serviceAccounts.getAccessToken' denied", "status": "PERMISSION_DENIED"}})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"accessToken": ImpersonatedTokenFor(email), "expireTime": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// Fakes are the three clouds' endpoints.
+type Fakes struct {
+	STS    *FakeSTS
+	Entra  *FakeEntra
+	Google *FakeGoogle
+	stop   []func()
+}
+
+// StartFakes serves the fakes on loopback; their verifier is set later by
+// SetVerifier, once the cluster is up.
+func StartFakes() (*Fakes, error) {
+	f := &Fakes{
+		STS:    &FakeSTS{trust: map[string]string{}},
+		Entra:  &FakeEntra{trust: map[string]string{}},
+		Google: &FakeGoogle{impersonators: map[string]string{}, federated: map[string]string{}},
+	}
+	for _, h := range []struct {
+		handler http.Handler
+		url     *string
+	}{{f.STS, &f.STS.URL}, {f.Google, &f.Google.URL}} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		srv := &http.Server{Handler: h.handler, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(l) }()
+		*h.url = "http://" + l.Addr().String()
+		f.stop = append(f.stop, func() { _ = srv.Close() })
+	}
+	f.Entra.Server = httptest.NewTLSServer(f.Entra)
+	f.stop = append(f.stop, f.Entra.Server.Close)
+	return f, nil
+}
+
+// SetVerifier makes the fakes check tokens against the cluster.
+func (f *Fakes) SetVerifier(v *Verifier) {
+	f.STS.verifier, f.Entra.verifier, f.Google.verifier = v, v, v
+}
+
+// Close stops the fakes.
+func (f *Fakes) Close() {
+	for _, s := range f.stop {
+		s()
+	}
+}

@@ -1,0 +1,407 @@
+// Package e2e runs pod-identity-injector against a real kube-apiserver (with
+// etcd) on loopback ports, and turns what it injects into credentials with
+// the clouds' own SDKs against local fakes of the clouds' token endpoints.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// KubeVersion is the kube-apiserver the suite builds and runs.
+const KubeVersion = "v1.37.2"
+
+// Cluster is etcd plus kube-apiserver on loopback, and the injector.
+type Cluster struct {
+	Dir       string
+	APIURL    string
+	Token     string
+	CAFile    string
+	Issuer    string
+	Config    *rest.Config
+	Client    kubernetes.Interface
+	procs     []*proc
+	injector  *proc
+	Injector  InjectorEndpoints
+	repoRoot  string
+	logWriter io.Writer
+}
+
+// InjectorEndpoints are where the injector under test listens.
+type InjectorEndpoints struct {
+	WebhookAddr, MetricsAddr string
+	CAPEM                    []byte
+	CertFile, KeyFile        string
+}
+
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+// FreePort returns a free loopback port.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (c *Cluster) start(name string, args []string, env []string) (*proc, error) {
+	p := &proc{name: name, log: filepath.Join(c.Dir, name+".log"), done: make(chan struct{})}
+	f, err := os.Create(p.log)
+	if err != nil {
+		return nil, err
+	}
+	p.cmd = exec.Command(args[0], args[1:]...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	p.cmd.Env = append(os.Environ(), env...)
+	// The children die with the test binary, whatever happens to it.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() { _ = p.cmd.Wait(); _ = f.Close(); close(p.done) }()
+	return p, nil
+}
+
+// stop sends SIGTERM, then SIGKILL after grace.
+func (p *proc) stop(grace time.Duration) {
+	if p == nil {
+		return
+	}
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// Tail returns the end of a process's log, for failure messages.
+func (p *proc) Tail() string {
+	data, _ := os.ReadFile(p.log)
+	if len(data) > 4000 {
+		data = data[len(data)-4000:]
+	}
+	return string(data)
+}
+
+// RepoRoot finds the repository root (the folder with the product's go.mod).
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(data, []byte("module github.com/pod-identity/injector\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("repository root not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// KubeAPIServer returns a kube-apiserver binary built from the Go module
+// proxy, reusing the one in the user cache when its sources are unchanged.
+func KubeAPIServer(repoRoot string, log io.Writer) (string, error) {
+	src := filepath.Join(repoRoot, "test", "e2e", "kube-apiserver")
+	h := sha256.New()
+	for _, f := range []string{"go.mod", "go.sum", "main.go"} {
+		data, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			return "", err
+		}
+		h.Write(data)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	bin := filepath.Join(cache, "pod-identity-injector", "kube-apiserver-"+KubeVersion+"-"+hex.EncodeToString(h.Sum(nil))[:12])
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return "", err
+	}
+	_, _ = fmt.Fprintf(log, "e2e: building kube-apiserver %s from the Go module proxy (about 9 minutes on 2 cores the first time)\n", KubeVersion)
+	t0 := time.Now()
+	tmp := bin + ".tmp"
+	cmd := exec.Command("go", "build", "-o", tmp, ".")
+	cmd.Dir = src
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build kube-apiserver: %w", err)
+	}
+	_, _ = fmt.Fprintf(log, "e2e: built kube-apiserver in %s\n", time.Since(t0).Round(time.Second))
+	return bin, os.Rename(tmp, bin)
+}
+
+// StartCluster starts etcd and kube-apiserver in dir.
+func StartCluster(ctx context.Context, dir, repoRoot string, log io.Writer) (*Cluster, error) {
+	c := &Cluster{Dir: dir, repoRoot: repoRoot, logWriter: log, Token: "e2e-admin-" + randomHex(8), Issuer: "https://issuer.e2e.pod-identity.test"}
+	etcd, err := exec.LookPath("etcd")
+	if err != nil {
+		return nil, errors.New("etcd is not installed: apt-get install -y etcd-server")
+	}
+	apiserver, err := KubeAPIServer(repoRoot, log)
+	if err != nil {
+		return nil, err
+	}
+	clientPort, err1 := FreePort()
+	peerPort, err2 := FreePort()
+	apiPort, err3 := FreePort()
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return nil, err
+	}
+	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", clientPort)
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
+	p, err := c.start("etcd", []string{etcd, "--name=e2e", "--data-dir=" + filepath.Join(dir, "etcd"),
+		"--listen-client-urls=" + etcdURL, "--advertise-client-urls=" + etcdURL,
+		"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
+		"--initial-cluster=e2e=" + peerURL, "--listen-metrics-urls=", "--log-level=warn"}, []string{"ETCD_UNSUPPORTED_ARCH=" + goarch()})
+	if err != nil {
+		return nil, err
+	}
+	c.procs = append(c.procs, p)
+	if err := waitHTTP(ctx, http.DefaultClient, etcdURL+"/health", 30*time.Second, p); err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("etcd did not start: %w\n%s", err, p.Tail())
+	}
+
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
+	privPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	pubDER, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
+	files := map[string][]byte{
+		"sa.key":     privPEM,
+		"sa.pub":     pubPEM,
+		"tokens.csv": []byte(c.Token + ",e2e-admin,e2e-admin-uid,system:masters\n"),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	certDir := filepath.Join(dir, "apiserver-certs")
+	c.APIURL = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
+	p, err = c.start("kube-apiserver", []string{apiserver,
+		"--etcd-servers=" + etcdURL,
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		fmt.Sprintf("--secure-port=%d", apiPort),
+		"--cert-dir=" + certDir,
+		"--token-auth-file=" + filepath.Join(dir, "tokens.csv"),
+		"--service-account-issuer=" + c.Issuer,
+		"--service-account-key-file=" + filepath.Join(dir, "sa.pub"),
+		"--service-account-signing-key-file=" + filepath.Join(dir, "sa.key"),
+		"--authorization-mode=RBAC",
+		"--service-cluster-ip-range=10.96.0.0/24",
+		"--enable-priority-and-fairness=false",
+		// The built-in endpoint reconciler refuses a loopback advertise address.
+		"--endpoint-reconciler-type=none",
+		"--v=1",
+	}, nil)
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
+	c.procs = append(c.procs, p)
+	c.CAFile = filepath.Join(certDir, "apiserver.crt")
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		if _, err := os.Stat(c.CAFile); err == nil {
+			break
+		}
+		select {
+		case <-p.done:
+			c.Stop()
+			return nil, fmt.Errorf("kube-apiserver exited\n%s", p.Tail())
+		default:
+		}
+		if time.Now().After(deadline) {
+			c.Stop()
+			return nil, fmt.Errorf("kube-apiserver wrote no serving certificate\n%s", p.Tail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.Config = &rest.Config{Host: c.APIURL, BearerToken: c.Token, TLSClientConfig: rest.TLSClientConfig{CAFile: c.CAFile}, QPS: 100, Burst: 200}
+	hc, err := rest.HTTPClientFor(c.Config)
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
+	if err := waitHTTPAuth(ctx, hc, c.APIURL+"/readyz", c.Token, time.Until(deadline), p); err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("kube-apiserver did not become ready: %w\n%s", err, p.Tail())
+	}
+	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Kubeconfig writes a kubeconfig for the admin token and returns its path.
+func (c *Cluster) Kubeconfig() (string, error) {
+	path := filepath.Join(c.Dir, "kubeconfig")
+	data := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: %s
+    certificate-authority: %s
+users:
+- name: admin
+  user:
+    token: %s
+contexts:
+- name: e2e
+  context: {cluster: e2e, user: admin}
+current-context: e2e
+`, c.APIURL, c.CAFile, c.Token)
+	return path, os.WriteFile(path, []byte(data), 0o600)
+}
+
+// StartInjector builds and starts `injector serve` out of cluster.
+func (c *Cluster) StartInjector(ctx context.Context, certFile, keyFile string, caPEM []byte, extraArgs ...string) error {
+	bin := filepath.Join(c.Dir, "injector")
+	if _, err := os.Stat(bin); err != nil {
+		cmd := exec.Command("go", "build", "-o", bin, "./cmd/injector")
+		cmd.Dir = c.repoRoot
+		cmd.Stdout, cmd.Stderr = c.logWriter, c.logWriter
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("build injector: %w", err)
+		}
+	}
+	kubeconfig, err := c.Kubeconfig()
+	if err != nil {
+		return err
+	}
+	wp, err1 := FreePort()
+	mp, err2 := FreePort()
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	c.Injector = InjectorEndpoints{
+		WebhookAddr: fmt.Sprintf("127.0.0.1:%d", wp), MetricsAddr: fmt.Sprintf("127.0.0.1:%d", mp),
+		CAPEM: caPEM, CertFile: certFile, KeyFile: keyFile,
+	}
+	args := append([]string{bin, "serve",
+		"--kubeconfig=" + kubeconfig,
+		"--listen-address=" + c.Injector.WebhookAddr,
+		"--metrics-address=" + c.Injector.MetricsAddr,
+		"--tls-cert-file=" + certFile, "--tls-key-file=" + keyFile,
+		"--log-format=text", "--shutdown-delay=0s",
+	}, extraArgs...)
+	p, err := c.start("injector", args, nil)
+	if err != nil {
+		return err
+	}
+	c.injector = p
+	if err := waitHTTP(ctx, http.DefaultClient, "http://"+c.Injector.MetricsAddr+"/readyz", 30*time.Second, p); err != nil {
+		return fmt.Errorf("injector did not become ready: %w\n%s", err, p.Tail())
+	}
+	return nil
+}
+
+// StopInjector stops the injector (to see what the API server does without it).
+func (c *Cluster) StopInjector() { c.injector.stop(10 * time.Second) }
+
+// InjectorLog returns the end of the injector's log.
+func (c *Cluster) InjectorLog() string {
+	if c.injector == nil {
+		return ""
+	}
+	return c.injector.Tail()
+}
+
+// Stop stops the injector, then kube-apiserver, then etcd: kube-apiserver
+// ignores SIGTERM once etcd is gone, so the order matters, and each gets
+// SIGKILL if it lingers.
+func (c *Cluster) Stop() {
+	c.injector.stop(10 * time.Second)
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		c.procs[i].stop(15 * time.Second)
+	}
+}
+
+func waitHTTP(ctx context.Context, hc *http.Client, url string, d time.Duration, p *proc) error {
+	return waitHTTPAuth(ctx, hc, url, "", d, p)
+}
+
+// waitHTTPAuth polls url until it answers 200, d passes, or p exits.
+func waitHTTPAuth(ctx context.Context, hc *http.Client, url, token string, d time.Duration, p *proc) error {
+	deadline := time.Now().Add(d)
+	var last error
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := hc.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("%s: HTTP %d %s", url, resp.StatusCode, strings.TrimSpace(string(body)))
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.done:
+			return fmt.Errorf("%s exited: %w", p.name, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("timed out: %w", last)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

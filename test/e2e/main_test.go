@@ -1,0 +1,91 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pod-identity/injector/internal/testpki"
+)
+
+// The suite's shared world: one cluster, one injector, the fakes.
+var (
+	cluster *Cluster
+	fakes   *Fakes
+	webCA   *testpki.CA
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	t0 := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	root, err := RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "pod-identity-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	if fakes, err = StartFakes(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: fakes:", err)
+		return 1
+	}
+	defer fakes.Close()
+	if cluster, err = StartCluster(ctx, dir, root, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer cluster.Stop()
+	fmt.Fprintf(os.Stderr, "e2e: etcd and kube-apiserver %s ready in %s\n", KubeVersion, time.Since(t0).Round(time.Millisecond))
+	v, err := NewVerifier(ctx, cluster.Client)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	fakes.SetVerifier(v)
+	if webCA, err = testpki.NewCA("e2e-webhooks"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	certFile, keyFile, err := webCA.WriteServing(mkdir(dir, "injector-tls"), "pod-identity-injector")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	if err := cluster.StartInjector(ctx, certFile, keyFile, webCA.PEM,
+		"--aws-default-region=us-west-2",
+		"--azure-authority-host="+fakes.Entra.Server.URL+"/",
+		"--gcp-token-url="+fakes.Google.URL+"/v1/token",
+		"--gcp-iam-credentials-url="+fakes.Google.URL,
+	); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	if err := registerWebhooks(ctx, root); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: register webhooks:", err, "\n", cluster.InjectorLog())
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "e2e: injector serving and registered %s after start\n", time.Since(t0).Round(time.Millisecond))
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "e2e: injector log tail:\n%s\n", cluster.InjectorLog())
+	}
+	return code
+}
+
+func mkdir(parent, name string) string {
+	d := filepath.Join(parent, name)
+	_ = os.MkdirAll(d, 0o700)
+	return d
+}
