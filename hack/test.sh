@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, vet and the tests of every module.
+# The whole test suite: formatting, vet, staticcheck, the unit, fixture and
+# HTTP tests, and the end-to-end suite against a real kube-apiserver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,5 +13,10 @@ fi
 echo "== go vet"
 go vet ./...
 
+echo "== staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
 echo "== go test"
 go test -count=1 ./...
+
+./hack/e2e.sh

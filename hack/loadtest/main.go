@@ -115,7 +115,7 @@ func generatedServiceAccounts(n int) *corev1.ServiceAccountList {
 				"kubectl.kubernetes.io/last-applied-configuration": `{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"` + name + `","namespace":"` + ns + `"}}`,
 			},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "helm", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1",
-				FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:annotations":{".":{},"f:eks.amazonaws.com/role-arn":{}}}}`)}}},
+				FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(`{"f:metadata":{"f:annotations":{".":{},"f:eks.amazonaws.com/role-arn":{}}}}`)}},
 		}}
 	}
 	return list

@@ -46,12 +46,6 @@ type Document struct {
 // Kind returns the document's kind.
 func (d *Document) Kind() string { s, _ := d.Object["kind"].(string); return s }
 
-func (d *Document) meta(key string) string {
-	m, _ := d.Object["metadata"].(map[string]any)
-	s, _ := m[key].(string)
-	return s
-}
-
 // Read splits a YAML (multi-document) or JSON (concatenated objects) stream
 // into documents. source names the stream in messages.
 func Read(r io.Reader, source string) ([]*Document, error) {

@@ -148,7 +148,8 @@ func googleToken(t *testing.T, p *corev1.Pod, files podFiles) (string, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds, err := google.CredentialsFromJSON(context.Background(), data, "https://www.googleapis.com/auth/cloud-platform") //nolint:staticcheck // what client libraries call
+	//lint:ignore SA1019 what client libraries call
+	creds, err := google.CredentialsFromJSON(context.Background(), data, "https://www.googleapis.com/auth/cloud-platform")
 	if err != nil {
 		return "", err
 	}

@@ -110,7 +110,8 @@ func TestCredentialConfigurationIsAcceptedByGoogleOAuth2(t *testing.T) {
 			}
 			rebased := strings.Replace(raw, cc.CredentialSource.File, tokenFile, 1)
 
-			creds, err := google.CredentialsFromJSON(context.Background(), []byte(rebased), "https://www.googleapis.com/auth/cloud-platform") //nolint:staticcheck // the API cloud clients call
+			//lint:ignore SA1019 the API cloud clients call
+			creds, err := google.CredentialsFromJSON(context.Background(), []byte(rebased), "https://www.googleapis.com/auth/cloud-platform")
 			if err != nil {
 				t.Fatalf("google.CredentialsFromJSON refused the configuration: %v\n%s", err, raw)
 			}

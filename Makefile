@@ -1,0 +1,17 @@
+# Convenience targets; each runs what the README documents.
+.PHONY: build test e2e bench loadtest
+
+build:
+	go build -o bin/injector ./cmd/injector
+
+test:
+	./hack/test.sh
+
+e2e:
+	./hack/e2e.sh
+
+bench:
+	go test -run - -bench . -benchmem ./pkg/mutate/... ./pkg/server/...
+
+loadtest:
+	go run ./hack/loadtest
