@@ -10,8 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
-	kwhprometheus "github.com/slok/kubewebhook/v2/pkg/metrics/prometheus"
-	"github.com/slok/kubewebhook/v2/pkg/webhook"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -164,29 +162,9 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	rec, err := kwhprometheus.NewRecorder(kwhprometheus.RecorderConfig{Registry: reg})
-	if err != nil {
-		return err
-	}
-	metrics, err := admission.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
-	acfg := admission.Config{Engine: engine, ServiceAccounts: sas, InvalidIdentity: cfg.invalidIdentity, Log: log, Metrics: metrics}
-	mutator, err := admission.NewMutator(acfg)
-	if err != nil {
-		return err
-	}
-	validator, err := admission.NewValidator(acfg)
-	if err != nil {
-		return err
-	}
-	handler, err := server.NewHandler(server.HandlerConfig{
-		Mutator:         webhook.NewMeasuredWebhook(rec, mutator),
-		Validator:       webhook.NewMeasuredWebhook(rec, validator),
-		Log:             logrus.NewEntry(log),
-		MaxRequestBytes: cfg.maxRequestBytes,
-	})
+	handler, err := server.NewAdmissionHandler(admission.Config{
+		Engine: engine, ServiceAccounts: sas, InvalidIdentity: cfg.invalidIdentity, Log: log,
+	}, reg, cfg.maxRequestBytes)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
@@ -62,10 +63,8 @@ func TestWebhookAgreesWithFixtures(t *testing.T) {
 			}
 			log := logrus.New()
 			log.SetOutput(io.Discard)
-			cfg := admission.Config{Engine: mutate.New(provs), ServiceAccounts: static, InvalidIdentity: mode, Log: log}
-			m, _ := admission.NewMutator(cfg)
-			v, _ := admission.NewValidator(cfg)
-			h, err := server.NewHandler(server.HandlerConfig{Mutator: m, Validator: v, Log: logrus.NewEntry(log)})
+			h, err := server.NewAdmissionHandler(admission.Config{Engine: mutate.New(provs), ServiceAccounts: static, InvalidIdentity: mode, Log: log},
+				prometheus.NewRegistry(), 0)
 			if err != nil {
 				t.Fatal(err)
 			}

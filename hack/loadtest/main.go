@@ -38,8 +38,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
-	kwhprometheus "github.com/slok/kubewebhook/v2/pkg/metrics/prometheus"
-	"github.com/slok/kubewebhook/v2/pkg/webhook"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -171,26 +169,7 @@ func serveInjector(certFile, keyFile string, n int) error {
 		sas.Len(), float64(ms.HeapAlloc)/(1<<20), float64(ms.HeapSys-ms.HeapReleased)/(1<<20))
 
 	reg := prometheus.NewRegistry()
-	rec, err := kwhprometheus.NewRecorder(kwhprometheus.RecorderConfig{Registry: reg})
-	if err != nil {
-		return err
-	}
-	metrics, err := admission.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
-	cfg := admission.Config{Engine: engine, ServiceAccounts: sas, Log: log, Metrics: metrics}
-	m, err := admission.NewMutator(cfg)
-	if err != nil {
-		return err
-	}
-	v, err := admission.NewValidator(cfg)
-	if err != nil {
-		return err
-	}
-	h, err := server.NewHandler(server.HandlerConfig{
-		Mutator: webhook.NewMeasuredWebhook(rec, m), Validator: webhook.NewMeasuredWebhook(rec, v), Log: logrus.NewEntry(log),
-	})
+	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, Log: log}, reg, 0)
 	if err != nil {
 		return err
 	}

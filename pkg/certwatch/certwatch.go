@@ -15,8 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/sirupsen/logrus"
+
+	"github.com/pod-identity/injector/internal/filewatch"
 )
 
 // Reloader holds the current certificate.
@@ -70,53 +71,13 @@ func (r *Reloader) Loaded() bool { return r.cert.Load() != nil }
 // Watch reloads the pair whenever a file in their directories changes, and
 // every poll interval as a fallback, until ctx ends.
 func (r *Reloader) Watch(ctx context.Context, poll time.Duration) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watch tls files: %w", err)
-	}
-	dirs := map[string]bool{filepath.Dir(r.certFile): true, filepath.Dir(r.keyFile): true}
-	for d := range dirs {
-		if err := w.Add(d); err != nil {
-			_ = w.Close()
-			return fmt.Errorf("watch tls directory %s: %w", d, err)
+	return filewatch.Watch(ctx, []string{filepath.Dir(r.certFile), filepath.Dir(r.keyFile)}, poll, func() {
+		changed, err := r.reload()
+		switch {
+		case err != nil:
+			r.log.WithError(err).Warn("keeping the current tls certificate")
+		case changed:
+			r.log.WithField("cert", r.certFile).Info("reloaded tls certificate")
 		}
-	}
-	go func() {
-		defer func() { _ = w.Close() }()
-		ticker := time.NewTicker(poll)
-		defer ticker.Stop()
-		var settle <-chan time.Time
-		try := func() {
-			changed, err := r.reload()
-			switch {
-			case err != nil:
-				r.log.WithError(err).Warn("keeping the current tls certificate")
-			case changed:
-				r.log.WithField("cert", r.certFile).Info("reloaded tls certificate")
-			}
-		}
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case _, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				// A rotation writes several files; read them once it settles.
-				settle = time.After(50 * time.Millisecond)
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				r.log.WithError(err).Warn("watching tls files")
-			case <-settle:
-				settle = nil
-				try()
-			case <-ticker.C:
-				try()
-			}
-		}
-	}()
-	return nil
+	}, r.log)
 }

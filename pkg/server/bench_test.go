@@ -19,8 +19,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
-	kwhprometheus "github.com/slok/kubewebhook/v2/pkg/metrics/prometheus"
-	"github.com/slok/kubewebhook/v2/pkg/webhook"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -45,13 +43,10 @@ func BenchmarkInjectorHandler(b *testing.B) {
 	gcpP, _ := gcp.New(gcp.Config{})
 	engine := mutate.New([]providers.Provider{awsP, azP, gcpP})
 	sas := staticsa.Set{}.Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns-7", Name: "sa-7", Annotations: map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/x", "azure.workload.identity/client-id": "2f9c1a4e-7b3d-4c8e-9a61-0d5e8f7b2c11"}}})
-	reg := prometheus.NewRegistry()
-	rec, _ := kwhprometheus.NewRecorder(kwhprometheus.RecorderConfig{Registry: reg})
-	metrics, _ := admission.NewMetrics(reg)
-	cfg := admission.Config{Engine: engine, ServiceAccounts: sas, Log: log, Metrics: metrics}
-	m, _ := admission.NewMutator(cfg)
-	v, _ := admission.NewValidator(cfg)
-	h, _ := server.NewHandler(server.HandlerConfig{Mutator: webhook.NewMeasuredWebhook(rec, m), Validator: webhook.NewMeasuredWebhook(rec, v), Log: logrus.NewEntry(log)})
+	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, Log: log}, prometheus.NewRegistry(), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
 	body := benchBody
 	b.ReportAllocs()
 	for b.Loop() {

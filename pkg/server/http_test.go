@@ -13,8 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
-	kwhprometheus "github.com/slok/kubewebhook/v2/pkg/metrics/prometheus"
-	"github.com/slok/kubewebhook/v2/pkg/webhook"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,28 +48,8 @@ func webhookServer(t *testing.T, mode string) (string, *http.Client) {
 		Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "default"}})
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	reg := prometheus.NewRegistry()
-	rec, err := kwhprometheus.NewRecorder(kwhprometheus.RecorderConfig{Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, err := admission.NewMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := admission.Config{Engine: engine, ServiceAccounts: sas, InvalidIdentity: mode, Log: log, Metrics: metrics}
-	m, err := admission.NewMutator(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := admission.NewValidator(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := server.NewHandler(server.HandlerConfig{
-		Mutator: webhook.NewMeasuredWebhook(rec, m), Validator: webhook.NewMeasuredWebhook(rec, v),
-		Log: logrus.NewEntry(log), MaxRequestBytes: 64 << 10,
-	})
+	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, InvalidIdentity: mode, Log: log},
+		prometheus.NewRegistry(), 64<<10)
 	if err != nil {
 		t.Fatal(err)
 	}

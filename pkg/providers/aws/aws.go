@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/sirupsen/logrus"
-	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/pod-identity/injector/pkg/providers"
@@ -19,25 +18,14 @@ import (
 // Name is the provider's name.
 const Name = "aws"
 
-// Plugin registers the AWS provider's flags and builds it.
-type Plugin struct{ cfg Config }
-
 // NewPlugin returns the AWS plugin with default settings.
 func NewPlugin() providers.Plugin {
-	p := &Plugin{}
-	p.cfg.defaults()
-	return p
-}
-
-// Name implements providers.Plugin.
-func (p *Plugin) Name() string { return Name }
-
-// AddFlags implements providers.Plugin.
-func (p *Plugin) AddFlags(fs *pflag.FlagSet) { p.cfg.addFlags(fs) }
-
-// Build implements providers.Plugin.
-func (p *Plugin) Build(ctx context.Context, log logrus.FieldLogger) (providers.Provider, error) {
-	return New(ctx, p.cfg, log)
+	cfg := &Config{}
+	cfg.defaults()
+	return providers.FuncPlugin{ProviderName: Name, Flags: cfg.addFlags,
+		New: func(ctx context.Context, log logrus.FieldLogger) (providers.Provider, error) {
+			return New(ctx, *cfg, log)
+		}}
 }
 
 // Provider injects AWS identities.

@@ -7,10 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
-	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/sirupsen/logrus"
+
+	"github.com/pod-identity/injector/internal/filewatch"
 )
 
 // associationFile is the EKS Pod Identity association file's format.
@@ -75,41 +75,15 @@ func WatchAssociations(ctx context.Context, file string, log logrus.FieldLogger)
 	if err := a.load(file); err != nil {
 		return nil, err
 	}
-	w, err := fsnotify.NewWatcher()
+	err := filewatch.Watch(ctx, []string{filepath.Dir(file)}, 0, func() {
+		if err := a.load(file); err != nil {
+			log.WithError(err).Warn("keeping the last good pod identity associations")
+			return
+		}
+		log.WithField("file", file).Info("reloaded pod identity associations")
+	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("watch pod identity associations: %w", err)
 	}
-	if err := w.Add(filepath.Dir(file)); err != nil {
-		_ = w.Close()
-		return nil, fmt.Errorf("watch pod identity associations %s: %w", file, err)
-	}
-	go func() {
-		defer func() { _ = w.Close() }()
-		// Coalesce bursts of events (a ConfigMap update is several renames).
-		var timer <-chan time.Time
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case _, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				timer = time.After(100 * time.Millisecond)
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				log.WithError(err).Warn("watching pod identity associations")
-			case <-timer:
-				timer = nil
-				if err := a.load(file); err != nil {
-					log.WithError(err).Warn("keeping the last good pod identity associations")
-					continue
-				}
-				log.WithField("file", file).Info("reloaded pod identity associations")
-			}
-		}
-	}()
 	return a, nil
 }

@@ -67,24 +67,16 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// Plugin registers the Azure provider's flags and builds it.
-type Plugin struct{ cfg Config }
-
 // NewPlugin returns the Azure plugin with default settings.
-func NewPlugin() providers.Plugin { return &Plugin{} }
-
-// Name implements providers.Plugin.
-func (p *Plugin) Name() string { return Name }
-
-// AddFlags implements providers.Plugin.
-func (p *Plugin) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&p.cfg.TenantID, "azure-tenant-id", "", "Microsoft Entra tenant of ServiceAccounts without the "+TenantIDAnnotation+" annotation")
-	fs.StringVar(&p.cfg.AuthorityHost, "azure-authority-host", DefaultAuthorityHost, "Microsoft Entra authority injected as AZURE_AUTHORITY_HOST")
+func NewPlugin() providers.Plugin {
+	cfg := &Config{}
+	return providers.FuncPlugin{ProviderName: Name, Flags: cfg.addFlags,
+		New: func(context.Context, logrus.FieldLogger) (providers.Provider, error) { return New(*cfg) }}
 }
 
-// Build implements providers.Plugin.
-func (p *Plugin) Build(_ context.Context, _ logrus.FieldLogger) (providers.Provider, error) {
-	return New(p.cfg)
+func (c *Config) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.TenantID, "azure-tenant-id", "", "Microsoft Entra tenant of ServiceAccounts without the "+TenantIDAnnotation+" annotation")
+	fs.StringVar(&c.AuthorityHost, "azure-authority-host", DefaultAuthorityHost, "Microsoft Entra authority injected as AZURE_AUTHORITY_HOST")
 }
 
 // Provider injects Azure workload identities.

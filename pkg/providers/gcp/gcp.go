@@ -98,26 +98,18 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// Plugin registers the Google Cloud provider's flags and builds it.
-type Plugin struct{ cfg Config }
-
 // NewPlugin returns the Google Cloud plugin with default settings.
-func NewPlugin() providers.Plugin { return &Plugin{} }
-
-// Name implements providers.Plugin.
-func (p *Plugin) Name() string { return Name }
-
-// AddFlags implements providers.Plugin.
-func (p *Plugin) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&p.cfg.TokenURL, "gcp-token-url", DefaultTokenURL, "Security Token Service endpoint written as token_url")
-	fs.StringVar(&p.cfg.IAMCredentialsURL, "gcp-iam-credentials-url", DefaultIAMCredentialsURL, "base of the service account impersonation URL")
-	fs.StringVar(&p.cfg.UniverseDomain, "gcp-universe-domain", DefaultUniverseDomain, "universe_domain of the credential configuration")
-	fs.StringVar(&p.cfg.DefaultRegion, "gcp-default-region", "", "inject CLOUDSDK_COMPUTE_REGION with this region")
+func NewPlugin() providers.Plugin {
+	cfg := &Config{}
+	return providers.FuncPlugin{ProviderName: Name, Flags: cfg.addFlags,
+		New: func(context.Context, logrus.FieldLogger) (providers.Provider, error) { return New(*cfg) }}
 }
 
-// Build implements providers.Plugin.
-func (p *Plugin) Build(_ context.Context, _ logrus.FieldLogger) (providers.Provider, error) {
-	return New(p.cfg)
+func (c *Config) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.TokenURL, "gcp-token-url", DefaultTokenURL, "Security Token Service endpoint written as token_url")
+	fs.StringVar(&c.IAMCredentialsURL, "gcp-iam-credentials-url", DefaultIAMCredentialsURL, "base of the service account impersonation URL")
+	fs.StringVar(&c.UniverseDomain, "gcp-universe-domain", DefaultUniverseDomain, "universe_domain of the credential configuration")
+	fs.StringVar(&c.DefaultRegion, "gcp-default-region", "", "inject CLOUDSDK_COMPUTE_REGION with this region")
 }
 
 // Provider injects Google Cloud workload identities.
