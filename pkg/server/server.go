@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -69,10 +71,7 @@ func (c *Config) TLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate,
 		for _, name := range c.TLSCipherSuites {
 			id, ok := byName[strings.TrimSpace(name)]
 			if !ok {
-				var known []string
-				for n := range byName {
-					known = append(known, n)
-				}
+				known := slices.Sorted(maps.Keys(byName))
 				return nil, fmt.Errorf("--tls-cipher-suites %q: not a secure cipher suite Go knows; expected one of %s", name, strings.Join(known, ", "))
 			}
 			tc.CipherSuites = append(tc.CipherSuites, id)
