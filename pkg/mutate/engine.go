@@ -77,8 +77,10 @@ type Result struct {
 // Mutate decides what the providers add to the target running as sa.
 func (e *Engine) Mutate(t Target, sa *corev1.ServiceAccount) Result {
 	var res Result
-	st := newState(t)
 	req := providers.Request{Namespace: t.Namespace, PodName: t.Name, PodMeta: t.Meta, PodSpec: t.Spec, ServiceAccount: sa}
+	injections := make([]*providers.Injection, 0, len(e.providers))
+	names := make([]string, 0, len(e.providers))
+	vars, mounts := 0, 0
 	for _, p := range e.providers {
 		inj, err := p.Inject(req)
 		if err != nil {
@@ -88,14 +90,25 @@ func (e *Engine) Mutate(t Target, sa *corev1.ServiceAccount) Result {
 		if inj == nil {
 			continue
 		}
+		injections, names = append(injections, inj), append(names, p.Name())
+		for _, g := range inj.Env {
+			vars += len(g.Vars)
+		}
+		mounts += len(inj.Mounts)
+	}
+	if len(injections) == 0 {
+		return res
+	}
+	st := newState(t, vars, mounts)
+	for i, inj := range injections {
 		res.Warnings = append(res.Warnings, inj.Warnings...)
 		changed, warnings := st.apply(req, inj)
 		res.Warnings = append(res.Warnings, warnings...)
 		for range warnings {
-			res.Skipped = append(res.Skipped, p.Name())
+			res.Skipped = append(res.Skipped, names[i])
 		}
 		if changed {
-			res.Injected = append(res.Injected, p.Name())
+			res.Injected = append(res.Injected, names[i])
 		}
 	}
 	res.Patch = st.patch()
@@ -153,9 +166,17 @@ type state struct {
 
 type kv struct{ k, v string }
 
-func newState(t Target) *state {
+// newState prepares the additions for a target, with room for vars
+// variables and mounts mounts per container.
+func newState(t Target, vars, mounts int) *state {
 	n := len(t.Spec.InitContainers) + len(t.Spec.Containers)
 	s := &state{t: t, containers: make([]containerRef, 0, n), env: make([][]corev1.EnvVar, n), mounts: make([][]corev1.VolumeMount, n)}
+	envs, mnts := make([]corev1.EnvVar, 0, n*vars), make([]corev1.VolumeMount, 0, n*mounts)
+	for i := range n {
+		// Each container appends into its own fixed window of one array.
+		s.env[i] = envs[i*vars : i*vars : (i+1)*vars]
+		s.mounts[i] = mnts[i*mounts : i*mounts : (i+1)*mounts]
+	}
 	for i := range t.Spec.InitContainers {
 		s.containers = append(s.containers, containerRef{"initContainers", i})
 	}

@@ -70,8 +70,9 @@ func appendList[T any](ops []Op, path string, absent bool, items []T) []Op {
 	if absent {
 		return append(ops, add(path, items))
 	}
+	end := path + "/-"
 	for _, it := range items {
-		ops = append(ops, add(path+"/-", it))
+		ops = append(ops, add(end, it))
 	}
 	return ops
 }

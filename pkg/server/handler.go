@@ -5,12 +5,14 @@ package server
 import (
 	"bytes"
 
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -132,6 +134,7 @@ type wireResponseBody struct {
 var (
 	jsonPatchType = "JSONPatch"
 	bodyPool      = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	responsePool  = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 	operations    = map[string]model.AdmissionReviewOp{
 		"CREATE": model.OperationCreate, "UPDATE": model.OperationUpdate,
 		"DELETE": model.OperationDelete, "CONNECT": model.OperationConnect,
@@ -223,7 +226,9 @@ func (h *reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Warnings are an AdmissionReview v1 field.
 		out.Response.Warnings = nil
 	}
-	body, err := json.Marshal(&out)
+	rb := responsePool.Get().(*[]byte)
+	body, err := encodeResponse((*rb)[:0], &out)
+	defer func() { *rb = body[:0]; responsePool.Put(rb) }()
 	if err != nil {
 		http.Error(w, "encoding the response: "+err.Error(), http.StatusInternalServerError)
 		return
@@ -282,6 +287,45 @@ func toModel(rev *wireReview) model.AdmissionReview {
 		RequestGVK: gvk, RequestGVR: gvr, NewObjectRaw: req.Object,
 		DryRun: req.DryRun != nil && *req.DryRun,
 	}
+}
+
+// encodeResponse appends the response to b. The common answer, allowed with or
+// without a patch, is written directly; anything with a status goes
+// through encoding/json.
+func encodeResponse(b []byte, out *wireResponse) ([]byte, error) {
+	r := &out.Response
+	if r.Result != nil {
+		return json.Marshal(out)
+	}
+	b = append(b, `{"apiVersion":`...)
+	b = appendJSONString(b, out.APIVersion)
+	b = append(b, `,"kind":"AdmissionReview","response":{"uid":`...)
+	b = appendJSONString(b, string(r.UID))
+	b = append(b, `,"allowed":`...)
+	b = strconv.AppendBool(b, r.Allowed)
+	if len(r.Patch) > 0 {
+		b = append(b, `,"patch":"`...)
+		n := base64.StdEncoding.EncodedLen(len(r.Patch))
+		b = slices.Grow(b, n)
+		base64.StdEncoding.Encode(b[len(b):len(b)+n], r.Patch)
+		b = append(b[:len(b)+n], `","patchType":"JSONPatch"`...)
+	}
+	if len(r.Warnings) > 0 {
+		b = append(b, `,"warnings":[`...)
+		for i, w := range r.Warnings {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, w)
+		}
+		b = append(b, ']')
+	}
+	return append(b, "}}"...), nil
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	raw, _ := json.Marshal(s)
+	return append(b, raw...)
 }
 
 // describe words a JSON decoding error for the client, without Go type names.
