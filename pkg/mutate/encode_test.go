@@ -36,3 +36,26 @@ func TestMarshalPatchIsWhatEncodingJSONWrites(t *testing.T) {
 		t.Errorf("MarshalPatch differs from encoding/json\n got %s\nwant %s", got, want)
 	}
 }
+
+// FuzzMarshalPatchStrings checks the direct string encoding against
+// encoding/json on arbitrary strings.
+func FuzzMarshalPatchStrings(f *testing.F) {
+	for _, s := range []string{"", "plain", "quote \" back \\", "<&>", "\u2028\u2029", "\x00\x1f\x7f", "\xff\xfe", "é日本"} {
+		f.Add(s, s)
+	}
+	f.Fuzz(func(t *testing.T, k, v string) {
+		ops := []mutate.Op{
+			{Op: "add", Path: "/metadata/annotations", Value: map[string]string{k: v}},
+			{Op: "add", Path: "/x/" + k, Value: corev1.EnvVar{Name: k, Value: v}},
+			{Op: "add", Path: "/y", Value: []corev1.VolumeMount{{Name: v, MountPath: k, ReadOnly: len(v)%2 == 0}}},
+		}
+		got, err := mutate.MarshalPatch(ops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(ops)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("got %s\nwant %s", got, want)
+		}
+	})
+}
