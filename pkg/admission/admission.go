@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -53,7 +54,7 @@ func (c *Config) defaults() {
 	}
 	if c.Log == nil {
 		l := logrus.New()
-		l.SetOutput(nil)
+		l.SetOutput(io.Discard)
 		c.Log = l
 	}
 }

@@ -1,0 +1,107 @@
+package admission_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/slok/kubewebhook/v2/pkg/model"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pod-identity/injector/internal/staticsa"
+	"github.com/pod-identity/injector/pkg/admission"
+	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/providers"
+	"github.com/pod-identity/injector/pkg/providers/azure"
+	"github.com/pod-identity/injector/pkg/sacache"
+)
+
+// brokenLookup fails every lookup, as an unreachable API server would.
+type brokenLookup struct{}
+
+func (brokenLookup) Get(context.Context, string, string) (*corev1.ServiceAccount, sacache.Source, error) {
+	return nil, sacache.Failed, errors.New("connection refused")
+}
+
+func review(op model.AdmissionReviewOp, object string) model.AdmissionReview {
+	return model.AdmissionReview{ID: "u", Namespace: "ns", Operation: op, RequestGVK: &metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, NewObjectRaw: []byte(object)}
+}
+
+func TestWebhooks(t *testing.T) {
+	az, _ := azure.New(azure.Config{})
+	engine := mutate.New([]providers.Provider{az})
+	sas := staticsa.Set{}.Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app",
+		Annotations: map[string]string{"azure.workload.identity/client-id": "not-a-guid"}}})
+	labelled := `{"metadata":{"name":"p","labels":{"azure.workload.identity/use":"true"}},"spec":{"serviceAccountName":"app","containers":[{"name":"c"}]}}`
+	tests := []struct {
+		name        string
+		cfg         admission.Config
+		validate    bool
+		ar          model.AdmissionReview
+		allowed     bool
+		patched     bool
+		warningSays string
+		denialSays  string
+	}{
+		{name: "a config without a logger still logs nowhere safely", cfg: admission.Config{Engine: engine, ServiceAccounts: sas}, validate: true,
+			ar: review(model.OperationCreate, labelled), denialSays: `annotation azure.workload.identity/client-id has invalid value "not-a-guid"`},
+		{name: "deny mode leaves an invalid pod whole for the validator", cfg: admission.Config{Engine: engine, ServiceAccounts: sas},
+			ar: review(model.OperationCreate, labelled), allowed: true},
+		{name: "warn mode admits with the message", cfg: admission.Config{Engine: engine, ServiceAccounts: sas, InvalidIdentity: admission.Warn},
+			ar: review(model.OperationCreate, labelled), allowed: true, warningSays: "admitted without the azure identity"},
+		{name: "warn mode's validator allows", cfg: admission.Config{Engine: engine, ServiceAccounts: sas, InvalidIdentity: admission.Warn}, validate: true,
+			ar: review(model.OperationCreate, labelled), allowed: true},
+		{name: "an update is not looked at", cfg: admission.Config{Engine: engine, ServiceAccounts: sas}, validate: true,
+			ar: review(model.OperationUpdate, labelled), allowed: true},
+		{name: "an unreadable serviceaccount admits the pod with a warning", cfg: admission.Config{Engine: engine, ServiceAccounts: brokenLookup{}},
+			ar: review(model.OperationCreate, labelled), allowed: true, warningSays: `serviceaccount "ns/app" could not be read`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var resp model.AdmissionResponse
+			var err error
+			if tt.validate {
+				v, verr := admission.NewValidator(tt.cfg)
+				if verr != nil {
+					t.Fatal(verr)
+				}
+				resp, err = v.Review(context.Background(), tt.ar)
+			} else {
+				m, merr := admission.NewMutator(tt.cfg)
+				if merr != nil {
+					t.Fatal(merr)
+				}
+				resp, err = m.Review(context.Background(), tt.ar)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var allowed bool
+			var warnings []string
+			var message string
+			switch r := resp.(type) {
+			case *model.MutatingAdmissionResponse:
+				allowed, warnings = true, r.Warnings
+				if (len(r.JSONPatchPatch) > 0) != tt.patched {
+					t.Errorf("patch = %s", r.JSONPatchPatch)
+				}
+			case *model.ValidatingAdmissionResponse:
+				allowed, warnings, message = r.Allowed, r.Warnings, r.Message
+			}
+			if allowed != tt.allowed {
+				t.Errorf("allowed = %v, want %v (%s)", allowed, tt.allowed, message)
+			}
+			if tt.denialSays != "" && !strings.Contains(message, tt.denialSays) {
+				t.Errorf("message %q does not say %q", message, tt.denialSays)
+			}
+			if tt.warningSays != "" && !strings.Contains(strings.Join(warnings, "\n"), tt.warningSays) {
+				t.Errorf("warnings %q do not say %q", warnings, tt.warningSays)
+			}
+		})
+	}
+	if _, err := admission.NewMutator(admission.Config{Engine: engine, ServiceAccounts: sas, InvalidIdentity: "maybe"}); err == nil {
+		t.Error("an unknown invalid-identity mode was accepted")
+	}
+}
