@@ -5,9 +5,10 @@
 // with -serviceaccounts annotated ServiceAccounts from a fake clientset), and
 // a floor server that only decodes the AdmissionReview and answers allowed.
 // It sends the same AdmissionReview for a realistic three-container pod to
-// each over TLS keep-alive at -concurrency for -duration, and prints
-// requests/s, p50/p99 latency, errors, resident memory, and the injector's
-// throughput as a ratio of the floor's.
+// each over TLS keep-alive at -concurrency, in -rounds rounds of -duration
+// that alternate between the two servers, and prints requests/s, p50/p99
+// latency, errors, resident memory, and the injector's throughput as a
+// ratio of the floor's (the median of the rounds').
 package main
 
 import (
@@ -62,7 +63,8 @@ import (
 func main() {
 	mode := flag.String("mode", "run", "run (the load generator), or the child modes injector and floor")
 	concurrency := flag.Int("concurrency", 8, "requests in flight")
-	duration := flag.Duration("duration", 10*time.Second, "load time per server")
+	duration := flag.Duration("duration", 5*time.Second, "load time per server and round")
+	rounds := flag.Int("rounds", 3, "alternating rounds of load per server")
 	warmup := flag.Duration("warmup", 2*time.Second, "load time before measuring")
 	serviceAccounts := flag.Int("serviceaccounts", 20000, "annotated ServiceAccounts in the injector's cache")
 	certFile := flag.String("cert", "", "child: serving certificate")
@@ -76,7 +78,7 @@ func main() {
 	case "floor":
 		err = serveFloor(*certFile, *keyFile)
 	case "run":
-		err = run(*concurrency, *duration, *warmup, *serviceAccounts, *minRatio)
+		err = run(*concurrency, *duration, *warmup, *serviceAccounts, *rounds, *minRatio)
 	default:
 		err = fmt.Errorf("-mode %q: expected run, injector or floor", *mode)
 	}
@@ -228,7 +230,20 @@ type result struct {
 	rssKiB, hwKiB int
 }
 
-func run(concurrency int, duration, warmup time.Duration, n int, minRatio float64) error {
+// target is one server under test, running in a child process.
+type target struct {
+	name      string
+	cmd       *exec.Cmd
+	client    *http.Client
+	url       string
+	wantPatch bool
+	idle      int
+	latencies []time.Duration
+	errors    int
+	elapsed   time.Duration
+}
+
+func run(concurrency int, duration, warmup time.Duration, n, rounds int, minRatio float64) error {
 	dir, err := os.MkdirTemp("", "loadtest")
 	if err != nil {
 		return err
@@ -242,15 +257,46 @@ func run(concurrency int, duration, warmup time.Duration, n int, minRatio float6
 	if err != nil {
 		return err
 	}
-	fmt.Printf("machine: %d CPUs, GOMAXPROCS %d; load: %d in flight, %s per server after %s warm-up; one process per server\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), concurrency, duration, warmup)
-	var results []result
+	fmt.Printf("machine: %d CPUs, GOMAXPROCS %d; load: %d in flight, %d alternating rounds of %s per server after %s warm-up; one process per server\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), concurrency, rounds, duration, warmup)
+	var targets []*target
+	defer func() {
+		for _, t := range targets {
+			stop(t.cmd)
+		}
+	}()
 	for _, mode := range []string{"floor", "injector"} {
-		r, err := measure(mode, ca, certFile, keyFile, concurrency, duration, warmup, n)
+		t, err := start(mode, ca, certFile, keyFile, concurrency, n)
 		if err != nil {
 			return fmt.Errorf("%s: %w", mode, err)
 		}
-		results = append(results, r)
+		targets = append(targets, t)
+	}
+	body := reviewBody()
+	for _, t := range targets {
+		load(t.client, t.url, body, t.wantPatch, concurrency, warmup)
+	}
+	// Rounds alternate between the servers so that both see the same machine.
+	var ratios []float64
+	for r := 1; r <= rounds; r++ {
+		var rps [2]float64
+		for i, t := range targets {
+			lat, errs, elapsed := load(t.client, t.url, body, t.wantPatch, concurrency, duration)
+			t.latencies, t.errors, t.elapsed = append(t.latencies, lat...), t.errors+errs, t.elapsed+elapsed
+			rps[i] = float64(len(lat)) / elapsed.Seconds()
+		}
+		ratios = append(ratios, rps[1]/rps[0])
+		fmt.Printf("round %d: floor %.0f req/s, injector %.0f req/s, ratio %.2f\n", r, rps[0], rps[1], rps[1]/rps[0])
+	}
+	var results []result
+	for _, t := range targets {
+		slices.Sort(t.latencies)
+		res := result{name: t.name, idleRSSKiB: t.idle, requests: len(t.latencies), errors: t.errors, rps: float64(len(t.latencies)) / t.elapsed.Seconds()}
+		if len(t.latencies) > 0 {
+			res.p50, res.p99 = t.latencies[len(t.latencies)*50/100], t.latencies[len(t.latencies)*99/100]
+		}
+		res.rssKiB, res.hwKiB = memory(t.cmd.Process.Pid)
+		results = append(results, res)
 	}
 	fmt.Printf("\n%-10s %10s %10s %10s %8s %8s %10s %12s %10s\n", "server", "requests", "req/s", "p50", "p99", "errors", "idle MiB", "loaded MiB", "peak MiB")
 	for _, r := range results {
@@ -258,9 +304,10 @@ func run(concurrency int, duration, warmup time.Duration, n int, minRatio float6
 			float64(r.idleRSSKiB)/1024, float64(r.rssKiB)/1024, float64(r.hwKiB)/1024)
 	}
 	floor, inj := results[0], results[1]
-	ratio := inj.rps / floor.rps
-	fmt.Printf("\ninjector/floor throughput ratio: %.2f; p99 ratio: %.2f; injector errors: %d; injector rss with %d serviceaccounts cached: %.1f MiB idle, %.1f MiB under load\n",
-		ratio, float64(inj.p99)/float64(floor.p99), inj.errors, n, float64(inj.idleRSSKiB)/1024, float64(inj.rssKiB)/1024)
+	slices.Sort(ratios)
+	ratio := ratios[len(ratios)/2]
+	fmt.Printf("\ninjector/floor throughput ratio: %.2f (median of %d rounds, %.2f to %.2f); p99 ratio: %.2f; injector errors: %d; injector rss with %d serviceaccounts cached: %.1f MiB idle, %.1f MiB under load\n",
+		ratio, len(ratios), ratios[0], ratios[len(ratios)-1], float64(inj.p99)/float64(floor.p99), inj.errors, n, float64(inj.idleRSSKiB)/1024, float64(inj.rssKiB)/1024)
 	if inj.errors > 0 || floor.errors > 0 {
 		return errors.New("requests failed")
 	}
@@ -270,52 +317,46 @@ func run(concurrency int, duration, warmup time.Duration, n int, minRatio float6
 	return nil
 }
 
-func measure(mode string, ca *testpki.CA, certFile, keyFile string, concurrency int, duration, warmup time.Duration, n int) (result, error) {
+// start runs a server in a child process and returns a client for it.
+func start(mode string, ca *testpki.CA, certFile, keyFile string, concurrency, n int) (*target, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return result{}, err
+		return nil, err
 	}
 	cmd := exec.Command(self, "-mode="+mode, "-cert="+certFile, "-key="+keyFile, "-serviceaccounts="+strconv.Itoa(n))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return result{}, err
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return result{}, err
+		return nil, err
 	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-	}()
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
-		return result{}, fmt.Errorf("server did not start: %w", err)
+		stop(cmd)
+		return nil, fmt.Errorf("server did not start: %w", err)
 	}
-	addr := strings.TrimSpace(strings.TrimPrefix(line, "listening "))
-	url := "https://" + addr + server.MutatePath
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12},
-		MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency, DisableCompression: true,
-	}}
-	body := reviewBody()
-	wantPatch := mode == "injector"
-	idle, _ := memory(cmd.Process.Pid)
-	load(client, url, body, wantPatch, concurrency, warmup)
-	lat, errs, elapsed := load(client, url, body, wantPatch, concurrency, duration)
-	slices.Sort(lat)
-	r := result{name: mode, idleRSSKiB: idle, requests: len(lat), errors: errs, rps: float64(len(lat)) / elapsed.Seconds()}
-	if len(lat) > 0 {
-		r.p50, r.p99 = lat[len(lat)*50/100], lat[len(lat)*99/100]
+	t := &target{name: mode, cmd: cmd, wantPatch: mode == "injector",
+		url: "https://" + strings.TrimSpace(strings.TrimPrefix(line, "listening ")) + server.MutatePath,
+		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig:     &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12},
+			MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency, DisableCompression: true,
+		}}}
+	t.idle, _ = memory(cmd.Process.Pid)
+	return t, nil
+}
+
+// stop ends a child with SIGTERM, then SIGKILL.
+func stop(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
 	}
-	r.rssKiB, r.hwKiB = memory(cmd.Process.Pid)
-	return r, nil
 }
 
 // load sends reviews from concurrency workers for d and returns the
