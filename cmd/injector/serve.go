@@ -39,6 +39,7 @@ type serveConfig struct {
 	logFormat       string
 	logLevel        string
 	maxRequestBytes int64
+	gcPercent       int
 	providers       *registry.Set
 }
 
@@ -90,6 +91,7 @@ func newServeCommand() *cobra.Command {
 	fs.DurationVar(&cfg.server.ShutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, how long to keep serving while unready before draining")
 	fs.DurationVar(&cfg.server.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight reviews may take to drain")
 	fs.Int64Var(&cfg.maxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest AdmissionReview accepted")
+	fs.IntVar(&cfg.gcPercent, "gc-percent", server.DefaultGCPercent, "garbage collection target percentage; the GOGC environment variable wins when set")
 	addInvalidIdentityFlag(fs, &cfg.invalidIdentity)
 	cfg.providers.AddFlags(fs)
 	return cmd
@@ -129,6 +131,7 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg.logFormat, cfg.logLevel, stderr)
+	server.SetGCPercent(cfg.gcPercent)
 	provs, err := cfg.providers.Build(ctx, log)
 	if err != nil {
 		return err

@@ -124,6 +124,7 @@ func generatedServiceAccounts(n int) *corev1.ServiceAccountList {
 func serveInjector(certFile, keyFile string, n int) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
+	server.SetGCPercent(server.DefaultGCPercent) // as `injector serve` does
 	if path := os.Getenv("LOADTEST_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err != nil {
@@ -175,7 +176,11 @@ func serveInjector(certFile, keyFile string, n int) error {
 	if err != nil {
 		return err
 	}
-	return serve(ctx, certFile, keyFile, h, reg, log)
+	err = serve(ctx, certFile, keyFile, h, reg, log)
+	runtime.ReadMemStats(&ms)
+	fmt.Fprintf(os.Stderr, "injector: at exit heap in use %.1f MiB, stacks %.1f MiB, runtime total from the OS %.1f MiB, released %.1f MiB\n",
+		float64(ms.HeapInuse)/(1<<20), float64(ms.StackInuse)/(1<<20), float64(ms.Sys)/(1<<20), float64(ms.HeapReleased)/(1<<20))
+	return err
 }
 
 func serveFloor(certFile, keyFile string) error {
