@@ -70,13 +70,14 @@ func main() {
 	certFile := flag.String("cert", "", "child: serving certificate")
 	keyFile := flag.String("key", "", "child: serving key")
 	minRatio := flag.Float64("min-ratio", 0, "exit non-zero if injector/floor throughput is below this")
+	patchFile := flag.String("patch-file", "", "child floor: answer with this patch")
 	flag.Parse()
 	var err error
 	switch *mode {
 	case "injector":
 		err = serveInjector(*certFile, *keyFile, *serviceAccounts)
 	case "floor":
-		err = serveFloor(*certFile, *keyFile)
+		err = serveFloor(*certFile, *keyFile, *patchFile)
 	case "run":
 		err = run(*concurrency, *duration, *warmup, *serviceAccounts, *rounds, *minRatio)
 	default:
@@ -183,9 +184,22 @@ func serveInjector(certFile, keyFile string, n int) error {
 	return err
 }
 
-func serveFloor(certFile, keyFile string) error {
+// serveFloor decodes the review and answers allowed, with the patch in
+// patchFile when one is given (a floor that pays for sending the patch but
+// not for working it out).
+func serveFloor(certFile, keyFile, patchFile string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
+	var patch []byte
+	var patchType *admissionv1.PatchType
+	if patchFile != "" {
+		var err error
+		if patch, err = os.ReadFile(patchFile); err != nil {
+			return err
+		}
+		pt := admissionv1.PatchTypeJSONPatch
+		patchType = &pt
+	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var ar admissionv1.AdmissionReview
 		if err := json.NewDecoder(r.Body).Decode(&ar); err != nil || ar.Request == nil {
@@ -193,7 +207,7 @@ func serveFloor(certFile, keyFile string) error {
 			return
 		}
 		out, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: ar.TypeMeta,
-			Response: &admissionv1.AdmissionResponse{UID: ar.Request.UID, Allowed: true}})
+			Response: &admissionv1.AdmissionResponse{UID: ar.Request.UID, Allowed: true, Patch: patch, PatchType: patchType}})
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(out)
 	})
@@ -270,28 +284,40 @@ func run(concurrency int, duration, warmup time.Duration, n, rounds int, minRati
 			stop(t.cmd)
 		}
 	}()
-	for _, mode := range []string{"floor", "injector"} {
-		t, err := start(mode, ca, certFile, keyFile, concurrency, n)
+	body := reviewBody()
+	for _, s := range []struct{ name, mode string }{{"floor", "floor"}, {"injector", "injector"}} {
+		t, err := start(s.name, s.mode, ca, certFile, keyFile, concurrency, n)
 		if err != nil {
-			return fmt.Errorf("%s: %w", mode, err)
+			return fmt.Errorf("%s: %w", s.name, err)
 		}
 		targets = append(targets, t)
 	}
-	body := reviewBody()
+	// A third server answers with the injector's own patch for this pod: what
+	// sending the patch costs, apart from working it out.
+	patchFile := filepath.Join(dir, "patch.json")
+	if err := savePatch(targets[1], body, patchFile); err != nil {
+		return err
+	}
+	t, err := start("floor+patch", "floor", ca, certFile, keyFile, concurrency, n, "-patch-file="+patchFile)
+	if err != nil {
+		return fmt.Errorf("floor+patch: %w", err)
+	}
+	targets = append(targets, t)
 	for _, t := range targets {
 		load(t.client, t.url, body, t.wantPatch, concurrency, warmup)
 	}
 	// Rounds alternate between the servers so that both see the same machine.
-	var ratios []float64
+	var ratios, patchRatios []float64
 	for r := 1; r <= rounds; r++ {
-		var rps [2]float64
+		var rps [3]float64
 		for i, t := range targets {
 			lat, errs, elapsed := load(t.client, t.url, body, t.wantPatch, concurrency, duration)
 			t.latencies, t.errors, t.elapsed = append(t.latencies, lat...), t.errors+errs, t.elapsed+elapsed
 			rps[i] = float64(len(lat)) / elapsed.Seconds()
 		}
-		ratios = append(ratios, rps[1]/rps[0])
-		fmt.Printf("round %d: floor %.0f req/s, injector %.0f req/s, ratio %.2f\n", r, rps[0], rps[1], rps[1]/rps[0])
+		ratios, patchRatios = append(ratios, rps[1]/rps[0]), append(patchRatios, rps[1]/rps[2])
+		fmt.Printf("round %d: floor %.0f req/s, injector %.0f req/s, floor+patch %.0f req/s; injector/floor %.2f, injector/floor+patch %.2f\n",
+			r, rps[0], rps[1], rps[2], rps[1]/rps[0], rps[1]/rps[2])
 	}
 	var results []result
 	for _, t := range targets {
@@ -305,12 +331,15 @@ func run(concurrency int, duration, warmup time.Duration, n, rounds int, minRati
 	}
 	fmt.Printf("\n%-10s %10s %10s %10s %8s %8s %10s %12s %10s\n", "server", "requests", "req/s", "p50", "p99", "errors", "idle MiB", "loaded MiB", "peak MiB")
 	for _, r := range results {
-		fmt.Printf("%-10s %10d %10.0f %10s %8s %8d %10.1f %12.1f %10.1f\n", r.name, r.requests, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors,
+		fmt.Printf("%-12s %10d %10.0f %10s %8s %8d %10.1f %12.1f %10.1f\n", r.name, r.requests, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors,
 			float64(r.idleRSSKiB)/1024, float64(r.rssKiB)/1024, float64(r.hwKiB)/1024)
 	}
 	floor, inj := results[0], results[1]
 	slices.Sort(ratios)
+	slices.Sort(patchRatios)
 	ratio := ratios[len(ratios)/2]
+	fmt.Printf("\ninjector/floor+patch throughput ratio: %.2f (median); floor+patch/floor: %.2f (what sending a %d-byte patch costs)",
+		patchRatios[len(patchRatios)/2], results[2].rps/floor.rps, patchSize(patchFile))
 	fmt.Printf("\ninjector/floor throughput ratio: %.2f (median of %d rounds, %.2f to %.2f); p99 ratio: %.2f; injector errors: %d; injector rss with %d serviceaccounts cached: %.1f MiB idle, %.1f MiB under load\n",
 		ratio, len(ratios), ratios[0], ratios[len(ratios)-1], float64(inj.p99)/float64(floor.p99), inj.errors, n, float64(inj.idleRSSKiB)/1024, float64(inj.rssKiB)/1024)
 	if inj.errors > 0 || floor.errors > 0 {
@@ -323,12 +352,12 @@ func run(concurrency int, duration, warmup time.Duration, n, rounds int, minRati
 }
 
 // start runs a server in a child process and returns a client for it.
-func start(mode string, ca *testpki.CA, certFile, keyFile string, concurrency, n int) (*target, error) {
+func start(name, mode string, ca *testpki.CA, certFile, keyFile string, concurrency, n int, extra ...string) (*target, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "-mode="+mode, "-cert="+certFile, "-key="+keyFile, "-serviceaccounts="+strconv.Itoa(n))
+	cmd := exec.Command(self, append([]string{"-mode=" + mode, "-cert=" + certFile, "-key=" + keyFile, "-serviceaccounts=" + strconv.Itoa(n)}, extra...)...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -342,7 +371,7 @@ func start(mode string, ca *testpki.CA, certFile, keyFile string, concurrency, n
 		stop(cmd)
 		return nil, fmt.Errorf("server did not start: %w", err)
 	}
-	t := &target{name: mode, cmd: cmd, wantPatch: mode == "injector",
+	t := &target{name: name, cmd: cmd, wantPatch: mode == "injector" || len(extra) > 0,
 		url: "https://" + strings.TrimSpace(strings.TrimPrefix(line, "listening ")) + server.MutatePath,
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			TLSClientConfig:     &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12},
@@ -350,6 +379,32 @@ func start(mode string, ca *testpki.CA, certFile, keyFile string, concurrency, n
 		}}}
 	t.idle, _ = memory(cmd.Process.Pid)
 	return t, nil
+}
+
+// savePatch asks the injector for its patch for body and writes it to file.
+func savePatch(t *target, body []byte, file string) error {
+	resp, err := t.client.Post(t.url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var r struct {
+		Response struct {
+			Patch []byte `json:"patch"`
+		} `json:"response"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || len(r.Response.Patch) == 0 {
+		return fmt.Errorf("the injector answered no patch: %v", err)
+	}
+	return os.WriteFile(file, r.Response.Patch, 0o600)
+}
+
+func patchSize(file string) int {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return 0
+	}
+	return int(fi.Size())
 }
 
 // stop ends a child with SIGTERM, then SIGKILL.
