@@ -19,6 +19,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/pod-identity/injector/internal/jsonscan"
 	"github.com/pod-identity/injector/pkg/admission"
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	"github.com/slok/kubewebhook/v2/pkg/webhook"
@@ -245,9 +246,14 @@ func (h *reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// decodeReview decodes a review. A review whose object has the shape of a
-// pod is decoded in one pass, the pod with it; any other object is kept raw.
+// decodeReview decodes a review. The review and the fields of its pod that
+// the webhooks read are scanned in one pass; a body the scanner does not
+// take is decoded by encoding/json (which also words the errors), with a
+// pod-shaped object decoded as a pod and any other object kept raw.
 func decodeReview(body []byte) (wireReview, *admission.WirePod, error) {
+	if rev, pod, err := scanReview(body); err == nil {
+		return rev, pod, nil
+	}
 	var pr wirePodReview
 	err := json.Unmarshal(body, &pr)
 	if err == nil {
@@ -263,6 +269,108 @@ func decodeReview(body []byte) (wireReview, *admission.WirePod, error) {
 		return rev, nil, err
 	}
 	return rev, nil, nil
+}
+
+// scanReview reads a review with jsonscan.
+func scanReview(body []byte) (wireReview, *admission.WirePod, error) {
+	var rev wireReview
+	var pod *admission.WirePod
+	s := jsonscan.New(body)
+	err := s.Object(func(key []byte) error {
+		var err error
+		switch string(key) {
+		case "apiVersion":
+			rev.APIVersion, err = s.String()
+		case "kind":
+			rev.Kind, err = s.String()
+		case "request":
+			if s.Null() {
+				rev.Request = nil
+				return nil
+			}
+			r := &wireRequest{}
+			rev.Request = r
+			err = s.Object(func(key []byte) error {
+				var err error
+				switch string(key) {
+				case "uid":
+					var uid string
+					uid, err = s.String()
+					r.UID = types.UID(uid)
+				case "kind":
+					err = scanGVK(s, &r.Kind)
+				case "requestKind":
+					r.RequestKind = &metav1.GroupVersionKind{}
+					err = scanGVK(s, r.RequestKind)
+				case "resource":
+					err = scanGVR(s, &r.Resource)
+				case "requestResource":
+					r.RequestResource = &metav1.GroupVersionResource{}
+					err = scanGVR(s, r.RequestResource)
+				case "name":
+					r.Name, err = s.String()
+				case "namespace":
+					r.Namespace, err = s.String()
+				case "operation":
+					r.Operation, err = s.String()
+				case "dryRun":
+					if !s.Null() {
+						var b bool
+						b, err = s.Bool()
+						r.DryRun = &b
+					}
+				case "object":
+					if !s.Null() {
+						pod, err = admission.ScanPod(s)
+					}
+				default:
+					err = s.SkipUnless(key, "uid", "kind", "requestKind", "resource", "requestResource", "name", "namespace", "operation", "dryRun", "object")
+				}
+				return err
+			})
+		default:
+			err = s.SkipUnless(key, "apiVersion", "kind", "request")
+		}
+		return err
+	})
+	if err == nil {
+		err = s.End()
+	}
+	return rev, pod, err
+}
+
+func scanGVK(s *jsonscan.Scanner, gvk *metav1.GroupVersionKind) error {
+	return s.Object(func(key []byte) error {
+		var err error
+		switch string(key) {
+		case "group":
+			gvk.Group, err = s.String()
+		case "version":
+			gvk.Version, err = s.String()
+		case "kind":
+			gvk.Kind, err = s.String()
+		default:
+			err = s.SkipUnless(key, "group", "version", "kind")
+		}
+		return err
+	})
+}
+
+func scanGVR(s *jsonscan.Scanner, gvr *metav1.GroupVersionResource) error {
+	return s.Object(func(key []byte) error {
+		var err error
+		switch string(key) {
+		case "group":
+			gvr.Group, err = s.String()
+		case "version":
+			gvr.Version, err = s.String()
+		case "resource":
+			gvr.Resource, err = s.String()
+		default:
+			err = s.SkipUnless(key, "group", "version", "resource")
+		}
+		return err
+	})
 }
 
 func toModel(rev *wireReview) model.AdmissionReview {
