@@ -1,14 +1,16 @@
 // Command loadtest measures the webhook under load on this machine. It
-// starts two servers, each in a child process of its own so that its memory
-// can be read: the injector's real handler stack (kubewebhook's handler,
-// metrics and logging around the engine, with a ServiceAccount cache filled
-// with -serviceaccounts annotated ServiceAccounts from a fake clientset), and
-// a floor server that only decodes the AdmissionReview and answers allowed.
-// It sends the same AdmissionReview for a realistic three-container pod to
-// each over TLS keep-alive at -concurrency, in -rounds rounds of -duration
-// that alternate between the two servers, and prints requests/s, p50/p99
-// latency, errors, resident memory, and the injector's throughput as a
-// ratio of the floor's (the median of the rounds').
+// starts three servers, each in a child process of its own so that its
+// memory can be read: the injector's admission stack (the handler,
+// kubewebhook's measured webhooks, the metrics and logging around the
+// engine, with a ServiceAccount cache filled with -serviceaccounts annotated
+// ServiceAccounts from a fake clientset); a floor server that only decodes
+// the AdmissionReview and answers allowed; and the floor answering with the
+// injector's own patch. It sends the same AdmissionReview for a realistic
+// three-container pod to each over TLS keep-alive at -concurrency, in
+// -rounds rounds of -duration that alternate between the servers, and
+// prints requests/s, p50/p99 latency, errors, resident memory, and the
+// injector's throughput as a ratio of the floors' (the median of the
+// rounds').
 package main
 
 import (
