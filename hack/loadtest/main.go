@@ -50,14 +50,10 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/pod-identity/injector/internal/testenv"
 	"github.com/pod-identity/injector/internal/testpki"
 	"github.com/pod-identity/injector/pkg/admission"
 	"github.com/pod-identity/injector/pkg/certwatch"
-	"github.com/pod-identity/injector/pkg/mutate"
-	"github.com/pod-identity/injector/pkg/providers"
-	"github.com/pod-identity/injector/pkg/providers/aws"
-	"github.com/pod-identity/injector/pkg/providers/azure"
-	"github.com/pod-identity/injector/pkg/providers/gcp"
 	"github.com/pod-identity/injector/pkg/sacache"
 	"github.com/pod-identity/injector/pkg/server"
 )
@@ -141,13 +137,10 @@ func serveInjector(certFile, keyFile string, n int) error {
 	log := logrus.New()
 	log.SetOutput(io.Discard) // formatted as in production, written nowhere
 	log.SetFormatter(&logrus.JSONFormatter{})
-	awsP, err := aws.New(ctx, aws.Config{DefaultRegion: "eu-west-1"}, log)
+	engine, err := testenv.Engine(ctx, log)
 	if err != nil {
 		return err
 	}
-	azP, _ := azure.New(azure.Config{TenantID: "72f988bf-86f1-41af-91ab-2d7cd011db47"})
-	gcpP, _ := gcp.New(gcp.Config{})
-	engine := mutate.New([]providers.Provider{awsP, azP, gcpP})
 
 	client := fake.NewClientset()
 	client.PrependReactor("list", "serviceaccounts", func(k8stesting.Action) (bool, k8sruntime.Object, error) {

@@ -16,12 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pod-identity/injector/internal/staticsa"
+	"github.com/pod-identity/injector/internal/testenv"
 	"github.com/pod-identity/injector/pkg/admission"
-	"github.com/pod-identity/injector/pkg/mutate"
-	"github.com/pod-identity/injector/pkg/providers"
-	"github.com/pod-identity/injector/pkg/providers/aws"
-	"github.com/pod-identity/injector/pkg/providers/azure"
-	"github.com/pod-identity/injector/pkg/providers/gcp"
 	"github.com/pod-identity/injector/pkg/server"
 )
 
@@ -40,14 +36,15 @@ func FuzzAdmissionHandler(f *testing.F) {
 	f.Add([]byte(`[]`))
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	awsP, _ := aws.New(context.Background(), aws.Config{DefaultRegion: "eu-west-1"}, log)
-	azP, _ := azure.New(azure.Config{TenantID: "72f988bf-86f1-41af-91ab-2d7cd011db47"})
-	gcpP, _ := gcp.New(gcp.Config{})
-	sas := staticsa.Set{}.Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns-7", Name: "sa-7", Annotations: map[string]string{
-		"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/x", "azure.workload.identity/client-id": "2f9c1a4e-7b3d-4c8e-9a61-0d5e8f7b2c11",
-		"cloud.google.com/workload-identity-provider": "projects/1/locations/global/workloadIdentityPools/pool/providers/prov"}}}).
+	engine, err := testenv.Engine(context.Background(), log)
+	if err != nil {
+		f.Fatal(err)
+	}
+	all := testenv.PodServiceAccount()
+	all.Annotations["cloud.google.com/workload-identity-provider"] = "projects/1/locations/global/workloadIdentityPools/pool/providers/prov"
+	sas := staticsa.Set{}.Add(all).
 		Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "", Name: "default", Annotations: map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/x"}}})
-	h, err := server.NewAdmissionHandler(admission.Config{Engine: mutate.New([]providers.Provider{awsP, azP, gcpP}), ServiceAccounts: sas, Log: log},
+	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, Log: log},
 		prometheus.NewRegistry(), 1<<20)
 	if err != nil {
 		f.Fatal(err)

@@ -18,14 +18,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pod-identity/injector/internal/staticsa"
+	"github.com/pod-identity/injector/internal/testenv"
 	"github.com/pod-identity/injector/internal/testpki"
 	"github.com/pod-identity/injector/pkg/admission"
 	"github.com/pod-identity/injector/pkg/certwatch"
-	"github.com/pod-identity/injector/pkg/mutate"
-	"github.com/pod-identity/injector/pkg/providers"
-	"github.com/pod-identity/injector/pkg/providers/aws"
-	"github.com/pod-identity/injector/pkg/providers/azure"
-	"github.com/pod-identity/injector/pkg/providers/gcp"
 	"github.com/pod-identity/injector/pkg/server"
 )
 
@@ -35,13 +31,10 @@ const roleARN = "arn:aws:iam::111122223333:role/app"
 // its URL and a client that trusts it.
 func webhookServer(t *testing.T, mode string) (string, *http.Client) {
 	t.Helper()
-	awsP, err := aws.New(context.Background(), aws.Config{}, logrus.New())
+	engine, err := testenv.Engine(context.Background(), logrus.New())
 	if err != nil {
 		t.Fatal(err)
 	}
-	azP, _ := azure.New(azure.Config{TenantID: "72f988bf-86f1-41af-91ab-2d7cd011db47"})
-	gcpP, _ := gcp.New(gcp.Config{})
-	engine := mutate.New([]providers.Provider{awsP, azP, gcpP})
 	sas := staticsa.Set{}.
 		Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app", Annotations: map[string]string{"eks.amazonaws.com/role-arn": roleARN}}}).
 		Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "bad", Annotations: map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"}}}).

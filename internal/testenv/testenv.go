@@ -1,0 +1,49 @@
+// Package testenv builds the engine and ServiceAccounts that the HTTP
+// tests, the benchmarks, the fuzz targets and the load harness share: all
+// three providers, and the ServiceAccount of the realistic pod in
+// pkg/server/testdata/pod-review.json.
+package testenv
+
+import (
+	"context"
+
+	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/providers"
+	"github.com/pod-identity/injector/pkg/providers/aws"
+	"github.com/pod-identity/injector/pkg/providers/azure"
+	"github.com/pod-identity/injector/pkg/providers/gcp"
+)
+
+// TenantID is the Azure tenant the engine injects by default.
+const TenantID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+// Engine returns an engine with AWS (region eu-west-1), Azure (TenantID)
+// and Google Cloud, each otherwise at its defaults.
+func Engine(ctx context.Context, log logrus.FieldLogger) (*mutate.Engine, error) {
+	awsP, err := aws.New(ctx, aws.Config{DefaultRegion: "eu-west-1"}, log)
+	if err != nil {
+		return nil, err
+	}
+	azP, err := azure.New(azure.Config{TenantID: TenantID})
+	if err != nil {
+		return nil, err
+	}
+	gcpP, err := gcp.New(gcp.Config{})
+	if err != nil {
+		return nil, err
+	}
+	return mutate.New([]providers.Provider{awsP, azP, gcpP}), nil
+}
+
+// PodServiceAccount is the ServiceAccount of the pod in the shared review:
+// ns-7/sa-7, annotated for AWS and Azure.
+func PodServiceAccount() *corev1.ServiceAccount {
+	return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns-7", Name: "sa-7", Annotations: map[string]string{
+		"eks.amazonaws.com/role-arn":        "arn:aws:iam::111122223333:role/ns-7-sa-7",
+		"azure.workload.identity/client-id": "2f9c1a4e-7b3d-4c8e-9a61-0d5e8f7b2c11",
+	}}}
+}
