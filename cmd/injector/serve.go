@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -187,6 +188,10 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 	log.WithFields(logrus.Fields{"providers": names, "invalid_identity": cfg.invalidIdentity}).Info("starting")
 	go func() {
 		if sas.WaitForSync(ctx) {
+			// The initial list held every ServiceAccount in full before the
+			// cache trimmed them: hand that memory back to the OS now rather
+			// than whenever the scavenger gets to it.
+			debug.FreeOSMemory()
 			log.WithField("serviceaccounts", sas.Len()).Info("serviceaccount cache synced")
 		}
 	}()

@@ -405,3 +405,25 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// InjectorMemory returns the injector process's resident and peak resident
+// memory in KiB.
+func (c *Cluster) InjectorMemory() (rss, peak int, err error) {
+	if c.injector == nil {
+		return 0, 0, errors.New("no injector running")
+	}
+	data, err := os.ReadFile(filepath.Join("/proc", fmt.Sprint(c.injector.cmd.Process.Pid), "status"))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		var v int
+		if _, err := fmt.Sscanf(l, "VmRSS: %d kB", &v); err == nil {
+			rss = v
+		}
+		if _, err := fmt.Sscanf(l, "VmHWM: %d kB", &v); err == nil {
+			peak = v
+		}
+	}
+	return rss, peak, nil
+}

@@ -63,12 +63,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	if err := cluster.StartInjector(ctx, certFile, keyFile, webCA.PEM,
-		"--aws-default-region=us-west-2",
-		"--azure-authority-host="+fakes.Entra.Server.URL+"/",
-		"--gcp-token-url="+fakes.Google.URL+"/v1/token",
-		"--gcp-iam-credentials-url="+fakes.Google.URL,
-	); err != nil {
+	if err := cluster.StartInjector(ctx, certFile, keyFile, webCA.PEM, injectorArgs()...); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
@@ -82,6 +77,17 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: injector log tail:\n%s\n", cluster.InjectorLog())
 	}
 	return code
+}
+
+// injectorArgs are the flags the suite runs the injector with: the fakes
+// stand in for the clouds' endpoints.
+func injectorArgs() []string {
+	return []string{
+		"--aws-default-region=us-west-2",
+		"--azure-authority-host=" + fakes.Entra.Server.URL + "/",
+		"--gcp-token-url=" + fakes.Google.URL + "/v1/token",
+		"--gcp-iam-credentials-url=" + fakes.Google.URL,
+	}
 }
 
 func mkdir(parent, name string) string {
