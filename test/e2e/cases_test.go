@@ -391,31 +391,3 @@ func serveAppender(t *testing.T) string {
 	t.Cleanup(func() { _ = srv.Close() })
 	return "https://" + l.Addr().String() + "/append"
 }
-
-// TestZWebhookDownFollowsTheFailurePolicy runs last (the injector stays
-// down): with the shipped failurePolicy Ignore the pod is created without
-// identity; with the fail-closed overlay's Fail it is refused.
-func TestZWebhookDownFollowsTheFailurePolicy(t *testing.T) {
-	ns := namespace(t, nil)
-	serviceAccount(t, ns, "reader", awsAnnotations())
-	cluster.StopInjector()
-	p, err := createPod(t, ns, podSpec("ignored", "reader"), false)
-	if err != nil {
-		t.Fatalf("with failurePolicy Ignore the pod must be admitted while the webhook is down: %v", err)
-	}
-	if volume(p, "aws-iam-token") != nil {
-		t.Error("a pod admitted while the webhook was down has an identity")
-	}
-	updateWebhooks(t, func(m *admissionregv1.MutatingWebhook, v *admissionregv1.ValidatingWebhook) {
-		m.FailurePolicy, v.FailurePolicy = ptr.To(admissionregv1.Fail), ptr.To(admissionregv1.Fail)
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, err = createPod(t, ns, podSpec("refused-"+randomHex(2), "reader"), true)
-		if err != nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	requireDenied(t, err, "failed calling webhook")
-}
