@@ -41,7 +41,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
-	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
@@ -186,26 +185,13 @@ func serveFloor(certFile, keyFile, patchFile string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	var patch []byte
-	var patchType *admissionv1.PatchType
 	if patchFile != "" {
 		var err error
 		if patch, err = os.ReadFile(patchFile); err != nil {
 			return err
 		}
-		pt := admissionv1.PatchTypeJSONPatch
-		patchType = &pt
 	}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var ar admissionv1.AdmissionReview
-		if err := json.NewDecoder(r.Body).Decode(&ar); err != nil || ar.Request == nil {
-			http.Error(w, "bad review", http.StatusBadRequest)
-			return
-		}
-		out, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: ar.TypeMeta,
-			Response: &admissionv1.AdmissionResponse{UID: ar.Request.UID, Allowed: true, Patch: patch, PatchType: patchType}})
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(out)
-	})
+	h := testenv.FloorHandler(patch)
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	return serve(ctx, certFile, keyFile, h, prometheus.NewRegistry(), log)

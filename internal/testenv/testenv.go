@@ -6,8 +6,11 @@ package testenv
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 
 	"github.com/sirupsen/logrus"
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -46,4 +49,26 @@ func PodServiceAccount() *corev1.ServiceAccount {
 		"eks.amazonaws.com/role-arn":        "arn:aws:iam::111122223333:role/ns-7-sa-7",
 		"azure.workload.identity/client-id": "2f9c1a4e-7b3d-4c8e-9a61-0d5e8f7b2c11",
 	}}}
+}
+
+// FloorHandler is the yardstick of the benchmarks and the load harness: it
+// only decodes the AdmissionReview and answers allowed, with patch when one
+// is given (to price sending a patch apart from working it out).
+func FloorHandler(patch []byte) http.Handler {
+	var patchType *admissionv1.PatchType
+	if len(patch) > 0 {
+		pt := admissionv1.PatchTypeJSONPatch
+		patchType = &pt
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ar admissionv1.AdmissionReview
+		if err := json.NewDecoder(r.Body).Decode(&ar); err != nil || ar.Request == nil {
+			http.Error(w, "bad review", http.StatusBadRequest)
+			return
+		}
+		out, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: ar.TypeMeta,
+			Response: &admissionv1.AdmissionResponse{UID: ar.Request.UID, Allowed: true, Patch: patch, PatchType: patchType}})
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(out)
+	})
 }

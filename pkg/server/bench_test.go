@@ -10,16 +10,13 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
-	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/pod-identity/injector/internal/staticsa"
 	"github.com/pod-identity/injector/internal/testenv"
@@ -56,16 +53,7 @@ func BenchmarkInjectorHandler(b *testing.B) {
 
 func BenchmarkFloorHandler(b *testing.B) {
 	benchBody := readBenchBody(b)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var ar admissionv1.AdmissionReview
-		if err := json.NewDecoder(r.Body).Decode(&ar); err != nil || ar.Request == nil {
-			http.Error(w, "bad", 400)
-			return
-		}
-		out, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: ar.TypeMeta, Response: &admissionv1.AdmissionResponse{UID: ar.Request.UID, Allowed: true}})
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(out)
-	})
+	h := testenv.FloorHandler(nil)
 	b.ReportAllocs()
 	for b.Loop() {
 		req := httptest.NewRequest("POST", "/mutate", bytes.NewReader(benchBody))

@@ -2,12 +2,39 @@ package server_test
 
 import (
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/pod-identity/injector/internal/testpki"
+	"github.com/pod-identity/injector/pkg/certwatch"
 )
+
+// servingCerts issues a serving certificate from a fresh CA into a
+// temporary folder and loads it as the server does.
+func servingCerts(t *testing.T) (*testpki.CA, *certwatch.Reloader) {
+	t.Helper()
+	ca, err := testpki.NewCA("test-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := ca.WriteServing(t.TempDir(), "webhook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	certs, err := certwatch.New(certFile, keyFile, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, certs
+}
 
 func writeFile(path string, data []byte) error { return os.WriteFile(path, data, 0o600) }
 

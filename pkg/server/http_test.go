@@ -46,18 +46,7 @@ func webhookServer(t *testing.T, mode string) (string, *http.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := testpki.NewCA("test-ca")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := ca.WriteServing(t.TempDir(), "webhook")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certs, err := certwatch.New(certFile, keyFile, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, certs := servingCerts(t)
 	scfg := server.Config{}
 	tc, err := scfg.TLSConfig(certs.GetCertificate)
 	if err != nil {

@@ -14,23 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
-	"github.com/pod-identity/injector/internal/testpki"
-	"github.com/pod-identity/injector/pkg/certwatch"
 	"github.com/pod-identity/injector/pkg/server"
 )
 
 func TestReadinessAndGracefulShutdown(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	ca, _ := testpki.NewCA("ca")
-	certFile, keyFile, err := ca.WriteServing(t.TempDir(), "webhook")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certs, err := certwatch.New(certFile, keyFile, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, certs := servingCerts(t)
 	cfg := server.Config{ShutdownDelay: 300 * time.Millisecond, ShutdownTimeout: 5 * time.Second}
 	tc, err := cfg.TLSConfig(certs.GetCertificate)
 	if err != nil {
