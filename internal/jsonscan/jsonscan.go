@@ -11,19 +11,64 @@ import (
 	"errors"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/pod-identity/injector/internal/quote"
 )
+
+// MaxDepth is how deeply arrays and objects may nest, as in encoding/json:
+// deeper input is refused with ErrTooDeep before it costs more than a
+// small, fixed amount of memory.
+const MaxDepth = 10000
+
+// ErrTooDeep says the input nests arrays and objects deeper than MaxDepth.
+var ErrTooDeep = fmt.Errorf("arrays and objects nested deeper than %d", MaxDepth)
 
 // Scanner reads one JSON value from a byte slice.
 type Scanner struct {
 	b []byte
 	i int
+	// depth is the number of arrays and objects open around the scanner.
+	depth int
+	// items counts the array elements read or skipped so far.
+	items int
 }
+
+// Items is the number of array elements the scanner has read or skipped.
+func (s *Scanner) Items() int { return s.items }
 
 // New returns a scanner over b.
 func New(b []byte) *Scanner { return &Scanner{b: b} }
 
 func (s *Scanner) errorf(format string, args ...any) error {
 	return fmt.Errorf("json at offset %d: %s", s.i, fmt.Sprintf(format, args...))
+}
+
+// open enters an array or object, refusing to go deeper than MaxDepth.
+func (s *Scanner) open() error {
+	if s.depth >= MaxDepth {
+		return fmt.Errorf("json at offset %d: %w", s.i, ErrTooDeep)
+	}
+	s.depth++
+	return nil
+}
+
+// Mark is a place in the input that the scanner can return to.
+type Mark struct{ i, depth int }
+
+// Start skips white space and marks where the next value starts, for
+// Since and Reset.
+func (s *Scanner) Start() Mark {
+	s.ws()
+	return Mark{s.i, s.depth}
+}
+
+// Since returns the bytes read since m.
+func (s *Scanner) Since(m Mark) []byte { return s.b[m.i:s.i] }
+
+// Reset moves the scanner back to m, to read the value there again (say,
+// raw after a typed read of it failed half way).
+func (s *Scanner) Reset(m Mark) {
+	s.i, s.depth = m.i, m.depth
 }
 
 func (s *Scanner) ws() {
@@ -63,8 +108,9 @@ func (s *Scanner) Null() bool {
 	return false
 }
 
-// ErrDuplicate says an object has the same member twice; encoding/json
-// merges or overwrites such members, and the caller should let it decide.
+// ErrDuplicate says an object has the same member twice. An API server
+// never sends one (it encodes typed objects), and encoding/json would merge
+// or overwrite such members silently, so the review is refused instead.
 var ErrDuplicate = errors.New("duplicate member name")
 
 // Object calls field for each member of the object that is next, with the
@@ -76,15 +122,23 @@ func (s *Scanner) Object(field func(key []byte) error) error {
 		return nil
 	}
 	if s.peek() != '{' {
-		return s.errorf("expected an object")
+		return s.errorf("expected a JSON object")
+	}
+	if err := s.open(); err != nil {
+		return err
 	}
 	s.i++
 	if s.peek() == '}' {
 		s.i++
+		s.depth--
 		return nil
 	}
+	// Small objects (every one a pod has but labels and annotations) are
+	// checked for duplicates against a list on the stack; a larger one
+	// moves to a set, so that checking stays linear in the members.
 	var seenArr [16][]byte
 	seen := seenArr[:0]
+	var seenSet map[string]struct{}
 	for {
 		if s.peek() != '"' {
 			return s.errorf("expected a member name")
@@ -93,12 +147,27 @@ func (s *Scanner) Object(field func(key []byte) error) error {
 		if err != nil {
 			return err
 		}
-		for _, k := range seen {
-			if bytes.Equal(k, key) {
-				return ErrDuplicate
+		if seenSet != nil {
+			if _, dup := seenSet[string(key)]; dup {
+				return s.duplicate(key)
+			}
+			seenSet[string(key)] = struct{}{}
+		} else {
+			for _, k := range seen {
+				if bytes.Equal(k, key) {
+					return s.duplicate(key)
+				}
+			}
+			if len(seen) < cap(seen) {
+				seen = append(seen, key)
+			} else {
+				seenSet = make(map[string]struct{}, 2*len(seen))
+				for _, k := range seen {
+					seenSet[string(k)] = struct{}{}
+				}
+				seenSet[string(key)] = struct{}{}
 			}
 		}
-		seen = append(seen, key)
 		if s.peek() != ':' {
 			return s.errorf("expected a colon")
 		}
@@ -111,11 +180,16 @@ func (s *Scanner) Object(field func(key []byte) error) error {
 			s.i++
 		case '}':
 			s.i++
+			s.depth--
 			return nil
 		default:
 			return s.errorf("expected a comma or the end of the object")
 		}
 	}
+}
+
+func (s *Scanner) duplicate(key []byte) error {
+	return fmt.Errorf("json at offset %d: member %s: %w", s.i, quote.Value(string(key)), ErrDuplicate)
 }
 
 // Array calls item for each element of the array that is next; item must
@@ -127,12 +201,17 @@ func (s *Scanner) Array(item func() error) error {
 	if s.peek() != '[' {
 		return s.errorf("expected an array")
 	}
+	if err := s.open(); err != nil {
+		return err
+	}
 	s.i++
 	if s.peek() == ']' {
 		s.i++
+		s.depth--
 		return nil
 	}
 	for {
+		s.items++
 		if err := item(); err != nil {
 			return err
 		}
@@ -141,6 +220,7 @@ func (s *Scanner) Array(item func() error) error {
 			s.i++
 		case ']':
 			s.i++
+			s.depth--
 			return nil
 		default:
 			return s.errorf("expected a comma or the end of the array")
@@ -228,45 +308,119 @@ func (s *Scanner) Raw() ([]byte, error) {
 	return s.b[start:s.i], nil
 }
 
-// Skip consumes the next value, checking its syntax.
+// Skip consumes the next value, checking its syntax. It walks nested
+// arrays and objects with a stack of one byte a level rather than by
+// recursion, so the deepest input it accepts (MaxDepth) costs it at most
+// MaxDepth bytes, and a deeper one is refused with ErrTooDeep: input can
+// neither grow a goroutine stack nor overflow it.
 func (s *Scanner) Skip() error {
-	switch c := s.peek(); {
-	case c == '{':
-		return s.Object(func([]byte) error { return s.Skip() })
-	case c == '[':
-		return s.Array(s.Skip)
-	case c == '"':
-		_, err := s.rawString()
-		return err
-	case c == 't' || c == 'f':
-		_, err := s.Bool()
-		return err
-	case c == 'n':
-		if !s.Null() {
-			return s.errorf("expected null")
+	var closersArr [64]byte
+	closers := closersArr[:0] // the closing byte of each open array and object
+	for {
+		// A value is next.
+		switch c := s.peek(); {
+		case c == '{' || c == '[':
+			if s.depth+len(closers) >= MaxDepth {
+				return fmt.Errorf("json at offset %d: %w", s.i, ErrTooDeep)
+			}
+			s.i++
+			closer := byte(']')
+			if c == '{' {
+				closer = '}'
+			}
+			if s.peek() == closer {
+				s.i++
+				break
+			}
+			closers = append(closers, closer)
+			if closer == '}' {
+				if err := s.memberName(); err != nil {
+					return err
+				}
+			} else {
+				s.items++
+			}
+			continue
+		case c == '"':
+			if _, err := s.rawString(); err != nil {
+				return err
+			}
+		case c == 't' || c == 'f':
+			if _, err := s.Bool(); err != nil {
+				return err
+			}
+		case c == 'n':
+			if !s.Null() {
+				return s.errorf("expected null")
+			}
+		case c == '-' || (c >= '0' && c <= '9'):
+			if err := s.number(); err != nil {
+				return err
+			}
+		case c == 0:
+			return s.errorf("unexpected end of input")
+		default:
+			return s.errorf("unexpected character %q", c)
 		}
-		return nil
-	case c == '-' || (c >= '0' && c <= '9'):
-		return s.number()
-	case c == 0:
-		return s.errorf("unexpected end of input")
-	default:
-		return s.errorf("unexpected character %q", c)
+		// A value ended: close what it ended, or go on to the next element.
+		for {
+			if len(closers) == 0 {
+				return nil
+			}
+			closer := closers[len(closers)-1]
+			c := s.peek()
+			if c == closer {
+				s.i++
+				closers = closers[:len(closers)-1]
+				continue
+			}
+			if c != ',' {
+				if closer == '}' {
+					return s.errorf("expected a comma or the end of the object")
+				}
+				return s.errorf("expected a comma or the end of the array")
+			}
+			s.i++
+			if closer == '}' {
+				if err := s.memberName(); err != nil {
+					return err
+				}
+			} else {
+				s.items++
+			}
+			break
+		}
 	}
+}
+
+// memberName consumes a member name and its colon.
+func (s *Scanner) memberName() error {
+	if s.peek() != '"' {
+		return s.errorf("expected a member name")
+	}
+	if _, err := s.rawString(); err != nil {
+		return err
+	}
+	if s.peek() != ':' {
+		return s.errorf("expected a colon")
+	}
+	s.i++
+	return nil
 }
 
 var errNumber = errors.New("bad number")
 
 // ErrCaseVariant says a member's name differs from a wanted one only in
-// case: encoding/json would match it, so the caller should let it decide.
-var ErrCaseVariant = errors.New("member name is a case variant of a known one")
+// case. encoding/json would take it for the wanted one; an API server never
+// sends one, so the review is refused rather than guessed at.
+var ErrCaseVariant = errors.New("member name differs from a known one only in case")
 
 // SkipUnless skips the value of the member key, unless key is a case
 // variant of one of known, which returns ErrCaseVariant.
 func (s *Scanner) SkipUnless(key []byte, known ...string) error {
 	for _, k := range known {
 		if bytes.EqualFold(key, []byte(k)) {
-			return ErrCaseVariant
+			return fmt.Errorf("json at offset %d: member %s, not %q: %w", s.i, quote.Value(string(key)), k, ErrCaseVariant)
 		}
 	}
 	return s.Skip()

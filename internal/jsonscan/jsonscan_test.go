@@ -2,6 +2,9 @@ package jsonscan
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -46,4 +49,68 @@ func FuzzSkip(f *testing.F) {
 			t.Fatalf("%q: json.Valid = %v, Skip error = %v", doc, valid, err)
 		}
 	})
+}
+
+func TestNestingIsBoundedAsEncodingJSONBoundsIt(t *testing.T) {
+	nest := func(open, closer string, n int) string {
+		return strings.Repeat(open, n) + "0" + strings.Repeat(closer, n)
+	}
+	tests := []struct {
+		name string
+		doc  string
+	}{
+		{name: "arrays at the limit", doc: nest("[", "]", MaxDepth)},
+		{name: "arrays one past the limit", doc: nest("[", "]", MaxDepth+1)},
+		{name: "objects at the limit", doc: nest(`{"a":`, "}", MaxDepth)},
+		{name: "objects one past the limit", doc: nest(`{"a":`, "}", MaxDepth+1)},
+		{name: "four million open arrays", doc: strings.Repeat("[", 4<<20)},
+		{name: "empty arrays at the deepest level", doc: strings.Repeat("[", MaxDepth-1) + "[]" + strings.Repeat("]", MaxDepth-1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New([]byte(tt.doc))
+			err := s.Skip()
+			if err == nil {
+				err = s.End()
+			}
+			if valid := json.Valid([]byte(tt.doc)); valid != (err == nil) {
+				t.Fatalf("json.Valid = %v, Skip error = %v", valid, err)
+			}
+			if err != nil && len(tt.doc) > 2*MaxDepth && strings.Count(tt.doc[:2*MaxDepth], "[") > MaxDepth && !errors.Is(err, ErrTooDeep) {
+				t.Fatalf("error %v, want ErrTooDeep", err)
+			}
+		})
+	}
+}
+
+func TestTypedReadsCountTowardsTheDepth(t *testing.T) {
+	// Object and Array nest through the caller's callbacks: Skip inside
+	// them starts from their depth.
+	doc := strings.Repeat(`{"a":`, 10) + strings.Repeat("[", MaxDepth-9) + strings.Repeat("]", MaxDepth-9) + strings.Repeat("}", 10)
+	s := New([]byte(doc))
+	var read func(depth int) error
+	read = func(depth int) error {
+		return s.Object(func([]byte) error {
+			if depth == 9 {
+				return s.Skip()
+			}
+			return read(depth + 1)
+		})
+	}
+	if err := read(0); !errors.Is(err, ErrTooDeep) {
+		t.Fatalf("error = %v, want ErrTooDeep one level past the limit", err)
+	}
+}
+
+func TestDuplicatesAreFoundInLargeObjects(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range 200000 {
+		fmt.Fprintf(&b, `"k%d":0,`, i)
+	}
+	b.WriteString(`"k123":0}`)
+	s := New([]byte(b.String()))
+	if err := s.Object(func([]byte) error { return s.Skip() }); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("error = %v, want ErrDuplicate for the member repeated after 200000 others", err)
+	}
 }

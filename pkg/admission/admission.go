@@ -15,7 +15,9 @@ import (
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	"github.com/slok/kubewebhook/v2/pkg/webhook"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/pod-identity/injector/internal/quote"
 	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/providers"
 	"github.com/pod-identity/injector/pkg/sacache"
@@ -83,15 +85,31 @@ type podReview struct {
 // errNotPodCreate marks requests the webhooks let through untouched.
 var errNotPodCreate = errors.New("not a pod create")
 
+// PodWebhook is a webhook that can be handed the request's pod already
+// read (by the HTTP handler, in the same pass as the review), so that it is
+// not read twice. Review does the same after reading ar.NewObjectRaw.
+type PodWebhook interface {
+	webhook.Webhook
+	// ReviewPod reviews ar, whose object is pod, or could not be read as a
+	// pod for the reason podErr.
+	ReviewPod(ctx context.Context, ar model.AdmissionReview, pod *WirePod, podErr error) (model.AdmissionResponse, error)
+}
+
 // decode reads the pod of a CREATE request and finds its ServiceAccount.
-func (r *reviewer) decode(ctx context.Context, ar model.AdmissionReview) (*podReview, error) {
+// Names the API server would refuse are refused before any lookup, log or
+// message uses them.
+func (r *reviewer) decode(ctx context.Context, ar model.AdmissionReview, w *WirePod, podErr error) (*podReview, error) {
 	if ar.Operation != model.OperationCreate || ar.RequestGVK == nil || ar.RequestGVK.Kind != "Pod" || ar.RequestGVK.Group != "" {
 		return nil, errNotPodCreate
 	}
-	pr := &podReview{}
-	if err := decodePod(ctx, ar.NewObjectRaw, &pr.pod); err != nil {
-		return nil, fmt.Errorf("admission request %s: the object is not a pod: %w", ar.ID, err)
+	if podErr != nil {
+		return nil, fmt.Errorf("admission request %s: the object is not a pod the injector can read: %w", quote.Value(ar.ID), podErr)
 	}
+	if w == nil {
+		return nil, fmt.Errorf("admission request %s: the request has no object", quote.Value(ar.ID))
+	}
+	pr := &podReview{}
+	w.toPod(&pr.pod)
 	ns := pr.pod.Namespace
 	if ns == "" {
 		ns = ar.Namespace
@@ -100,11 +118,14 @@ func (r *reviewer) decode(ctx context.Context, ar model.AdmissionReview) (*podRe
 	if name == "" {
 		name = pr.pod.GenerateName
 	}
-	pr.target = mutate.Target{Namespace: ns, Name: name, Meta: &pr.pod.ObjectMeta, Spec: &pr.pod.Spec}
 	saName := pr.pod.Spec.ServiceAccountName
 	if saName == "" {
 		saName = "default"
 	}
+	if err := validNames(ns, name, saName); err != nil {
+		return nil, fmt.Errorf("admission request %s: %w", quote.Value(ar.ID), err)
+	}
+	pr.target = mutate.Target{Namespace: ns, Name: name, Meta: &pr.pod.ObjectMeta, Spec: &pr.pod.Spec}
 	sa, src, err := r.cfg.ServiceAccounts.Get(ctx, ns, saName)
 	r.cfg.Metrics.count(saLookups, string(src))
 	if sa == nil {
@@ -118,6 +139,35 @@ func (r *reviewer) decode(ctx context.Context, ar model.AdmissionReview) (*podRe
 	}
 	pr.sa = sa
 	return pr, nil
+}
+
+// validNames checks the names a pod review carries as the API server
+// would: a namespace is a DNS label, a ServiceAccount name and a pod name
+// are DNS subdomains, and a generateName prefix is one once a suffix is added.
+func validNames(namespace, pod, serviceAccount string) error {
+	if errs := validation.IsDNS1123Label(namespace); len(errs) > 0 {
+		return fmt.Errorf("namespace %s is not a valid namespace name: expected a DNS label (%s)", quote.Value(namespace), errs[0])
+	}
+	if pod != "" {
+		// A generateName prefix may end in "-"; the name made from it gets a suffix.
+		if errs := validation.IsDNS1123Subdomain(strings.TrimSuffix(pod, "-") + "x"); len(errs) > 0 {
+			return fmt.Errorf("pod name %s is not a valid pod name: expected a DNS subdomain (%s)", quote.Value(pod), errs[0])
+		}
+	}
+	if errs := validation.IsDNS1123Subdomain(serviceAccount); len(errs) > 0 {
+		return fmt.Errorf("spec.serviceAccountName %s is not a valid serviceaccount name: expected a DNS subdomain (%s)", quote.Value(serviceAccount), errs[0])
+	}
+	return nil
+}
+
+// review reads the pod out of ar and hands it to reviewPod.
+func review(ctx context.Context, ar model.AdmissionReview, reviewPod func(context.Context, model.AdmissionReview, *WirePod, error) (model.AdmissionResponse, error)) (model.AdmissionResponse, error) {
+	var w *WirePod
+	var err error
+	if len(ar.NewObjectRaw) > 0 {
+		w, err = ReadPod(ar.NewObjectRaw)
+	}
+	return reviewPod(ctx, ar, w, err)
 }
 
 // Mutator is the mutating webhook.
@@ -140,7 +190,12 @@ func (m *Mutator) Kind() model.WebhookKind { return model.WebhookKindMutating }
 
 // Review implements webhook.Webhook: it answers with the engine's patch.
 func (m *Mutator) Review(ctx context.Context, ar model.AdmissionReview) (model.AdmissionResponse, error) {
-	pr, err := m.decode(ctx, ar)
+	return review(ctx, ar, m.ReviewPod)
+}
+
+// ReviewPod implements PodWebhook.
+func (m *Mutator) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *WirePod, podErr error) (model.AdmissionResponse, error) {
+	pr, err := m.decode(ctx, ar, w, podErr)
 	if errors.Is(err, errNotPodCreate) {
 		return &model.MutatingAdmissionResponse{ID: ar.ID}, nil
 	}
@@ -202,11 +257,16 @@ func (v *Validator) Kind() model.WebhookKind { return model.WebhookKindValidatin
 
 // Review implements webhook.Webhook.
 func (v *Validator) Review(ctx context.Context, ar model.AdmissionReview) (model.AdmissionResponse, error) {
+	return review(ctx, ar, v.ReviewPod)
+}
+
+// ReviewPod implements PodWebhook.
+func (v *Validator) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *WirePod, podErr error) (model.AdmissionResponse, error) {
 	allowed := &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: true}
 	if v.cfg.InvalidIdentity != Deny {
 		return allowed, nil
 	}
-	pr, err := v.decode(ctx, ar)
+	pr, err := v.decode(ctx, ar, w, podErr)
 	if errors.Is(err, errNotPodCreate) {
 		return allowed, nil
 	}
@@ -244,6 +304,6 @@ func invalidProviders(errs []error) []string {
 }
 
 var (
-	_ webhook.Webhook = (*Mutator)(nil)
-	_ webhook.Webhook = (*Validator)(nil)
+	_ PodWebhook = (*Mutator)(nil)
+	_ PodWebhook = (*Validator)(nil)
 )

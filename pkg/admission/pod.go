@@ -1,8 +1,10 @@
 package admission
 
 import (
-	"context"
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -37,26 +39,40 @@ type wireContainer struct {
 	VolumeMounts []corev1.VolumeMount `json:"volumeMounts"`
 }
 
-type podKey struct{}
+// Limits on what a pod may hold for the injector to read it. The API
+// server's own limit on an object is about 3 MiB, and no real pod comes
+// near these; they bound what one review can make the server allocate
+// (each decoded list item costs up to 256 bytes, each container up to
+// about 1.5 KiB of patch) whatever the body holds.
+const (
+	// MaxContainers bounds containers and init containers together.
+	MaxContainers = 500
+	// MaxListItems bounds the items of every list the injector decodes
+	// (containers, env, volumeMounts, volumes and what they hold, affinity).
+	MaxListItems = 20000
+)
 
-// ContextWithPod returns ctx carrying the request's pod, already decoded
-// (by the HTTP handler, in the same pass as the review): the webhooks then
-// use it instead of decoding the raw object again.
-func ContextWithPod(ctx context.Context, w *WirePod) context.Context {
-	return context.WithValue(ctx, podKey{}, w)
+// ErrTooLarge says a pod holds more than the injector reads.
+var ErrTooLarge = errors.New("pod too large for the injector")
+
+// ReadPod reads a pod object: what Review does with a request's raw object
+// when the caller has not read it already.
+func ReadPod(raw []byte) (*WirePod, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, errors.New("the request has no object")
+	}
+	s := jsonscan.New(raw)
+	w, err := ScanPod(s)
+	if err == nil {
+		err = s.End()
+	}
+	return w, err
 }
 
-// decodePod fills pod with the fields of the request's pod that providers
-// may read, from ctx or else from raw. Lists keep their order and their
-// absence (nil) or emptiness, which the patch depends on.
-func decodePod(ctx context.Context, raw []byte, pod *corev1.Pod) error {
-	w, _ := ctx.Value(podKey{}).(*WirePod)
-	if w == nil {
-		w = &WirePod{}
-		if err := json.Unmarshal(raw, w); err != nil {
-			return err
-		}
-	}
+// toPod fills pod with the fields of w that providers may read. Lists keep
+// their order and their absence (nil) or emptiness, which the patch
+// depends on.
+func (w *WirePod) toPod(pod *corev1.Pod) {
 	pod.Name, pod.GenerateName, pod.Namespace = w.Metadata.Name, w.Metadata.GenerateName, w.Metadata.Namespace
 	pod.Labels, pod.Annotations = w.Metadata.Labels, w.Metadata.Annotations
 	pod.Spec.ServiceAccountName = w.Spec.ServiceAccountName
@@ -65,7 +81,6 @@ func decodePod(ctx context.Context, raw []byte, pod *corev1.Pod) error {
 	pod.Spec.Volumes = w.Spec.Volumes
 	pod.Spec.InitContainers = containers(w.Spec.InitContainers)
 	pod.Spec.Containers = containers(w.Spec.Containers)
-	return nil
 }
 
 func containers(in []wireContainer) []corev1.Container {
@@ -79,6 +94,21 @@ func containers(in []wireContainer) []corev1.Container {
 	return out
 }
 
+// podScan reads one pod, counting what it decodes against the limits.
+type podScan struct {
+	s           *jsonscan.Scanner
+	items       int
+	nContainers int
+}
+
+// item counts n decoded list items.
+func (p *podScan) item(n int) error {
+	if p.items += n; p.items > MaxListItems {
+		return fmt.Errorf("more than %d items in its containers, env, volumeMounts, volumes and affinity: %w", MaxListItems, ErrTooLarge)
+	}
+	return nil
+}
+
 // ScanPod reads the next value of s as a pod, keeping the fields WirePod
 // has and skipping the rest without allocating. The lists the providers
 // compare against (volumes, env, volumeMounts, affinity) are decoded by
@@ -86,6 +116,7 @@ func containers(in []wireContainer) []corev1.Container {
 // decode would have them.
 func ScanPod(s *jsonscan.Scanner) (*WirePod, error) {
 	w := &WirePod{}
+	p := &podScan{s: s}
 	err := s.Object(func(key []byte) error {
 		switch string(key) {
 		case "metadata":
@@ -116,13 +147,13 @@ func ScanPod(s *jsonscan.Scanner) (*WirePod, error) {
 				case "nodeSelector":
 					w.Spec.NodeSelector, err = s.StringMap()
 				case "affinity":
-					err = decodeRaw(s, &w.Spec.Affinity)
+					err = p.decodeRaw(&w.Spec.Affinity)
 				case "volumes":
-					err = decodeRaw(s, &w.Spec.Volumes)
+					err = p.decodeRaw(&w.Spec.Volumes)
 				case "initContainers":
-					w.Spec.InitContainers, err = scanContainers(s)
+					w.Spec.InitContainers, err = p.containers()
 				case "containers":
-					w.Spec.Containers, err = scanContainers(s)
+					w.Spec.Containers, err = p.containers()
 				default:
 					err = s.SkipUnless(key, "serviceAccountName", "nodeSelector", "affinity", "volumes", "initContainers", "containers")
 				}
@@ -135,12 +166,19 @@ func ScanPod(s *jsonscan.Scanner) (*WirePod, error) {
 	return w, err
 }
 
-func scanContainers(s *jsonscan.Scanner) ([]wireContainer, error) {
+func (p *podScan) containers() ([]wireContainer, error) {
+	s := p.s
 	if s.Null() {
 		return nil, nil
 	}
 	out := []wireContainer{}
 	err := s.Array(func() error {
+		if p.nContainers++; p.nContainers > MaxContainers {
+			return fmt.Errorf("more than %d containers and init containers: %w", MaxContainers, ErrTooLarge)
+		}
+		if err := p.item(1); err != nil {
+			return err
+		}
 		var c wireContainer
 		err := s.Object(func(key []byte) error {
 			var err error
@@ -148,9 +186,9 @@ func scanContainers(s *jsonscan.Scanner) ([]wireContainer, error) {
 			case "name":
 				c.Name, err = s.String()
 			case "env":
-				c.Env, err = scanEnv(s)
+				c.Env, err = p.env()
 			case "volumeMounts":
-				c.VolumeMounts, err = scanMounts(s)
+				c.VolumeMounts, err = p.mounts()
 			default:
 				err = s.SkipUnless(key, "name", "env", "volumeMounts")
 			}
@@ -162,14 +200,18 @@ func scanContainers(s *jsonscan.Scanner) ([]wireContainer, error) {
 	return out, err
 }
 
-// scanEnv reads a container's env as encoding/json would: null or absent is
+// env reads a container's env as encoding/json would: null or absent is
 // nil, [] is empty.
-func scanEnv(s *jsonscan.Scanner) ([]corev1.EnvVar, error) {
+func (p *podScan) env() ([]corev1.EnvVar, error) {
+	s := p.s
 	if s.Null() {
 		return nil, nil
 	}
 	out := []corev1.EnvVar{}
 	err := s.Array(func() error {
+		if err := p.item(1); err != nil {
+			return err
+		}
 		var e corev1.EnvVar
 		err := s.Object(func(key []byte) error {
 			var err error
@@ -179,7 +221,7 @@ func scanEnv(s *jsonscan.Scanner) ([]corev1.EnvVar, error) {
 			case "value":
 				e.Value, err = s.String()
 			case "valueFrom":
-				err = decodeRaw(s, &e.ValueFrom)
+				err = p.decodeRaw(&e.ValueFrom)
 			default:
 				err = s.SkipUnless(key, "name", "value", "valueFrom")
 			}
@@ -191,13 +233,17 @@ func scanEnv(s *jsonscan.Scanner) ([]corev1.EnvVar, error) {
 	return out, err
 }
 
-// scanMounts reads a container's volumeMounts as encoding/json would.
-func scanMounts(s *jsonscan.Scanner) ([]corev1.VolumeMount, error) {
+// mounts reads a container's volumeMounts as encoding/json would.
+func (p *podScan) mounts() ([]corev1.VolumeMount, error) {
+	s := p.s
 	if s.Null() {
 		return nil, nil
 	}
 	out := []corev1.VolumeMount{}
 	err := s.Array(func() error {
+		if err := p.item(1); err != nil {
+			return err
+		}
 		var m corev1.VolumeMount
 		err := s.Object(func(key []byte) error {
 			var err error
@@ -213,9 +259,9 @@ func scanMounts(s *jsonscan.Scanner) ([]corev1.VolumeMount, error) {
 			case "subPathExpr":
 				m.SubPathExpr, err = s.String()
 			case "mountPropagation":
-				err = decodeRaw(s, &m.MountPropagation)
+				err = p.decodeRaw(&m.MountPropagation)
 			case "recursiveReadOnly":
-				err = decodeRaw(s, &m.RecursiveReadOnly)
+				err = p.decodeRaw(&m.RecursiveReadOnly)
 			default:
 				err = s.SkipUnless(key, "name", "mountPath", "readOnly", "subPath", "subPathExpr", "mountPropagation", "recursiveReadOnly")
 			}
@@ -227,10 +273,16 @@ func scanMounts(s *jsonscan.Scanner) ([]corev1.VolumeMount, error) {
 	return out, err
 }
 
-// decodeRaw decodes the next value of s into v with encoding/json.
-func decodeRaw(s *jsonscan.Scanner, v any) error {
-	raw, err := s.Raw()
+// decodeRaw decodes the next value into v with encoding/json, after
+// counting the items of every list in it against the limit: encoding/json
+// allocates a whole struct for each, whatever its few bytes hold.
+func (p *podScan) decodeRaw(v any) error {
+	before := p.s.Items()
+	raw, err := p.s.Raw()
 	if err != nil {
+		return err
+	}
+	if err := p.item(p.s.Items() - before); err != nil {
 		return err
 	}
 	return json.Unmarshal(raw, v)

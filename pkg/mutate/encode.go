@@ -3,9 +3,10 @@ package mutate
 import (
 	"encoding/json"
 	"slices"
-	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pod-identity/injector/internal/jsonenc"
 )
 
 // MarshalPatch encodes a patch as JSON. It writes the value types the
@@ -22,9 +23,9 @@ func MarshalPatch(ops []Op) ([]byte, error) {
 			b = append(b, ',')
 		}
 		b = append(b, `{"op":`...)
-		b = appendString(b, op.Op)
+		b = jsonenc.AppendString(b, op.Op)
 		b = append(b, `,"path":`...)
-		b = appendString(b, op.Path)
+		b = jsonenc.AppendString(b, op.Path)
 		b = append(b, `,"value":`...)
 		if b, err = appendValue(b, op.Value); err != nil {
 			return nil, err
@@ -37,7 +38,7 @@ func MarshalPatch(ops []Op) ([]byte, error) {
 func appendValue(b []byte, v any) ([]byte, error) {
 	switch v := v.(type) {
 	case string:
-		return appendString(b, v), nil
+		return jsonenc.AppendString(b, v), nil
 	case map[string]string:
 		keys := make([]string, 0, len(v))
 		for k := range v {
@@ -49,9 +50,9 @@ func appendValue(b []byte, v any) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = jsonenc.AppendString(b, k)
 			b = append(b, ':')
-			b = appendString(b, v[k])
+			b = jsonenc.AppendString(b, v[k])
 		}
 		return append(b, '}'), nil
 	case corev1.EnvVar:
@@ -88,10 +89,10 @@ func appendEnv(b []byte, e corev1.EnvVar) ([]byte, error) {
 		return append(b, raw...), err
 	}
 	b = append(b, `{"name":`...)
-	b = appendString(b, e.Name)
+	b = jsonenc.AppendString(b, e.Name)
 	if e.Value != "" {
 		b = append(b, `,"value":`...)
-		b = appendString(b, e.Value)
+		b = jsonenc.AppendString(b, e.Value)
 	}
 	return append(b, '}'), nil
 }
@@ -102,57 +103,11 @@ func appendMount(b []byte, m corev1.VolumeMount) ([]byte, error) {
 		return append(b, raw...), err
 	}
 	b = append(b, `{"name":`...)
-	b = appendString(b, m.Name)
+	b = jsonenc.AppendString(b, m.Name)
 	if m.ReadOnly {
 		b = append(b, `,"readOnly":true`...)
 	}
 	b = append(b, `,"mountPath":`...)
-	b = appendString(b, m.MountPath)
+	b = jsonenc.AppendString(b, m.MountPath)
 	return append(b, '}'), nil
-}
-
-const hex = "0123456789abcdef"
-
-// appendString appends s as a JSON string.
-func appendString(b []byte, s string) []byte {
-	if !utf8.ValidString(s) {
-		raw, _ := json.Marshal(s) // replaces invalid bytes as encoding/json does
-		return append(b, raw...)
-	}
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && s[i+2]&^1 == 0xA8 {
-			// U+2028 and U+2029, escaped as encoding/json does.
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[s[i+2]&1+8])
-			i += 2
-			start = i + 1
-			continue
-		}
-		if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		case '\b':
-			b = append(b, '\\', 'b')
-		case '\f':
-			b = append(b, '\\', 'f')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

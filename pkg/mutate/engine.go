@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/pod-identity/injector/internal/quote"
 	"github.com/pod-identity/injector/pkg/providers"
 )
 
@@ -297,7 +298,7 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 		}
 		for _, k := range sortedKeys(want) {
 			if v, ok := s.metaValue(labels, k); ok && v != want[k] {
-				warn("pod %s already has %s %s=%q; nothing was injected (remove that %s)", s.podRef(), what, k, v, what)
+				warn("pod %s already has %s %s=%s; nothing was injected (remove that %s)", s.podRef(), what, k, quote.Value(v), what)
 				return false, warnings
 			}
 		}
@@ -319,7 +320,7 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 				continue
 			}
 			if have.Name != m.VolumeName {
-				warn("pod %s container %q already mounts volume %q at %s; the container was skipped (move that mount)", s.podRef(), c.Name, have.Name, m.MountPath)
+				warn("pod %s container %s already mounts volume %s at %s; the container was skipped (move that mount)", s.podRef(), quote.Value(c.Name), quote.Value(have.Name), m.MountPath)
 				conflict = true
 				break
 			}
@@ -352,8 +353,8 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 				for i, e := range g.Vars {
 					names[i] = e.Name
 				}
-				warn("pod %s container %q already sets %s; none of %s was added (remove %s from the container to use the injected identity)",
-					s.podRef(), c.Name, strings.Join(set, ", "), strings.Join(names, ", "), strings.Join(set, ", "))
+				warn("pod %s container %s already sets %s; none of %s was added (remove %s from the container to use the injected identity)",
+					s.podRef(), quote.Value(c.Name), strings.Join(set, ", "), strings.Join(names, ", "), strings.Join(set, ", "))
 			}
 		}
 	}

@@ -12,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pod-identity/injector/internal/quote"
 )
 
 // Request is what a provider is shown: the pod being created and the
@@ -121,8 +123,8 @@ type InvalidError struct {
 
 // Error implements error.
 func (e *InvalidError) Error() string {
-	return fmt.Sprintf("%s %q: annotation %s has invalid value %q: expected %s",
-		strings.ToLower(e.Kind), e.Object, e.Annotation, e.Value, e.Expected)
+	return fmt.Sprintf("%s %q: annotation %s has invalid value %s: expected %s",
+		strings.ToLower(e.Kind), e.Object, e.Annotation, quote.Value(e.Value), e.Expected)
 }
 
 // IsInvalid reports whether err says that an identity configuration is invalid.
@@ -186,11 +188,11 @@ func (r Request) TokenExpiration(provider, key string, def int64, b Bounds) (int
 	case !b.Clamp:
 		return 0, "", invalid(rangeText)
 	case v < b.Min:
-		return b.Min, fmt.Sprintf("%s: annotation %s=%q is below the minimum; using %d seconds (set it to at least %d)",
-			where, key, raw, b.Min, b.Min), nil
+		return b.Min, fmt.Sprintf("%s: annotation %s=%s is below the minimum; using %d seconds (set it to at least %d)",
+			where, key, quote.Value(raw), b.Min, b.Min), nil
 	default:
-		return b.Max, fmt.Sprintf("%s: annotation %s=%q is above the maximum; using %d seconds (set it to at most %d)",
-			where, key, raw, b.Max, b.Max), nil
+		return b.Max, fmt.Sprintf("%s: annotation %s=%s is above the maximum; using %d seconds (set it to at most %d)",
+			where, key, quote.Value(raw), b.Max, b.Max), nil
 	}
 }
 
