@@ -165,7 +165,11 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "pod_identity", Name: "serviceaccount_cache_age_seconds",
+			Help: "Seconds since the ServiceAccount cache last heard from the API server (a list, a watch event or a bookmark, which arrive about once a minute on a quiet watch).",
+		}, func() float64 { return sas.Age().Seconds() }))
 	handler, err := server.NewAdmissionHandler(admission.Config{
 		Engine: engine, ServiceAccounts: sas, InvalidIdentity: cfg.invalidIdentity, Log: log,
 	}, reg, cfg.maxRequestBytes)
