@@ -10,9 +10,23 @@ if ! command -v etcd >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing etcd-server"
     apt-get update -qq
+    # The package's service is not wanted (the suite starts its own etcd on
+    # a free port): policy-rc.d tells the package not to start it, so there
+    # is nothing to stop afterwards, and no etcd of anyone else's is touched.
+    # An existing policy-rc.d is the machine owner's: then the service is
+    # stopped by its unit, never by process name.
+    own_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+      chmod +x /usr/sbin/policy-rc.d
+      own_policy=1
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
-    # The package's service is not wanted: the suite starts its own etcd.
-    (service etcd stop || systemctl stop etcd || pkill -x etcd) >/dev/null 2>&1 || true
+    if [ -n "$own_policy" ]; then
+      rm -f /usr/sbin/policy-rc.d
+    else
+      (systemctl stop etcd.service || service etcd stop) >/dev/null 2>&1 || true
+    fi
   else
     echo "etcd is missing: install Debian's etcd-server (apt-get install etcd-server)" >&2
     exit 1
