@@ -19,4 +19,9 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 echo "== go test -race"
 go test -race -count=1 ./...
 
+# Heap figures mean nothing under the race detector: the hostile-request
+# memory test runs on its own, without it.
+echo "== go test (memory under hostile requests)"
+go test -count=1 -run 'TestHostileRequestsGrowNothing' ./pkg/server/
+
 ./hack/e2e.sh

@@ -145,19 +145,29 @@ func (r *reviewer) decode(ctx context.Context, ar model.AdmissionReview, w *Wire
 // would: a namespace is a DNS label, a ServiceAccount name and a pod name
 // are DNS subdomains, and a generateName prefix is one once a suffix is added.
 func validNames(namespace, pod, serviceAccount string) error {
-	if errs := validation.IsDNS1123Label(namespace); len(errs) > 0 {
-		return fmt.Errorf("namespace %s is not a valid namespace name: expected a DNS label (%s)", quote.Value(namespace), errs[0])
+	if msg := dnsName(namespace, validation.DNS1123LabelMaxLength, validation.IsDNS1123Label); msg != "" {
+		return fmt.Errorf("namespace %s is not a valid namespace name: expected a DNS label (%s)", quote.Value(namespace), msg)
 	}
-	if pod != "" {
-		// A generateName prefix may end in "-"; the name made from it gets a suffix.
-		if errs := validation.IsDNS1123Subdomain(strings.TrimSuffix(pod, "-") + "x"); len(errs) > 0 {
-			return fmt.Errorf("pod name %s is not a valid pod name: expected a DNS subdomain (%s)", quote.Value(pod), errs[0])
-		}
+	// A generateName prefix may end in "-"; the name made from it gets a suffix.
+	if msg := dnsName(strings.TrimSuffix(pod, "-")+"x", validation.DNS1123SubdomainMaxLength, validation.IsDNS1123Subdomain); pod != "" && msg != "" {
+		return fmt.Errorf("pod name %s is not a valid pod name: expected a DNS subdomain (%s)", quote.Value(pod), msg)
 	}
-	if errs := validation.IsDNS1123Subdomain(serviceAccount); len(errs) > 0 {
-		return fmt.Errorf("spec.serviceAccountName %s is not a valid serviceaccount name: expected a DNS subdomain (%s)", quote.Value(serviceAccount), errs[0])
+	if msg := dnsName(serviceAccount, validation.DNS1123SubdomainMaxLength, validation.IsDNS1123Subdomain); msg != "" {
+		return fmt.Errorf("spec.serviceAccountName %s is not a valid serviceaccount name: expected a DNS subdomain (%s)", quote.Value(serviceAccount), msg)
 	}
 	return nil
+}
+
+// dnsName says what is wrong with name, checking its length before the
+// pattern so that a megabyte of name costs nothing.
+func dnsName(name string, maxLen int, check func(string) []string) string {
+	if len(name) > maxLen {
+		return fmt.Sprintf("must be no more than %d characters", maxLen)
+	}
+	if errs := check(name); len(errs) > 0 {
+		return errs[0]
+	}
+	return ""
 }
 
 // review reads the pod out of ar and hands it to reviewPod.
