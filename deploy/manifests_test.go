@@ -18,6 +18,7 @@ import (
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -147,6 +148,34 @@ func TestManifestsDecodeStrictlyAndAgreeWithTheServer(t *testing.T) {
 			if dep.Spec.Template.Labels[k] != v {
 				t.Errorf("service selector %s=%s does not select the deployment's pods", k, v)
 			}
+		}
+	})
+
+	t.Run("the network policy admits the container's two ports and nothing else", func(t *testing.T) {
+		pols := find[*networkingv1.NetworkPolicy](objs)
+		if len(pols) != 1 {
+			t.Fatalf("want one NetworkPolicy, got %d", len(pols))
+		}
+		pol := pols[0]
+		if pol.Namespace != dep.Namespace || !selects(t, &pol.Spec.PodSelector, labels.Set(dep.Spec.Template.Labels).String()) {
+			t.Errorf("the policy in %s selecting %v does not select the deployment's pods", pol.Namespace, pol.Spec.PodSelector)
+		}
+		if !slices.Equal(pol.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) {
+			t.Errorf("policyTypes %v, want Ingress only (the API server's address is not known in advance)", pol.Spec.PolicyTypes)
+		}
+		var admitted, want []string
+		for _, r := range pol.Spec.Ingress {
+			for _, p := range r.Ports {
+				admitted = append(admitted, p.Port.String())
+			}
+		}
+		for _, p := range c.Ports {
+			want = append(want, p.Name)
+		}
+		slices.Sort(admitted)
+		slices.Sort(want)
+		if !slices.Equal(admitted, want) {
+			t.Errorf("the policy admits ports %v, want exactly the container's %v", admitted, want)
 		}
 	})
 

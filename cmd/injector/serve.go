@@ -30,6 +30,7 @@ type serveConfig struct {
 	certFile        string
 	keyFile         string
 	certPoll        time.Duration
+	clientCAFile    string
 	kubeconfig      string
 	kubeQPS         float32
 	kubeBurst       int
@@ -78,6 +79,7 @@ func newServeCommand() *cobra.Command {
 	fs.StringVar(&cfg.server.MetricsAddress, "metrics-address", ":8080", "plain HTTP address of /metrics, /healthz and /readyz")
 	fs.StringVar(&cfg.certFile, "tls-cert-file", "", "serving certificate (PEM), reloaded when it changes")
 	fs.StringVar(&cfg.keyFile, "tls-key-file", "", "serving key (PEM), reloaded when it changes")
+	fs.StringVar(&cfg.clientCAFile, "client-ca-file", "", "PEM bundle of CAs: when set, only clients with a certificate they signed (the API server, configured as the README shows) may send reviews; reloaded when it changes")
 	fs.DurationVar(&cfg.certPoll, "tls-reload-interval", time.Minute, "how often the certificate files are re-read besides on change events")
 	fs.StringVar(&cfg.server.TLSMinVersion, "tls-min-version", "1.2", "minimum TLS version: 1.2 or 1.3")
 	fs.StringSliceVar(&cfg.server.TLSCipherSuites, "tls-cipher-suites", nil, "comma-separated TLS 1.2 cipher suite names (default: Go's secure defaults)")
@@ -158,6 +160,16 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 	}
 	if err := certs.Watch(ctx, cfg.certPoll); err != nil {
 		return err
+	}
+	if cfg.clientCAFile != "" {
+		clientCAs, err := certwatch.NewCAPool(cfg.clientCAFile, log)
+		if err != nil {
+			return fmt.Errorf("--client-ca-file: %w", err)
+		}
+		if err := clientCAs.Watch(ctx, cfg.certPoll); err != nil {
+			return err
+		}
+		cfg.server.ClientCAs = clientCAs.Pool
 	}
 	tlsConfig, err := cfg.server.TLSConfig(certs.GetCertificate)
 	if err != nil {

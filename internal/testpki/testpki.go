@@ -60,6 +60,15 @@ func (ca *CA) Pool() *x509.CertPool {
 // Issue returns a serving certificate and key (PEM) for localhost and
 // 127.0.0.1 plus the given DNS names, with the common name cn.
 func (ca *CA) Issue(cn string, dnsNames ...string) (certPEM, keyPEM []byte, err error) {
+	return ca.issue(cn, x509.ExtKeyUsageServerAuth, dnsNames)
+}
+
+// IssueClient returns a client certificate and key (PEM) with the common name cn.
+func (ca *CA) IssueClient(cn string) (certPEM, keyPEM []byte, err error) {
+	return ca.issue(cn, x509.ExtKeyUsageClientAuth, nil)
+}
+
+func (ca *CA) issue(cn string, usage x509.ExtKeyUsage, dnsNames []string) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -70,7 +79,7 @@ func (ca *CA) Issue(cn string, dnsNames ...string) (certPEM, keyPEM []byte, err 
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 		DNSNames:     append([]string{"localhost"}, dnsNames...),
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}

@@ -1,17 +1,21 @@
-// Package certwatch serves a TLS certificate that follows its files: when
-// cert-manager (or anything else) rewrites the certificate and key in place,
-// the next handshake uses the new pair, with no restart and no failed
-// request. A pair that does not load (say, half-written) is passed over and
-// the last good one stays in use.
+// Package certwatch serves TLS material that follows its files: when
+// cert-manager (or anything else) rewrites the serving certificate and key,
+// or the bundle of CAs that client certificates are checked against, the
+// next handshake uses the new files, with no restart and no failed request.
+// Files that do not load (say, half-written) are passed over and the last
+// good version stays in use.
 package certwatch
 
 import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,64 +24,118 @@ import (
 	"github.com/pod-identity/injector/internal/filewatch"
 )
 
-// Reloader holds the current certificate.
-type Reloader struct {
-	certFile, keyFile string
-	log               logrus.FieldLogger
-	cert              atomic.Pointer[tls.Certificate]
-	raw               []byte
+// watched holds the last good value parsed from a set of files.
+type watched[T any] struct {
+	files []string
+	what  string
+	parse func(contents [][]byte) (*T, error)
+	log   logrus.FieldLogger
+
+	cur atomic.Pointer[T]
+	mu  sync.Mutex
+	raw []byte
 }
+
+// reload reads the files and swaps in what they hold when it changed.
+func (w *watched[T]) reload() (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	contents := make([][]byte, len(w.files))
+	var all []byte
+	for i, f := range w.files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return false, fmt.Errorf("read %s %s: %w", w.what, f, err)
+		}
+		contents[i] = b
+		all = append(all, b...)
+	}
+	if w.raw != nil && bytes.Equal(all, w.raw) {
+		return false, nil
+	}
+	v, err := w.parse(contents)
+	if err != nil {
+		return false, err
+	}
+	w.cur.Store(v)
+	w.raw = all
+	return true, nil
+}
+
+// watch reloads whenever a file in the files' directories changes, and
+// every poll interval as a fallback, until ctx ends.
+func (w *watched[T]) watch(ctx context.Context, poll time.Duration) error {
+	dirs := make([]string, len(w.files))
+	for i, f := range w.files {
+		dirs[i] = filepath.Dir(f)
+	}
+	return filewatch.Watch(ctx, dirs, poll, func() {
+		changed, err := w.reload()
+		switch {
+		case err != nil:
+			w.log.WithError(err).Warn("keeping the current " + w.what)
+		case changed:
+			w.log.WithField("file", w.files[0]).Info("reloaded " + w.what)
+		}
+	}, w.log)
+}
+
+// Reloader holds the current serving certificate.
+type Reloader struct{ w *watched[tls.Certificate] }
 
 // New loads the pair once; it fails when the first load does.
 func New(certFile, keyFile string, log logrus.FieldLogger) (*Reloader, error) {
-	r := &Reloader{certFile: certFile, keyFile: keyFile, log: log}
-	if _, err := r.reload(); err != nil {
+	r := &Reloader{&watched[tls.Certificate]{files: []string{certFile, keyFile}, what: "tls certificate", log: log,
+		parse: func(c [][]byte) (*tls.Certificate, error) {
+			cert, err := tls.X509KeyPair(c[0], c[1])
+			if err != nil {
+				return nil, fmt.Errorf("tls key pair %s, %s: %w", certFile, keyFile, err)
+			}
+			return &cert, nil
+		}}}
+	if _, err := r.w.reload(); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-// reload reads the pair and swaps it in when it changed.
-func (r *Reloader) reload() (bool, error) {
-	certPEM, err := os.ReadFile(r.certFile)
-	if err != nil {
-		return false, fmt.Errorf("read tls certificate: %w", err)
-	}
-	keyPEM, err := os.ReadFile(r.keyFile)
-	if err != nil {
-		return false, fmt.Errorf("read tls key: %w", err)
-	}
-	raw := append(append([]byte{}, certPEM...), keyPEM...)
-	if r.raw != nil && bytes.Equal(raw, r.raw) {
-		return false, nil
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return false, fmt.Errorf("tls key pair %s, %s: %w", r.certFile, r.keyFile, err)
-	}
-	r.cert.Store(&cert)
-	r.raw = raw
-	return true, nil
-}
-
 // GetCertificate is for tls.Config.GetCertificate.
 func (r *Reloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return r.cert.Load(), nil
+	return r.w.cur.Load(), nil
 }
 
 // Loaded reports whether a certificate is loaded.
-func (r *Reloader) Loaded() bool { return r.cert.Load() != nil }
+func (r *Reloader) Loaded() bool { return r.w.cur.Load() != nil }
 
 // Watch reloads the pair whenever a file in their directories changes, and
 // every poll interval as a fallback, until ctx ends.
-func (r *Reloader) Watch(ctx context.Context, poll time.Duration) error {
-	return filewatch.Watch(ctx, []string{filepath.Dir(r.certFile), filepath.Dir(r.keyFile)}, poll, func() {
-		changed, err := r.reload()
-		switch {
-		case err != nil:
-			r.log.WithError(err).Warn("keeping the current tls certificate")
-		case changed:
-			r.log.WithField("cert", r.certFile).Info("reloaded tls certificate")
-		}
-	}, r.log)
+func (r *Reloader) Watch(ctx context.Context, poll time.Duration) error { return r.w.watch(ctx, poll) }
+
+// CAPool holds the current bundle of CA certificates.
+type CAPool struct{ w *watched[x509.CertPool] }
+
+// NewCAPool loads the PEM bundle once; it fails when the first load does
+// or the file holds no certificate.
+func NewCAPool(file string, log logrus.FieldLogger) (*CAPool, error) {
+	p := &CAPool{&watched[x509.CertPool]{files: []string{file}, what: "client CA bundle", log: log,
+		parse: func(c [][]byte) (*x509.CertPool, error) {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(c[0]) {
+				return nil, fmt.Errorf("client CA bundle %s: %w", file, errNoCertificate)
+			}
+			return pool, nil
+		}}}
+	if _, err := p.w.reload(); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
+
+var errNoCertificate = errors.New("no PEM certificate in it")
+
+// Pool returns the current bundle.
+func (p *CAPool) Pool() *x509.CertPool { return p.w.cur.Load() }
+
+// Watch reloads the bundle when its directory changes, and every poll
+// interval as a fallback, until ctx ends.
+func (p *CAPool) Watch(ctx context.Context, poll time.Duration) error { return p.w.watch(ctx, poll) }

@@ -174,7 +174,8 @@ func (c *Cache) newGeneration() *generation {
 			if err != nil {
 				return nil, err
 			}
-			c.markFresh()
+			// A watch that was opened proves nothing (client-go answers a
+			// dropped connection with an empty watch); its events do.
 			return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
 				if e.Type != watch.Error {
 					c.markFresh()

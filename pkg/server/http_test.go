@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -275,12 +276,17 @@ func TestCertificateRotationNeedsNoRestart(t *testing.T) {
 	if err := get(ca1); err != nil {
 		t.Fatalf("first certificate: %v", err)
 	}
-	// A half-written rotation is passed over: the old pair keeps serving.
+	// A half-written rotation is passed over: the old pair keeps serving
+	// through several reload attempts (the poll is 50 ms; certwatch's own
+	// tests check the reload itself deterministically).
 	if err := writeFile(certFile, []byte("-----BEGIN CERTIFICATE-----\ngarbage")); err != nil {
 		t.Fatal(err)
 	}
-	if err := get(ca1); err != nil {
-		t.Fatalf("a broken rotation interrupted service: %v", err)
+	for range 10 {
+		sleep()
+		if err := get(ca1); err != nil {
+			t.Fatalf("a broken rotation interrupted service: %v", err)
+		}
 	}
 	if _, _, err := ca2.WriteServing(dir, "webhook"); err != nil {
 		t.Fatal(err)
@@ -297,4 +303,86 @@ func TestCertificateRotationNeedsNoRestart(t *testing.T) {
 		}
 		sleep()
 	}
+}
+
+func TestAClientCertificateCanBeRequired(t *testing.T) {
+	dir := t.TempDir()
+	apiCA, _ := testpki.NewCA("api-server-client-ca")
+	otherCA, _ := testpki.NewCA("someone-else")
+	caFile := dir + "/client-ca.crt"
+	if err := writeFile(caFile, apiCA.PEM); err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	clientCAs, err := certwatch.NewCAPool(caFile, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := clientCAs.Watch(ctx, 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	serving, certs := servingCerts(t)
+	cfg := server.Config{ClientCAs: clientCAs.Pool}
+	tc, err := cfg.TLSConfig(certs.GetCertificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := serveTLS(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }), tc)
+	get := func(ca *testpki.CA) error {
+		tlsc := &tls.Config{RootCAs: serving.Pool(), MinVersion: tls.VersionTLS12}
+		if ca != nil {
+			c, k, err := ca.IssueClient("kube-apiserver")
+			if err != nil {
+				t.Fatal(err)
+			}
+			pair, err := tls.X509KeyPair(c, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tlsc.Certificates = []tls.Certificate{pair}
+		}
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsc, DisableKeepAlives: true}}
+		resp, err := c.Get(url)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = resp.Body.Close() }()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		return nil
+	}
+	t.Run("the API server's certificate is accepted", func(t *testing.T) {
+		if err := get(apiCA); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("a client without a certificate is refused", func(t *testing.T) {
+		if err := get(nil); err == nil {
+			t.Fatal("served a client with no certificate")
+		}
+	})
+	t.Run("a certificate of another CA is refused", func(t *testing.T) {
+		if err := get(otherCA); err == nil {
+			t.Fatal("served a client whose certificate no trusted CA signed")
+		}
+	})
+	t.Run("a rotated bundle is used without a restart", func(t *testing.T) {
+		if err := writeFile(caFile, otherCA.PEM); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for get(otherCA) != nil {
+			if time.Now().After(deadline) {
+				t.Fatal("the new bundle was never used")
+			}
+			sleep()
+		}
+		if err := get(apiCA); err == nil {
+			t.Fatal("the old CA is still trusted after the rotation")
+		}
+	})
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
@@ -28,6 +29,9 @@ type Config struct {
 	TLSMinVersion string
 	// TLSCipherSuites are cipher suite names for TLS 1.2; empty means Go's defaults.
 	TLSCipherSuites []string
+	// ClientCAs, when set, makes a client certificate signed by one of the
+	// CAs it returns (at the time of the handshake) required.
+	ClientCAs func() *x509.CertPool
 	// ShutdownDelay is how long the server keeps serving while unready after
 	// SIGTERM, so that endpoints drop it before it stops accepting.
 	ShutdownDelay time.Duration
@@ -76,6 +80,17 @@ func (c *Config) TLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate,
 			}
 			tc.CipherSuites = append(tc.CipherSuites, id)
 		}
+	}
+	if c.ClientCAs != nil {
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+		base := tc
+		// The bundle may change while the server runs: each handshake
+		// checks against the current one.
+		return &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			cfg := base.Clone()
+			cfg.ClientCAs = c.ClientCAs()
+			return cfg, nil
+		}}, nil
 	}
 	return tc, nil
 }

@@ -26,6 +26,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/pod-identity/injector/internal/testpki"
 )
 
 // KubeVersion is the kube-apiserver the suite builds and runs.
@@ -43,8 +45,20 @@ type Cluster struct {
 	procs     []*proc
 	injector  *proc
 	Injector  InjectorEndpoints
+	// WebhookClient is the client certificate the API server presents to
+	// webhooks (its AdmissionConfiguration), and the CA that signed it,
+	// which the injector requires with --client-ca-file.
+	WebhookClient WebhookClientCert
+	// APIProxy stands between the injector and the API server, so a test
+	// can cut the injector off while the API server keeps serving.
+	APIProxy  *Proxy
 	repoRoot  string
 	logWriter io.Writer
+}
+
+// WebhookClientCert is the API server's client certificate for webhooks.
+type WebhookClientCert struct {
+	CAFile, CertFile, KeyFile string
 }
 
 // InjectorEndpoints are where the injector under test listens.
@@ -223,6 +237,11 @@ func StartCluster(ctx context.Context, dir, repoRoot string, log io.Writer) (*Cl
 			return nil, err
 		}
 	}
+	admissionConfig, err := c.writeAdmissionConfig(dir)
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
 	certDir := filepath.Join(dir, "apiserver-certs")
 	c.APIURL = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
 	p, err = c.start("kube-apiserver", []string{apiserver,
@@ -237,6 +256,7 @@ func StartCluster(ctx context.Context, dir, repoRoot string, log io.Writer) (*Cl
 		"--authorization-mode=RBAC",
 		"--service-cluster-ip-range=10.96.0.0/24",
 		"--enable-priority-and-fairness=false",
+		"--admission-control-config-file=" + admissionConfig,
 		// The built-in endpoint reconciler refuses a loopback advertise address.
 		"--endpoint-reconciler-type=none",
 		"--v=1",
@@ -281,9 +301,63 @@ func StartCluster(ctx context.Context, dir, repoRoot string, log io.Writer) (*Cl
 	return c, nil
 }
 
+// writeAdmissionConfig writes the API server's AdmissionConfiguration: it
+// presents a client certificate to every webhook (the kubeconfig user "*"),
+// as the README tells cluster operators to do for --client-ca-file.
+func (c *Cluster) writeAdmissionConfig(dir string) (string, error) {
+	ca, err := testpki.NewCA("e2e-webhook-clients")
+	if err != nil {
+		return "", err
+	}
+	cert, key, err := ca.IssueClient("kube-apiserver")
+	if err != nil {
+		return "", err
+	}
+	c.WebhookClient = WebhookClientCert{
+		CAFile: filepath.Join(dir, "webhook-client-ca.crt"), CertFile: filepath.Join(dir, "webhook-client.crt"), KeyFile: filepath.Join(dir, "webhook-client.key"),
+	}
+	kubeconfig := filepath.Join(dir, "webhook-admission-kubeconfig.yaml")
+	config := filepath.Join(dir, "admission-configuration.yaml")
+	files := map[string][]byte{
+		c.WebhookClient.CAFile: ca.PEM, c.WebhookClient.CertFile: cert, c.WebhookClient.KeyFile: key,
+		kubeconfig: fmt.Appendf(nil, `apiVersion: v1
+kind: Config
+users:
+- name: "*"
+  user:
+    client-certificate: %s
+    client-key: %s
+`, c.WebhookClient.CertFile, c.WebhookClient.KeyFile),
+		config: fmt.Appendf(nil, `apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: MutatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: %[1]s
+- name: ValidatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: %[1]s
+`, kubeconfig),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(name, data, 0o600); err != nil {
+			return "", err
+		}
+	}
+	return config, nil
+}
+
 // Kubeconfig writes a kubeconfig for the admin token and returns its path.
 func (c *Cluster) Kubeconfig() (string, error) {
-	path := filepath.Join(c.Dir, "kubeconfig")
+	return c.kubeconfigFor("kubeconfig", c.APIURL)
+}
+
+func (c *Cluster) kubeconfigFor(name, server string) (string, error) {
+	path := filepath.Join(c.Dir, name)
 	data := fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
@@ -299,7 +373,7 @@ contexts:
 - name: e2e
   context: {cluster: e2e, user: admin}
 current-context: e2e
-`, c.APIURL, c.CAFile, c.Token)
+`, server, c.CAFile, c.Token)
 	return path, os.WriteFile(path, []byte(data), 0o600)
 }
 
@@ -314,7 +388,14 @@ func (c *Cluster) StartInjector(ctx context.Context, certFile, keyFile string, c
 			return fmt.Errorf("build injector: %w", err)
 		}
 	}
-	kubeconfig, err := c.Kubeconfig()
+	if c.APIProxy == nil {
+		p, err := StartProxy(strings.TrimPrefix(c.APIURL, "https://"))
+		if err != nil {
+			return err
+		}
+		c.APIProxy = p
+	}
+	kubeconfig, err := c.kubeconfigFor("injector-kubeconfig", "https://"+c.APIProxy.Addr())
 	if err != nil {
 		return err
 	}
@@ -361,6 +442,9 @@ func (c *Cluster) InjectorLog() string {
 // SIGKILL if it lingers.
 func (c *Cluster) Stop() {
 	c.injector.stop(10 * time.Second)
+	if c.APIProxy != nil {
+		c.APIProxy.Close()
+	}
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		c.procs[i].stop(15 * time.Second)
 	}

@@ -83,6 +83,9 @@ func run(m *testing.M) int {
 // stand in for the clouds' endpoints.
 func injectorArgs() []string {
 	return []string{
+		// Only the API server, with its AdmissionConfiguration's client
+		// certificate, may send reviews.
+		"--client-ca-file=" + cluster.WebhookClient.CAFile,
 		"--aws-default-region=us-west-2",
 		"--azure-authority-host=" + fakes.Entra.Server.URL + "/",
 		"--gcp-token-url=" + fakes.Google.URL + "/v1/token",
