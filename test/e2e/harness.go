@@ -35,16 +35,16 @@ const KubeVersion = "v1.37.2"
 
 // Cluster is etcd plus kube-apiserver on loopback, and the injector.
 type Cluster struct {
-	Dir       string
-	APIURL    string
-	Token     string
-	CAFile    string
-	Issuer    string
-	Config    *rest.Config
-	Client    kubernetes.Interface
-	procs     []*proc
-	injector  *proc
-	Injector  InjectorEndpoints
+	Dir      string
+	APIURL   string
+	Token    string
+	CAFile   string
+	Issuer   string
+	Config   *rest.Config
+	Client   kubernetes.Interface
+	procs    []*proc
+	injector *proc
+	Injector InjectorEndpoints
 	// WebhookClient is the client certificate the API server presents to
 	// webhooks (its AdmissionConfiguration), and the CA that signed it,
 	// which the injector requires with --client-ca-file.
