@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,13 +18,18 @@ import (
 	"github.com/sirupsen/logrus"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/pod-identity/injector/internal/staticsa"
 	"github.com/pod-identity/injector/internal/testenv"
 	"github.com/pod-identity/injector/internal/testpki"
 	"github.com/pod-identity/injector/pkg/admission"
 	"github.com/pod-identity/injector/pkg/certwatch"
+	"github.com/pod-identity/injector/pkg/sacache"
 	"github.com/pod-identity/injector/pkg/server"
 )
 
@@ -385,4 +392,96 @@ func TestAClientCertificateCanBeRequired(t *testing.T) {
 			t.Fatal("the old CA is still trusted after the rotation")
 		}
 	})
+}
+
+// TestAFloodOfMadeUpReviewsDoesNotStarveRealPods: reviews naming missing
+// ServiceAccounts (in one namespace, and in made-up ones) are sent as fast
+// as the server answers them, while real pods whose ServiceAccounts were
+// created a moment ago (not in the informer yet, found by the direct
+// lookup) are reviewed: every real pod gets its identity.
+func TestAFloodOfMadeUpReviewsDoesNotStarveRealPods(t *testing.T) {
+	engine, err := testenv.Engine(context.Background(), logrus.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := fake.NewClientset(
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "attacker", Name: "default"}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "default"}})
+	// The new ServiceAccounts are served only by the GET, as ones the
+	// informer has not seen yet.
+	client.PrependReactor("get", "serviceaccounts", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		name := a.(k8stesting.GetAction).GetName()
+		if a.GetNamespace() == "team" && strings.HasPrefix(name, "new-") {
+			return true, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name,
+				Annotations: map[string]string{"eks.amazonaws.com/role-arn": roleARN}}}, nil
+		}
+		return true, nil, apierrors.NewNotFound(corev1.Resource("serviceaccounts"), name)
+	})
+	// The production budget.
+	sas, err := sacache.New(sacache.Config{Client: client, AnnotationPrefixes: engine.AnnotationPrefixes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sas.Start(ctx)
+	if !sas.WaitForSync(ctx) {
+		t.Fatal("cache never synced")
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, Log: log}, prometheus.NewRegistry(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(body string) *response {
+		req := httptest.NewRequest(http.MethodPost, server.MutatePath, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var r response
+		if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil {
+			t.Errorf("HTTP %d %s", rec.Code, rec.Body)
+		}
+		return &r
+	}
+	inNamespace := func(ns, body string) string {
+		return strings.Replace(body, `"namespace":"ns"`, `"namespace":"`+ns+`"`, 1)
+	}
+	stop := make(chan struct{})
+	var flood sync.WaitGroup
+	for w := range 64 {
+		flood.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ns := "attacker"
+				if w%2 == 1 {
+					ns = fmt.Sprintf("made-up-%d-%d", w, i)
+				}
+				send(inNamespace(ns, review("v1", "CREATE", "Pod", podJSON(fmt.Sprintf("ghost-%d-%d", w, i), ""), false)))
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond) // the flood has spent what it can
+	injected := 0
+	// Three Deployments whose ServiceAccounts were just created, seven pods each.
+	const pods = 21
+	for i := range pods {
+		r := send(inNamespace("team", review("v1", "CREATE", "Pod", podJSON(fmt.Sprintf("new-%d", i%3), ""), false)))
+		if len(r.Response.Patch) > 0 {
+			injected++
+		} else {
+			t.Logf("pod %d: %q", i, r.Response.Warnings)
+		}
+		time.Sleep(50 * time.Millisecond) // a Deployment's pods arrive over time
+	}
+	close(stop)
+	flood.Wait()
+	if injected != pods {
+		t.Errorf("%d of %d real pods got their identity during the flood", injected, pods)
+	}
 }
