@@ -32,7 +32,7 @@ import (
 // with the message in error.txt: `injector mutate` and `injector serve` do
 // the same thing.
 func TestWebhookAgreesWithFixtures(t *testing.T) {
-	if *golden.Update {
+	if golden.Update {
 		t.Skip("expectations are being rewritten")
 	}
 	for _, dir := range fixtureCases(t) {
