@@ -1,0 +1,62 @@
+package registry_test
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+
+	"github.com/pod-identity/injector/pkg/providers/registry"
+)
+
+func build(t *testing.T, args ...string) ([]string, error) {
+	t.Helper()
+	s := registry.New()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	s.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	provs, err := s.Build(context.Background(), log)
+	names := make([]string, len(provs))
+	for i, p := range provs {
+		names[i] = p.Name()
+	}
+	return names, err
+}
+
+func TestTheRegistry(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+		err  string
+	}{
+		{name: "every provider is on by default, in registry order", want: "aws,azure,gcp"},
+		{name: "a provider can be turned off", args: []string{"--enable-azure=false"}, want: "aws,gcp"},
+		{name: "all can be turned off", args: []string{"--enable-aws=false", "--enable-azure=false", "--enable-gcp=false"}, want: ""},
+		{name: "a provider's bad flag names the provider", args: []string{"--azure-authority-host=http://x"}, err: "provider azure: --azure-authority-host"},
+		{name: "a turned-off provider's flags are not checked", args: []string{"--enable-azure=false", "--azure-authority-host=http://x"}, want: "aws,gcp"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			names, err := build(t, tt.args...)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error = %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || strings.Join(names, ",") != tt.want {
+				t.Fatalf("= %v, %v; want %s", names, err, tt.want)
+			}
+		})
+	}
+	if got := strings.Join(registry.New().Names(), ","); got != "aws,azure,gcp" {
+		t.Errorf("Names() = %s", got)
+	}
+}
