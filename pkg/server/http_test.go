@@ -197,17 +197,19 @@ func TestAdmissionOverHTTPS(t *testing.T) {
 func TestWarnModeAdmitsWithTheMessage(t *testing.T) {
 	url, client := webhookServer(t, admission.Warn)
 	for _, path := range []string{server.MutatePath, server.ValidatePath} {
-		_, body := post(t, client, url+path, "application/json", review("v1", "CREATE", "Pod", podJSON("bad", ""), false))
-		var r response
-		if err := json.Unmarshal([]byte(body), &r); err != nil {
-			t.Fatal(err)
-		}
-		if !r.Response.Allowed || len(r.Response.Patch) > 0 {
-			t.Errorf("%s: allowed=%v patch=%s, want allowed without a patch", path, r.Response.Allowed, r.Response.Patch)
-		}
-		if path == server.MutatePath && !strings.Contains(strings.Join(r.Response.Warnings, "\n"), "admitted without the aws identity") {
-			t.Errorf("warnings = %q", r.Response.Warnings)
-		}
+		t.Run(path, func(t *testing.T) {
+			_, body := post(t, client, url+path, "application/json", review("v1", "CREATE", "Pod", podJSON("bad", ""), false))
+			var r response
+			if err := json.Unmarshal([]byte(body), &r); err != nil {
+				t.Fatal(err)
+			}
+			if !r.Response.Allowed || len(r.Response.Patch) > 0 {
+				t.Errorf("allowed=%v patch=%s, want allowed without a patch", r.Response.Allowed, r.Response.Patch)
+			}
+			if path == server.MutatePath && !strings.Contains(strings.Join(r.Response.Warnings, "\n"), "admitted without the aws identity") {
+				t.Errorf("warnings = %q", r.Response.Warnings)
+			}
+		})
 	}
 }
 
