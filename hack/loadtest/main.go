@@ -1,8 +1,7 @@
 // Command loadtest measures the webhook under load on this machine. It
 // starts three servers, each in a child process of its own so that its
-// memory can be read: the injector's admission stack (the handler,
-// kubewebhook's measured webhooks, the metrics and logging around the
-// engine, with a ServiceAccount cache filled with -serviceaccounts annotated
+// memory can be read: the injector's admission stack (the handler, the
+// review metrics, the injector's metrics and logging around the engine, with a ServiceAccount cache filled with -serviceaccounts annotated
 // ServiceAccounts from a fake clientset); a floor server that only decodes
 // the AdmissionReview and answers allowed; and the floor answering with the
 // injector's own patch. It sends the same AdmissionReview for a realistic

@@ -6,6 +6,7 @@ package admission
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -230,7 +231,7 @@ func (m *Mutator) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *Wi
 	if len(res.Patch) == 0 {
 		return &model.MutatingAdmissionResponse{ID: ar.ID, Warnings: warnings}, nil
 	}
-	patch, err := mutate.MarshalPatch(res.Patch)
+	patch, err := json.Marshal(res.Patch)
 	if err != nil {
 		return nil, fmt.Errorf("pod %s/%s: encode patch: %w", pr.target.Namespace, pr.target.Name, err)
 	}

@@ -1,11 +1,8 @@
 package server
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"slices"
-	"strconv"
 
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -15,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/pod-identity/injector/internal/jsonenc"
 	"github.com/pod-identity/injector/internal/jsonscan"
 	"github.com/pod-identity/injector/pkg/admission"
 )
@@ -242,54 +238,4 @@ type wireResponseBody struct {
 	Patch     []byte         `json:"patch,omitempty"`
 	PatchType *string        `json:"patchType,omitempty"`
 	Warnings  []string       `json:"warnings,omitempty"`
-}
-
-// encodeResponse appends the response to b: the same JSON as
-// encoding/json writes for it (a test holds it to that).
-func encodeResponse(b []byte, out *wireResponse) []byte {
-	r := &out.Response
-	b = append(b, `{"apiVersion":`...)
-	b = jsonenc.AppendString(b, out.APIVersion)
-	b = append(b, `,"kind":"AdmissionReview","response":{"uid":`...)
-	b = jsonenc.AppendString(b, r.UID)
-	b = append(b, `,"allowed":`...)
-	b = strconv.AppendBool(b, r.Allowed)
-	if st := r.Result; st != nil {
-		b = append(b, `,"status":{"metadata":{}`...)
-		if st.Status != "" {
-			b = append(b, `,"status":`...)
-			b = jsonenc.AppendString(b, st.Status)
-		}
-		if st.Message != "" {
-			b = append(b, `,"message":`...)
-			b = jsonenc.AppendString(b, st.Message)
-		}
-		if st.Reason != "" {
-			b = append(b, `,"reason":`...)
-			b = jsonenc.AppendString(b, string(st.Reason))
-		}
-		if st.Code != 0 {
-			b = append(b, `,"code":`...)
-			b = strconv.AppendInt(b, int64(st.Code), 10)
-		}
-		b = append(b, '}')
-	}
-	if len(r.Patch) > 0 {
-		b = append(b, `,"patch":"`...)
-		n := base64.StdEncoding.EncodedLen(len(r.Patch))
-		b = slices.Grow(b, n)
-		base64.StdEncoding.Encode(b[len(b):len(b)+n], r.Patch)
-		b = append(b[:len(b)+n], `","patchType":"JSONPatch"`...)
-	}
-	if len(r.Warnings) > 0 {
-		b = append(b, `,"warnings":[`...)
-		for i, w := range r.Warnings {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = jsonenc.AppendString(b, w)
-		}
-		b = append(b, ']')
-	}
-	return append(b, "}}"...)
 }

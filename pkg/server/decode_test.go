@@ -230,27 +230,6 @@ func TestPodsBeyondTheLimitsAreNotRead(t *testing.T) {
 	}
 }
 
-func TestResponsesAreWhatEncodingJSONWrites(t *testing.T) {
-	for name, body := range map[string]wireResponseBody{
-		"allowed":                 allowed("u", nil, nil),
-		"patched with warnings":   allowed("u\"<>", []byte(`[{"op":"add"}]`), []string{"w1", "tab\t & \u2028"}),
-		"denied":                  denied("u", `pod "ns/p": annotation x has invalid value "<bad>"`, []string{"w"}),
-		"failed":                  failed("u", errors.New("boom")),
-		"a status with no fields": {UID: "u", Result: &metav1.Status{}},
-	} {
-		t.Run(name, func(t *testing.T) {
-			out := wireResponse{APIVersion: reviewV1, Kind: "AdmissionReview", Response: body}
-			want, err := json.Marshal(&out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := encodeResponse(nil, &out); !bytes.Equal(got, want) {
-				t.Fatalf("\n got %s\nwant %s", got, want)
-			}
-		})
-	}
-}
-
 func FuzzScannerAgreesWithEncodingJSON(f *testing.F) {
 	body, err := os.ReadFile("testdata/pod-review.json")
 	if err != nil {

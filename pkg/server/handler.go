@@ -4,6 +4,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -81,10 +82,7 @@ func NewHandler(cfg HandlerConfig) (http.Handler, error) {
 	return mux, nil
 }
 
-var (
-	bodyPool     = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-	responsePool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
-)
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 type reviewHandler struct {
 	wh      webhook.Webhook
@@ -158,9 +156,14 @@ func (h *reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp, err = h.wh.Review(r.Context(), ar)
 	}
 	out, status := h.respond(&rev, resp, err)
-	rb := responsePool.Get().(*[]byte)
-	body := encodeResponse((*rb)[:0], &out)
-	defer func() { *rb = body[:0]; responsePool.Put(rb) }()
+	// encoding/json, not a writer of our own: one measured 2 µs faster for
+	// this pod's response (3.8 against 5.9 µs), under 3% of the handler's
+	// 78 µs and nothing a user would notice at the API server.
+	body, err := json.Marshal(&out)
+	if err != nil {
+		http.Error(w, "encoding the response: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -128,6 +129,8 @@ func TestAdmissionOverHTTPS(t *testing.T) {
 		{name: "a v1beta1 invalid pod is denied too", path: server.ValidatePath, body: review("v1beta1", "CREATE", "Pod", podJSON("bad", ""), false), denyMessage: "eks.amazonaws.com/role-arn"},
 		{name: "a valid pod is allowed by the validator", path: server.ValidatePath, body: review("v1", "CREATE", "Pod", podJSON("app", ""), false), allowed: true},
 		{name: "an object that is not a pod is denied cleanly", path: server.MutatePath, body: review("v1", "CREATE", "Pod", `[1,2,3]`, false), denyMessage: "the object is not a pod"},
+		{name: "the validator denies an object that is not a pod too", path: server.ValidatePath, body: review("v1", "CREATE", "Pod", `{"spec":"x"}`, false), denyMessage: "the object is not a pod"},
+		{name: "a pod review with no object is denied", path: server.ValidatePath, body: review("v1", "CREATE", "Pod", `null`, false), denyMessage: "no object"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -218,8 +221,10 @@ func TestBadRequestsGetAClearAnswer(t *testing.T) {
 	huge := review("v1", "CREATE", "Pod", podJSON("app", `,"annotations":{"pad":"`+strings.Repeat("x", 70<<10)+`"}`), false)
 	tests := []struct {
 		name, method, contentType, body string
-		code                            int
-		says                            string
+		// chunked sends the body without a Content-Length.
+		chunked bool
+		code    int
+		says    string
 	}{
 		{name: "malformed JSON", method: http.MethodPost, contentType: "application/json", body: `{"apiVersion":`, code: http.StatusBadRequest, says: "malformed"},
 		{name: "an empty body", method: http.MethodPost, contentType: "application/json", body: "", code: http.StatusBadRequest, says: "empty body"},
@@ -230,13 +235,21 @@ func TestBadRequestsGetAClearAnswer(t *testing.T) {
 		{name: "a JSON array", method: http.MethodPost, contentType: "application/json", body: `[]`, code: http.StatusBadRequest, says: "expected a JSON object"},
 		{name: "an unknown review kind", method: http.MethodPost, contentType: "application/json", body: `{"apiVersion":"admission.k8s.io/v9","kind":"AdmissionReview","request":{}}`, code: http.StatusBadRequest, says: "could not"},
 		{name: "an oversized body", method: http.MethodPost, contentType: "application/json", body: huge, code: http.StatusRequestEntityTooLarge, says: "limit"},
+		{name: "an oversized body sent without a Content-Length", method: http.MethodPost, contentType: "application/json", body: huge, chunked: true, code: http.StatusRequestEntityTooLarge, says: "over the limit"},
 	}
 	for _, tt := range tests {
 		for _, path := range []string{server.MutatePath, server.ValidatePath} {
 			t.Run(tt.name+" at "+path, func(t *testing.T) {
-				req, err := http.NewRequest(tt.method, url+path, strings.NewReader(tt.body))
+				var body io.Reader = strings.NewReader(tt.body)
+				if tt.chunked {
+					body = io.MultiReader(body) // a reader whose length the client cannot know
+				}
+				req, err := http.NewRequest(tt.method, url+path, body)
 				if err != nil {
 					t.Fatal(err)
+				}
+				if tt.chunked && req.ContentLength != 0 {
+					t.Fatalf("the request has a Content-Length of %d", req.ContentLength)
 				}
 				req.Header.Set("Content-Type", tt.contentType)
 				resp, err := client.Do(req)
@@ -485,5 +498,41 @@ func TestAFloodOfMadeUpReviewsDoesNotStarveRealPods(t *testing.T) {
 	flood.Wait()
 	if injected != pods {
 		t.Errorf("%d of %d real pods got their identity during the flood", injected, pods)
+	}
+}
+
+// TestAV1beta1AnswerIsTheV1AnswerWithoutWarnings: warnings are a v1 field;
+// an old API server gets the same answer without them.
+func TestAV1beta1AnswerIsTheV1AnswerWithoutWarnings(t *testing.T) {
+	url, client := webhookServer(t, admission.Deny)
+	for _, tt := range []struct{ name, path, sa string }{
+		{name: "a patch with a warning", path: server.MutatePath, sa: "ghost"},
+		{name: "a patch", path: server.MutatePath, sa: "app"},
+		{name: "a denial", path: server.ValidatePath, sa: "bad"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			answer := func(version string) response {
+				_, body := post(t, client, url+tt.path, "application/json", review(version, "CREATE", "Pod", podJSON(tt.sa, ""), false))
+				var r response
+				if err := json.Unmarshal([]byte(body), &r); err != nil {
+					t.Fatal(err)
+				}
+				return r
+			}
+			v1, v1beta1 := answer("v1"), answer("v1beta1")
+			if tt.sa == "ghost" && len(v1.Response.Warnings) == 0 {
+				t.Fatal("the v1 answer has no warning to compare")
+			}
+			if len(v1beta1.Response.Warnings) != 0 {
+				t.Errorf("v1beta1 answer has warnings %q", v1beta1.Response.Warnings)
+			}
+			if v1beta1.APIVersion != "admission.k8s.io/v1beta1" {
+				t.Errorf("apiVersion %q", v1beta1.APIVersion)
+			}
+			v1.APIVersion, v1beta1.APIVersion, v1.Response.Warnings = "", "", nil
+			if !reflect.DeepEqual(v1, v1beta1) {
+				t.Errorf("answers differ beyond warnings:\nv1      %+v\nv1beta1 %+v", v1.Response, v1beta1.Response)
+			}
+		})
 	}
 }

@@ -33,7 +33,8 @@ func TestLogsOneInfoLinePerMutatedPodAndNothingElse(t *testing.T) {
 	}
 	sas := staticsa.Set{}.Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app",
 		Annotations: map[string]string{"eks.amazonaws.com/role-arn": roleARN}}}).
-		Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "default"}})
+		Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "default"}}).
+		Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "bad", Annotations: map[string]string{"eks.amazonaws.com/role-arn": "not-an-arn"}}})
 	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, Log: log}, prometheus.NewRegistry(), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -63,5 +64,13 @@ func TestLogsOneInfoLinePerMutatedPodAndNothingElse(t *testing.T) {
 		if strings.Contains(lines[0], secret) {
 			t.Errorf("the info line carries %s: %s", secret, lines[0])
 		}
+	}
+
+	// A denial is one info line too, naming the pod and serviceaccount.
+	out.Reset()
+	send(server.ValidatePath, review("v1", "CREATE", "Pod", podJSON("bad", ""), false))
+	lines = strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"level":"info"`) || !strings.Contains(lines[0], "denied pod") || !strings.Contains(lines[0], `"serviceaccount":"bad"`) {
+		t.Fatalf("want one info line for the denied pod, got:\n%s", out.String())
 	}
 }
