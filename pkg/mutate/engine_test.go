@@ -127,6 +127,14 @@ func TestEngine(t *testing.T) {
 			sa:        both,
 		},
 		{
+			name:      "a mount at our path written with a trailing slash is the same path",
+			providers: []providers.Provider{a},
+			pod:       `{"metadata":{"name":"p"},"spec":{"volumes":[{"name":"mine","emptyDir":{}}],"containers":[{"name":"c","volumeMounts":[{"name":"mine","mountPath":"/var/run/alpha/"}]}]}}`,
+			sa:        both,
+			absent:    []string{`"ALPHA_ID"`, `"alpha-token"`},
+			warnings:  1,
+		},
+		{
 			name:      "a different volume with our name stops that provider only",
 			providers: []providers.Provider{a, b},
 			pod:       `{"metadata":{"name":"p"},"spec":{"volumes":[{"name":"alpha-token","emptyDir":{}}],"containers":[{"name":"c"}]}}`,

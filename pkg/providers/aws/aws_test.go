@@ -2,12 +2,16 @@ package aws
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -134,5 +138,85 @@ func TestPodIdentityAssociationsReloadAndKeepTheLastGoodSet(t *testing.T) {
 
 	if _, err := WatchAssociations(ctx, filepath.Join(dir, "missing.json"), logrus.New()); err == nil {
 		t.Error("a missing file was accepted at start")
+	}
+}
+
+// TestTheDefaultsAreTheSameThroughTheFlagsAndTheGoAPI: the server builds
+// the provider from its flags' defaults, a Go caller from a zero Config;
+// both must inject the audience and lifetime the README documents.
+func TestTheDefaultsAreTheSameThroughTheFlagsAndTheGoAPI(t *testing.T) {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	plugin := NewPlugin()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	plugin.AddFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	fromFlags, err := plugin.Build(context.Background(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromGo, err := New(context.Background(), Config{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := request(map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/app"})
+	for name, p := range map[string]providers.Provider{"flags": fromFlags, "zero Config": fromGo} {
+		t.Run(name, func(t *testing.T) {
+			inj, err := p.Inject(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok := inj.Volumes[0].Projected.Sources[0].ServiceAccountToken
+			if tok.Audience != "sts.amazonaws.com" || *tok.ExpirationSeconds != 86400 || tok.Path != "token" {
+				t.Errorf("token audience %q, expiration %d, path %q; want sts.amazonaws.com, 86400, token", tok.Audience, *tok.ExpirationSeconds, tok.Path)
+			}
+			if inj.Mounts[0].MountPath != "/var/run/secrets/eks.amazonaws.com/serviceaccount" {
+				t.Errorf("mount path %q", inj.Mounts[0].MountPath)
+			}
+		})
+	}
+	a, _ := fromFlags.Inject(r)
+	b, _ := fromGo.Inject(r)
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("the flags' defaults and a zero Config inject differently:\n%+v\n%+v", a, b)
+	}
+}
+
+func TestWindowsIsChosenOnlyWhenEveryRequiredTermAsksForIt(t *testing.T) {
+	term := func(os string) corev1.NodeSelectorTerm {
+		return corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "kubernetes.io/os", Operator: corev1.NodeSelectorOpIn, Values: []string{os}}}}
+	}
+	affinity := func(terms ...corev1.NodeSelectorTerm) *corev1.Affinity {
+		return &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: terms}}}
+	}
+	p, err := New(context.Background(), Config{}, logrus.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name     string
+		spec     corev1.PodSpec
+		windowsy bool
+	}{
+		{name: "a nodeSelector asking for windows", spec: corev1.PodSpec{NodeSelector: map[string]string{"kubernetes.io/os": "windows"}}, windowsy: true},
+		{name: "every required term asking for windows", spec: corev1.PodSpec{Affinity: affinity(term("windows"), term("windows"))}, windowsy: true},
+		{name: "one term of two asking for windows", spec: corev1.PodSpec{Affinity: affinity(term("windows"), term("linux"))}},
+		{name: "no constraint", spec: corev1.PodSpec{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := request(map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/app"})
+			tt.spec.Containers = r.PodSpec.Containers
+			r.PodSpec = &tt.spec
+			inj, err := p.Inject(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := inj.Env[0].Vars[1].Value
+			if got := strings.HasPrefix(file, `C:\`); got != tt.windowsy {
+				t.Errorf("AWS_WEB_IDENTITY_TOKEN_FILE = %s, want the Windows path: %v", file, tt.windowsy)
+			}
+		})
 	}
 }
