@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -348,6 +349,19 @@ func TestFailClosedOverlayIsOnePatch(t *testing.T) {
 		}
 		if fp := cfg.Webhooks[0].FailurePolicy; fp == nil || *fp != admissionregv1.Fail {
 			t.Errorf("%s: failurePolicy after the overlay = %v", cfg.Name, fp)
+		}
+		// Nothing else: with failurePolicy put back, the object is the base's.
+		var before, after map[string]any
+		if err := yaml.Unmarshal(js, &before); err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal(out, &after); err != nil {
+			t.Fatal(err)
+		}
+		webhook := func(o map[string]any) map[string]any { return o["webhooks"].([]any)[0].(map[string]any) }
+		webhook(after)["failurePolicy"] = webhook(before)["failurePolicy"]
+		if !reflect.DeepEqual(before, after) {
+			t.Errorf("%s: the overlay changes more than failurePolicy:\nbase    %s\noverlay %s", cfg.Name, js, out)
 		}
 	}
 }

@@ -21,14 +21,19 @@ func TestReadinessAndGracefulShutdown(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	ca, certs := servingCerts(t)
-	cfg := server.Config{ShutdownDelay: 300 * time.Millisecond, ShutdownTimeout: 5 * time.Second}
+	const delay = time.Second
+	cfg := server.Config{ShutdownDelay: delay, ShutdownTimeout: 5 * time.Second}
 	tc, err := cfg.TLSConfig(certs.GetCertificate)
 	if err != nil {
 		t.Fatal(err)
 	}
 	release := make(chan struct{})
 	var started atomic.Bool
-	slow := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fast" {
+			_, _ = w.Write([]byte("served"))
+			return
+		}
 		started.Store(true)
 		<-release
 		_, _ = w.Write([]byte("done"))
@@ -84,13 +89,25 @@ func TestReadinessAndGracefulShutdown(t *testing.T) {
 	}()
 	waitFor(t, started.Load, "the in-flight request")
 	cancel() // SIGTERM
+	sigterm := time.Now()
 	waitFor(t, func() bool { c, _ := status("/readyz"); return c == 503 }, "unready after SIGTERM")
+	// Unready but still serving: endpoints take a moment to drop the pod,
+	// and the API server's reviews sent meanwhile must be answered.
+	fresh := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}, DisableKeepAlives: true}}
+	resp, err := fresh.Post("https://"+wl.Addr().String()+"/fast", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatalf("a new review during the shutdown delay was not served: %v", err)
+	}
+	_ = resp.Body.Close()
 	close(release)
 	if got := <-inflight; got != "done" {
 		t.Errorf("in-flight review = %q, want it drained", got)
 	}
 	if err := <-done; err != nil {
 		t.Errorf("Serve() = %v", err)
+	}
+	if took := time.Since(sigterm); took < delay {
+		t.Errorf("Serve returned %s after SIGTERM, before the shutdown delay of %s", took, delay)
 	}
 }
 
