@@ -100,9 +100,18 @@ func TestFixturesAreIdempotent(t *testing.T) {
 		name := strings.TrimPrefix(dir, filepath.Join("..", "..", "test", "fixtures")+string(filepath.Separator))
 		t.Run(name, func(t *testing.T) {
 			args := append([]string{"mutate", "--patch", "-f", expected}, caseFlags(t, dir)...)
-			stdout, _, err := runInjector(args, nil)
+			stdout, stderr, err := runInjector(args, nil)
 			if err != nil {
 				t.Fatalf("second pass failed: %v", err)
+			}
+			// Nothing new to say: every warning of the second pass was a
+			// warning of the first (a clamped value is clamped again), and
+			// none is about a conflict with what the first pass added.
+			first, _ := os.ReadFile(filepath.Join(dir, "warnings.txt"))
+			for _, line := range strings.Split(strings.TrimSpace(string(stderr)), "\n") {
+				if line != "" && !strings.Contains(string(first), line) {
+					t.Errorf("the second pass says something the first did not: %s", line)
+				}
 			}
 			dec := json.NewDecoder(bytes.NewReader(stdout))
 			for dec.More() {

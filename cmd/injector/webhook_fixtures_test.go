@@ -69,12 +69,18 @@ func TestWebhookAgreesWithFixtures(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantErr, _ := os.ReadFile(filepath.Join(dir, "error.txt"))
+			wantWarnings, _ := os.ReadFile(filepath.Join(dir, "warnings.txt"))
+			webhookWarnings, podsOnly := 0, true
 			var expected []*manifest.Document
 			if len(wantErr) == 0 {
 				expected = readDocs(t, filepath.Join(dir, "expected.yaml"))
 			}
 			for i, d := range in {
 				if d.Kind() != "Pod" {
+					switch d.Kind() {
+					case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "List":
+						podsOnly = false // its warnings are in warnings.txt too
+					}
 					continue
 				}
 				raw, _ := json.Marshal(d.Object)
@@ -88,9 +94,20 @@ func TestWebhookAgreesWithFixtures(t *testing.T) {
 					if r.Response.Allowed || r.Response.Status == nil || r.Response.Status.Message+"\n" != string(wantErr) {
 						t.Errorf("validator answer %+v, want a denial with %q", r.Response, wantErr)
 					}
+					// Denied whole: the mutator adds nothing, not even
+					// the clouds that are valid, until the pod is fixed.
+					if m := call(t, h, server.MutatePath, review); len(m.Response.Patch) > 0 {
+						t.Errorf("the mutator patched a pod the validator denies: %s", m.Response.Patch)
+					}
 					continue
 				}
 				r := call(t, h, server.MutatePath, review)
+				for _, w := range r.Response.Warnings {
+					if !strings.Contains(string(wantWarnings), "Warning: "+offlineWording(w)+"\n") {
+						t.Errorf("the webhook warns %q, which warnings.txt does not have", w)
+					}
+				}
+				webhookWarnings += len(r.Response.Warnings)
 				got := raw
 				if len(r.Response.Patch) > 0 {
 					p, err := jsonpatch.DecodePatch(r.Response.Patch)
@@ -109,8 +126,24 @@ func TestWebhookAgreesWithFixtures(t *testing.T) {
 					t.Errorf("validator denied a valid pod: %+v", r.Response.Status)
 				}
 			}
+			if podsOnly && len(wantErr) == 0 {
+				if n := strings.Count(string(wantWarnings), "Warning: "); n != webhookWarnings {
+					t.Errorf("the webhook gave %d warnings, warnings.txt has %d", webhookWarnings, n)
+				}
+			}
 		})
 	}
+}
+
+// offlineWording is the webhook's warning as `injector mutate` words it:
+// offline, a ServiceAccount missing from the stream "is not in the input".
+func offlineWording(w string) string {
+	pod, rest, ok := strings.Cut(w, ": serviceaccount ")
+	sa, found := strings.CutSuffix(rest, " was not found, so no cloud identity was injected (create the serviceaccount before the pod)")
+	if !ok || !found {
+		return w
+	}
+	return pod + ": serviceaccount " + sa + " is not in the input; not mutated (add it to the stream or to --serviceaccounts)"
 }
 
 type reviewResponse struct {

@@ -3,6 +3,8 @@ package admission_test
 import (
 	"context"
 	"errors"
+	"io"
+	"os"
 	"strings"
 	"testing"
 
@@ -104,4 +106,56 @@ func TestWebhooks(t *testing.T) {
 	if _, err := admission.NewMutator(admission.Config{Engine: engine, ServiceAccounts: sas, InvalidIdentity: "maybe"}); err == nil {
 		t.Error("an unknown invalid-identity mode was accepted")
 	}
+}
+
+// TestWithoutALoggerNothingIsWritten: a Config with no Log logs nowhere,
+// not to stderr, however much the webhooks have to say.
+func TestWithoutALoggerNothingIsWritten(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := os.Stderr
+	os.Stderr = w
+	defer func() { os.Stderr = stderr }()
+
+	az, _ := azure.New(azure.Config{})
+	engine := mutate.New([]providers.Provider{az})
+	sas := staticsa.Set{}.
+		Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "good", Annotations: map[string]string{"azure.workload.identity/client-id": "11111111-2222-3333-4444-555555555555", "azure.workload.identity/tenant-id": "t"}}}).
+		Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "bad", Annotations: map[string]string{"azure.workload.identity/client-id": "not-a-guid"}}})
+	m, err := admission.NewMutator(admission.Config{Engine: engine, ServiceAccounts: sas})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := admission.NewValidator(admission.Config{Engine: engine, ServiceAccounts: sas})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := func(sa string) string {
+		return `{"metadata":{"name":"p","labels":{"azure.workload.identity/use":"true"}},"spec":{"serviceAccountName":"` + sa + `","containers":[{"name":"c"}]}}`
+	}
+	if resp, err := m.Review(context.Background(), review(model.OperationCreate, pod("good"))); err != nil || len(resp.(*model.MutatingAdmissionResponse).JSONPatchPatch) == 0 {
+		t.Fatalf("the mutation that should log did not happen: %v", err)
+	}
+	if resp, _ := v.Review(context.Background(), review(model.OperationCreate, pod("bad"))); resp.(*model.ValidatingAdmissionResponse).Allowed {
+		t.Fatal("the denial that should log did not happen")
+	}
+	_, _ = brokenLookupReview(t)
+	os.Stderr = stderr
+	_ = w.Close()
+	out, _ := io.ReadAll(r)
+	if len(out) > 0 {
+		t.Errorf("a Config without a logger wrote:\n%s", out)
+	}
+}
+
+// brokenLookupReview runs a review whose lookup fails, which logs a warning.
+func brokenLookupReview(t *testing.T) (model.AdmissionResponse, error) {
+	az, _ := azure.New(azure.Config{})
+	m, err := admission.NewMutator(admission.Config{Engine: mutate.New([]providers.Provider{az}), ServiceAccounts: brokenLookup{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Review(context.Background(), review(model.OperationCreate, `{"metadata":{"name":"p"},"spec":{"containers":[{"name":"c"}]}}`))
 }
