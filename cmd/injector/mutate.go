@@ -2,19 +2,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
-	"github.com/pod-identity/injector/pkg/manifest"
 	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/providers/registry"
+	"github.com/pod-identity/injector/pkg/render"
 )
 
 // mutateConfig is the configuration of `injector mutate`.
@@ -86,82 +83,8 @@ func runMutate(ctx context.Context, cfg *mutateConfig, stdin io.Reader, stdout, 
 	if err != nil {
 		return err
 	}
-	engine := mutate.New(provs)
-
-	read := func(name string) ([]*manifest.Document, error) {
-		if name == "-" {
-			return manifest.Read(stdin, "stdin")
-		}
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		defer func() { _ = f.Close() }()
-		return manifest.Read(f, name)
-	}
-	sas := manifest.ServiceAccounts{}
-	for _, name := range cfg.serviceAccounts {
-		docs, err := read(name)
-		if err != nil {
-			return err
-		}
-		if err := sas.Add(docs, cfg.namespace); err != nil {
-			return err
-		}
-	}
-	var docs []*manifest.Document
-	for _, name := range cfg.files {
-		d, err := read(name)
-		if err != nil {
-			return err
-		}
-		docs = append(docs, d...)
-	}
-	if err := sas.Add(docs, cfg.namespace); err != nil {
-		return err
-	}
-	results, err := manifest.Mutate(engine, docs, manifest.Options{Namespace: cfg.namespace, ServiceAccounts: sas})
-	if err != nil {
-		return err
-	}
-	var invalid []string
-	changed := map[*manifest.Document]bool{}
-	bySource := map[string]*manifest.Document{}
-	for _, d := range docs {
-		bySource[d.Source] = d
-	}
-	for _, r := range results {
-		for _, w := range r.Warnings {
-			_, _ = fmt.Fprintln(stderr, "Warning:", w)
-		}
-		if cfg.invalidIdentity == "warn" {
-			for _, w := range r.InvalidAsWarnings() {
-				_, _ = fmt.Fprintln(stderr, "Warning:", w)
-			}
-		} else {
-			for _, e := range r.Invalid {
-				invalid = append(invalid, e.Error())
-			}
-		}
-		if len(r.Patch) > 0 {
-			changed[bySource[r.Source]] = true
-		}
-	}
-	if len(invalid) > 0 {
-		return errors.New(strings.Join(invalid, "\n"))
-	}
-	if cfg.patch {
-		enc := json.NewEncoder(stdout)
-		for _, r := range results {
-			patch := r.Patch
-			if patch == nil {
-				patch = []mutate.Op{}
-			}
-			if err := enc.Encode(map[string]any{"kind": r.Kind, "namespace": r.Namespace, "name": r.Name, "patch": patch}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	return manifest.Write(stdout, docs, changed, cfg.output)
+	return render.Run(mutate.New(provs), render.Options{
+		Files: cfg.files, ServiceAccountFiles: cfg.serviceAccounts, Stdin: stdin,
+		Output: cfg.output, Patch: cfg.patch, Namespace: cfg.namespace, InvalidIdentity: cfg.invalidIdentity,
+	}, stdout, stderr)
 }

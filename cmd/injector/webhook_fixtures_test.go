@@ -22,6 +22,7 @@ import (
 	"github.com/pod-identity/injector/pkg/admission"
 	"github.com/pod-identity/injector/pkg/manifest"
 	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/providers/providertest"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/server"
 )
@@ -35,15 +36,15 @@ func TestWebhookAgreesWithFixtures(t *testing.T) {
 	if golden.Update {
 		t.Skip("expectations are being rewritten")
 	}
-	for _, dir := range fixtureCases(t) {
-		name := strings.TrimPrefix(dir, filepath.Join("..", "..", "test", "fixtures")+string(filepath.Separator))
+	for _, dir := range providertest.Cases(t, fixtures) {
+		name, _ := filepath.Rel(fixtures, dir)
 		t.Run(name, func(t *testing.T) {
 			fs := pflag.NewFlagSet("case", pflag.ContinueOnError)
 			set := registry.New()
 			set.AddFlags(fs)
 			var mode string
 			addInvalidIdentityFlag(fs, &mode)
-			if err := fs.Parse(caseFlags(t, dir)); err != nil {
+			if err := fs.Parse(providertest.Flags(t, dir)); err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithCancel(context.Background())

@@ -1,0 +1,233 @@
+// Package providertest runs a provider's golden fixtures, for the tests of
+// a provider package (ours, and those of anyone who writes one).
+//
+// A fixture is a folder test/fixtures/<area>/<case>/ holding input.yaml (a
+// stream of ServiceAccounts and workloads), an optional flags file (one
+// flag a line; $CASE is the case folder) and the expectations:
+// expected.yaml, warnings.txt and error.txt, an absent file expecting
+// nothing. GOLDEN_UPDATE=1 rewrites the expectations.
+//
+// Besides the comparison, every case must pass the conformance checks that
+// keep a patch safe to apply to a pod the injector does not fully know:
+// every patch operation adds (nothing is removed or replaced), every mount
+// it adds names a volume the pod has, and a second pass over the expected
+// output adds nothing and says nothing the first did not.
+package providertest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+
+	"github.com/pod-identity/injector/internal/golden"
+	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/providers/registry"
+	"github.com/pod-identity/injector/pkg/render"
+)
+
+// Renderer renders file with the case's flags as `injector mutate` does
+// (with --patch, each pod's patch as a JSON line), returning what it wrote
+// to stdout and stderr and its error.
+type Renderer func(file string, flags []string, patch bool) (stdout, stderr []byte, err error)
+
+// Mutate is the Renderer of the compiled providers: the flags are those
+// of `injector mutate` (the providers' own, --enable-<name>,
+// --invalid-identity, -n).
+func Mutate(file string, flags []string, patch bool) (stdout, stderr []byte, err error) {
+	fs := pflag.NewFlagSet("mutate", pflag.ContinueOnError)
+	set := registry.New()
+	set.AddFlags(fs)
+	invalid := fs.String("invalid-identity", "deny", "")
+	namespace := fs.StringP("namespace", "n", "default", "")
+	if err := fs.Parse(flags); err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&errOut)
+	provs, err := set.Build(ctx, log)
+	if err != nil {
+		return nil, errOut.Bytes(), err
+	}
+	err = render.Run(mutate.New(provs), render.Options{Files: []string{file}, Output: "yaml", Patch: patch, Namespace: *namespace, InvalidIdentity: *invalid}, &out, &errOut)
+	return out.Bytes(), errOut.Bytes(), err
+}
+
+// Cases lists the case folders below dir: dir itself when it holds an
+// input.yaml, else its subfolders (one or two levels down) that do.
+func Cases(t testing.TB, dir string) []string {
+	t.Helper()
+	var out []string
+	for _, pattern := range []string{"", "*", filepath.Join("*", "*")} {
+		matches, _ := filepath.Glob(filepath.Join(dir, pattern, "input.yaml"))
+		for _, m := range matches {
+			out = append(out, filepath.Dir(m))
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no fixture cases under %s", dir)
+	}
+	return out
+}
+
+// Flags reads a case's flags file.
+func Flags(t testing.TB, dir string) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "flags"))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			flags = append(flags, strings.ReplaceAll(l, "$CASE", dir))
+		}
+	}
+	return flags
+}
+
+// Run checks every case below dir with r: the golden comparison, then the
+// conformance checks. Each case is a subtest named after its folder.
+func Run(t *testing.T, dir string, r Renderer) {
+	for _, c := range Cases(t, dir) {
+		name, _ := filepath.Rel(dir, c)
+		t.Run(filepath.ToSlash(name), func(t *testing.T) { runCase(t, c, r) })
+	}
+}
+
+func runCase(t *testing.T, dir string, r Renderer) {
+	flags := Flags(t, dir)
+	input := filepath.Join(dir, "input.yaml")
+	stdout, stderr, err := r(input, flags, false)
+	errText := ""
+	if err != nil {
+		errText = err.Error() + "\n"
+		if len(stdout) > 0 {
+			t.Errorf("a failed run printed manifests:\n%s", stdout)
+		}
+	}
+	golden.Check(t, filepath.Join(dir, "error.txt"), []byte(errText))
+	golden.Check(t, filepath.Join(dir, "warnings.txt"), stderr)
+	golden.Check(t, filepath.Join(dir, "expected.yaml"), stdout)
+	if err != nil || golden.Update {
+		return
+	}
+
+	t.Run("every patch only adds, and every mount has its volume", func(t *testing.T) {
+		patches, _, err := r(input, flags, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eachPatch(t, patches, func(kind, name string, ops []op) {
+			volumes := map[string]bool{}
+			for _, o := range ops {
+				if o.Op != "add" {
+					t.Errorf("%s %s: a %q operation at %s", kind, name, o.Op, o.Path)
+				}
+				for _, v := range o.volumes() {
+					volumes[v] = true
+				}
+			}
+			for _, o := range ops {
+				for _, m := range o.mounts() {
+					if !volumes[m] && !inputHasVolume(t, input, m) {
+						t.Errorf("%s %s: mounts volume %q, which neither the patch nor the pod has", kind, name, m)
+					}
+				}
+			}
+		})
+	})
+	t.Run("a second pass adds nothing and says nothing new", func(t *testing.T) {
+		expected := filepath.Join(dir, "expected.yaml")
+		patches, stderr2, err := r(expected, flags, true)
+		if err != nil {
+			t.Fatalf("second pass failed: %v", err)
+		}
+		eachPatch(t, patches, func(kind, name string, ops []op) {
+			if len(ops) != 0 {
+				t.Errorf("%s %s: the second pass patched again: %+v", kind, name, ops)
+			}
+		})
+		for _, line := range strings.Split(strings.TrimSpace(string(stderr2)), "\n") {
+			if line != "" && !bytes.Contains(stderr, []byte(line)) {
+				t.Errorf("the second pass says something the first did not: %s", line)
+			}
+		}
+	})
+}
+
+// op is one patch operation, with its value kept raw.
+type op struct {
+	Op    string          `json:"op"`
+	Path  string          `json:"path"`
+	Value json.RawMessage `json:"value"`
+}
+
+// volumes names the volumes the operation adds.
+func (o op) volumes() []string {
+	if !strings.HasSuffix(o.Path, "/volumes") && !strings.HasSuffix(o.Path, "/volumes/-") {
+		return nil
+	}
+	return names(o.Value)
+}
+
+// mounts names the volumes the operation mounts.
+func (o op) mounts() []string {
+	if !strings.Contains(o.Path, "/volumeMounts") {
+		return nil
+	}
+	return names(o.Value)
+}
+
+// names reads the name of one object, or of each in a list.
+func names(v json.RawMessage) []string {
+	var one struct{ Name string }
+	if json.Unmarshal(v, &one) == nil && one.Name != "" {
+		return []string{one.Name}
+	}
+	var many []struct{ Name string }
+	_ = json.Unmarshal(v, &many)
+	out := make([]string, len(many))
+	for i, m := range many {
+		out[i] = m.Name
+	}
+	return out
+}
+
+func eachPatch(t *testing.T, lines []byte, f func(kind, name string, ops []op)) {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(lines))
+	for dec.More() {
+		var r struct {
+			Kind, Namespace, Name string
+			Patch                 []op
+		}
+		if err := dec.Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		f(r.Kind, r.Namespace+"/"+r.Name, r.Patch)
+	}
+}
+
+// inputHasVolume says whether the input stream declares a volume of that
+// name (a mount of a volume the pod brought itself is the pod's business).
+func inputHasVolume(t *testing.T, input, name string) bool {
+	t.Helper()
+	data, err := os.ReadFile(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Contains(data, []byte("name: "+name))
+}
