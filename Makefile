@@ -1,5 +1,5 @@
 # Convenience targets; each runs what the README documents.
-.PHONY: build test e2e bench loadtest
+.PHONY: build test e2e bench loadtest mutation
 
 build:
 	go build -o bin/injector ./cmd/injector
@@ -15,3 +15,7 @@ bench:
 
 loadtest:
 	go run ./hack/loadtest
+
+# Mutation testing with gremlins (not part of CI; see docs/testing.md).
+mutation:
+	./hack/mutation.sh

@@ -1,4 +1,4 @@
-//go:build !race
+//go:build !race && !mutation
 
 // The race detector's shadow memory makes heap figures meaningless, so
 // this file is left out of the -race run; hack/test.sh runs it on its own.
