@@ -16,36 +16,9 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
-	authenticationv1 "k8s.io/api/authentication/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pod-identity/injector/pkg/admission"
 )
-
-// refRequestV2 is refRequest with raw values as json v2 keeps them.
-type refRequestV2 struct {
-	UID                string                       `json:"uid"`
-	Kind               metav1.GroupVersionKind      `json:"kind"`
-	Resource           metav1.GroupVersionResource  `json:"resource"`
-	SubResource        string                       `json:"subResource"`
-	RequestKind        *metav1.GroupVersionKind     `json:"requestKind"`
-	RequestResource    *metav1.GroupVersionResource `json:"requestResource"`
-	RequestSubResource string                       `json:"requestSubResource"`
-	Name               string                       `json:"name"`
-	Namespace          string                       `json:"namespace"`
-	Operation          string                       `json:"operation"`
-	UserInfo           authenticationv1.UserInfo    `json:"userInfo"`
-	Object             jsontext.Value               `json:"object"`
-	OldObject          jsontext.Value               `json:"oldObject"`
-	Options            jsontext.Value               `json:"options"`
-	DryRun             *bool                        `json:"dryRun"`
-}
-
-type refReviewV2 struct {
-	APIVersion string        `json:"apiVersion"`
-	Kind       string        `json:"kind"`
-	Request    *refRequestV2 `json:"request"`
-}
 
 func benchReview(b *testing.B) []byte {
 	body, err := os.ReadFile("testdata/pod-review.json")
@@ -85,7 +58,7 @@ func BenchmarkCodecReadJSONv2(b *testing.B) {
 	body := benchReview(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		var rev refReviewV2
+		var rev refReviewOf[jsontext.Value]
 		var pod admission.WirePod
 		if err := jsonv2.Unmarshal(body, &rev); err != nil {
 			b.Fatal(err)

@@ -20,7 +20,11 @@ import (
 )
 
 // refRequest is the reference: a review's request decoded by encoding/json.
-type refRequest struct {
+type refRequest = refRequestOf[json.RawMessage]
+
+// refRequestOf is a review's request as a library decodes it, with raw
+// values of the library's own type.
+type refRequestOf[Raw any] struct {
 	UID                string                       `json:"uid"`
 	Kind               metav1.GroupVersionKind      `json:"kind"`
 	Resource           metav1.GroupVersionResource  `json:"resource"`
@@ -32,16 +36,18 @@ type refRequest struct {
 	Namespace          string                       `json:"namespace"`
 	Operation          string                       `json:"operation"`
 	UserInfo           authenticationv1.UserInfo    `json:"userInfo"`
-	Object             json.RawMessage              `json:"object"`
-	OldObject          json.RawMessage              `json:"oldObject"`
-	Options            json.RawMessage              `json:"options"`
+	Object             Raw                          `json:"object"`
+	OldObject          Raw                          `json:"oldObject"`
+	Options            Raw                          `json:"options"`
 	DryRun             *bool                        `json:"dryRun"`
 }
 
-type refReview struct {
-	APIVersion string      `json:"apiVersion"`
-	Kind       string      `json:"kind"`
-	Request    *refRequest `json:"request"`
+type refReview = refReviewOf[json.RawMessage]
+
+type refReviewOf[Raw any] struct {
+	APIVersion string             `json:"apiVersion"`
+	Kind       string             `json:"kind"`
+	Request    *refRequestOf[Raw] `json:"request"`
 }
 
 // refusedOnPurpose says err is input the scanner refuses although

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/pod-identity/injector/internal/testpki"
 	"github.com/pod-identity/injector/pkg/certwatch"
+	"github.com/pod-identity/injector/pkg/sacache"
 )
 
 // servingCerts issues a serving certificate from a fresh CA into a
@@ -51,4 +53,21 @@ func serveTLS(t *testing.T, h http.Handler, tc *tls.Config) string {
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return "https://" + ln.Addr().String()
+}
+
+// syncedCache starts a ServiceAccount cache for the test and waits until
+// it has listed everything.
+func syncedCache(t *testing.T, cfg sacache.Config) *sacache.Cache {
+	t.Helper()
+	sas, err := sacache.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	sas.Start(ctx)
+	if !sas.WaitForSync(ctx) {
+		t.Fatal("cache never synced")
+	}
+	return sas
 }

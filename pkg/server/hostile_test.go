@@ -123,16 +123,7 @@ func TestHostileRequestsGrowNothing(t *testing.T) {
 		Annotations: map[string]string{"eks.amazonaws.com/role-arn": roleARN}}})
 	// A lookup budget that never throttles: this test is about what the
 	// lookups keep, not how fast they may come (sacache's tests cover that).
-	sas, err := sacache.New(sacache.Config{Client: client, AnnotationPrefixes: engine.AnnotationPrefixes(), LookupQPS: 1e6, LookupBurst: 1e6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sas.Start(ctx)
-	if !sas.WaitForSync(ctx) {
-		t.Fatal("cache never synced")
-	}
+	sas := syncedCache(t, sacache.Config{Client: client, AnnotationPrefixes: engine.AnnotationPrefixes(), LookupQPS: 1e6, LookupBurst: 1e6})
 	reg := prometheus.NewRegistry()
 	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, Log: log}, reg, server.DefaultMaxRequestBytes)
 	if err != nil {

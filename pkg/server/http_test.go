@@ -433,16 +433,7 @@ func TestAFloodOfMadeUpReviewsDoesNotStarveRealPods(t *testing.T) {
 		return true, nil, apierrors.NewNotFound(corev1.Resource("serviceaccounts"), name)
 	})
 	// The production budget.
-	sas, err := sacache.New(sacache.Config{Client: client, AnnotationPrefixes: engine.AnnotationPrefixes()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sas.Start(ctx)
-	if !sas.WaitForSync(ctx) {
-		t.Fatal("cache never synced")
-	}
+	sas := syncedCache(t, sacache.Config{Client: client, AnnotationPrefixes: engine.AnnotationPrefixes()})
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, Log: log}, prometheus.NewRegistry(), 0)
