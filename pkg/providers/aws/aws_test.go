@@ -2,6 +2,7 @@ package aws
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -218,5 +219,39 @@ func TestWindowsIsChosenOnlyWhenEveryRequiredTermAsksForIt(t *testing.T) {
 				t.Errorf("AWS_WEB_IDENTITY_TOKEN_FILE = %s, want the Windows path: %v", file, tt.windowsy)
 			}
 		})
+	}
+}
+
+func TestTheTokenExpirationFlagIsCheckedAtItsBounds(t *testing.T) {
+	for _, tt := range []struct {
+		seconds int64
+		valid   bool
+	}{{599, false}, {600, true}, {86400, true}, {86401, false}} {
+		t.Run(fmt.Sprint(tt.seconds), func(t *testing.T) {
+			_, err := New(context.Background(), Config{TokenExpiration: tt.seconds}, logrus.New())
+			if (err == nil) != tt.valid {
+				t.Errorf("error = %v, want valid: %v", err, tt.valid)
+			}
+		})
+	}
+}
+
+func TestAZeroConfigGivesPodIdentityTheDefaultEndpoint(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "associations.json")
+	if err := os.WriteFile(file, []byte(`{"identities":[{"namespace":"ns","serviceAccount":"sa"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := New(ctx, Config{PodIdentityConfig: file}, logrus.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inj, err := p.Inject(request(nil))
+	if err != nil || inj == nil {
+		t.Fatalf("= %v, %v", inj, err)
+	}
+	if got := inj.Env[0].Vars[0]; got.Name != "AWS_CONTAINER_CREDENTIALS_FULL_URI" || got.Value != "http://169.254.170.23/v1/credentials" {
+		t.Errorf("first variable %s=%s, want the default Pod Identity endpoint", got.Name, got.Value)
 	}
 }

@@ -25,8 +25,10 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 
 	"github.com/pod-identity/injector/internal/golden"
+	"github.com/pod-identity/injector/pkg/manifest"
 	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/render"
@@ -125,12 +127,27 @@ func runCase(t *testing.T, dir string, r Renderer) {
 		return
 	}
 
-	t.Run("every patch only adds, and every mount has its volume", func(t *testing.T) {
+	t.Run("every patch only adds, every mount has its volume, and applied as the API server applies it gives the expected pod", func(t *testing.T) {
 		patches, _, err := r(input, flags, true)
 		if err != nil {
 			t.Fatal(err)
 		}
+		in, want := documents(t, input), documents(t, filepath.Join(dir, "expected.yaml"))
 		eachPatch(t, patches, func(kind, name string, ops []op) {
+			if doc, ok := in[kind+" "+name]; ok {
+				raw, _ := json.Marshal(ops)
+				p, err := jsonpatch.DecodePatch(raw)
+				if err != nil {
+					t.Fatalf("%s %s: %v", kind, name, err)
+				}
+				got, err := p.Apply(doc)
+				if err != nil {
+					t.Fatalf("%s %s: an RFC 6902 implementation cannot apply the patch: %v", kind, name, err)
+				}
+				if !jsonpatch.Equal(got, want[kind+" "+name]) {
+					t.Errorf("%s %s: the patch applied to the input is not expected.yaml's object\n got %s\nwant %s", kind, name, got, want[kind+" "+name])
+				}
+			}
 			volumes := map[string]bool{}
 			for _, o := range ops {
 				if o.Op != "add" {
@@ -219,6 +236,37 @@ func eachPatch(t *testing.T, lines []byte, f func(kind, name string, ops []op)) 
 		}
 		f(r.Kind, r.Namespace+"/"+r.Name, r.Patch)
 	}
+}
+
+// documents reads a stream's top-level objects as JSON, by "kind
+// namespace/name" (Lists are left out: their items' patches are not
+// relative to the document).
+func documents(t *testing.T, file string) map[string][]byte {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	docs, err := manifest.Read(f, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	for _, d := range docs {
+		meta, _ := d.Object["metadata"].(map[string]any)
+		ns, _ := meta["namespace"].(string)
+		if ns == "" {
+			ns = "default"
+		}
+		name, _ := meta["name"].(string)
+		raw, err := json.Marshal(d.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[d.Kind()+" "+ns+"/"+name] = raw
+	}
+	return out
 }
 
 // inputHasVolume says whether the input stream declares a volume of that
