@@ -149,8 +149,13 @@ func validNames(namespace, pod, serviceAccount string) error {
 	if msg := dnsName(namespace, validation.DNS1123LabelMaxLength, validation.IsDNS1123Label); msg != "" {
 		return fmt.Errorf("namespace %s is not a valid namespace name: expected a DNS label (%s)", quote.Value(namespace), msg)
 	}
-	// A generateName prefix may end in "-"; the name made from it gets a suffix.
-	if msg := dnsName(strings.TrimSuffix(pod, "-")+"x", validation.DNS1123SubdomainMaxLength, validation.IsDNS1123Subdomain); pod != "" && msg != "" {
+	// A generateName prefix may end in "-": as the API server does, that
+	// dash is checked as a letter (a suffix follows it).
+	masked := pod
+	if strings.HasSuffix(masked, "-") {
+		masked = masked[:len(masked)-1] + "a"
+	}
+	if msg := dnsName(masked, validation.DNS1123SubdomainMaxLength, validation.IsDNS1123Subdomain); pod != "" && msg != "" {
 		return fmt.Errorf("pod name %s is not a valid pod name: expected a DNS subdomain (%s)", quote.Value(pod), msg)
 	}
 	if msg := dnsName(serviceAccount, validation.DNS1123SubdomainMaxLength, validation.IsDNS1123Subdomain); msg != "" {

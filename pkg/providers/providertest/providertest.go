@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,7 +29,6 @@ import (
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 
 	"github.com/pod-identity/injector/internal/golden"
-	"github.com/pod-identity/injector/pkg/manifest"
 	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/render"
@@ -43,25 +43,39 @@ type Renderer func(file string, flags []string, patch bool) (stdout, stderr []by
 // of `injector mutate` (the providers' own, --enable-<name>,
 // --invalid-identity, -n).
 func Mutate(file string, flags []string, patch bool) (stdout, stderr []byte, err error) {
+	engine, opts, cancel, err := fromFlags(flags)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer cancel()
+	var out, errOut bytes.Buffer
+	opts.Files, opts.Output, opts.Patch = []string{file}, "yaml", patch
+	err = render.Run(engine, opts, &out, &errOut)
+	return out.Bytes(), errOut.Bytes(), err
+}
+
+// fromFlags builds the engine of the compiled providers, and the
+// rendering options, from the flags of `injector mutate`. cancel stops
+// what the providers watch.
+func fromFlags(flags []string) (*mutate.Engine, render.Options, context.CancelFunc, error) {
 	fs := pflag.NewFlagSet("mutate", pflag.ContinueOnError)
 	set := registry.New()
 	set.AddFlags(fs)
-	invalid := fs.String("invalid-identity", "deny", "")
-	namespace := fs.StringP("namespace", "n", "default", "")
+	var opts render.Options
+	fs.StringVar(&opts.InvalidIdentity, "invalid-identity", "deny", "")
+	fs.StringVarP(&opts.Namespace, "namespace", "n", "default", "")
 	if err := fs.Parse(flags); err != nil {
-		return nil, nil, err
+		return nil, opts, nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errOut bytes.Buffer
 	log := logrus.New()
-	log.SetOutput(&errOut)
+	log.SetOutput(io.Discard)
 	provs, err := set.Build(ctx, log)
 	if err != nil {
-		return nil, errOut.Bytes(), err
+		cancel()
+		return nil, opts, nil, err
 	}
-	err = render.Run(mutate.New(provs), render.Options{Files: []string{file}, Output: "yaml", Patch: patch, Namespace: *namespace, InvalidIdentity: *invalid}, &out, &errOut)
-	return out.Bytes(), errOut.Bytes(), err
+	return mutate.New(provs), opts, cancel, nil
 }
 
 // Cases lists the case folders below dir: dir itself when it holds an
@@ -243,17 +257,8 @@ func eachPatch(t *testing.T, lines []byte, f func(kind, name string, ops []op)) 
 // relative to the document).
 func documents(t *testing.T, file string) map[string][]byte {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	docs, err := manifest.Read(f, file)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string][]byte{}
-	for _, d := range docs {
+	for _, d := range readDocs(t, file) {
 		meta, _ := d.Object["metadata"].(map[string]any)
 		ns, _ := meta["namespace"].(string)
 		if ns == "" {

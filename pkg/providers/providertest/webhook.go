@@ -1,0 +1,180 @@
+package providertest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+
+	"github.com/pod-identity/injector/internal/golden"
+	"github.com/pod-identity/injector/internal/staticsa"
+	"github.com/pod-identity/injector/pkg/admission"
+	"github.com/pod-identity/injector/pkg/manifest"
+	"github.com/pod-identity/injector/pkg/server"
+)
+
+// RunWebhook sends every Pod of every case below dir through the
+// webhook's HTTP handler (with the compiled providers and the case's
+// flags), as the API server would, and checks that the patched pod is the
+// one in expected.yaml, that its warnings are those of warnings.txt, and
+// that an invalid one is denied by the validator with the message in
+// error.txt and left whole by the mutator: `injector mutate` and
+// `injector serve` do the same thing.
+func RunWebhook(t *testing.T, dir string) {
+	if golden.Update {
+		t.Skip("expectations are being rewritten")
+	}
+	for _, c := range Cases(t, dir) {
+		name, _ := filepath.Rel(dir, c)
+		t.Run(filepath.ToSlash(name), func(t *testing.T) { runWebhookCase(t, c) })
+	}
+}
+
+func runWebhookCase(t *testing.T, dir string) {
+	engine, opts, cancel, err := fromFlags(Flags(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	mode := opts.InvalidIdentity
+	in := readDocs(t, filepath.Join(dir, "input.yaml"))
+	sas := manifest.ServiceAccounts{}
+	if err := sas.Add(in, "default"); err != nil {
+		t.Fatal(err)
+	}
+	static := staticsa.Set{}
+	for _, sa := range sas {
+		static.Add(sa)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: static, InvalidIdentity: mode, Log: log},
+		prometheus.NewRegistry(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantErr, _ := os.ReadFile(filepath.Join(dir, "error.txt"))
+	wantWarnings, _ := os.ReadFile(filepath.Join(dir, "warnings.txt"))
+	webhookWarnings, podsOnly := 0, true
+	var expected []*manifest.Document
+	if len(wantErr) == 0 {
+		expected = readDocs(t, filepath.Join(dir, "expected.yaml"))
+	}
+	for i, d := range in {
+		if d.Kind() != "Pod" {
+			switch d.Kind() {
+			case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "List":
+				podsOnly = false // its warnings are in warnings.txt too
+			}
+			continue
+		}
+		raw, _ := json.Marshal(d.Object)
+		ns := "default"
+		if meta, ok := d.Object["metadata"].(map[string]any); ok && meta["namespace"] != nil {
+			ns = meta["namespace"].(string)
+		}
+		review := fmt.Sprintf(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":%q,"operation":"CREATE","userInfo":{},"object":%s}}`, ns, raw)
+		if len(wantErr) > 0 {
+			r := call(t, h, server.ValidatePath, review)
+			if r.Response.Allowed || r.Response.Status == nil || r.Response.Status.Message+"\n" != string(wantErr) {
+				t.Errorf("validator answer %+v, want a denial with %q", r.Response, wantErr)
+			}
+			// Denied whole: the mutator adds nothing, not even
+			// the clouds that are valid, until the pod is fixed.
+			if m := call(t, h, server.MutatePath, review); len(m.Response.Patch) > 0 {
+				t.Errorf("the mutator patched a pod the validator denies: %s", m.Response.Patch)
+			}
+			continue
+		}
+		r := call(t, h, server.MutatePath, review)
+		for _, w := range r.Response.Warnings {
+			if !strings.Contains(string(wantWarnings), "Warning: "+offlineWording(w)+"\n") {
+				t.Errorf("the webhook warns %q, which warnings.txt does not have", w)
+			}
+		}
+		webhookWarnings += len(r.Response.Warnings)
+		got := raw
+		if len(r.Response.Patch) > 0 {
+			p, err := jsonpatch.DecodePatch(r.Response.Patch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err = p.Apply(raw); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, _ := json.Marshal(expected[i].Object)
+		if !jsonpatch.Equal(got, want) {
+			t.Errorf("document %d: webhook result differs from expected.yaml\n got %s\nwant %s", i+1, got, want)
+		}
+		if r := call(t, h, server.ValidatePath, review); !r.Response.Allowed {
+			t.Errorf("validator denied a valid pod: %+v", r.Response.Status)
+		}
+	}
+	if podsOnly && len(wantErr) == 0 {
+		if n := strings.Count(string(wantWarnings), "Warning: "); n != webhookWarnings {
+			t.Errorf("the webhook gave %d warnings, warnings.txt has %d", webhookWarnings, n)
+		}
+	}
+}
+
+// offlineWording is the webhook's warning as `injector mutate` words it:
+// offline, a ServiceAccount missing from the stream "is not in the input".
+func offlineWording(w string) string {
+	pod, rest, ok := strings.Cut(w, ": serviceaccount ")
+	sa, found := strings.CutSuffix(rest, " was not found, so no cloud identity was injected (create the serviceaccount before the pod)")
+	if !ok || !found {
+		return w
+	}
+	return pod + ": serviceaccount " + sa + " is not in the input; not mutated (add it to the stream or to --serviceaccounts)"
+}
+
+type reviewResponse struct {
+	Response struct {
+		Allowed bool   `json:"allowed"`
+		Patch   []byte `json:"patch"`
+		Status  *struct {
+			Message string `json:"message"`
+		} `json:"status"`
+		Warnings []string `json:"warnings"`
+	} `json:"response"`
+}
+
+func call(t *testing.T, h http.Handler, path, body string) reviewResponse {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var r reviewResponse
+	if rec.Code != http.StatusOK {
+		t.Fatalf("HTTP %d: %s", rec.Code, rec.Body)
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func readDocs(t *testing.T, path string) []*manifest.Document {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	docs, err := manifest.Read(f, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return docs
+}
