@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -183,5 +184,41 @@ func TestServerConfigDefaults(t *testing.T) {
 	kept.Defaults()
 	if kept.Address != ":1" || kept.MetricsAddress != ":2" || kept.TLSMinVersion != "1.3" || kept.ShutdownTimeout != time.Second {
 		t.Errorf("set values were overwritten: %+v", kept)
+	}
+}
+
+// failing is a webhook that cannot decide.
+type failing struct{ recorder }
+
+func (failing) Review(context.Context, model.AdmissionReview) (model.AdmissionResponse, error) {
+	return nil, errors.New("the engine broke")
+}
+
+func TestAWebhookThatFailsGetsA500WithTheReason(t *testing.T) {
+	rec := serve(handlerWith(t, &failing{}, nil, 0), server.MutatePath, review("v1", "CREATE", "Pod", podJSON("app", ""), false))
+	if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "the engine broke") || !strings.Contains(rec.Body.String(), `"code":500`) {
+		t.Fatalf("HTTP %d %s", rec.Code, rec.Body)
+	}
+}
+
+// brokenBody fails after a few bytes, as a connection reset would.
+type brokenBody struct{ n int }
+
+func (b *brokenBody) Read(p []byte) (int, error) {
+	if b.n > 0 {
+		b.n--
+		p[0] = '{'
+		return 1, nil
+	}
+	return 0, errors.New("connection reset")
+}
+
+func TestABodyThatCannotBeReadIsABadRequest(t *testing.T) {
+	req := httptest.NewRequest(http.MethodPost, server.MutatePath, &brokenBody{n: 3})
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	handlerWith(t, &recorder{}, nil, 0).ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "connection reset") {
+		t.Fatalf("HTTP %d %s", rec.Code, rec.Body)
 	}
 }

@@ -158,17 +158,32 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Serve(ctx, webhookLn, opsLn)
 }
 
+// The connection timeouts: a client that sends its request slowly, or
+// keeps a connection open idle, is cut off instead of holding a goroutine
+// and its buffers for good. The API server sends a review at once.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 90 * time.Second
+)
+
+// httpServers returns the webhook and the ops servers.
+func (s *Server) httpServers() (webhook, ops *http.Server) {
+	return &http.Server{
+			Handler:           s.handler,
+			TLSConfig:         s.tls,
+			ReadHeaderTimeout: readHeaderTimeout,
+			ReadTimeout:       readTimeout,
+			WriteTimeout:      writeTimeout,
+			IdleTimeout:       idleTimeout,
+		}, &http.Server{Handler: s.OpsHandler(), ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+			WriteTimeout: writeTimeout, IdleTimeout: idleTimeout}
+}
+
 // Serve is Run on listeners the caller opened.
 func (s *Server) Serve(ctx context.Context, webhookLn, opsLn net.Listener) error {
-	webhookSrv := &http.Server{
-		Handler:           s.handler,
-		TLSConfig:         s.tls,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       90 * time.Second,
-	}
-	opsSrv := &http.Server{Handler: s.OpsHandler(), ReadHeaderTimeout: 10 * time.Second}
+	webhookSrv, opsSrv := s.httpServers()
 	errs := make(chan error, 2)
 	go func() { errs <- webhookSrv.ServeTLS(webhookLn, "", "") }()
 	go func() { errs <- opsSrv.Serve(opsLn) }()
