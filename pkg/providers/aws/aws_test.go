@@ -178,6 +178,11 @@ func TestTheDefaultsAreTheSameThroughTheFlagsAndTheGoAPI(t *testing.T) {
 			}
 		})
 	}
+	for _, p := range []providers.Provider{fromFlags, fromGo} {
+		if got := p.AnnotationPrefixes(); len(got) != 1 || got[0] != "eks.amazonaws.com/" {
+			t.Errorf("annotation prefixes %v, want the one the cache must keep", got)
+		}
+	}
 	a, _ := fromFlags.Inject(r)
 	b, _ := fromGo.Inject(r)
 	if !reflect.DeepEqual(a, b) {
