@@ -252,3 +252,36 @@ func TestTypedReadsAgreeWithEncodingJSON(t *testing.T) {
 		}
 	})
 }
+
+func TestSiblingsDoNotAddToTheDepth(t *testing.T) {
+	// Many objects and arrays side by side, empty and not, read with the
+	// typed reads: only nesting counts towards MaxDepth.
+	doc := "[" + strings.TrimSuffix(strings.Repeat(`{},{"a":[]},[],[1],`, MaxDepth), ",") + "]"
+	s := New([]byte(doc))
+	n := 0
+	err := s.Array(func() error {
+		n++
+		if s.peek() == '{' {
+			return s.Object(func([]byte) error { return s.Array(func() error { return s.Skip() }) })
+		}
+		return s.Array(func() error { return s.Skip() })
+	})
+	if err != nil || n != 4*MaxDepth || s.End() != nil {
+		t.Fatalf("read %d of %d siblings: %v", n, 4*MaxDepth, err)
+	}
+}
+
+func TestSyntaxErrorsSayWhatWasExpected(t *testing.T) {
+	for doc, want := range map[string]string{
+		`[1 2]`:         "end of the array",
+		`{"a":1 "b":2}`: "end of the object",
+		`{"a" 1}`:       "colon",
+		`{1:2}`:         "member name",
+	} {
+		t.Run(doc, func(t *testing.T) {
+			if err := New([]byte(doc)).Skip(); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("error = %v, want one about the %s", err, want)
+			}
+		})
+	}
+}

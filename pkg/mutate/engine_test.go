@@ -254,3 +254,19 @@ func TestApplyPatchAgreesWithTheAPIServersImplementation(t *testing.T) {
 		t.Error("ApplyPatch accepted a remove op")
 	}
 }
+
+func TestApplyPatchRefusesWhatTheAPIServerRefuses(t *testing.T) {
+	for _, tt := range []struct{ name, path string }{
+		{name: "an index one past the end", path: "/spec/containers/2/env"},
+		{name: "a negative index", path: "/spec/containers/-1/env"},
+		{name: "an index that is not a number", path: "/spec/containers/x/env"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var doc any
+			_ = json.Unmarshal([]byte(`{"spec":{"containers":[{"name":"c"},{"name":"d"}]}}`), &doc)
+			if _, err := mutate.ApplyPatch(doc, []mutate.Op{{Op: "add", Path: tt.path, Value: []corev1.EnvVar{{Name: "E"}}}}); err == nil {
+				t.Fatal("applied")
+			}
+		})
+	}
+}
