@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -98,5 +99,24 @@ func TestAGeneratedPodIsNamedByItsPrefix(t *testing.T) {
 	}
 	if w := strings.Join(resp.(*model.MutatingAdmissionResponse).Warnings, ""); !strings.Contains(w, `pod "ns/web-"`) {
 		t.Errorf("warning %q does not name the pod by its prefix", w)
+	}
+}
+
+func TestListsTheInjectorSkipsDoNotCountAgainstTheLimit(t *testing.T) {
+	// A long list the injector does not decode (ports), then a volume with
+	// one item: only what is decoded counts.
+	pod := `{"spec":{"containers":[{"name":"c","ports":[` + items(admission.MaxListItems, `{}`) + `]}],"volumes":[{"name":"v","projected":{"sources":[{}]}}]}}`
+	if _, err := admission.ReadPod([]byte(pod)); err != nil {
+		t.Fatalf("refused: %v", err)
+	}
+}
+
+func TestMetricsCannotBeRegisteredTwice(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := admission.NewMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admission.NewMetrics(reg); err == nil {
+		t.Fatal("a second registration on the same registry succeeded")
 	}
 }

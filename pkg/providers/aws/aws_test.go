@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -108,7 +109,8 @@ func TestPodIdentityAssociationsReloadAndKeepTheLastGoodSet(t *testing.T) {
 	write(`{"identities":[{"namespace":"a","serviceAccount":"one"}]}`)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a, err := WatchAssociations(ctx, file, logrus.New())
+	log, logged := logtest.NewNullLogger()
+	a, err := WatchAssociations(ctx, file, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,9 +130,14 @@ func TestPodIdentityAssociationsReloadAndKeepTheLastGoodSet(t *testing.T) {
 	write(`{"identities":[{"namespace":"b","serviceAccount":"two"}]}`)
 	eventually(func() bool { return a.Has("b", "two") && !a.Has("a", "one") }, "the changed file was not reloaded")
 	write(`{"identities":[{"namespace":"c"`)
-	write(`{"identities":[{"namespace":"c"}]}`)
-	// A later good write proves the bad ones were read and passed over.
-	time.Sleep(300 * time.Millisecond)
+	eventually(func() bool {
+		for _, e := range logged.AllEntries() {
+			if e.Level == logrus.WarnLevel && e.Message == "keeping the last good pod identity associations" {
+				return true
+			}
+		}
+		return false
+	}, "the bad file was never read (no warning)")
 	if !a.Has("b", "two") {
 		t.Fatal("a bad file replaced the last good set")
 	}
