@@ -1,7 +1,9 @@
 // Package admission adapts the injection engine to kubewebhook: a mutating
 // webhook that answers with the engine's additive patch (never kubewebhook's
-// diff of a re-marshalled object), and a validating webhook that denies a
-// pod whose identity configuration is invalid.
+// diff of a re-marshalled object) and, in deny mode, denies a pod whose
+// identity configuration is invalid in the same call; and a validating
+// webhook that denies the same pods, for configurations that still send
+// pods to one.
 package admission
 
 import (
@@ -227,8 +229,9 @@ func (m *Mutator) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *Wi
 	m.cfg.Metrics.count(skips, res.Skipped...)
 	if len(res.Invalid) > 0 {
 		if m.cfg.InvalidIdentity == Deny {
-			// The validating webhook denies the pod; leave it whole until then.
-			return &model.MutatingAdmissionResponse{ID: ar.ID, Warnings: warnings}, nil
+			// Denied here, in the call that would have injected: a pod
+			// costs the API server one webhook call.
+			return m.deny(ar.ID, pr, res.Invalid, warnings), nil
 		}
 		warnings = append(warnings, res.InvalidAsWarnings()...)
 		m.cfg.Metrics.count(invalidAdmitted, invalidProviders(res.Invalid)...)
@@ -296,14 +299,20 @@ func (v *Validator) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *
 	if len(errs) == 0 {
 		return allowed, nil
 	}
-	v.cfg.Metrics.count(denials, invalidProviders(errs)...)
+	return v.deny(ar.ID, pr, errs, nil), nil
+}
+
+// deny refuses a pod whose identity configuration is invalid, with every
+// provider's message, and counts and logs the denial.
+func (r *reviewer) deny(id string, pr *podReview, errs []error, warnings []string) *model.ValidatingAdmissionResponse {
+	r.cfg.Metrics.count(denials, invalidProviders(errs)...)
 	msgs := make([]string, len(errs))
 	for i, e := range errs {
 		msgs[i] = e.Error()
 	}
-	v.cfg.Log.WithFields(logrus.Fields{"namespace": pr.target.Namespace, "pod": pr.target.Name, "serviceaccount": pr.sa.Name}).
+	r.cfg.Log.WithFields(logrus.Fields{"namespace": pr.target.Namespace, "pod": pr.target.Name, "serviceaccount": pr.sa.Name}).
 		Info("denied pod with an invalid identity configuration")
-	return &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: false, Message: strings.Join(msgs, "; ")}, nil
+	return &model.ValidatingAdmissionResponse{ID: id, Allowed: false, Message: strings.Join(msgs, "; "), Warnings: warnings}
 }
 
 func invalidProviders(errs []error) []string {

@@ -49,8 +49,8 @@ func TestWebhooks(t *testing.T) {
 	}{
 		{name: "a config without a logger still logs nowhere safely", cfg: admission.Config{Engine: engine, ServiceAccounts: sas}, validate: true,
 			ar: review(model.OperationCreate, labelled), denialSays: `annotation azure.workload.identity/client-id has invalid value "not-a-guid"`},
-		{name: "deny mode leaves an invalid pod whole for the validator", cfg: admission.Config{Engine: engine, ServiceAccounts: sas},
-			ar: review(model.OperationCreate, labelled), allowed: true},
+		{name: "deny mode's mutator denies an invalid pod in the same call", cfg: admission.Config{Engine: engine, ServiceAccounts: sas},
+			ar: review(model.OperationCreate, labelled), denialSays: `annotation azure.workload.identity/client-id has invalid value "not-a-guid"`},
 		{name: "warn mode admits with the message", cfg: admission.Config{Engine: engine, ServiceAccounts: sas, InvalidIdentity: admission.Warn},
 			ar: review(model.OperationCreate, labelled), allowed: true, warningSays: "admitted without the azure identity"},
 		{name: "warn mode's validator allows", cfg: admission.Config{Engine: engine, ServiceAccounts: sas, InvalidIdentity: admission.Warn}, validate: true,

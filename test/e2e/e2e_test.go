@@ -264,8 +264,8 @@ func requireDenied(t *testing.T, err error, parts ...string) {
 	}
 }
 
-// updateWebhooks changes both registered configurations.
-func updateWebhooks(t *testing.T, f func(*admissionregv1.MutatingWebhook, *admissionregv1.ValidatingWebhook)) {
+// updateWebhook changes the registered configuration.
+func updateWebhook(t *testing.T, f func(*admissionregv1.MutatingWebhook)) {
 	t.Helper()
 	ctx := context.Background()
 	ar := cluster.Client.AdmissionregistrationV1()
@@ -273,15 +273,8 @@ func updateWebhooks(t *testing.T, f func(*admissionregv1.MutatingWebhook, *admis
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := ar.ValidatingWebhookConfigurations().Get(ctx, "pod-identity-injector", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f(&m.Webhooks[0], &v.Webhooks[0])
+	f(&m.Webhooks[0])
 	if _, err := ar.MutatingWebhookConfigurations().Update(ctx, m, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ar.ValidatingWebhookConfigurations().Update(ctx, v, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -157,7 +157,7 @@ func TestShippedManifestsAreAcceptedByTheAPIServer(t *testing.T) {
 		kinds[u.GetKind()]++
 	}
 	for _, want := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Service",
-		"Issuer", "Certificate", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+		"Issuer", "Certificate", "MutatingWebhookConfiguration"} {
 		if kinds[want] == 0 {
 			t.Errorf("the manifests have no %s", want)
 		}

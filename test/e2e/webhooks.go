@@ -13,41 +13,34 @@ import (
 // ShippedWebhooks reads the webhook configurations of deploy/manifests and
 // points them at url (the injector under test, trusted through caPEM)
 // instead of the in-cluster Service; nothing else changes.
-func ShippedWebhooks(repoRoot, url string, caPEM []byte) (*admissionregv1.MutatingWebhookConfiguration, *admissionregv1.ValidatingWebhookConfiguration, error) {
+func ShippedWebhooks(repoRoot, url string, caPEM []byte) (*admissionregv1.MutatingWebhookConfiguration, error) {
 	data, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "manifests", "webhooks.yaml"))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	var mut *admissionregv1.MutatingWebhookConfiguration
-	var val *admissionregv1.ValidatingWebhookConfiguration
 	for _, doc := range strings.Split(string(data), "\n---\n") {
 		var meta struct{ Kind string }
 		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		switch meta.Kind {
 		case "MutatingWebhookConfiguration":
 			mut = &admissionregv1.MutatingWebhookConfiguration{}
 			if err := yaml.UnmarshalStrict([]byte(doc), mut); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			for i := range mut.Webhooks {
 				mut.Webhooks[i].ClientConfig = loopback(mut.Webhooks[i].ClientConfig, url, caPEM)
 			}
-		case "ValidatingWebhookConfiguration":
-			val = &admissionregv1.ValidatingWebhookConfiguration{}
-			if err := yaml.UnmarshalStrict([]byte(doc), val); err != nil {
-				return nil, nil, err
-			}
-			for i := range val.Webhooks {
-				val.Webhooks[i].ClientConfig = loopback(val.Webhooks[i].ClientConfig, url, caPEM)
-			}
+		default:
+			return nil, fmt.Errorf("webhooks.yaml has a %s: a pod must cost one webhook call", meta.Kind)
 		}
 	}
-	if mut == nil || val == nil {
-		return nil, nil, fmt.Errorf("webhooks.yaml lacks a mutating or validating configuration")
+	if mut == nil {
+		return nil, fmt.Errorf("webhooks.yaml lacks the mutating configuration")
 	}
-	return mut, val, nil
+	return mut, nil
 }
 
 func loopback(cc admissionregv1.WebhookClientConfig, url string, caPEM []byte) admissionregv1.WebhookClientConfig {

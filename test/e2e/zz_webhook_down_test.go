@@ -23,9 +23,7 @@ func TestWebhookDownFollowsTheFailurePolicy(t *testing.T) {
 	if volume(p, "aws-iam-token") != nil {
 		t.Error("a pod admitted while the webhook was down has an identity")
 	}
-	updateWebhooks(t, func(m *admissionregv1.MutatingWebhook, v *admissionregv1.ValidatingWebhook) {
-		m.FailurePolicy, v.FailurePolicy = ptr.To(admissionregv1.Fail), ptr.To(admissionregv1.Fail)
-	})
+	updateWebhook(t, func(m *admissionregv1.MutatingWebhook) { m.FailurePolicy = ptr.To(admissionregv1.Fail) })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, err = createPod(t, ns, podSpec("refused-"+randomHex(2), "reader"), true)

@@ -26,8 +26,8 @@ import (
 // webhook's HTTP handler (with the compiled providers and the case's
 // flags), as the API server would, and checks that the patched pod is the
 // one in expected.yaml, that its warnings are those of warnings.txt, and
-// that an invalid one is denied by the validator with the message in
-// error.txt and left whole by the mutator: `injector mutate` and
+// that an invalid one is denied, by the mutator and the validator alike,
+// with the message in error.txt and no patch: `injector mutate` and
 // `injector serve` do the same thing.
 func RunWebhook(t *testing.T, dir string) {
 	if golden.Update {
@@ -88,10 +88,12 @@ func runWebhookCase(t *testing.T, dir string) {
 			if r.Response.Allowed || r.Response.Status == nil || r.Response.Status.Message+"\n" != string(wantErr) {
 				t.Errorf("validator answer %+v, want a denial with %q", r.Response, wantErr)
 			}
-			// Denied whole: the mutator adds nothing, not even
-			// the clouds that are valid, until the pod is fixed.
-			if m := call(t, h, server.MutatePath, review); len(m.Response.Patch) > 0 {
-				t.Errorf("the mutator patched a pod the validator denies: %s", m.Response.Patch)
+			// The mutator denies it in the same call, with the same
+			// message, and adds nothing, not even the clouds that are
+			// valid, until the pod is fixed.
+			m := call(t, h, server.MutatePath, review)
+			if m.Response.Allowed || len(m.Response.Patch) > 0 || m.Response.Status == nil || m.Response.Status.Message+"\n" != string(wantErr) {
+				t.Errorf("mutator answer %+v, want a denial with %q and no patch", m.Response, wantErr)
 			}
 			continue
 		}
