@@ -1,5 +1,5 @@
 # Convenience targets; each runs what the README documents.
-.PHONY: build test e2e bench loadtest mutation
+.PHONY: build test e2e bench loadtest mutation apibench
 
 build:
 	go build -o bin/injector ./cmd/injector
@@ -19,3 +19,7 @@ loadtest:
 # Mutation testing with gremlins (not part of CI; see docs/testing.md).
 mutation:
 	./hack/mutation.sh
+
+# Pod creation at a real kube-apiserver, per admission setup (docs/performance.md).
+apibench:
+	cd test/e2e && go run ./apibench

@@ -1,0 +1,270 @@
+// Command apibench measures admission where users feel it: pod creation at
+// the API server. It starts the e2e harness's etcd and kube-apiserver and
+// the injector, and for each admission setup in turn POSTs a realistic pod
+// with dryRun=All (so admission runs in full and nothing is stored) from
+// -concurrency workers, in -rounds interleaved rounds of -duration, and
+// reports pods/s, p50 and p99 per setup and the ratio of each to "no
+// injection" (the median over rounds):
+//
+//	make apibench    (cd test/e2e && go run ./apibench)
+//
+// Setups: no webhook; the shipped webhook (one call per pod); and the
+// shipped webhook plus a validating webhook for pods, as versions before
+// one-call admission registered (two calls per pod).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/pod-identity/injector/internal/testpki"
+	e2e "github.com/pod-identity/injector/test/e2e"
+)
+
+func main() {
+	concurrency := flag.Int("concurrency", 16, "pod creations in flight")
+	rounds := flag.Int("rounds", 3, "interleaved rounds")
+	duration := flag.Duration("duration", 8*time.Second, "measured time per setup per round")
+	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured time before each measurement")
+	flag.Parse()
+	if err := run(*concurrency, *rounds, *duration, *warmup); err != nil {
+		fmt.Fprintln(os.Stderr, "apibench:", err)
+		os.Exit(1)
+	}
+}
+
+type setup struct {
+	name  string
+	apply func(ctx context.Context) error
+}
+
+type result struct {
+	pods      int
+	seconds   float64
+	latencies []time.Duration
+	errors    int
+}
+
+func (r result) rate() float64 { return float64(r.pods) / r.seconds }
+
+func (r result) percentile(p float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	l := slices.Clone(r.latencies)
+	slices.Sort(l)
+	return l[int(p*float64(len(l)-1))]
+}
+
+func run(concurrency, rounds int, duration, warmup time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	root, err := e2e.RepoRoot()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "pod-identity-apibench-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	cluster, err := e2e.StartCluster(ctx, dir, root, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer cluster.Stop()
+	ca, err := testpki.NewCA("apibench-webhooks")
+	if err != nil {
+		return err
+	}
+	tlsDir := filepath.Join(dir, "injector-tls")
+	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
+		return err
+	}
+	certFile, keyFile, err := ca.WriteServing(tlsDir, "pod-identity-injector")
+	if err != nil {
+		return err
+	}
+	if err := cluster.StartInjector(ctx, certFile, keyFile, ca.PEM, "--client-ca-file="+cluster.WebhookClient.CAFile, "--log-level=warning"); err != nil {
+		return err
+	}
+	url := "https://" + cluster.Injector.WebhookAddr
+	mut, err := e2e.ShippedWebhooks(root, url, ca.PEM)
+	if err != nil {
+		return err
+	}
+	// The validating webhook of versions before one-call admission: the
+	// same selectors, on /validate.
+	val := &admissionregv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "pod-identity-injector"}}
+	m := mut.Webhooks[0]
+	vurl := url + "/validate"
+	val.Webhooks = []admissionregv1.ValidatingWebhook{{
+		Name: "validate.pod-identity.io", AdmissionReviewVersions: m.AdmissionReviewVersions,
+		ClientConfig: admissionregv1.WebhookClientConfig{URL: &vurl, CABundle: ca.PEM}, Rules: m.Rules,
+		FailurePolicy: m.FailurePolicy, MatchPolicy: m.MatchPolicy, SideEffects: m.SideEffects, TimeoutSeconds: m.TimeoutSeconds,
+		ObjectSelector: m.ObjectSelector, NamespaceSelector: m.NamespaceSelector,
+	}}
+
+	client := cluster.Client
+	cfg := *cluster.Config
+	cfg.QPS, cfg.Burst = 1e6, 1e6
+	fast, err := kubernetes.NewForConfig(&cfg)
+	if err != nil {
+		return err
+	}
+	const ns = "apibench"
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if _, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{
+		"eks.amazonaws.com/role-arn":        "arn:aws:iam::111122223333:role/app",
+		"azure.workload.identity/client-id": "11111111-2222-3333-4444-555555555555",
+		"azure.workload.identity/tenant-id": "contoso.onmicrosoft.com",
+	}}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	ar := client.AdmissionregistrationV1()
+	deleteAll := func(ctx context.Context) {
+		_ = ar.MutatingWebhookConfigurations().Delete(ctx, mut.Name, metav1.DeleteOptions{})
+		_ = ar.ValidatingWebhookConfigurations().Delete(ctx, val.Name, metav1.DeleteOptions{})
+	}
+	setups := []setup{
+		{"no injection", func(ctx context.Context) error { deleteAll(ctx); return waitInjected(ctx, fast, ns, false) }},
+		{"webhook, one call (shipped)", func(ctx context.Context) error {
+			deleteAll(ctx)
+			if _, err := ar.MutatingWebhookConfigurations().Create(ctx, mut.DeepCopy(), metav1.CreateOptions{}); err != nil {
+				return err
+			}
+			return waitInjected(ctx, fast, ns, true)
+		}},
+		{"webhook, two calls (before)", func(ctx context.Context) error {
+			deleteAll(ctx)
+			if _, err := ar.MutatingWebhookConfigurations().Create(ctx, mut.DeepCopy(), metav1.CreateOptions{}); err != nil {
+				return err
+			}
+			if _, err := ar.ValidatingWebhookConfigurations().Create(ctx, val.DeepCopy(), metav1.CreateOptions{}); err != nil {
+				return err
+			}
+			// Both configurations reach the API server's informers at the
+			// same moment; the warm-up leaves them time either way.
+			return waitInjected(ctx, fast, ns, true)
+		}},
+	}
+	results := make([][]result, len(setups))
+	for r := range rounds {
+		for i, s := range setups {
+			if err := s.apply(ctx); err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			load(ctx, fast, ns, concurrency, warmup)
+			res := load(ctx, fast, ns, concurrency, duration)
+			results[i] = append(results[i], res)
+			fmt.Fprintf(os.Stderr, "round %d: %-30s %7.0f pods/s, p50 %s, p99 %s, errors %d\n", r+1, s.name, res.rate(), res.percentile(0.5).Round(10*time.Microsecond), res.percentile(0.99).Round(10*time.Microsecond), res.errors)
+		}
+	}
+	fmt.Printf("\nkube-apiserver %s, pods POSTed with dryRun=All, %d in flight, %d interleaved rounds of %s, the load generator on the same machine\n\n", e2e.KubeVersion, concurrency, rounds, duration)
+	fmt.Printf("%-30s %9s %10s %10s %8s %s\n", "setup", "pods/s", "p50", "p99", "errors", "ratio to no injection (median of rounds, range)")
+	for i, s := range setups {
+		var all result
+		var ratios []float64
+		for r, res := range results[i] {
+			all.pods += res.pods
+			all.seconds += res.seconds
+			all.errors += res.errors
+			all.latencies = append(all.latencies, res.latencies...)
+			ratios = append(ratios, res.rate()/results[0][r].rate())
+		}
+		sort.Float64s(ratios)
+		fmt.Printf("%-30s %9.0f %10s %10s %8d %.2f (%.2f to %.2f)\n", s.name, all.rate(), all.percentile(0.5).Round(10*time.Microsecond), all.percentile(0.99).Round(10*time.Microsecond), all.errors,
+			ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1])
+	}
+	return nil
+}
+
+// waitInjected waits until a dry-run pod comes back injected (or not).
+func waitInjected(ctx context.Context, c kubernetes.Interface, ns string, want bool) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		p, err := c.CoreV1().Pods(ns).Create(ctx, pod(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err == nil && (len(p.Spec.Volumes) > 1) == want {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("the admission setup never took effect (injected: %v)", want)
+}
+
+// load creates dry-run pods from n workers for d.
+func load(ctx context.Context, c kubernetes.Interface, ns string, n int, d time.Duration) result {
+	var mu sync.Mutex
+	var res result
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for range n {
+		wg.Go(func() {
+			var lat []time.Duration
+			errs := 0
+			for !stop.Load() {
+				s := time.Now()
+				_, err := c.CoreV1().Pods(ns).Create(ctx, pod(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+				if err != nil {
+					errs++
+					continue
+				}
+				lat = append(lat, time.Since(s))
+			}
+			mu.Lock()
+			res.latencies = append(res.latencies, lat...)
+			res.errors += errs
+			mu.Unlock()
+		})
+	}
+	time.Sleep(d)
+	stop.Store(true)
+	wg.Wait()
+	res.seconds = time.Since(t0).Seconds()
+	res.pods = len(res.latencies)
+	return res
+}
+
+// pod is a realistic pod: an application, a mesh proxy and a log shipper,
+// with resources, probes and environment, labelled for Azure.
+func pod() *corev1.Pod {
+	res := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+	}
+	probe := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstrPort(8080)}}, PeriodSeconds: 10}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "web-", Labels: map[string]string{"app": "web", "azure.workload.identity/use": "true"}},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: "app",
+			Containers: []corev1.Container{
+				{Name: "app", Image: "registry.example.com/app:1.4.2", Resources: res, ReadinessProbe: probe, LivenessProbe: probe,
+					Env:   []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "info"}, {Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}},
+				{Name: "proxy", Image: "registry.example.com/proxy:1.22", Resources: res, Ports: []corev1.ContainerPort{{Name: "admin", ContainerPort: 15000}}},
+				{Name: "logs", Image: "registry.example.com/shipper:3.1", Resources: res, SecurityContext: &corev1.SecurityContext{ReadOnlyRootFilesystem: ptr.To(true)}},
+			},
+		},
+	}
+}
+
+func intstrPort(p int) intstr.IntOrString { return intstr.FromInt(p) }
