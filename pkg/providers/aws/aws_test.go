@@ -129,6 +129,12 @@ func TestPodIdentityAssociationsReloadAndKeepTheLastGoodSet(t *testing.T) {
 	}
 	write(`{"identities":[{"namespace":"b","serviceAccount":"two"}]}`)
 	eventually(func() bool { return a.Has("b", "two") && !a.Has("a", "one") }, "the changed file was not reloaded")
+	for _, e := range logged.AllEntries() {
+		if e.Level <= logrus.WarnLevel {
+			t.Fatalf("a good reload logged %s: %s", e.Level, e.Message)
+		}
+	}
+	logged.Reset()
 	write(`{"identities":[{"namespace":"c"`)
 	eventually(func() bool {
 		for _, e := range logged.AllEntries() {
