@@ -7,7 +7,10 @@ package testenv
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"os"
+	"testing"
 
 	"github.com/sirupsen/logrus"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -71,4 +74,24 @@ func FloorHandler(patch []byte) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(out)
 	})
+}
+
+// Stderr runs f with os.Stderr sent to a pipe and returns what f wrote to
+// it: for checking that something logs nowhere by default.
+func Stderr(t testing.TB, f func()) []byte {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := os.Stderr
+	os.Stderr = w
+	done := make(chan []byte)
+	go func() { b, _ := io.ReadAll(r); done <- b }()
+	func() {
+		defer func() { os.Stderr = stderr }()
+		f()
+	}()
+	_ = w.Close()
+	return <-done
 }

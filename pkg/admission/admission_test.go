@@ -3,8 +3,6 @@ package admission_test
 import (
 	"context"
 	"errors"
-	"io"
-	"os"
 	"strings"
 	"testing"
 
@@ -13,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pod-identity/injector/internal/staticsa"
+	"github.com/pod-identity/injector/internal/testenv"
 	"github.com/pod-identity/injector/pkg/admission"
 	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/providers"
@@ -111,14 +110,15 @@ func TestWebhooks(t *testing.T) {
 // TestWithoutALoggerNothingIsWritten: a Config with no Log logs nowhere,
 // not to stderr, however much the webhooks have to say.
 func TestWithoutALoggerNothingIsWritten(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
+	out := testenv.Stderr(t, func() { logWithoutALogger(t) })
+	if len(out) > 0 {
+		t.Errorf("a Config without a logger wrote:\n%s", out)
 	}
-	stderr := os.Stderr
-	os.Stderr = w
-	defer func() { os.Stderr = stderr }()
+}
 
+// logWithoutALogger builds the webhooks with no logger and runs reviews
+// that log: a mutation, a denial and a failed lookup.
+func logWithoutALogger(t *testing.T) {
 	az, _ := azure.New(azure.Config{})
 	engine := mutate.New([]providers.Provider{az})
 	sas := staticsa.Set{}.
@@ -142,12 +142,6 @@ func TestWithoutALoggerNothingIsWritten(t *testing.T) {
 		t.Fatal("the denial that should log did not happen")
 	}
 	_, _ = brokenLookupReview(t)
-	os.Stderr = stderr
-	_ = w.Close()
-	out, _ := io.ReadAll(r)
-	if len(out) > 0 {
-		t.Errorf("a Config without a logger wrote:\n%s", out)
-	}
 }
 
 // brokenLookupReview runs a review whose lookup fails, which logs a warning.

@@ -3,10 +3,8 @@ package server_test
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionv1beta1 "k8s.io/api/admission/v1beta1"
 
+	"github.com/pod-identity/injector/internal/testenv"
 	"github.com/pod-identity/injector/pkg/server"
 )
 
@@ -108,17 +107,11 @@ func TestABodyExactlyAtTheLimitIsRead(t *testing.T) {
 }
 
 func TestAHandlerWithoutALoggerWritesNothing(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr := os.Stderr
-	os.Stderr = w
-	h := handlerWith(t, &recorder{}, nil, 0) // answers nothing: an error to log
-	serve(h, server.MutatePath, review("v1", "CREATE", "Pod", podJSON("app", ""), false))
-	os.Stderr = stderr
-	_ = w.Close()
-	if out, _ := io.ReadAll(r); len(out) > 0 {
+	out := testenv.Stderr(t, func() {
+		h := handlerWith(t, &recorder{}, nil, 0) // answers nothing: an error to log
+		serve(h, server.MutatePath, review("v1", "CREATE", "Pod", podJSON("app", ""), false))
+	})
+	if len(out) > 0 {
 		t.Errorf("a handler without a logger wrote:\n%s", out)
 	}
 }
