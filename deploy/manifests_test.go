@@ -189,6 +189,9 @@ func TestManifestsDecodeStrictlyAndAgreeWithTheServer(t *testing.T) {
 			t.Fatal("want one mutating webhook")
 		}
 		m := muts[0].Webhooks[0]
+		if len(m.MatchConditions) != 1 || !strings.Contains(m.MatchConditions[0].Expression, "'kubernetes.io/config.mirror' in object.metadata.annotations") {
+			t.Errorf("matchConditions %+v: mirror pods must not even cost a call", m.MatchConditions)
+		}
 		type hook struct {
 			name      string
 			cc        admissionregv1.WebhookClientConfig

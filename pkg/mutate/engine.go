@@ -75,9 +75,22 @@ type Result struct {
 	Invalid []error
 }
 
+// MirrorAnnotation marks the API server's mirror of a static pod. Such a
+// pod is never mutated: the API server refuses a mirror pod that mounts a
+// ServiceAccount token, so an injected one would never be created.
+const MirrorAnnotation = "kubernetes.io/config.mirror"
+
+func isMirror(t Target) bool {
+	_, ok := t.Meta.Annotations[MirrorAnnotation]
+	return ok
+}
+
 // Mutate decides what the providers add to the target running as sa.
 func (e *Engine) Mutate(t Target, sa *corev1.ServiceAccount) Result {
 	var res Result
+	if isMirror(t) {
+		return res
+	}
 	req := providers.Request{Namespace: t.Namespace, PodName: t.Name, PodMeta: t.Meta, PodSpec: t.Spec, ServiceAccount: sa}
 	injections := make([]*providers.Injection, 0, len(e.providers))
 	names := make([]string, 0, len(e.providers))
@@ -120,6 +133,9 @@ func (e *Engine) Mutate(t Target, sa *corev1.ServiceAccount) Result {
 // per provider, without working out what to inject.
 func (e *Engine) Validate(t Target, sa *corev1.ServiceAccount) []error {
 	var errs []error
+	if isMirror(t) {
+		return nil
+	}
 	req := providers.Request{Namespace: t.Namespace, PodName: t.Name, PodMeta: t.Meta, PodSpec: t.Spec, ServiceAccount: sa}
 	for _, p := range e.providers {
 		if _, err := p.Inject(req); err != nil {

@@ -73,6 +73,10 @@ func (p *Provider) AnnotationPrefixes() []string { return []string{p.cfg.Annotat
 
 // Inject implements providers.Provider.
 func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
+	if _, skip := req.PodMeta.Labels[SkipLabel]; skip {
+		// The EKS webhook's opt-out, whatever its value, as its objectSelector reads it.
+		return nil, nil
+	}
 	sa := req.ServiceAccount
 	podIdentity := p.podIdentity != nil && p.podIdentity.Has(sa.Namespace, sa.Name)
 	arn, irsa := sa.Annotations[p.keys.roleARN]
@@ -168,8 +172,12 @@ func tokenFile(mountPath, file string, windows bool) string {
 
 // isWindows reports whether the pod can only run on Windows nodes: by its
 // nodeSelector, or because every required node affinity term demands it.
+// legacyOSLabel is the node OS label before kubernetes.io/os, which older
+// manifests (and the EKS webhook) still read.
+const legacyOSLabel = "beta.kubernetes.io/os"
+
 func isWindows(spec *corev1.PodSpec) bool {
-	if spec.NodeSelector[corev1.LabelOSStable] == "windows" {
+	if spec.NodeSelector[corev1.LabelOSStable] == "windows" || spec.NodeSelector[legacyOSLabel] == "windows" {
 		return true
 	}
 	a := spec.Affinity
@@ -190,7 +198,7 @@ func isWindows(spec *corev1.PodSpec) bool {
 
 func termRequiresWindows(t corev1.NodeSelectorTerm) bool {
 	for _, e := range t.MatchExpressions {
-		if e.Key == corev1.LabelOSStable && e.Operator == corev1.NodeSelectorOpIn && len(e.Values) > 0 {
+		if (e.Key == corev1.LabelOSStable || e.Key == legacyOSLabel) && e.Operator == corev1.NodeSelectorOpIn && len(e.Values) > 0 {
 			all := true
 			for _, v := range e.Values {
 				all = all && v == "windows"

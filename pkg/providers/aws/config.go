@@ -10,6 +10,10 @@ import (
 
 // Defaults of the AWS provider, as the EKS pod identity webhook has them.
 const (
+	// SkipLabel on a pod opts it out of AWS injection, whatever its value:
+	// the EKS pod identity webhook's opt-out, honoured for clusters that
+	// move from it.
+	SkipLabel                  = "eks.amazonaws.com/skip-pod-identity-webhook"
 	DefaultAnnotationPrefix    = "eks.amazonaws.com"
 	DefaultAudience            = "sts.amazonaws.com"
 	DefaultMountPath           = "/var/run/secrets/eks.amazonaws.com/serviceaccount"
