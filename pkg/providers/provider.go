@@ -150,33 +150,64 @@ func (r Request) InvalidPod(provider, annotation, value, expected string) *Inval
 type Bounds struct {
 	// Min and Max are the accepted range in seconds.
 	Min, Max int64
-	// Clamp moves an out-of-range value to the nearest bound with a warning;
-	// without it an out-of-range value is an *InvalidError.
+	// Clamp moves an out-of-range value to the nearest bound with a warning.
 	Clamp bool
+	// Lenient replaces a value that is not a number (or, without Clamp, is
+	// out of range) by the default with a warning, where the cloud's own
+	// webhook ignores such a value; otherwise it is an *InvalidError, where
+	// that webhook denies the pod.
+	Lenient bool
+}
+
+// Value returns the ServiceAccount's annotation key with surrounding
+// spaces trimmed, and whether it is set: an empty value counts as absent.
+func (r Request) Value(key string) (string, bool) {
+	return nonEmpty(r.ServiceAccount.Annotations, key)
+}
+
+func nonEmpty(m map[string]string, key string) (string, bool) {
+	v := strings.TrimSpace(m[key])
+	return v, v != ""
+}
+
+// Ignored words the warning for an annotation that only tunes an
+// identity and whose value is invalid: the identity is injected with
+// used (the default) instead, as the single-cloud webhooks do, rather
+// than the pod being denied. onPod says the annotation is the pod's.
+func (r Request) Ignored(provider string, onPod bool, key, value, expected, used string) string {
+	where := "serviceaccount " + strconv.Quote(r.SARef())
+	if onPod {
+		where = "pod " + strconv.Quote(r.PodRef())
+	}
+	return fmt.Sprintf("%s: %s: annotation %s has invalid value %s: expected %s; using %s instead",
+		provider, where, key, quote.Value(value), expected, used)
 }
 
 // TokenExpiration resolves a token expiration annotation with the precedence
-// pod > ServiceAccount > def, then applies the bounds. It returns the value,
-// a warning when it clamped, or an *InvalidError.
+// pod > ServiceAccount > def (an empty value counts as absent), then applies
+// the bounds. It returns the value and a warning when it clamped the value
+// or fell back to def, or an *InvalidError.
 func (r Request) TokenExpiration(provider, key string, def int64, b Bounds) (int64, string, error) {
-	raw, onPod := r.PodMeta.Annotations[key]
+	raw, onPod := nonEmpty(r.PodMeta.Annotations, key)
 	if !onPod {
-		v, ok := r.ServiceAccount.Annotations[key]
-		if !ok {
+		var ok bool
+		if raw, ok = r.Value(key); !ok {
 			return def, "", nil
 		}
-		raw = v
-	}
-	invalid := func(expected string) error {
-		if onPod {
-			return r.InvalidPod(provider, key, raw, expected)
-		}
-		return r.Invalid(provider, key, raw, expected)
 	}
 	rangeText := fmt.Sprintf("a whole number of seconds from %d to %d", b.Min, b.Max)
-	v, err := strconv.ParseInt(strings.TrimSpace(raw), 10, 64)
+	invalid := func() (int64, string, error) {
+		if b.Lenient {
+			return def, r.Ignored(provider, onPod, key, raw, rangeText, fmt.Sprintf("the default of %d seconds", def)), nil
+		}
+		if onPod {
+			return 0, "", r.InvalidPod(provider, key, raw, rangeText)
+		}
+		return 0, "", r.Invalid(provider, key, raw, rangeText)
+	}
+	v, err := strconv.ParseInt(raw, 10, 64)
 	if err != nil {
-		return 0, "", invalid(rangeText)
+		return invalid()
 	}
 	where := "serviceaccount " + strconv.Quote(r.SARef())
 	if onPod {
@@ -186,7 +217,7 @@ func (r Request) TokenExpiration(provider, key string, def int64, b Bounds) (int
 	case v >= b.Min && v <= b.Max:
 		return v, "", nil
 	case !b.Clamp:
-		return 0, "", invalid(rangeText)
+		return invalid()
 	case v < b.Min:
 		return b.Min, fmt.Sprintf("%s: annotation %s=%s is below the minimum; using %d seconds (set it to at least %d)",
 			where, key, quote.Value(raw), b.Min, b.Min), nil

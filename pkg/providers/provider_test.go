@@ -18,8 +18,9 @@ func request(podAnn, saAnn map[string]string) providers.Request {
 
 func TestTokenExpirationPrecedenceAndBounds(t *testing.T) {
 	const key = "example.com/token-expiration"
-	clamp := providers.Bounds{Min: 600, Max: 86400, Clamp: true}
+	clamp := providers.Bounds{Min: 600, Max: 86400, Clamp: true, Lenient: true}
 	strict := providers.Bounds{Min: 3600, Max: 86400}
+	lenient := providers.Bounds{Min: 3600, Max: 86400, Lenient: true}
 	tests := []struct {
 		name       string
 		pod, sa    map[string]string
@@ -40,7 +41,13 @@ func TestTokenExpirationPrecedenceAndBounds(t *testing.T) {
 		{name: "above the maximum is lowered with a warning naming the serviceaccount", sa: map[string]string{key: "100000"}, bounds: clamp, want: 86400,
 			warning: `serviceaccount "ns/app": annotation example.com/token-expiration="100000" is above the maximum; using 86400 seconds`},
 		{name: "out of range without clamping is invalid on the serviceaccount", sa: map[string]string{key: "600"}, bounds: strict, invalidOn: "ServiceAccount", invalidVal: "600"},
-		{name: "not a number is invalid on the pod that set it", pod: map[string]string{key: "1h"}, sa: map[string]string{key: "7200"}, bounds: clamp, invalidOn: "Pod", invalidVal: "1h"},
+		{name: "not a number is invalid on the pod that set it, where the cloud denies", pod: map[string]string{key: "1h"}, bounds: strict, invalidOn: "Pod", invalidVal: "1h"},
+		{name: "out of range without clamping falls back to the default where the cloud ignores it", sa: map[string]string{key: "600"}, bounds: lenient, want: 3600,
+			warning: `example: serviceaccount "ns/app": annotation example.com/token-expiration has invalid value "600": expected a whole number of seconds from 3600 to 86400; using the default of 3600 seconds instead`},
+		{name: "not a number falls back to the default, naming the pod that set it", pod: map[string]string{key: "1h"}, sa: map[string]string{key: "7200"}, bounds: clamp, want: 3600,
+			warning: `example: pod "ns/web": annotation example.com/token-expiration has invalid value "1h": expected a whole number of seconds from 600 to 86400; using the default of 3600 seconds instead`},
+		{name: "an empty value on the pod counts as absent", pod: map[string]string{key: " "}, sa: map[string]string{key: "7200"}, bounds: clamp, want: 7200},
+		{name: "an empty value everywhere gives the default", pod: map[string]string{key: ""}, sa: map[string]string{key: ""}, bounds: clamp, want: 3600},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

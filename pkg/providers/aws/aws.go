@@ -5,6 +5,7 @@ package aws
 
 import (
 	"context"
+	"fmt"
 	"path"
 	"strconv"
 	"strings"
@@ -79,12 +80,12 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	}
 	sa := req.ServiceAccount
 	podIdentity := p.podIdentity != nil && p.podIdentity.Has(sa.Namespace, sa.Name)
-	arn, irsa := sa.Annotations[p.keys.roleARN]
+	arn, irsa := req.Value(p.keys.roleARN)
 	if !podIdentity && !irsa {
 		return nil, nil
 	}
 	expiration, warning, err := req.TokenExpiration(Name, p.keys.expiration, p.cfg.TokenExpiration,
-		providers.Bounds{Min: MinTokenExpiration, Max: MaxTokenExpiration, Clamp: true})
+		providers.Bounds{Min: MinTokenExpiration, Max: MaxTokenExpiration, Clamp: true, Lenient: true})
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +114,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 			return nil, err
 		}
 		audience := p.cfg.Audience
-		if v := strings.TrimSpace(sa.Annotations[p.keys.audience]); v != "" {
+		if v, ok := req.Value(p.keys.audience); ok {
 			audience = v
 		}
 		inj.Volumes = []corev1.Volume{providers.TokenVolume(IRSAVolumeName, audience, expiration, IRSATokenPath)}
@@ -123,12 +124,12 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 			{Name: "AWS_WEB_IDENTITY_TOKEN_FILE", Value: tokenFile(p.cfg.MountPath, IRSATokenPath, windows)},
 		}})
 		regional := p.cfg.RegionalSTS
-		if v, ok := sa.Annotations[p.keys.regionalSTS]; ok {
-			b, err := strconv.ParseBool(strings.TrimSpace(v))
-			if err != nil {
-				return nil, req.Invalid(Name, p.keys.regionalSTS, v, `"true" or "false"`)
+		if v, ok := req.Value(p.keys.regionalSTS); ok {
+			if b, err := strconv.ParseBool(v); err == nil {
+				regional = b
+			} else {
+				inj.Warnings = append(inj.Warnings, req.Ignored(Name, false, p.keys.regionalSTS, v, `"true" or "false"`, fmt.Sprintf("the default (%t)", p.cfg.RegionalSTS)))
 			}
-			regional = b
 		}
 		if regional {
 			inj.Env = append(inj.Env, providers.EnvGroup{Name: "sts", Vars: []corev1.EnvVar{

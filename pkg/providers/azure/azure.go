@@ -107,18 +107,19 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		Provider: Name,
 		Source:   "pod label " + UseLabel + "=true, serviceaccount " + strconv.Quote(req.SARef()),
 	}
-	clientID, hasClient := sa.Annotations[ClientIDAnnotation]
-	clientID = strings.TrimSpace(clientID)
+	clientID, hasClient := req.Value(ClientIDAnnotation)
 	if hasClient && !guid.MatchString(clientID) {
 		return nil, req.Invalid(Name, ClientIDAnnotation, sa.Annotations[ClientIDAnnotation], guidExpected)
 	}
 	tenant := p.cfg.TenantID
-	if v, ok := sa.Annotations[TenantIDAnnotation]; ok {
-		tenant = strings.TrimSpace(v)
+	if v, ok := req.Value(TenantIDAnnotation); ok {
+		tenant = v
 		if !tenantID.MatchString(tenant) {
-			return nil, req.Invalid(Name, TenantIDAnnotation, v, guidExpected)
+			return nil, req.Invalid(Name, TenantIDAnnotation, sa.Annotations[TenantIDAnnotation], guidExpected)
 		}
 	}
+	// Not lenient: Azure Workload Identity's webhook denies an expiration
+	// that is not a number or is out of range.
 	expiration, _, err := req.TokenExpiration(Name, ExpirationAnnotation, DefaultTokenExpiration,
 		providers.Bounds{Min: MinTokenExpiration, Max: MaxTokenExpiration})
 	if err != nil {

