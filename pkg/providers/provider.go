@@ -85,7 +85,9 @@ type Injection struct {
 	// Source names what triggered the injection in messages, e.g.
 	// `serviceaccount "ns/sa" annotation eks.amazonaws.com/role-arn`.
 	Source string
-	// Warnings are shown to the user as they are (clamped values and the like).
+	// Warnings are shown to the user as they are (clamped values and the
+	// like). An Injection with nothing to add but Warnings only warns: a
+	// provider says so when a ServiceAccount is half-configured for it.
 	Warnings []string
 }
 
@@ -96,7 +98,7 @@ type Provider interface {
 	Name() string
 	// AnnotationPrefixes lists the annotation key prefixes of a
 	// ServiceAccount that this provider reads; the ServiceAccount cache keeps
-	// only those annotations.
+	// only those annotations, and the labels under the same prefixes.
 	AnnotationPrefixes() []string
 	// Inject returns what to add to the pod, nil when the provider does not
 	// apply to it, or an *InvalidError when the identity configuration on the

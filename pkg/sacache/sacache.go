@@ -344,28 +344,34 @@ func (c *Cache) namespaceKnown(g *generation, namespace string) bool {
 }
 
 // Trim returns the informer transform that keeps only the name, namespace,
-// uid, resource version and the annotations under the given prefixes.
+// uid, resource version, and the annotations and labels under the given
+// prefixes (a provider may tell a label put on the ServiceAccount instead
+// of the pod).
 func Trim(prefixes []string) cache.TransformFunc {
+	keep := func(in map[string]string) map[string]string {
+		var out map[string]string
+		for k, v := range in {
+			for _, p := range prefixes {
+				if strings.HasPrefix(k, p) {
+					if out == nil {
+						out = map[string]string{}
+					}
+					out[k] = v
+					break
+				}
+			}
+		}
+		return out
+	}
 	return func(obj any) (any, error) {
 		sa, ok := obj.(*corev1.ServiceAccount)
 		if !ok {
 			return obj, nil
 		}
-		out := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
+		return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
 			Name: sa.Name, Namespace: sa.Namespace, UID: sa.UID, ResourceVersion: sa.ResourceVersion,
-		}}
-		for k, v := range sa.Annotations {
-			for _, p := range prefixes {
-				if strings.HasPrefix(k, p) {
-					if out.Annotations == nil {
-						out.Annotations = map[string]string{}
-					}
-					out.Annotations[k] = v
-					break
-				}
-			}
-		}
-		return out, nil
+			Annotations: keep(sa.Annotations), Labels: keep(sa.Labels),
+		}}, nil
 	}
 }
 

@@ -268,3 +268,16 @@ func TestTrimLeavesTombstonesAlone(t *testing.T) {
 		t.Errorf("Trim(%v) = %v, %v", obj, got, err)
 	}
 }
+
+func TestTheCacheKeepsProviderLabelsToo(t *testing.T) {
+	obj := sa("ns", "app", map[string]string{"azure.workload.identity/client-id": "id"})
+	obj.Labels["azure.workload.identity/use"] = "true"
+	got, err := sacache.Trim([]string{"azure.workload.identity/"})(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := got.(*corev1.ServiceAccount).Labels
+	if len(labels) != 1 || labels["azure.workload.identity/use"] != "true" {
+		t.Errorf("labels %v, want only the provider's (a label put on the serviceaccount instead of the pod is worth a warning)", labels)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/pod-identity/injector/internal/quote"
 	"github.com/pod-identity/injector/pkg/providers"
 )
 
@@ -97,10 +98,36 @@ func (p *Provider) Name() string { return Name }
 // AnnotationPrefixes implements providers.Provider.
 func (p *Provider) AnnotationPrefixes() []string { return []string{Prefix} }
 
+// halfConfigured warns about a pod that is not labelled for Azure although
+// its ServiceAccount is set up for it: the most common reason an Azure
+// identity is missing. Nil when there is nothing to say.
+func halfConfigured(req providers.Request) *providers.Injection {
+	sa := req.ServiceAccount
+	_, hasClient := req.Value(ClientIDAnnotation)
+	onSA := sa.Labels[UseLabel] == "true"
+	if !hasClient && !onSA {
+		return nil
+	}
+	var why string
+	switch value, labelled := req.PodMeta.Labels[UseLabel]; {
+	case labelled && strings.EqualFold(strings.TrimSpace(value), "false"):
+		return nil // opted out, on purpose
+	case labelled:
+		why = fmt.Sprintf("its label %s is %s, not \"true\"", UseLabel, quote.Value(value))
+	case onSA:
+		why = fmt.Sprintf("the label %s=true is on serviceaccount %q, not on the pod", UseLabel, req.SARef())
+	default:
+		why = fmt.Sprintf("it is not labelled %s=true", UseLabel)
+	}
+	return &providers.Injection{Provider: Name, Source: "serviceaccount " + strconv.Quote(req.SARef()), Warnings: []string{
+		fmt.Sprintf("azure: pod %q runs as serviceaccount %q, which is set up for Azure Workload Identity, but %s: no Azure identity was injected (label the pod, or its template, %s: \"true\")",
+			req.PodRef(), req.SARef(), why, UseLabel)}}
+}
+
 // Inject implements providers.Provider.
 func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	if req.PodMeta.Labels[UseLabel] != "true" {
-		return nil, nil
+		return halfConfigured(req), nil
 	}
 	sa := req.ServiceAccount
 	inj := &providers.Injection{

@@ -43,8 +43,10 @@ func TestTheAzureProvider(t *testing.T) {
 		exp      int64
 		skipping []string
 	}{
-		{name: "a pod without the use label is left alone", r: req(nil, nil, map[string]string{azure.ClientIDAnnotation: client}), none: true},
-		{name: "the use label must say true", r: req(map[string]string{azure.UseLabel: "yes"}, nil, map[string]string{azure.ClientIDAnnotation: client}), none: true},
+		{name: "a pod without the use label gets nothing, and a warning", r: req(nil, nil, map[string]string{azure.ClientIDAnnotation: client}), none: true, warns: []string{"it is not labelled azure.workload.identity/use=true"}},
+		{name: "the use label must say true", r: req(map[string]string{azure.UseLabel: "yes"}, nil, map[string]string{azure.ClientIDAnnotation: client}), none: true, warns: []string{`its label azure.workload.identity/use is "yes"`}},
+		{name: "an explicit false is a silent opt-out", r: req(map[string]string{azure.UseLabel: "false"}, nil, map[string]string{azure.ClientIDAnnotation: client}), none: true},
+		{name: "a serviceaccount not set up for Azure says nothing", r: req(nil, nil, nil), none: true},
 		{name: "client, tenant, token file and authority are one group", r: req(use, nil, map[string]string{azure.ClientIDAnnotation: client, azure.TenantIDAnnotation: "contoso.onmicrosoft.com"}),
 			env: map[string]string{"AZURE_CLIENT_ID": client, "AZURE_TENANT_ID": "contoso.onmicrosoft.com", "AZURE_FEDERATED_TOKEN_FILE": "/var/run/secrets/azure/tokens/azure-identity-token", "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com/"}, exp: 3600},
 		{name: "the flag's tenant stands in for a missing annotation", cfg: azure.Config{TenantID: "tenant-from-flag"}, r: req(use, nil, map[string]string{azure.ClientIDAnnotation: client}),
@@ -77,8 +79,15 @@ func TestTheAzureProvider(t *testing.T) {
 			case err != nil:
 				t.Fatal(err)
 			case tt.none:
-				if inj != nil {
+				if inj != nil && len(inj.Volumes)+len(inj.Mounts)+len(inj.Env)+len(inj.Labels)+len(inj.Annotations) > 0 {
 					t.Fatalf("injected %+v", inj)
+				}
+				var got []string
+				if inj != nil {
+					got = inj.Warnings
+				}
+				if len(got) != len(tt.warns) || (len(got) > 0 && !strings.Contains(got[0], tt.warns[0])) {
+					t.Fatalf("warnings %q, want %q", got, tt.warns)
 				}
 				return
 			case inj == nil:

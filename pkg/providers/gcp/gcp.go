@@ -159,6 +159,23 @@ type CredentialFormat struct {
 	Type string `json:"type"`
 }
 
+// halfConfigured warns about a ServiceAccount that carries Google
+// annotations but not the one that turns injection on. Nil when it has none.
+func halfConfigured(req providers.Request) *providers.Injection {
+	var found []string
+	for _, key := range []string{EmailAnnotation, AudienceAnnotation, ExpirationAnnotation, LifetimeAnnotation, ProjectAnnotation, LegacyProjectAnnotation} {
+		if _, ok := req.Value(key); ok {
+			found = append(found, key)
+		}
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	return &providers.Injection{Provider: Name, Source: "serviceaccount " + strconv.Quote(req.SARef()), Warnings: []string{
+		fmt.Sprintf("gcp: serviceaccount %q has %s but no %s annotation: no Google identity was injected (annotate the serviceaccount with its workload identity provider)",
+			req.SARef(), strings.Join(found, ", "), ProviderAnnotation)}}
+}
+
 // projectUsed words what stands in for an invalid project annotation.
 func projectUsed(derived string) string {
 	if derived == "" {
@@ -172,7 +189,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	sa := req.ServiceAccount
 	resource, ok := req.Value(ProviderAnnotation)
 	if !ok {
-		return nil, nil
+		return halfConfigured(req), nil
 	}
 	if !providerName.MatchString(resource) {
 		return nil, req.Invalid(Name, ProviderAnnotation, sa.Annotations[ProviderAnnotation], providerExpected)
