@@ -37,8 +37,14 @@ type Provider struct {
 }
 
 type keys struct {
-	roleARN, audience, regionalSTS, expiration, skip string
+	roleARN, audience, regionalSTS, expiration, skip, sessionName string
 }
+
+// The values of the role-session-name annotation.
+const (
+	sessionNamePod  = "pod-name"
+	sessionNameNone = "none"
+)
 
 // New validates cfg and returns the provider. When cfg names a Pod Identity
 // association file, it is watched until ctx ends.
@@ -55,6 +61,7 @@ func New(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Provider, er
 		regionalSTS: pre + "sts-regional-endpoints",
 		expiration:  pre + "token-expiration",
 		skip:        pre + "skip-containers",
+		sessionName: pre + "role-session-name",
 	}
 	if cfg.PodIdentityConfig != "" {
 		a, err := WatchAssociations(ctx, cfg.PodIdentityConfig, log)
@@ -136,6 +143,17 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 				{Name: "AWS_STS_REGIONAL_ENDPOINTS", Value: "regional"},
 			}})
 		}
+		if p.sessionNameFromPod(req, inj) {
+			// A group of its own: a container that names its own session
+			// keeps that name and still gets the credentials.
+			inj.Env = append(inj.Env, providers.EnvGroup{Name: "session name", Vars: []corev1.EnvVar{{
+				Name: "AWS_ROLE_SESSION_NAME",
+				// A fieldRef, so that a generated name is the one used; the
+				// apiVersion as the API server defaults it, so that a second
+				// pass finds it already there.
+				ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}},
+			}}})
+		}
 	}
 	if r := p.cfg.DefaultRegion; r != "" {
 		inj.Env = append(inj.Env, providers.EnvGroup{Name: "region", Vars: []corev1.EnvVar{
@@ -161,6 +179,29 @@ func (p *Provider) roleARN(req providers.Request, v string) (string, error) {
 		return "", req.Invalid(Name, p.keys.roleARN, v, expected)
 	}
 	return s, nil
+}
+
+// sessionNameFromPod resolves the role-session-name annotation, pod >
+// ServiceAccount > flag: "pod-name" turns the pod-named session on and
+// "none" off; any other value is passed over with a warning.
+func (p *Provider) sessionNameFromPod(req providers.Request, inj *providers.Injection) bool {
+	for _, onPod := range []bool{true, false} {
+		annotations := req.ServiceAccount.Annotations
+		if onPod {
+			annotations = req.PodMeta.Annotations
+		}
+		v := strings.TrimSpace(annotations[p.keys.sessionName])
+		switch v {
+		case "":
+			continue
+		case sessionNamePod:
+			return true
+		case sessionNameNone:
+			return false
+		}
+		inj.Warnings = append(inj.Warnings, req.Ignored(Name, onPod, p.keys.sessionName, v, `"pod-name" or "none"`, "what the rest of the configuration says"))
+	}
+	return p.cfg.SessionNameFromPod
 }
 
 func tokenFile(mountPath, file string, windows bool) string {

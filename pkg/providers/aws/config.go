@@ -54,6 +54,9 @@ type Config struct {
 	TokenExpiration int64
 	// RegionalSTS turns on AWS_STS_REGIONAL_ENDPOINTS=regional by default.
 	RegionalSTS bool
+	// SessionNameFromPod sets AWS_ROLE_SESSION_NAME to the pod's name by
+	// default (the role-session-name annotation overrides it).
+	SessionNameFromPod bool
 	// DefaultRegion, when set, is injected as AWS_REGION and AWS_DEFAULT_REGION.
 	DefaultRegion string
 	// ComposeRoleARN lets a role-arn annotation be a bare role name.
@@ -76,6 +79,7 @@ func (c *Config) addFlags(fs *pflag.FlagSet) {
 	fs.Int64Var(&c.TokenExpiration, "aws-token-expiration", DefaultTokenExpiration, "default lifetime in seconds of the AWS token (600 to 86400)")
 	fs.BoolVar(&c.RegionalSTS, "aws-sts-regional-endpoints", false, "inject AWS_STS_REGIONAL_ENDPOINTS=regional unless the ServiceAccount says \"false\"")
 	fs.StringVar(&c.DefaultRegion, "aws-default-region", "", "inject AWS_REGION and AWS_DEFAULT_REGION with this region")
+	fs.BoolVar(&c.SessionNameFromPod, "aws-role-session-name-from-pod", false, "inject AWS_ROLE_SESSION_NAME as the pod's name (CloudTrail then names the pod) unless the role-session-name annotation says \"none\"")
 	fs.BoolVar(&c.ComposeRoleARN, "aws-compose-role-arn", false, "accept a bare role name in the role-arn annotation and compose the ARN from --aws-account-id and the partition")
 	fs.StringVar(&c.AccountID, "aws-account-id", "", "12-digit account of composed role ARNs")
 	fs.StringVar(&c.Partition, "aws-partition", "", "partition of composed role ARNs (default: from --aws-default-region, else aws)")
