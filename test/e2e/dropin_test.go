@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/config"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -56,5 +57,29 @@ func TestTheEKSOptOutLabelSkipsAWS(t *testing.T) {
 		if volume(p, "aws-iam-token") != nil {
 			t.Errorf("label value %q: the pod got the AWS identity", value)
 		}
+	}
+}
+
+// TestTheAWSSessionIsNamedAfterThePod: with role-session-name: pod-name,
+// aws-sdk-go-v2 assumes the role with the pod's (generated) name as its
+// session name, which is what CloudTrail then shows.
+func TestTheAWSSessionIsNamedAfterThePod(t *testing.T) {
+	ns := namespace(t, nil)
+	serviceAccount(t, ns, "reader", merge(awsAnnotations(), map[string]string{"eks.amazonaws.com/role-session-name": "pod-name"}))
+	fakes.STS.Trust(roleARN, Subject(ns, "reader"))
+	stored := storedPod(t, ns, podSpec("batch", "reader", generated))
+	files := podFiles{t.TempDir()}
+	projectToken(t, stored, "aws-iam-token", files)
+	setContainerEnv(t, stored.Spec.Containers[0], files, map[string]string{"AWS_ENDPOINT_URL_STS": fakes.STS.URL, "metadata.name": stored.Name})
+	cfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := cfg.Credentials.Retrieve(context.Background())
+	if err != nil {
+		t.Fatalf("aws-sdk-go-v2 could not get credentials: %v", err)
+	}
+	if got := fakes.STS.SessionName(creds.AccessKeyID); got != stored.Name {
+		t.Errorf("the role was assumed with session name %q, want the pod's name %q", got, stored.Name)
 	}
 }

@@ -231,7 +231,7 @@ func writeToken(t *testing.T, ns, sa, aud string, exp *int64, bound *corev1.Pod,
 // (file paths rebased into files) and clears everything else the SDKs read.
 func setContainerEnv(t *testing.T, c corev1.Container, files podFiles, extra map[string]string) {
 	t.Helper()
-	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ROLE_ARN",
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME",
 		"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
 		"AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST", "GOOGLE_APPLICATION_CREDENTIALS"} {
 		t.Setenv(k, "")
@@ -245,10 +245,16 @@ func setContainerEnv(t *testing.T, c corev1.Container, files podFiles, extra map
 		if strings.HasPrefix(v, "/var/run/secrets/") {
 			v = files.path(v)
 		}
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name" {
+			// As the kubelet resolves it: extra["metadata.name"] is the pod's name.
+			v = extra["metadata.name"]
+		}
 		t.Setenv(e.Name, v)
 	}
 	for k, v := range extra {
-		t.Setenv(k, v)
+		if k != "metadata.name" {
+			t.Setenv(k, v)
+		}
 	}
 }
 

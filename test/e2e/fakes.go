@@ -157,6 +157,14 @@ type FakeSTS struct {
 	verifier *Verifier
 	mu       sync.Mutex
 	trust    map[string]string // role ARN -> subject
+	sessions map[string]string // access key handed out -> RoleSessionName asked for
+}
+
+// SessionName is the RoleSessionName of the request that got accessKey.
+func (f *FakeSTS) SessionName(accessKey string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sessions[accessKey]
 }
 
 // Trust lets subject assume role.
@@ -209,6 +217,12 @@ func (f *FakeSTS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} `xml:"AssumeRoleWithWebIdentityResult"`
 		RequestID string `xml:"ResponseMetadata>RequestId"`
 	}
+	f.mu.Lock()
+	if f.sessions == nil {
+		f.sessions = map[string]string{}
+	}
+	f.sessions[AccessKeyFor(role, claims.Subject)] = r.PostForm.Get("RoleSessionName")
+	f.mu.Unlock()
 	resp.Result.Credentials = creds{AccessKeyID: AccessKeyFor(role, claims.Subject), SecretAccessKey: "secret-" + randomHex(8),
 		SessionToken: "session-" + randomHex(16), Expiration: time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}
 	resp.Result.SubjectFromWIT = claims.Subject
