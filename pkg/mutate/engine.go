@@ -323,7 +323,7 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 	changed, mounted := false, false
 	for ci, r := range s.containers {
 		c := s.container(r)
-		if slices.Contains(inj.SkipContainers, c.Name) {
+		if slices.Contains(inj.SkipContainers, c.Name) || (len(inj.OnlyContainers) > 0 && !slices.Contains(inj.OnlyContainers, c.Name)) {
 			continue
 		}
 		var newMounts []corev1.VolumeMount

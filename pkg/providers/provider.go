@@ -82,6 +82,9 @@ type Injection struct {
 	Labels map[string]string
 	// SkipContainers names the containers that get nothing.
 	SkipContainers []string
+	// OnlyContainers, when set, names the only containers that get
+	// anything (the opposite of SkipContainers; a pod sets one or the other).
+	OnlyContainers []string
 	// Source names what triggered the injection in messages, e.g.
 	// `serviceaccount "ns/sa" annotation eks.amazonaws.com/role-arn`.
 	Source string
@@ -227,6 +230,21 @@ func (r Request) TokenExpiration(provider, key string, def int64, b Bounds) (int
 		return b.Max, fmt.Sprintf("%s: annotation %s=%s is above the maximum; using %d seconds (set it to at most %d)",
 			where, key, quote.Value(raw), b.Max, b.Max), nil
 	}
+}
+
+// Containers reads the pod's skip-containers and only-containers
+// annotations (lists separated by sep) into inj. Both set is an
+// *InvalidError: a pod names the containers to leave out or the ones to
+// inject, not both.
+func (r Request) Containers(provider, skipKey, onlyKey, sep string, inj *Injection) error {
+	skip, hasSkip := nonEmpty(r.PodMeta.Annotations, skipKey)
+	only, hasOnly := nonEmpty(r.PodMeta.Annotations, onlyKey)
+	if hasSkip && hasOnly {
+		return r.InvalidPod(provider, onlyKey, only, "no "+onlyKey+" annotation beside "+skipKey+": name the containers to leave out or the only ones to inject, not both")
+	}
+	inj.SkipContainers = SplitList(skip, sep)
+	inj.OnlyContainers = SplitList(only, sep)
+	return nil
 }
 
 // SplitList splits a skip-containers annotation value on sep, trimming spaces

@@ -37,7 +37,7 @@ type Provider struct {
 }
 
 type keys struct {
-	roleARN, audience, regionalSTS, expiration, skip, sessionName string
+	roleARN, audience, regionalSTS, expiration, skip, only, sessionName string
 }
 
 // The values of the role-session-name annotation.
@@ -61,6 +61,7 @@ func New(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Provider, er
 		regionalSTS: pre + "sts-regional-endpoints",
 		expiration:  pre + "token-expiration",
 		skip:        pre + "skip-containers",
+		only:        pre + "only-containers",
 		sessionName: pre + "role-session-name",
 	}
 	if cfg.PodIdentityConfig != "" {
@@ -100,8 +101,8 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	if warning != "" {
 		inj.Warnings = append(inj.Warnings, warning)
 	}
-	if v, ok := req.PodMeta.Annotations[p.keys.skip]; ok {
-		inj.SkipContainers = providers.SplitList(v, ",")
+	if err := req.Containers(Name, p.keys.skip, p.keys.only, ",", inj); err != nil {
+		return nil, err
 	}
 	windows := isWindows(req.PodSpec)
 

@@ -28,6 +28,7 @@ const (
 	TenantIDAnnotation     = Prefix + "tenant-id"
 	ExpirationAnnotation   = Prefix + "service-account-token-expiration"
 	SkipAnnotation         = Prefix + "skip-containers"
+	OnlyAnnotation         = Prefix + "only-containers"
 	Audience               = "api://AzureADTokenExchange"
 	VolumeName             = "azure-identity-token"
 	TokenPath              = "azure-identity-token"
@@ -172,8 +173,8 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	inj.Env = []providers.EnvGroup{{Name: "credential", Vars: vars}}
 	inj.Volumes = []corev1.Volume{providers.TokenVolume(VolumeName, Audience, expiration, TokenPath)}
 	inj.Mounts = []providers.Mount{{VolumeName: VolumeName, MountPath: MountPath}}
-	if v, ok := req.PodMeta.Annotations[SkipAnnotation]; ok {
-		inj.SkipContainers = providers.SplitList(v, ";")
+	if err := req.Containers(Name, SkipAnnotation, OnlyAnnotation, ";", inj); err != nil {
+		return nil, err
 	}
 	return inj, nil
 }

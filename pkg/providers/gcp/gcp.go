@@ -33,6 +33,7 @@ const (
 	ProjectAnnotation         = Prefix + "project-id"
 	LegacyProjectAnnotation   = Prefix + "project"
 	SkipAnnotation            = Prefix + "skip-containers"
+	OnlyAnnotation            = Prefix + "only-containers"
 	CredentialsAnnotation     = Prefix + "external-credentials-json"
 	TokenVolumeName           = "gcp-iam-token"
 	TokenMountPath            = "/var/run/secrets/sts.googleapis.com/serviceaccount"
@@ -282,8 +283,8 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	if r := p.cfg.DefaultRegion; r != "" {
 		inj.Env = append(inj.Env, providers.EnvGroup{Name: "region", Vars: []corev1.EnvVar{{Name: "CLOUDSDK_COMPUTE_REGION", Value: r}}})
 	}
-	if v, ok := req.PodMeta.Annotations[SkipAnnotation]; ok {
-		inj.SkipContainers = providers.SplitList(v, ",")
+	if err := req.Containers(Name, SkipAnnotation, OnlyAnnotation, ",", inj); err != nil {
+		return nil, err
 	}
 	return inj, nil
 }
