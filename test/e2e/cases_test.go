@@ -15,6 +15,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"golang.org/x/oauth2/google"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
@@ -45,14 +46,7 @@ func TestAWSPodIsInjectedAndTheSDKGetsCredentials(t *testing.T) {
 		files := podFiles{t.TempDir()}
 		projectToken(t, stored, "aws-iam-token", files)
 		setContainerEnv(t, stored.Spec.Containers[0], files, map[string]string{"AWS_ENDPOINT_URL_STS": fakes.STS.URL})
-		cfg, err := config.LoadDefaultConfig(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		creds, err := cfg.Credentials.Retrieve(context.Background())
-		if err != nil {
-			t.Fatalf("aws-sdk-go-v2 could not get credentials from the injected environment: %v", err)
-		}
+		creds := awsCredentials(t)
 		if want := AccessKeyFor(roleARN, Subject(ns, "reader")); creds.AccessKeyID != want || creds.SessionToken == "" {
 			t.Errorf("credentials %s (from %s), want the fake's %s", creds.AccessKeyID, creds.Source, want)
 		}
@@ -390,4 +384,19 @@ func serveAppender(t *testing.T) string {
 	go func() { _ = srv.ServeTLS(l, "", "") }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return "https://" + l.Addr().String() + "/append"
+}
+
+// awsCredentials has aws-sdk-go-v2 get credentials from the environment
+// setContainerEnv set up, as the application in the pod would.
+func awsCredentials(t *testing.T) aws.Credentials {
+	t.Helper()
+	cfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := cfg.Credentials.Retrieve(context.Background())
+	if err != nil {
+		t.Fatalf("aws-sdk-go-v2 could not get credentials from the injected environment: %v", err)
+	}
+	return creds
 }

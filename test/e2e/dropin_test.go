@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/config"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -71,14 +70,7 @@ func TestTheAWSSessionIsNamedAfterThePod(t *testing.T) {
 	files := podFiles{t.TempDir()}
 	projectToken(t, stored, "aws-iam-token", files)
 	setContainerEnv(t, stored.Spec.Containers[0], files, map[string]string{"AWS_ENDPOINT_URL_STS": fakes.STS.URL, "metadata.name": stored.Name})
-	cfg, err := config.LoadDefaultConfig(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds, err := cfg.Credentials.Retrieve(context.Background())
-	if err != nil {
-		t.Fatalf("aws-sdk-go-v2 could not get credentials: %v", err)
-	}
+	creds := awsCredentials(t)
 	if got := fakes.STS.SessionName(creds.AccessKeyID); got != stored.Name {
 		t.Errorf("the role was assumed with session name %q, want the pod's name %q", got, stored.Name)
 	}
