@@ -2,7 +2,6 @@ package filewatch
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -10,13 +9,11 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
-func quiet() logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	return l
-}
+// quiet is a logger that keeps nothing.
+func quiet() logrus.FieldLogger { l, _ := logtest.NewNullLogger(); return l }
 
 // waitCalls waits until calls reaches n, or fails.
 func waitCalls(t *testing.T, calls *atomic.Int32, n int32) {

@@ -5,22 +5,19 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/pod-identity/injector/internal/testpki"
 )
 
-func quiet() logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	return l
-}
+// quiet is a logger that keeps nothing.
+func quiet() logrus.FieldLogger { l, _ := logtest.NewNullLogger(); return l }
 
 func leaf(t *testing.T, c *tls.Certificate) *x509.Certificate {
 	t.Helper()

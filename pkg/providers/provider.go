@@ -180,12 +180,16 @@ func nonEmpty(m map[string]string, key string) (string, bool) {
 // used (the default) instead, as the single-cloud webhooks do, rather
 // than the pod being denied. onPod says the annotation is the pod's.
 func (r Request) Ignored(provider string, onPod bool, key, value, expected, used string) string {
-	where := "serviceaccount " + strconv.Quote(r.SARef())
-	if onPod {
-		where = "pod " + strconv.Quote(r.PodRef())
-	}
 	return fmt.Sprintf("%s: %s: annotation %s has invalid value %s: expected %s; using %s instead",
-		provider, where, key, quote.Value(value), expected, used)
+		provider, r.object(onPod), key, quote.Value(value), expected, used)
+}
+
+// object names the pod or its ServiceAccount in messages.
+func (r Request) object(onPod bool) string {
+	if onPod {
+		return "pod " + strconv.Quote(r.PodRef())
+	}
+	return "serviceaccount " + strconv.Quote(r.SARef())
 }
 
 // TokenExpiration resolves a token expiration annotation with the precedence
@@ -214,10 +218,7 @@ func (r Request) TokenExpiration(provider, key string, def int64, b Bounds) (int
 	if err != nil {
 		return invalid()
 	}
-	where := "serviceaccount " + strconv.Quote(r.SARef())
-	if onPod {
-		where = "pod " + strconv.Quote(r.PodRef())
-	}
+	where := r.object(onPod)
 	switch {
 	case v >= b.Min && v <= b.Max:
 		return v, "", nil

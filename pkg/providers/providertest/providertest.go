@@ -148,7 +148,8 @@ func runCase(t *testing.T, dir string, r Renderer) {
 		}
 		in, want := documents(t, input), documents(t, filepath.Join(dir, "expected.yaml"))
 		eachPatch(t, patches, func(kind, name string, ops []op) {
-			if doc, ok := in[kind+" "+name]; ok {
+			doc, ok := in[kind+" "+name]
+			if ok {
 				raw, _ := json.Marshal(ops)
 				p, err := jsonpatch.DecodePatch(raw)
 				if err != nil {
@@ -161,20 +162,21 @@ func runCase(t *testing.T, dir string, r Renderer) {
 				if !jsonpatch.Equal(got, want[kind+" "+name]) {
 					t.Errorf("%s %s: the patch applied to the input is not expected.yaml's object\n got %s\nwant %s", kind, name, got, want[kind+" "+name])
 				}
+				doc = got
 			}
-			volumes := map[string]bool{}
 			for _, o := range ops {
 				if o.Op != "add" {
 					t.Errorf("%s %s: a %q operation at %s", kind, name, o.Op, o.Path)
 				}
-				for _, v := range o.volumes() {
-					volumes[v] = true
-				}
 			}
+			if !ok {
+				return // inside a List: its items' patches are not relative to the document
+			}
+			volumes := volumeNames(t, doc)
 			for _, o := range ops {
 				for _, m := range o.mounts() {
-					if !volumes[m] && !inputHasVolume(t, input, m) {
-						t.Errorf("%s %s: mounts volume %q, which neither the patch nor the pod has", kind, name, m)
+					if !volumes[m] {
+						t.Errorf("%s %s: mounts volume %q, which the patched pod does not have", kind, name, m)
 					}
 				}
 			}
@@ -204,14 +206,6 @@ type op struct {
 	Op    string          `json:"op"`
 	Path  string          `json:"path"`
 	Value json.RawMessage `json:"value"`
-}
-
-// volumes names the volumes the operation adds.
-func (o op) volumes() []string {
-	if !strings.HasSuffix(o.Path, "/volumes") && !strings.HasSuffix(o.Path, "/volumes/-") {
-		return nil
-	}
-	return names(o.Value)
 }
 
 // mounts names the volumes the operation mounts.
@@ -274,13 +268,37 @@ func documents(t *testing.T, file string) map[string][]byte {
 	return out
 }
 
-// inputHasVolume says whether the input stream declares a volume of that
-// name (a mount of a volume the pod brought itself is the pod's business).
-func inputHasVolume(t *testing.T, input, name string) bool {
+// volumeNames lists the volumes a patched object declares, wherever its
+// pod template sits (a Pod's spec, a workload's template, a CronJob's).
+func volumeNames(t *testing.T, doc []byte) map[string]bool {
 	t.Helper()
-	data, err := os.ReadFile(input)
-	if err != nil {
+	var obj any
+	if err := json.Unmarshal(doc, &obj); err != nil {
 		t.Fatal(err)
 	}
-	return bytes.Contains(data, []byte("name: "+name))
+	out := map[string]bool{}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, child := range v {
+				if vols, ok := child.([]any); ok && k == "volumes" {
+					for _, vol := range vols {
+						if m, ok := vol.(map[string]any); ok {
+							name, _ := m["name"].(string)
+							out[name] = true
+						}
+					}
+					continue
+				}
+				walk(child)
+			}
+		case []any:
+			for _, child := range v {
+				walk(child)
+			}
+		}
+	}
+	walk(obj)
+	return out
 }
