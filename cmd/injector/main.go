@@ -29,6 +29,6 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newMutateCommand(), newServeCommand())
+	root.AddCommand(newMutateCommand(), newCheckCommand(), newServeCommand())
 	return root
 }

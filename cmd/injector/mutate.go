@@ -22,6 +22,7 @@ type mutateConfig struct {
 	patch           bool
 	namespace       string
 	invalidIdentity string
+	policies        render.Options
 	providers       *registry.Set
 }
 
@@ -50,8 +51,11 @@ func newMutateCommand() *cobra.Command {
 		Long: `Reads a YAML or JSON stream of Pods, Deployments, StatefulSets, DaemonSets,
 ReplicaSets, Jobs, CronJobs and ServiceAccounts and writes it back in order, with
 every pod template mutated as the webhook would mutate it. The ServiceAccounts in
-the stream (and in --serviceaccounts files) drive the injection. Warnings go to
-stderr; an invalid identity configuration exits non-zero in deny mode.`,
+the stream (and in --serviceaccounts files) drive the injection. IdentityPolicy
+documents in the stream or in --policy files apply as the webhook applies them,
+selecting namespaces by the labels of Namespace documents and --namespace-labels.
+Warnings go to stderr; an invalid identity configuration exits non-zero in deny
+mode, and a pod an identity policy denies exits non-zero in either mode.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runMutate(cmd.Context(), cfg, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -64,6 +68,7 @@ stderr; an invalid identity configuration exits non-zero in deny mode.`,
 	fs.BoolVar(&cfg.patch, "patch", false, "print the JSON patch of each pod instead of the manifests")
 	fs.StringVarP(&cfg.namespace, "namespace", "n", "default", "namespace of objects that name none")
 	addInvalidIdentityFlag(fs, &cfg.invalidIdentity)
+	cfg.policies.AddPolicyFlags(fs)
 	cfg.providers.AddFlags(fs)
 	return cmd
 }
@@ -86,5 +91,6 @@ func runMutate(ctx context.Context, cfg *mutateConfig, stdin io.Reader, stdout, 
 	return render.Run(mutate.New(provs), render.Options{
 		Files: cfg.files, ServiceAccountFiles: cfg.serviceAccounts, Stdin: stdin,
 		Output: cfg.output, Patch: cfg.patch, Namespace: cfg.namespace, InvalidIdentity: cfg.invalidIdentity,
+		PolicyFiles: cfg.policies.PolicyFiles, NamespaceLabels: cfg.policies.NamespaceLabels,
 	}, stdout, stderr)
 }

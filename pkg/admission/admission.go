@@ -22,6 +22,7 @@ import (
 
 	"github.com/pod-identity/injector/internal/quote"
 	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/policy"
 	"github.com/pod-identity/injector/pkg/providers"
 	"github.com/pod-identity/injector/pkg/sacache"
 )
@@ -51,6 +52,9 @@ type Config struct {
 	Log logrus.FieldLogger
 	// Metrics, when set, counts injections, skips, denials and lookups.
 	Metrics *Metrics
+	// Policies, when set, holds the identity policies in force and the
+	// namespace labels they select by.
+	Policies *policy.Store
 }
 
 func (c *Config) defaults() {
@@ -128,7 +132,7 @@ func (r *reviewer) decode(ctx context.Context, ar model.AdmissionReview, w *Wire
 	if err := validNames(ns, name, saName); err != nil {
 		return nil, fmt.Errorf("admission request %s: %w", quote.Value(ar.ID), err)
 	}
-	pr.target = mutate.Target{Namespace: ns, Name: name, Meta: &pr.pod.ObjectMeta, Spec: &pr.pod.Spec}
+	pr.target = mutate.Target{Namespace: ns, Name: name, Meta: &pr.pod.ObjectMeta, Spec: &pr.pod.Spec, Policy: r.cfg.Policies.Scope(ns)}
 	sa, src, err := r.cfg.ServiceAccounts.Get(ctx, ns, saName)
 	r.cfg.Metrics.count(saLookups, string(src))
 	if sa == nil {
@@ -227,6 +231,10 @@ func (m *Mutator) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *Wi
 	res := m.cfg.Engine.Mutate(pr.target, pr.sa)
 	warnings := res.Warnings
 	m.cfg.Metrics.count(skips, res.Skipped...)
+	m.cfg.Metrics.decisions(res.Decisions)
+	if len(res.Denied) > 0 {
+		return m.deny(ar.ID, pr, res.Denied, warnings), nil
+	}
 	if len(res.Invalid) > 0 {
 		if m.cfg.InvalidIdentity == Deny {
 			// Denied here, in the call that would have injected: a pod
@@ -282,9 +290,6 @@ func (v *Validator) Review(ctx context.Context, ar model.AdmissionReview) (model
 // ReviewPod implements PodWebhook.
 func (v *Validator) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *WirePod, podErr error) (model.AdmissionResponse, error) {
 	allowed := &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: true}
-	if v.cfg.InvalidIdentity != Deny {
-		return allowed, nil
-	}
 	pr, err := v.decode(ctx, ar, w, podErr)
 	if errors.Is(err, errNotPodCreate) {
 		return allowed, nil
@@ -295,7 +300,12 @@ func (v *Validator) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *
 	if pr.sa == nil {
 		return allowed, nil
 	}
-	errs := v.cfg.Engine.Validate(pr.target, pr.sa)
+	// The decision of the mutator, without its patch.
+	res := v.cfg.Engine.Mutate(pr.target, pr.sa)
+	errs := res.Denied
+	if v.cfg.InvalidIdentity == Deny {
+		errs = append(errs, res.Invalid...)
+	}
 	if len(errs) == 0 {
 		return allowed, nil
 	}
@@ -319,9 +329,13 @@ func invalidProviders(errs []error) []string {
 	var out []string
 	for _, err := range errs {
 		var ie *providers.InvalidError
-		if errors.As(err, &ie) {
+		var f *policy.Finding
+		switch {
+		case errors.As(err, &ie):
 			out = append(out, ie.Provider)
-		} else {
+		case errors.As(err, &f):
+			out = append(out, f.Provider)
+		default:
 			out = append(out, "unknown")
 		}
 	}
@@ -332,3 +346,85 @@ var (
 	_ PodWebhook = (*Mutator)(nil)
 	_ PodWebhook = (*Validator)(nil)
 )
+
+// ServiceAccountValidator is the validating webhook for ServiceAccounts:
+// a ServiceAccount whose identity annotations are invalid (in deny mode)
+// or not allowed by the identity policies is refused when it is written,
+// so `kubectl annotate` fails at once rather than the next pod. An update
+// that changes no identity annotation is admitted, with warnings.
+type ServiceAccountValidator struct{ reviewer }
+
+// NewServiceAccountValidator returns the ServiceAccount webhook.
+func NewServiceAccountValidator(cfg Config) (*ServiceAccountValidator, error) {
+	cfg.defaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &ServiceAccountValidator{reviewer{cfg}}, nil
+}
+
+// ID implements webhook.Webhook.
+func (v *ServiceAccountValidator) ID() string { return "pod-identity-serviceaccounts" }
+
+// Kind implements webhook.Webhook.
+func (v *ServiceAccountValidator) Kind() model.WebhookKind { return model.WebhookKindValidating }
+
+// Review implements webhook.Webhook.
+func (v *ServiceAccountValidator) Review(_ context.Context, ar model.AdmissionReview) (model.AdmissionResponse, error) {
+	allowed := &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: true}
+	if (ar.Operation != model.OperationCreate && ar.Operation != model.OperationUpdate) ||
+		ar.RequestGVK == nil || ar.RequestGVK.Kind != "ServiceAccount" || ar.RequestGVK.Group != "" {
+		return allowed, nil
+	}
+	deny := func(err error) (model.AdmissionResponse, error) {
+		return &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: false, Message: err.Error()}, nil
+	}
+	sa, err := readServiceAccount(ar.NewObjectRaw, ar.Namespace)
+	if err != nil {
+		return deny(fmt.Errorf("admission request %s: %w", quote.Value(ar.ID), err))
+	}
+	var old *corev1.ServiceAccount
+	if ar.Operation == model.OperationUpdate {
+		if old, err = readServiceAccount(ar.OldObjectRaw, ar.Namespace); err != nil {
+			return deny(fmt.Errorf("admission request %s: old object: %w", quote.Value(ar.ID), err))
+		}
+	}
+	res := v.cfg.Engine.CheckServiceAccount(old, sa, v.cfg.Policies.Scope(sa.Namespace))
+	v.cfg.Metrics.decisions(res.Decisions)
+	errs, warnings := res.Denied, res.Warnings
+	if v.cfg.InvalidIdentity == Deny {
+		errs = append(errs, res.Invalid...)
+	} else {
+		warnings = append(warnings, mutate.Result{Invalid: res.Invalid}.InvalidAsWarnings()...)
+	}
+	if len(errs) == 0 {
+		allowed.Warnings = warnings
+		return allowed, nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	v.cfg.Log.WithFields(logrus.Fields{"namespace": sa.Namespace, "serviceaccount": sa.Name, "operation": string(ar.Operation)}).
+		Info("refused a serviceaccount identity")
+	return &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: false, Message: strings.Join(msgs, "; "), Warnings: warnings}, nil
+}
+
+// readServiceAccount decodes a ServiceAccount of a review, checking its
+// names as the API server would before anything uses them.
+func readServiceAccount(raw []byte, namespace string) (*corev1.ServiceAccount, error) {
+	if len(raw) == 0 {
+		return nil, errors.New("the request has no object")
+	}
+	sa := &corev1.ServiceAccount{}
+	if err := json.Unmarshal(raw, sa); err != nil {
+		return nil, fmt.Errorf("the object is not a serviceaccount the injector can read: %w", err)
+	}
+	if sa.Namespace == "" {
+		sa.Namespace = namespace
+	}
+	if err := validNames(sa.Namespace, "", sa.Name); err != nil {
+		return nil, err
+	}
+	return sa, nil
+}

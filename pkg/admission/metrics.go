@@ -1,6 +1,10 @@
 package admission
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pod-identity/injector/pkg/policy"
+)
 
 // counter names one of the injector's counters.
 type counter int
@@ -17,7 +21,8 @@ const (
 // Metrics are the injector's own Prometheus metrics, beside kubewebhook's.
 // A nil *Metrics counts nothing.
 type Metrics struct {
-	vecs [numCounters]*prometheus.CounterVec
+	vecs      [numCounters]*prometheus.CounterVec
+	decisionV *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on reg.
@@ -36,7 +41,24 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			return nil, err
 		}
 	}
+	m.decisionV = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pod_identity", Name: "policy_decisions_total",
+		Help: "Identity policy decisions about a provider's identity on a ServiceAccount write or a pod: allow, warn or deny."},
+		[]string{"policy", "provider", "decision"})
+	if err := reg.Register(m.decisionV); err != nil {
+		return nil, err
+	}
 	return m, nil
+}
+
+// decisions counts identity policy decisions. Their labels are bounded by
+// the policies and providers that exist, never by what a request holds.
+func (m *Metrics) decisions(ds []policy.Decision) {
+	if m == nil {
+		return
+	}
+	for _, d := range ds {
+		m.decisionV.WithLabelValues(d.Policy, d.Provider, d.Decision).Inc()
+	}
 }
 
 func (m *Metrics) count(c counter, labels ...string) {

@@ -25,6 +25,7 @@ type WirePod struct {
 	} `json:"metadata"`
 	Spec struct {
 		ServiceAccountName string            `json:"serviceAccountName"`
+		AutomountToken     *bool             `json:"automountServiceAccountToken"`
 		NodeSelector       map[string]string `json:"nodeSelector"`
 		Affinity           *corev1.Affinity  `json:"affinity"`
 		Volumes            []corev1.Volume   `json:"volumes"`
@@ -76,6 +77,7 @@ func (w *WirePod) toPod(pod *corev1.Pod) {
 	pod.Name, pod.GenerateName, pod.Namespace = w.Metadata.Name, w.Metadata.GenerateName, w.Metadata.Namespace
 	pod.Labels, pod.Annotations = w.Metadata.Labels, w.Metadata.Annotations
 	pod.Spec.ServiceAccountName = w.Spec.ServiceAccountName
+	pod.Spec.AutomountServiceAccountToken = w.Spec.AutomountToken
 	pod.Spec.NodeSelector = w.Spec.NodeSelector
 	pod.Spec.Affinity = w.Spec.Affinity
 	pod.Spec.Volumes = w.Spec.Volumes
@@ -144,6 +146,12 @@ func ScanPod(s *jsonscan.Scanner) (*WirePod, error) {
 				switch string(key) {
 				case "serviceAccountName":
 					w.Spec.ServiceAccountName, err = s.String()
+				case "automountServiceAccountToken":
+					if !s.Null() {
+						var b bool
+						b, err = s.Bool()
+						w.Spec.AutomountToken = &b
+					}
 				case "nodeSelector":
 					w.Spec.NodeSelector, err = s.StringMap()
 				case "affinity":
@@ -155,7 +163,7 @@ func ScanPod(s *jsonscan.Scanner) (*WirePod, error) {
 				case "containers":
 					w.Spec.Containers, err = p.containers()
 				default:
-					err = s.SkipUnless(key, "serviceAccountName", "nodeSelector", "affinity", "volumes", "initContainers", "containers")
+					err = s.SkipUnless(key, "serviceAccountName", "automountServiceAccountToken", "nodeSelector", "affinity", "volumes", "initContainers", "containers")
 				}
 				return err
 			})

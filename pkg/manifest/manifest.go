@@ -18,6 +18,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/policy"
+	v1alpha1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
 )
 
 // templatePaths maps a kind to the JSON pointer of its pod template.
@@ -135,6 +137,24 @@ type ServiceAccounts map[string]*corev1.ServiceAccount
 // Add records every ServiceAccount among docs (and inside Lists), placing
 // those without a namespace in defaultNamespace.
 func (s ServiceAccounts) Add(docs []*Document, defaultNamespace string) error {
+	found, err := ServiceAccountsOf(docs, defaultNamespace)
+	for _, sa := range found {
+		s[sa.Namespace+"/"+sa.Name] = sa.ServiceAccount
+	}
+	return err
+}
+
+// SourcedServiceAccount is a ServiceAccount and the document it came from.
+type SourcedServiceAccount struct {
+	*corev1.ServiceAccount
+	// Source is the document it came from.
+	Source string
+}
+
+// ServiceAccountsOf returns the ServiceAccounts among docs (and inside
+// Lists) in order, placing those without a namespace in defaultNamespace.
+func ServiceAccountsOf(docs []*Document, defaultNamespace string) ([]SourcedServiceAccount, error) {
+	var out []SourcedServiceAccount
 	for _, d := range docs {
 		for _, obj := range objects(d.Object) {
 			if k, _ := obj["kind"].(string); k != "ServiceAccount" {
@@ -142,15 +162,15 @@ func (s ServiceAccounts) Add(docs []*Document, defaultNamespace string) error {
 			}
 			var sa corev1.ServiceAccount
 			if err := convert(obj, &sa); err != nil {
-				return fmt.Errorf("%s: serviceaccount: %w", d.Source, err)
+				return out, fmt.Errorf("%s: serviceaccount: %w", d.Source, err)
 			}
 			if sa.Namespace == "" {
 				sa.Namespace = defaultNamespace
 			}
-			s[sa.Namespace+"/"+sa.Name] = &sa
+			out = append(out, SourcedServiceAccount{ServiceAccount: &sa, Source: d.Source})
 		}
 	}
-	return nil
+	return out, nil
 }
 
 // objects returns obj, or the items of a List.
@@ -182,6 +202,9 @@ type Options struct {
 	Namespace string
 	// ServiceAccounts drive the injection.
 	ServiceAccounts ServiceAccounts
+	// Policies, when set, are the identity policies and namespace labels
+	// to apply.
+	Policies *policy.Store
 }
 
 // PodResult is what happened to one pod template.
@@ -256,9 +279,11 @@ func mutateObject(e *mutate.Engine, obj map[string]any, opts Options) (PodResult
 		return res, true, nil
 	}
 	_, hasMeta := tmpl["metadata"]
-	res.Result = e.Mutate(mutate.Target{
-		Namespace: ns, Name: name, Meta: &pt.ObjectMeta, Spec: &pt.Spec, NoMeta: !hasMeta,
-	}, sa)
+	t := mutate.Target{Namespace: ns, Name: name, Meta: &pt.ObjectMeta, Spec: &pt.Spec, NoMeta: !hasMeta}
+	if opts.Policies != nil {
+		t.Policy = opts.Policies.Scope(ns)
+	}
+	res.Result = e.Mutate(t, sa)
 	if len(res.Patch) > 0 {
 		patched, err := mutate.ApplyPatch(tmpl, res.Patch)
 		if err != nil {
@@ -345,4 +370,54 @@ func Write(w io.Writer, docs []*Document, changed map[*Document]bool, format str
 		}
 	}
 	return nil
+}
+
+// Policies collects the IdentityPolicy documents (and those inside Lists)
+// of docs and the labels of their Namespace documents. A policy is decoded
+// strictly: a misspelt field would otherwise allow what it meant to forbid.
+func Policies(docs []*Document) ([]*v1alpha1.IdentityPolicy, map[string]map[string]string, error) {
+	var policies []*v1alpha1.IdentityPolicy
+	namespaces := map[string]map[string]string{}
+	for _, d := range docs {
+		for _, obj := range objects(d.Object) {
+			switch k, _ := obj["kind"].(string); k {
+			case "Namespace":
+				meta, _ := obj["metadata"].(map[string]any)
+				name, _ := meta["name"].(string)
+				labels := map[string]string{}
+				raw, _ := meta["labels"].(map[string]any)
+				for k, v := range raw {
+					s, ok := v.(string)
+					if !ok {
+						return nil, nil, fmt.Errorf("%s: namespace %q: label %s: expected a string value", d.Source, name, k)
+					}
+					labels[k] = s
+				}
+				// The API server labels every namespace with its name.
+				labels["kubernetes.io/metadata.name"] = name
+				namespaces[name] = labels
+			case v1alpha1.Kind:
+				if api, _ := obj["apiVersion"].(string); api != v1alpha1.GroupVersion.String() {
+					return nil, nil, fmt.Errorf("%s: %s of apiVersion %q: expected %s", d.Source, k, api, v1alpha1.GroupVersion)
+				}
+				ip := &v1alpha1.IdentityPolicy{}
+				if err := convertStrict(obj, ip); err != nil {
+					return nil, nil, fmt.Errorf("%s: identitypolicy: %w", d.Source, err)
+				}
+				policies = append(policies, ip)
+			}
+		}
+	}
+	return policies, namespaces, nil
+}
+
+// convertStrict is convert, refusing fields that out does not have.
+func convertStrict(in any, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(out)
 }

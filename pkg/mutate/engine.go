@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pod-identity/injector/internal/quote"
+	"github.com/pod-identity/injector/pkg/policy"
 	"github.com/pod-identity/injector/pkg/providers"
 )
 
@@ -57,6 +58,9 @@ type Target struct {
 	Path string
 	// NoMeta says the document has no metadata object at Path yet.
 	NoMeta bool
+	// Policy is the identity policies that apply in the namespace; the
+	// zero Scope allows everything.
+	Policy policy.Scope
 }
 
 // Result is what the engine decided for one pod.
@@ -73,6 +77,13 @@ type Result struct {
 	// Invalid holds one error per provider whose configuration for this pod
 	// is invalid (each an *providers.InvalidError); that provider added nothing.
 	Invalid []error
+	// Denied holds the identity policy rules the pod breaks whose
+	// enforcement is Deny (each a *policy.Finding). A denied pod gets
+	// nothing: Patch and Injected are empty.
+	Denied []error
+	// Decisions are the identity policies' decisions, one per policy and
+	// provider, for the metrics.
+	Decisions []policy.Decision
 }
 
 // MirrorAnnotation marks the API server's mirror of a static pod. Such a
@@ -113,6 +124,19 @@ func (e *Engine) Mutate(t Target, sa *corev1.ServiceAccount) Result {
 	if len(injections) == 0 {
 		return res
 	}
+	if !t.Policy.Empty() {
+		v := t.Policy.Evaluate(policy.Check{
+			Namespace: sa.Namespace, ServiceAccount: sa.Name, Providers: identities(injections),
+			Object:   fmt.Sprintf("pod %s (serviceaccount %q)", podRef(t), sa.Namespace+"/"+sa.Name),
+			APIToken: apiToken(t.Spec, sa),
+		})
+		res.Decisions = v.Decisions
+		if res.Denied = v.Denied(); len(res.Denied) > 0 {
+			res.Warnings = v.Warnings()
+			return res
+		}
+		res.Warnings = append(res.Warnings, v.Warnings()...)
+	}
 	st := newState(t, vars, mounts)
 	for i, inj := range injections {
 		res.Warnings = append(res.Warnings, inj.Warnings...)
@@ -127,22 +151,6 @@ func (e *Engine) Mutate(t Target, sa *corev1.ServiceAccount) Result {
 	}
 	res.Patch = st.patch()
 	return res
-}
-
-// Validate returns the invalid identity configurations of the target, one
-// per provider, without working out what to inject.
-func (e *Engine) Validate(t Target, sa *corev1.ServiceAccount) []error {
-	var errs []error
-	if isMirror(t) {
-		return nil
-	}
-	req := providers.Request{Namespace: t.Namespace, PodName: t.Name, PodMeta: t.Meta, PodSpec: t.Spec, ServiceAccount: sa}
-	for _, p := range e.providers {
-		if _, err := p.Inject(req); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errs
 }
 
 // InvalidAsWarnings returns the invalid configurations as admission
@@ -210,12 +218,43 @@ func (s *state) container(r containerRef) *corev1.Container {
 	return &s.t.Spec.Containers[r.index]
 }
 
-func (s *state) podRef() string {
-	name := s.t.Name
+func (s *state) podRef() string { return podRef(s.t) }
+
+// podRef names the target in messages, quoted: "namespace/name".
+func podRef(t Target) string {
+	name := t.Name
 	if name == "" {
 		name = "<generated>"
 	}
-	return strconv.Quote(s.t.Namespace + "/" + name)
+	return strconv.Quote(t.Namespace + "/" + name)
+}
+
+// identities lists, for the policies, the identities of the injections
+// that hand the pod one (not those that only warn).
+func identities(injections []*providers.Injection) []policy.ProviderIdentities {
+	var out []policy.ProviderIdentities
+	for _, inj := range injections {
+		if inj.Injects() {
+			out = append(out, policy.ProviderIdentities{Provider: inj.Provider, Identities: inj.Identities})
+		}
+	}
+	return out
+}
+
+// apiToken says whether a pod mounts a Kubernetes API token, as the API
+// server decides it: the pod's automountServiceAccountToken, else its
+// ServiceAccount's, else true.
+func apiToken(spec *corev1.PodSpec, sa *corev1.ServiceAccount) *policy.APIToken {
+	switch {
+	case spec.AutomountServiceAccountToken != nil:
+		return &policy.APIToken{Mounted: *spec.AutomountServiceAccountToken,
+			Why: "the pod sets automountServiceAccountToken: true"}
+	case sa.AutomountServiceAccountToken != nil:
+		return &policy.APIToken{Mounted: *sa.AutomountServiceAccountToken,
+			Why: fmt.Sprintf("serviceaccount %q sets automountServiceAccountToken: true and the pod does not set it", sa.Namespace+"/"+sa.Name)}
+	}
+	return &policy.APIToken{Mounted: true,
+		Why: fmt.Sprintf("neither the pod nor serviceaccount %q sets automountServiceAccountToken, which defaults to true", sa.Namespace+"/"+sa.Name)}
 }
 
 // metaValue returns the current value of a pod annotation or label.

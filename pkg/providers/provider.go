@@ -32,6 +32,12 @@ type Request struct {
 	// ServiceAccount is the pod's ServiceAccount. Only its name, namespace, uid
 	// and annotations are guaranteed to be set.
 	ServiceAccount *corev1.ServiceAccount
+	// ServiceAccountOnly says the ServiceAccount is being written and there
+	// is no pod (PodMeta and PodSpec are empty): the provider reports the
+	// identities the ServiceAccount names and its invalid annotations, as
+	// it would for a pod that opted in to everything it offers. A provider
+	// the ServiceAccount is not set up for returns nil.
+	ServiceAccountOnly bool
 }
 
 // PodRef names the pod in messages: "namespace/name".
@@ -92,6 +98,33 @@ type Injection struct {
 	// like). An Injection with nothing to add but Warnings only warns: a
 	// provider says so when a ServiceAccount is half-configured for it.
 	Warnings []string
+	// Identities are the cloud identities the injection hands the pod, as
+	// identity policies see them.
+	Identities []Identity
+}
+
+// Identity is one cloud identity a ServiceAccount names, as an identity
+// policy sees it.
+type Identity struct {
+	// Field is the policy field that governs it: roleARNs (aws),
+	// clientIDs and tenantIDs (azure), workloadIdentityProviders and
+	// serviceAccountEmails (gcp), identities (any other provider).
+	Field string
+	// Source says where the value came from in messages: the annotation
+	// key, or the flag that supplied a default.
+	Source string
+	// Value is the identity as used (a bare AWS role name already composed
+	// into an ARN, spaces trimmed).
+	Value string
+	// CaseInsensitive says the cloud compares the value without regard to
+	// case (GUIDs, e-mail addresses), so policies match it that way.
+	CaseInsensitive bool
+}
+
+// Injects reports whether the injection hands the pod an identity (and
+// not only warnings).
+func (inj *Injection) Injects() bool {
+	return inj != nil && (len(inj.Volumes) > 0 || len(inj.Env) > 0 || len(inj.Annotations) > 0)
 }
 
 // Provider is a cloud identity provider. Implementations live in their own

@@ -10,11 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/pod-identity/injector/pkg/manifest"
 	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/policy"
 )
 
 // Options says what to render and how.
@@ -35,12 +38,24 @@ type Options struct {
 	// InvalidIdentity is "deny" (an invalid identity is an error) or
 	// "warn" (a warning, and that provider's injection is left out).
 	InvalidIdentity string
+	// PolicyFiles are streams whose IdentityPolicy and Namespace documents
+	// apply besides those in Files.
+	PolicyFiles []string
+	// NamespaceLabels are namespace labels by namespace name, besides
+	// those of the Namespace documents.
+	NamespaceLabels map[string]map[string]string
 }
 
-// Run renders as opts says, writing the result to stdout and one
-// "Warning: ..." line a warning to stderr. In deny mode an invalid
-// identity configuration is the error, and nothing is written to stdout.
-func Run(engine *mutate.Engine, opts Options, stdout, stderr io.Writer) error {
+// input is what a stream holds for rendering or checking.
+type input struct {
+	docs     []*manifest.Document
+	sas      manifest.ServiceAccounts
+	policies *policy.Store
+}
+
+// load reads every stream opts names: the documents, the ServiceAccounts,
+// and the identity policies and namespace labels.
+func load(opts Options) (*input, error) {
 	read := func(name string) ([]*manifest.Document, error) {
 		if name == "-" {
 			return manifest.Read(opts.Stdin, "stdin")
@@ -52,28 +67,77 @@ func Run(engine *mutate.Engine, opts Options, stdout, stderr io.Writer) error {
 		defer func() { _ = f.Close() }()
 		return manifest.Read(f, name)
 	}
-	sas := manifest.ServiceAccounts{}
+	in := &input{sas: manifest.ServiceAccounts{}}
 	for _, name := range opts.ServiceAccountFiles {
 		docs, err := read(name)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := sas.Add(docs, opts.Namespace); err != nil {
-			return err
+		if err := in.sas.Add(docs, opts.Namespace); err != nil {
+			return nil, err
 		}
 	}
-	var docs []*manifest.Document
 	for _, name := range opts.Files {
 		d, err := read(name)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		docs = append(docs, d...)
+		in.docs = append(in.docs, d...)
 	}
-	if err := sas.Add(docs, opts.Namespace); err != nil {
+	if err := in.sas.Add(in.docs, opts.Namespace); err != nil {
+		return nil, err
+	}
+	var err error
+	if in.policies, err = PolicyStore(in.docs, opts); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// PolicyStore returns the identity policies of docs and of
+// opts.PolicyFiles, with the namespace labels of their Namespace documents
+// and of opts.NamespaceLabels; nil when there is no policy.
+func PolicyStore(docs []*manifest.Document, opts Options) (*policy.Store, error) {
+	for _, name := range opts.PolicyFiles {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		d, err := manifest.Read(f, name)
+		_ = f.Close()
+		if err != nil {
+			return nil, err
+		}
+		docs = append(slices.Clip(docs), d...)
+	}
+	policies, namespaces, err := manifest.Policies(docs)
+	if err != nil || len(policies) == 0 {
+		return nil, err
+	}
+	store := policy.NewStore()
+	store.SetPolicies(policy.NewSet(policies...))
+	for name, labels := range namespaces {
+		store.SetNamespace(name, labels)
+	}
+	for name, labels := range opts.NamespaceLabels {
+		labels = maps.Clone(labels)
+		labels["kubernetes.io/metadata.name"] = name
+		store.SetNamespace(name, labels)
+	}
+	return store, nil
+}
+
+// Run renders as opts says, writing the result to stdout and one
+// "Warning: ..." line a warning to stderr. In deny mode an invalid
+// identity configuration is the error, and nothing is written to stdout;
+// so is a pod that an identity policy denies, in either mode.
+func Run(engine *mutate.Engine, opts Options, stdout, stderr io.Writer) error {
+	in, err := load(opts)
+	if err != nil {
 		return err
 	}
-	results, err := manifest.Mutate(engine, docs, manifest.Options{Namespace: opts.Namespace, ServiceAccounts: sas})
+	docs := in.docs
+	results, err := manifest.Mutate(engine, docs, manifest.Options{Namespace: opts.Namespace, ServiceAccounts: in.sas, Policies: in.policies})
 	if err != nil {
 		return err
 	}
@@ -95,6 +159,9 @@ func Run(engine *mutate.Engine, opts Options, stdout, stderr io.Writer) error {
 			for _, e := range r.Invalid {
 				invalid = append(invalid, e.Error())
 			}
+		}
+		for _, e := range r.Denied {
+			invalid = append(invalid, e.Error())
 		}
 		if len(r.Patch) > 0 {
 			changed[bySource[r.Source]] = true

@@ -344,9 +344,9 @@ func (c *Cache) namespaceKnown(g *generation, namespace string) bool {
 }
 
 // Trim returns the informer transform that keeps only the name, namespace,
-// uid, resource version, and the annotations and labels under the given
-// prefixes (a provider may tell a label put on the ServiceAccount instead
-// of the pod).
+// uid, resource version, automountServiceAccountToken (identity policies
+// read it), and the annotations and labels under the given prefixes (a
+// provider may tell a label put on the ServiceAccount instead of the pod).
 func Trim(prefixes []string) cache.TransformFunc {
 	keep := func(in map[string]string) map[string]string {
 		var out map[string]string
@@ -371,7 +371,7 @@ func Trim(prefixes []string) cache.TransformFunc {
 		return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
 			Name: sa.Name, Namespace: sa.Namespace, UID: sa.UID, ResourceVersion: sa.ResourceVersion,
 			Annotations: keep(sa.Annotations), Labels: keep(sa.Labels),
-		}}, nil
+		}, AutomountServiceAccountToken: sa.AutomountServiceAccountToken}, nil
 	}
 }
 

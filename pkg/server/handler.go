@@ -28,6 +28,8 @@ import (
 const (
 	MutatePath   = "/mutate"
 	ValidatePath = "/validate"
+	// ServiceAccountPath is where ServiceAccount writes are validated.
+	ServiceAccountPath = "/validate-serviceaccounts"
 )
 
 // DefaultMaxRequestBytes is the largest AdmissionReview accepted: the API
@@ -46,6 +48,8 @@ type HandlerConfig struct {
 	// admission.PodWebhook they are handed the pod read in the same pass as
 	// the review; any other kubewebhook webhook gets the whole model.
 	Mutator, Validator webhook.Webhook
+	// ServiceAccounts, when set, validates ServiceAccount writes.
+	ServiceAccounts webhook.Webhook
 	// Log receives a debug line per request and the errors.
 	Log logrus.FieldLogger
 	// MaxRequestBytes bounds a request body.
@@ -76,7 +80,10 @@ func NewHandler(cfg HandlerConfig) (http.Handler, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	for path, wh := range map[string]webhook.Webhook{MutatePath: cfg.Mutator, ValidatePath: cfg.Validator} {
+	for path, wh := range map[string]webhook.Webhook{MutatePath: cfg.Mutator, ValidatePath: cfg.Validator, ServiceAccountPath: cfg.ServiceAccounts} {
+		if wh == nil {
+			continue
+		}
 		mux.Handle(path, &reviewHandler{wh: wh, limit: cfg.MaxRequestBytes, log: cfg.Log, metrics: metrics.forWebhook(wh.ID())})
 	}
 	return mux, nil

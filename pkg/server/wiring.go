@@ -9,7 +9,8 @@ import (
 	"github.com/pod-identity/injector/pkg/admission"
 )
 
-// NewAdmissionHandler builds the mutating and validating webhooks from cfg,
+// NewAdmissionHandler builds the pod webhooks and the ServiceAccount
+// webhook from cfg,
 // with the review metrics and the injector's own metrics registered on
 // reg, and serves them.
 func NewAdmissionHandler(cfg admission.Config, reg prometheus.Registerer, maxRequestBytes int64) (http.Handler, error) {
@@ -25,5 +26,9 @@ func NewAdmissionHandler(cfg admission.Config, reg prometheus.Registerer, maxReq
 	if err != nil {
 		return nil, err
 	}
-	return NewHandler(HandlerConfig{Mutator: m, Validator: v, Log: cfg.Log, MaxRequestBytes: maxRequestBytes, Metrics: reg})
+	sa, err := admission.NewServiceAccountValidator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return NewHandler(HandlerConfig{Mutator: m, Validator: v, ServiceAccounts: sa, Log: cfg.Log, MaxRequestBytes: maxRequestBytes, Metrics: reg})
 }

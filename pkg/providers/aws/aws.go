@@ -121,6 +121,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		if err != nil {
 			return nil, err
 		}
+		inj.Identities = []providers.Identity{{Field: "roleARNs", Source: "annotation " + p.keys.roleARN, Value: arn}}
 		audience := p.cfg.Audience
 		if v, ok := req.Value(p.keys.audience); ok {
 			audience = v

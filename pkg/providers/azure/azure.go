@@ -125,26 +125,46 @@ func halfConfigured(req providers.Request) *providers.Injection {
 			req.PodRef(), req.SARef(), why, UseLabel)}}
 }
 
+// setUp reports whether a ServiceAccount is set up for Azure Workload
+// Identity: an annotation of its, or the use label on it.
+func setUp(sa *corev1.ServiceAccount) bool {
+	for k := range sa.Annotations {
+		if strings.HasPrefix(k, Prefix) {
+			return true
+		}
+	}
+	return sa.Labels[UseLabel] == "true"
+}
+
 // Inject implements providers.Provider.
 func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
-	if req.PodMeta.Labels[UseLabel] != "true" {
+	sa := req.ServiceAccount
+	source := "pod label " + UseLabel + "=true, serviceaccount " + strconv.Quote(req.SARef())
+	switch {
+	case req.ServiceAccountOnly && !setUp(sa):
+		return nil, nil
+	case req.ServiceAccountOnly:
+		source = "serviceaccount " + strconv.Quote(req.SARef())
+	case req.PodMeta.Labels[UseLabel] != "true":
 		return halfConfigured(req), nil
 	}
-	sa := req.ServiceAccount
-	inj := &providers.Injection{
-		Provider: Name,
-		Source:   "pod label " + UseLabel + "=true, serviceaccount " + strconv.Quote(req.SARef()),
-	}
+	inj := &providers.Injection{Provider: Name, Source: source}
 	clientID, hasClient := req.Value(ClientIDAnnotation)
 	if hasClient && !guid.MatchString(clientID) {
 		return nil, req.Invalid(Name, ClientIDAnnotation, sa.Annotations[ClientIDAnnotation], guidExpected)
 	}
-	tenant := p.cfg.TenantID
+	if hasClient {
+		inj.Identities = append(inj.Identities, providers.Identity{Field: "clientIDs", Source: "annotation " + ClientIDAnnotation, Value: clientID, CaseInsensitive: true})
+	}
+	tenant, tenantSource := p.cfg.TenantID, "the default tenant (--azure-tenant-id)"
 	if v, ok := req.Value(TenantIDAnnotation); ok {
-		tenant = v
+		tenant, tenantSource = v, "annotation "+TenantIDAnnotation
 		if !tenantID.MatchString(tenant) {
 			return nil, req.Invalid(Name, TenantIDAnnotation, sa.Annotations[TenantIDAnnotation], guidExpected)
 		}
+	}
+	if tenant != "" {
+		inj.Identities = append(inj.Identities, providers.Identity{Field: "tenantIDs", Source: tenantSource, Value: tenant, CaseInsensitive: true})
 	}
 	// Not lenient: Azure Workload Identity's webhook denies an expiration
 	// that is not a number or is out of range.

@@ -196,8 +196,9 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		return nil, req.Invalid(Name, ProviderAnnotation, sa.Annotations[ProviderAnnotation], providerExpected)
 	}
 	inj := &providers.Injection{
-		Provider: Name,
-		Source:   "serviceaccount " + strconv.Quote(req.SARef()) + " annotation " + ProviderAnnotation,
+		Provider:   Name,
+		Source:     "serviceaccount " + strconv.Quote(req.SARef()) + " annotation " + ProviderAnnotation,
+		Identities: []providers.Identity{{Field: "workloadIdentityProviders", Source: "annotation " + ProviderAnnotation, Value: resource}},
 	}
 	// Not lenient: the GCP webhook denies an expiration that is not a number.
 	expiration, warning, err := req.TokenExpiration(Name, ExpirationAnnotation, DefaultTokenExpiration,
@@ -226,6 +227,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		if !email.MatchString(addr) {
 			return nil, req.Invalid(Name, EmailAnnotation, sa.Annotations[EmailAnnotation], emailExpected)
 		}
+		inj.Identities = append(inj.Identities, providers.Identity{Field: "serviceAccountEmails", Source: "annotation " + EmailAnnotation, Value: addr, CaseInsensitive: true})
 		cc.ServiceAccountImpersonationURL = p.cfg.IAMCredentialsURL + "/v1/projects/-/serviceAccounts/" + addr + ":generateAccessToken"
 		if at := strings.LastIndex(addr, "@"); strings.HasSuffix(addr, serviceAccountEmailDomain) {
 			project = strings.TrimSuffix(addr[at+1:], serviceAccountEmailDomain)

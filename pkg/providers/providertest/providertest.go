@@ -64,6 +64,7 @@ func fromFlags(flags []string) (*mutate.Engine, render.Options, context.CancelFu
 	var opts render.Options
 	fs.StringVar(&opts.InvalidIdentity, "invalid-identity", "deny", "")
 	fs.StringVarP(&opts.Namespace, "namespace", "n", "default", "")
+	opts.AddPolicyFlags(fs)
 	if err := fs.Parse(flags); err != nil {
 		return nil, opts, nil, err
 	}

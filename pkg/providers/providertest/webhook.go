@@ -19,6 +19,7 @@ import (
 	"github.com/pod-identity/injector/internal/staticsa"
 	"github.com/pod-identity/injector/pkg/admission"
 	"github.com/pod-identity/injector/pkg/manifest"
+	"github.com/pod-identity/injector/pkg/render"
 	"github.com/pod-identity/injector/pkg/server"
 )
 
@@ -57,12 +58,18 @@ func runWebhookCase(t *testing.T, dir string) {
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: static, InvalidIdentity: mode, Log: log},
+	policies, err := render.PolicyStore(in, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: static, InvalidIdentity: mode, Log: log, Policies: policies},
 		prometheus.NewRegistry(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantErr, _ := os.ReadFile(filepath.Join(dir, "error.txt"))
+	// The webhook joins the messages that `injector mutate` prints a line each.
+	wantMessage := strings.ReplaceAll(strings.TrimSuffix(string(wantErr), "\n"), "\n", "; ")
 	wantWarnings, _ := os.ReadFile(filepath.Join(dir, "warnings.txt"))
 	webhookWarnings, podsOnly := 0, true
 	var expected []*manifest.Document
@@ -85,15 +92,15 @@ func runWebhookCase(t *testing.T, dir string) {
 		review := fmt.Sprintf(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":%q,"operation":"CREATE","userInfo":{},"object":%s}}`, ns, raw)
 		if len(wantErr) > 0 {
 			r := call(t, h, server.ValidatePath, review)
-			if r.Response.Allowed || r.Response.Status == nil || r.Response.Status.Message+"\n" != string(wantErr) {
-				t.Errorf("validator answer %+v, want a denial with %q", r.Response, wantErr)
+			if r.Response.Allowed || r.Response.Status == nil || r.Response.Status.Message != wantMessage {
+				t.Errorf("validator answer %+v, want a denial with %q", r.Response, wantMessage)
 			}
 			// The mutator denies it in the same call, with the same
 			// message, and adds nothing, not even the clouds that are
 			// valid, until the pod is fixed.
 			m := call(t, h, server.MutatePath, review)
-			if m.Response.Allowed || len(m.Response.Patch) > 0 || m.Response.Status == nil || m.Response.Status.Message+"\n" != string(wantErr) {
-				t.Errorf("mutator answer %+v, want a denial with %q and no patch", m.Response, wantErr)
+			if m.Response.Allowed || len(m.Response.Patch) > 0 || m.Response.Status == nil || m.Response.Status.Message != wantMessage {
+				t.Errorf("mutator answer %+v, want a denial with %q and no patch", m.Response, wantMessage)
 			}
 			continue
 		}
@@ -122,9 +129,43 @@ func runWebhookCase(t *testing.T, dir string) {
 			t.Errorf("validator denied a valid pod: %+v", r.Response.Status)
 		}
 	}
+	if policies != nil {
+		checkServiceAccounts(t, h, dir, in)
+	}
 	if podsOnly && len(wantErr) == 0 {
 		if n := strings.Count(string(wantWarnings), "Warning: "); n != webhookWarnings {
 			t.Errorf("the webhook gave %d warnings, warnings.txt has %d", webhookWarnings, n)
+		}
+	}
+}
+
+// checkServiceAccounts sends every ServiceAccount of a case with identity
+// policies to the ServiceAccount webhook, as a CREATE, and requires the
+// denials that `injector check` reports in check.txt (by document), and
+// no other.
+func checkServiceAccounts(t *testing.T, h http.Handler, dir string, in []*manifest.Document) {
+	t.Helper()
+	report, _ := os.ReadFile(filepath.Join(dir, "check.txt"))
+	for i, d := range in {
+		if d.Kind() != "ServiceAccount" {
+			continue
+		}
+		var want []string
+		prefix := fmt.Sprintf("input.yaml#%d: ", i+1)
+		for _, l := range strings.Split(string(report), "\n") {
+			if m, ok := strings.CutPrefix(l, prefix); ok {
+				want = append(want, m)
+			}
+		}
+		raw, _ := json.Marshal(d.Object)
+		ns := d.Object["metadata"].(map[string]any)["namespace"].(string)
+		review := fmt.Sprintf(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"ServiceAccount"},"resource":{"group":"","version":"v1","resource":"serviceaccounts"},"namespace":%q,"operation":"CREATE","userInfo":{},"object":%s}}`, ns, raw)
+		r := call(t, h, server.ServiceAccountPath, review)
+		switch {
+		case len(want) == 0 && !r.Response.Allowed:
+			t.Errorf("document %d: the serviceaccount webhook refused what injector check accepts: %+v", i+1, r.Response.Status)
+		case len(want) > 0 && (r.Response.Allowed || r.Response.Status == nil || r.Response.Status.Message != strings.Join(want, "; ")):
+			t.Errorf("document %d: serviceaccount webhook answer %+v, want a denial with %q", i+1, r.Response, strings.Join(want, "; "))
 		}
 	}
 }

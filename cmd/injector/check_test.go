@@ -1,0 +1,33 @@
+package main
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pod-identity/injector/internal/golden"
+	"github.com/pod-identity/injector/pkg/providers/providertest"
+)
+
+// TestCheckFixtures runs `injector check` on every identity policy
+// fixture and compares what it prints with check.txt (documents named
+// relative to the case folder): every ServiceAccount whose identity a
+// policy refuses, and every pod template the webhook would deny. It exits
+// non-zero exactly when it prints something.
+func TestCheckFixtures(t *testing.T) {
+	for _, dir := range providertest.Cases(t, filepath.Join(fixtures, "policy")) {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			args := append([]string{"check", "-f", filepath.Join(dir, "input.yaml")}, providertest.Flags(t, dir)...)
+			stdout, _, err := runInjector(args, nil)
+			got := bytes.ReplaceAll(stdout, []byte(dir+string(filepath.Separator)), nil)
+			golden.Check(t, filepath.Join(dir, "check.txt"), got)
+			if (err != nil) != (len(stdout) > 0) {
+				t.Errorf("check printed %d bytes and returned %v: it must fail exactly when it reports something", len(stdout), err)
+			}
+			if err != nil && !strings.Contains(err.Error(), "problem(s) found") {
+				t.Errorf("check failed for another reason: %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,172 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
+	"github.com/pod-identity/injector/pkg/providers"
+)
+
+func TestPatterns(t *testing.T) {
+	subj := subject{namespace: "team-a", serviceAccount: "app"}
+	for _, c := range []struct {
+		name, pattern, value string
+		fold, want           bool
+	}{
+		{"an exact pattern matches only its value", "arn:aws:iam::1:role/x", "arn:aws:iam::1:role/x", false, true},
+		{"an exact pattern does not match a longer value", "arn:aws:iam::1:role/x", "arn:aws:iam::1:role/xy", false, false},
+		{"a trailing star matches any suffix", "role/tenants/{namespace}/*", "role/tenants/team-a/app", false, true},
+		{"a trailing star matches nothing too", "role/{namespace}*", "role/team-a", false, true},
+		{"the namespace placeholder is the serviceaccount's namespace", "role/tenants/{namespace}/*", "role/tenants/team-b/app", false, false},
+		{"a namespace that only starts like another does not match", "role/{namespace}/*", "role/team-ab/x", false, false},
+		{"both placeholders in one segment", "role/{namespace}-{serviceaccount}", "role/team-a-app", false, true},
+		{"the serviceaccount placeholder is the serviceaccount's name", "role/{namespace}-{serviceaccount}", "role/team-a-batch", false, false},
+		{"a leading star matches any prefix", "*@{namespace}.iam.gserviceaccount.com", "x@team-a.iam.gserviceaccount.com", false, true},
+		{"stars in the middle match leftmost", "a*b*c", "axxbyyc", false, true},
+		{"middle segments must appear in order", "a*c*b", "abc", false, false},
+		{"the last segment cannot overlap the first", "ab*ba", "aba", false, false},
+		{"a lone star matches anything", "*", "", false, true},
+		{"case matters unless the identity says otherwise", "ABC-{namespace}", "abc-team-a", false, false},
+		{"a case-insensitive identity matches in any case", "ABC-{namespace}", "abc-TEAM-A", true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := compilePattern(c.pattern)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.match(c.value, subj, c.fold); got != c.want {
+				t.Errorf("%q matching %q = %v, want %v", c.pattern, c.value, got, c.want)
+			}
+		})
+	}
+}
+
+func TestBadPatterns(t *testing.T) {
+	for _, c := range []struct{ name, pattern, want string }{
+		{"an empty pattern", "", "an empty pattern"},
+		{"an unknown placeholder", "role/{team}/*", `"{team}" is not a placeholder`},
+		{"an unclosed brace", "role/{namespace", `"{" is not a placeholder`},
+		{"a lone closing brace", "role/}", `"}" is not a placeholder`},
+		{"a pattern over the length limit", strings.Repeat("a", maxPatternLen+1), "the limit is 1024"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := compilePattern(c.pattern)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func roles(ps ...string) *v1alpha1.Patterns {
+	out := v1alpha1.Patterns{}
+	for _, p := range ps {
+		out = append(out, v1alpha1.Pattern(p))
+	}
+	return &out
+}
+
+func awsCheck(sa, role string) Check {
+	return Check{Namespace: "team-a", ServiceAccount: sa, Object: "serviceaccount \"team-a/" + sa + "\"",
+		Providers: []ProviderIdentities{{Provider: "aws", Identities: []providers.Identity{{Field: "roleARNs", Source: "annotation r", Value: role}}}}}
+}
+
+func TestMalformedPoliciesRefuseEveryIdentity(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		spec   v1alpha1.IdentityPolicySpec
+		reason string
+	}{
+		{"a bad pattern", v1alpha1.IdentityPolicySpec{AWS: &v1alpha1.AWSRules{RoleARNs: roles("role/{x}")}}, ReasonInvalidPattern},
+		{"too many patterns", v1alpha1.IdentityPolicySpec{AWS: &v1alpha1.AWSRules{RoleARNs: roles(strings.Split(strings.Repeat("p,", maxPatterns+1), ",")...)}}, ReasonInvalidPattern},
+		{"a selector with a bad key", v1alpha1.IdentityPolicySpec{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"a b": "c"}}}, ReasonInvalidSelector},
+		{"a selector with an unknown operator", v1alpha1.IdentityPolicySpec{NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Near", Values: []string{"b"}}}}}, ReasonInvalidSelector},
+		{"In without values", v1alpha1.IdentityPolicySpec{NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "In"}}}}, ReasonInvalidSelector},
+		{"Exists with values", v1alpha1.IdentityPolicySpec{NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Exists", Values: []string{"b"}}}}}, ReasonInvalidSelector},
+		{"an unknown enforcement", v1alpha1.IdentityPolicySpec{Enforcement: "Maybe"}, ReasonInvalidSetting},
+		{"an unknown rule setting", v1alpha1.IdentityPolicySpec{DefaultServiceAccount: "Sometimes"}, ReasonInvalidSetting},
+		{"a compiled provider under spec.providers", v1alpha1.IdentityPolicySpec{Providers: map[string]v1alpha1.ProviderRules{"aws": {Identities: roles("*")}}}, ReasonInvalidSetting},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := Compile(&v1alpha1.IdentityPolicy{ObjectMeta: metav1.ObjectMeta{Name: "bad"}, Spec: c.spec})
+			ready, reason, msg := p.Ready()
+			if ready || reason != c.reason || !strings.Contains(msg, "refuses every cloud identity") {
+				t.Errorf("Ready() = %v, %q, %q; want false, %q", ready, reason, msg, c.reason)
+			}
+			// Selected everywhere when the selector is what is wrong, and
+			// refusing the identity an empty policy would allow.
+			v := NewCompiledSet([]*Policy{p}).Select(map[string]string{"kubernetes.io/metadata.name": "team-a"}).Evaluate(awsCheck("app", "role/anything"))
+			if len(v.Denied()) != 1 || !strings.Contains(v.Denied()[0].Error(), `identitypolicy "bad" cannot be applied`) {
+				t.Errorf("verdict %+v, want one denial saying the policy cannot be applied", v)
+			}
+		})
+	}
+}
+
+func TestEveryPolicyMustAllow(t *testing.T) {
+	set := NewSet(
+		&v1alpha1.IdentityPolicy{ObjectMeta: metav1.ObjectMeta{Name: "account"}, Spec: v1alpha1.IdentityPolicySpec{AWS: &v1alpha1.AWSRules{RoleARNs: roles("role/*")}}},
+		&v1alpha1.IdentityPolicy{ObjectMeta: metav1.ObjectMeta{Name: "tenants"}, Spec: v1alpha1.IdentityPolicySpec{Enforcement: v1alpha1.Warn, AWS: &v1alpha1.AWSRules{RoleARNs: roles("role/{namespace}/*")}}},
+		&v1alpha1.IdentityPolicy{ObjectMeta: metav1.ObjectMeta{Name: "elsewhere"}, Spec: v1alpha1.IdentityPolicySpec{
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "prod"}}, AWS: &v1alpha1.AWSRules{RoleARNs: roles()}}},
+	)
+	scope := set.Select(map[string]string{"tier": "dev"})
+	for _, c := range []struct {
+		name, role      string
+		denied, warned  int
+		decisionsByName string
+	}{
+		{"allowed by both selecting policies", "role/team-a/app", 0, 0, "account=allow tenants=allow"},
+		{"refused by the Warn policy only: admitted with a warning", "role/shared", 0, 1, "account=allow tenants=warn"},
+		{"refused by both: denied, and warned", "other/x", 1, 1, "account=deny tenants=warn"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v := scope.Evaluate(awsCheck("app", c.role))
+			if len(v.Denied()) != c.denied || len(v.Warnings()) != c.warned {
+				t.Errorf("denied %v, warnings %v; want %d and %d", v.Denied(), v.Warnings(), c.denied, c.warned)
+			}
+			var got []string
+			for _, d := range v.Decisions {
+				got = append(got, d.Policy+"="+d.Decision)
+			}
+			if fmt.Sprint(strings.Join(got, " ")) != c.decisionsByName {
+				t.Errorf("decisions %v, want %s", got, c.decisionsByName)
+			}
+		})
+	}
+}
+
+func TestStoreRemembersScopesUntilSomethingChanges(t *testing.T) {
+	s := NewStore()
+	sel := func(v string) *v1alpha1.IdentityPolicy {
+		return &v1alpha1.IdentityPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p-" + v}, Spec: v1alpha1.IdentityPolicySpec{
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": v}}}}
+	}
+	s.SetPolicies(NewSet(sel("prod")))
+	s.SetNamespace("a", map[string]string{"tier": "dev"})
+	if !s.Scope("a").Empty() {
+		t.Fatal("a dev namespace is selected by the prod policy")
+	}
+	s.SetNamespace("a", map[string]string{"tier": "prod"})
+	if s.Scope("a").Empty() {
+		t.Fatal("relabelling the namespace did not change its scope")
+	}
+	s.SetPolicies(NewSet(sel("dev")))
+	if !s.Scope("a").Empty() {
+		t.Fatal("replacing the policies did not change the scope")
+	}
+	for i := range 1000 {
+		s.Scope(fmt.Sprint("unknown-", i))
+	}
+	if len(s.scopes) > 1 {
+		t.Errorf("the store remembers %d scopes: namespaces it does not know must add nothing", len(s.scopes))
+	}
+	var nilStore *Store
+	if !nilStore.Scope("a").Empty() {
+		t.Error("a nil store has policies")
+	}
+}

@@ -1,0 +1,88 @@
+package policy
+
+import (
+	"maps"
+	"sync"
+	"sync/atomic"
+)
+
+// Store holds the policies in force and the labels of the namespaces
+// they may select, as the server's watches keep them, and answers which
+// policies apply in a namespace. It remembers each namespace's answer
+// until the policies or that namespace's labels change, so a request costs
+// one map lookup however many policies there are. It holds entries only for
+// namespaces it was told about: a request naming any other namespace is
+// answered as for a namespace without labels, and adds nothing.
+type Store struct {
+	set atomic.Pointer[Set]
+
+	mu         sync.RWMutex
+	namespaces map[string]map[string]string
+	scopes     map[string]Scope
+}
+
+// NewStore returns an empty Store: no policies, no namespaces.
+func NewStore() *Store {
+	s := &Store{namespaces: map[string]map[string]string{}, scopes: map[string]Scope{}}
+	s.set.Store(&Set{})
+	return s
+}
+
+// SetPolicies replaces the policies in force.
+func (s *Store) SetPolicies(set *Set) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.set.Store(set)
+	clear(s.scopes)
+}
+
+// Policies returns the policies in force.
+func (s *Store) Policies() *Set { return s.set.Load() }
+
+// SetNamespace records a namespace's labels.
+func (s *Store) SetNamespace(name string, labels map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.namespaces[name]; ok && maps.Equal(old, labels) {
+		return
+	}
+	s.namespaces[name] = maps.Clone(labels)
+	delete(s.scopes, name)
+}
+
+// DeleteNamespace forgets a namespace.
+func (s *Store) DeleteNamespace(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.namespaces, name)
+	delete(s.scopes, name)
+}
+
+// Scope returns the policies that apply in a namespace; a nil Store has
+// none.
+func (s *Store) Scope(namespace string) Scope {
+	if s == nil {
+		return Scope{}
+	}
+	s.mu.RLock()
+	sc, ok := s.scopes[namespace]
+	labels, known := s.namespaces[namespace]
+	s.mu.RUnlock()
+	if ok {
+		return sc
+	}
+	set := s.set.Load()
+	sc = set.Select(labels)
+	if !known {
+		return sc
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Remember it only if nothing changed meanwhile.
+	if s.set.Load() == set {
+		if cur, still := s.namespaces[namespace]; still && maps.Equal(cur, labels) {
+			s.scopes[namespace] = sc
+		}
+	}
+	return sc
+}
