@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -29,13 +30,17 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
+	v1alpha1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
 	"github.com/pod-identity/injector/pkg/server"
 )
 
 type kustomization struct {
 	Resources []string `json:"resources"`
 	Patches   []struct {
-		Path string `json:"path"`
+		Path   string `json:"path"`
+		Target struct {
+			Name string `json:"name"`
+		} `json:"target"`
 	} `json:"patches"`
 }
 
@@ -66,6 +71,9 @@ func decodeAll(t *testing.T) []runtime.Object {
 		t.Fatal(err)
 	}
 	if err := cmv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
 	strict := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme, json.SerializerOptions{Yaml: true, Strict: true})
@@ -180,17 +188,28 @@ func TestManifestsDecodeStrictlyAndAgreeWithTheServer(t *testing.T) {
 		}
 	})
 
-	t.Run("one webhook, mutating, points at the service and the path the server serves", func(t *testing.T) {
+	t.Run("pods cost one webhook call, and serviceaccount writes are checked by the server's paths", func(t *testing.T) {
 		muts := find[*admissionregv1.MutatingWebhookConfiguration](objs)
-		if vals := find[*admissionregv1.ValidatingWebhookConfiguration](objs); len(vals) != 0 {
-			t.Fatalf("%d validating webhook configurations: a pod must cost one webhook call", len(vals))
-		}
+		vals := find[*admissionregv1.ValidatingWebhookConfiguration](objs)
 		if len(muts) != 1 || len(muts[0].Webhooks) != 1 {
 			t.Fatal("want one mutating webhook")
 		}
-		m := muts[0].Webhooks[0]
+		if len(vals) != 1 || len(vals[0].Webhooks) != 1 {
+			t.Fatal("want one validating webhook, for serviceaccounts")
+		}
+		m, v := muts[0].Webhooks[0], vals[0].Webhooks[0]
 		if len(m.MatchConditions) != 1 || !strings.Contains(m.MatchConditions[0].Expression, "'kubernetes.io/config.mirror' in object.metadata.annotations") {
 			t.Errorf("matchConditions %+v: mirror pods must not even cost a call", m.MatchConditions)
+		}
+		if len(v.Rules) != 1 || !slices.Equal(v.Rules[0].Resources, []string{"serviceaccounts"}) || !slices.Equal(v.Rules[0].APIGroups, []string{""}) ||
+			!slices.Equal(v.Rules[0].Operations, []admissionregv1.OperationType{admissionregv1.Create, admissionregv1.Update}) {
+			t.Errorf("validating webhook rules %+v: want serviceaccounts CREATE and UPDATE only (a pod must cost one call)", v.Rules)
+		}
+		if p := v.ClientConfig.Service; p == nil || p.Path == nil || *p.Path != server.ServiceAccountPath {
+			t.Errorf("validating webhook path %+v, want %s", p, server.ServiceAccountPath)
+		}
+		if len(v.MatchConditions) != 1 || !strings.Contains(v.MatchConditions[0].Expression, "has(object.metadata.annotations)") {
+			t.Errorf("matchConditions %+v: serviceaccounts without annotations must not cost a call", v.MatchConditions)
 		}
 		type hook struct {
 			name      string
@@ -206,13 +225,14 @@ func TestManifestsDecodeStrictlyAndAgreeWithTheServer(t *testing.T) {
 		}
 		for _, h := range []hook{
 			{m.Name, m.ClientConfig, server.MutatePath, m.Rules, m.SideEffects, m.TimeoutSeconds, m.ObjectSelector, m.NamespaceSelector, muts[0].Annotations["cert-manager.io/inject-ca-from"], m.AdmissionReviewVersions},
+			{v.Name, v.ClientConfig, server.ServiceAccountPath, nil, v.SideEffects, v.TimeoutSeconds, v.ObjectSelector, v.NamespaceSelector, vals[0].Annotations["cert-manager.io/inject-ca-from"], v.AdmissionReviewVersions},
 		} {
 			s := h.cc.Service
 			if s == nil || s.Name != svc.Name || s.Namespace != svc.Namespace || s.Path == nil || *s.Path != h.path || s.Port == nil || *s.Port != 443 {
 				t.Errorf("%s: clientConfig.service %+v does not point at %s/%s:443%s", h.name, s, svc.Namespace, svc.Name, h.path)
 			}
-			if len(h.rules) != 1 || !slices.Equal(h.rules[0].Operations, []admissionregv1.OperationType{admissionregv1.Create}) ||
-				!slices.Equal(h.rules[0].Resources, []string{"pods"}) || !slices.Equal(h.rules[0].APIGroups, []string{""}) {
+			if h.path == server.MutatePath && (len(h.rules) != 1 || !slices.Equal(h.rules[0].Operations, []admissionregv1.OperationType{admissionregv1.Create}) ||
+				!slices.Equal(h.rules[0].Resources, []string{"pods"}) || !slices.Equal(h.rules[0].APIGroups, []string{""})) {
 				t.Errorf("%s: rules %+v, want pods CREATE only", h.name, h.rules)
 			}
 			if h.side == nil || *h.side != admissionregv1.SideEffectClassNone {
@@ -222,6 +242,9 @@ func TestManifestsDecodeStrictlyAndAgreeWithTheServer(t *testing.T) {
 				t.Errorf("%s: timeoutSeconds must be short", h.name)
 			}
 			for set, want := range map[string]bool{"": true, "app=web": true, "pod-identity.io/inject=true": true, "pod-identity.io/inject=false": false} {
+				if h.path != server.MutatePath {
+					break // a pod label: serviceaccounts have no such opt-out
+				}
 				if got := selects(t, h.objSel, set); got != want {
 					t.Errorf("%s: objectSelector selects pod labels {%s} = %v, want %v", h.name, set, got, want)
 				}
@@ -293,14 +316,54 @@ func TestManifestsDecodeStrictlyAndAgreeWithTheServer(t *testing.T) {
 		}
 	})
 
-	t.Run("the cluster role reads serviceaccounts and nothing else", func(t *testing.T) {
+	t.Run("the cluster role reads what the server watches and writes only policy status", func(t *testing.T) {
 		roles := find[*rbacv1.ClusterRole](objs)
-		if len(roles) != 1 || len(roles[0].Rules) != 1 {
-			t.Fatal("want one ClusterRole with one rule")
+		if len(roles) != 1 {
+			t.Fatal("want one ClusterRole")
 		}
-		r := roles[0].Rules[0]
-		if !slices.Equal(r.APIGroups, []string{""}) || !slices.Equal(r.Resources, []string{"serviceaccounts"}) || !slices.Equal(r.Verbs, []string{"get", "list", "watch"}) {
-			t.Errorf("rule %+v", r)
+		type grant struct{ group, resource, verb string }
+		var got []grant
+		for _, r := range roles[0].Rules {
+			if len(r.ResourceNames) > 0 || len(r.NonResourceURLs) > 0 {
+				t.Errorf("rule %+v: unexpected resourceNames or nonResourceURLs", r)
+			}
+			for _, g := range r.APIGroups {
+				for _, res := range r.Resources {
+					for _, v := range r.Verbs {
+						got = append(got, grant{g, res, v})
+					}
+				}
+			}
+		}
+		want := []grant{}
+		for _, res := range []struct{ group, resource string }{{"", "serviceaccounts"}, {"", "namespaces"}, {"pod-identity.io", "identitypolicies"}} {
+			for _, v := range []string{"get", "list", "watch"} {
+				want = append(want, grant{res.group, res.resource, v})
+			}
+		}
+		want = append(want, grant{"pod-identity.io", "identitypolicies/status", "update"})
+		sortGrants := func(gs []grant) {
+			slices.SortFunc(gs, func(a, b grant) int { return strings.Compare(a.group+a.resource+a.verb, b.group+b.resource+b.verb) })
+		}
+		sortGrants(got)
+		sortGrants(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("grants %v, want exactly %v", got, want)
+		}
+	})
+
+	t.Run("the IdentityPolicy CRD serves the API the server reads, with its status subresource", func(t *testing.T) {
+		crds := find[*apiextensionsv1.CustomResourceDefinition](objs)
+		if len(crds) != 1 {
+			t.Fatalf("want one CRD, got %d", len(crds))
+		}
+		c := crds[0]
+		if c.Spec.Group != v1alpha1.GroupVersion.Group || c.Spec.Names.Plural != v1alpha1.Resource || c.Spec.Names.Kind != v1alpha1.Kind ||
+			c.Spec.Scope != apiextensionsv1.ClusterScoped || len(c.Spec.Versions) != 1 || c.Spec.Versions[0].Name != v1alpha1.GroupVersion.Version {
+			t.Errorf("CRD %s serves %s/%s %s %s", c.Name, c.Spec.Group, c.Spec.Versions[0].Name, c.Spec.Names.Kind, c.Spec.Scope)
+		}
+		if v := c.Spec.Versions[0]; v.Subresources == nil || v.Subresources.Status == nil || v.Schema == nil {
+			t.Error("the CRD must have a schema and the status subresource")
 		}
 	})
 }
@@ -318,8 +381,9 @@ func selects(t *testing.T, sel *metav1.LabelSelector, set string) bool {
 	return s.Matches(ls)
 }
 
-// TestFailClosedOverlayIsOnePatch applies the overlay's patch to both webhook
-// configurations and checks that it flips failurePolicy and nothing else.
+// TestFailClosedOverlayIsOnePatch applies the overlay's patch to the
+// webhook configuration it targets, the pod webhook, and checks that it
+// flips failurePolicy and nothing else.
 func TestFailClosedOverlayIsOnePatch(t *testing.T) {
 	k := readKustomization(t, filepath.Join("overlays", "fail-closed"))
 	if len(k.Patches) != 1 {
@@ -338,11 +402,28 @@ func TestFailClosedOverlayIsOnePatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile("manifests/webhooks.yaml")
+	patched := 0
 	for _, doc := range strings.Split(string(data), "\n---\n") {
 		js, err := yaml.YAMLToJSON([]byte(doc))
 		if err != nil {
 			t.Fatal(err)
 		}
+		var meta struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal(js, &meta); err != nil {
+			t.Fatal(err)
+		}
+		if meta.Metadata.Name != k.Patches[0].Target.Name {
+			continue
+		}
+		if meta.Kind != "MutatingWebhookConfiguration" {
+			t.Errorf("the overlay targets %s %s: want the pod webhook", meta.Kind, meta.Metadata.Name)
+		}
+		patched++
 		out, err := p.Apply(js)
 		if err != nil {
 			t.Fatal(err)
@@ -367,5 +448,8 @@ func TestFailClosedOverlayIsOnePatch(t *testing.T) {
 		if !reflect.DeepEqual(before, after) {
 			t.Errorf("%s: the overlay changes more than failurePolicy:\nbase    %s\noverlay %s", cfg.Name, js, out)
 		}
+	}
+	if patched != 1 {
+		t.Errorf("the overlay's target matches %d webhook configurations, want the pod webhook only", patched)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -19,6 +20,8 @@ import (
 	"github.com/pod-identity/injector/pkg/admission"
 	"github.com/pod-identity/injector/pkg/certwatch"
 	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/policy"
+	"github.com/pod-identity/injector/pkg/policywatch"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/sacache"
 	"github.com/pod-identity/injector/pkg/server"
@@ -42,6 +45,7 @@ type serveConfig struct {
 	logLevel        string
 	maxRequestBytes int64
 	gcPercent       int
+	policies        bool
 	providers       *registry.Set
 }
 
@@ -68,14 +72,14 @@ func newServeCommand() *cobra.Command {
 	cfg := &serveConfig{providers: registry.New()}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the mutating and validating admission webhooks",
+		Short: "Serve the admission webhooks: pods are injected (and refused by identity policies); ServiceAccount writes are checked",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServe(cmd.Context(), cfg, cmd.ErrOrStderr())
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&cfg.server.Address, "listen-address", ":8443", "TLS address of the webhooks ("+server.MutatePath+", "+server.ValidatePath+")")
+	fs.StringVar(&cfg.server.Address, "listen-address", ":8443", "TLS address of the webhooks ("+server.MutatePath+", "+server.ValidatePath+", "+server.ServiceAccountPath+")")
 	fs.StringVar(&cfg.server.MetricsAddress, "metrics-address", ":8080", "plain HTTP address of /metrics, /healthz and /readyz")
 	fs.StringVar(&cfg.certFile, "tls-cert-file", "", "serving certificate (PEM), reloaded when it changes")
 	fs.StringVar(&cfg.keyFile, "tls-key-file", "", "serving key (PEM), reloaded when it changes")
@@ -95,6 +99,7 @@ func newServeCommand() *cobra.Command {
 	fs.DurationVar(&cfg.server.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight reviews may take to drain")
 	fs.Int64Var(&cfg.maxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest AdmissionReview accepted")
 	fs.IntVar(&cfg.gcPercent, "gc-percent", server.DefaultGCPercent, "garbage collection target percentage; the GOGC environment variable wins when set")
+	fs.BoolVar(&cfg.policies, "identity-policies", true, "enforce the cluster's IdentityPolicy objects (the CRD in deploy/manifests must be installed); false ignores them")
 	addInvalidIdentityFlag(fs, &cfg.invalidIdentity)
 	cfg.providers.AddFlags(fs)
 	return cmd
@@ -113,7 +118,7 @@ func newLogger(format, level string, out io.Writer) *logrus.Logger {
 	return log
 }
 
-func kubeClient(kubeconfig string, qps float32, burst int) (kubernetes.Interface, error) {
+func kubeConfig(kubeconfig string, qps float32, burst int) (*rest.Config, error) {
 	var rc *rest.Config
 	var err error
 	if kubeconfig != "" {
@@ -126,7 +131,7 @@ func kubeClient(kubeconfig string, qps float32, burst int) (kubernetes.Interface
 	}
 	rc.QPS, rc.Burst = qps, burst
 	rc.UserAgent = "pod-identity-injector"
-	return kubernetes.NewForConfig(rc)
+	return rc, nil
 }
 
 func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
@@ -141,7 +146,11 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 	}
 	engine := mutate.New(provs)
 
-	client, err := kubeClient(cfg.kubeconfig, cfg.kubeQPS, cfg.kubeBurst)
+	rc, err := kubeConfig(cfg.kubeconfig, cfg.kubeQPS, cfg.kubeBurst)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err
 	}
@@ -153,6 +162,19 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 		return err
 	}
 	sas.Start(ctx)
+	var policies *policy.Store
+	var watcher *policywatch.Watcher
+	if cfg.policies {
+		dyn, err := dynamic.NewForConfig(rc)
+		if err != nil {
+			return err
+		}
+		policies = policy.NewStore()
+		if watcher, err = policywatch.New(policywatch.Config{Client: client, Dynamic: dyn, Store: policies, Log: log}); err != nil {
+			return err
+		}
+		watcher.Start(ctx)
+	}
 
 	certs, err := certwatch.New(cfg.certFile, cfg.keyFile, log)
 	if err != nil {
@@ -183,7 +205,7 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 			Help: "Seconds since the ServiceAccount cache last heard from the API server (a list, a watch event or a bookmark, which arrive about once a minute on a quiet watch).",
 		}, func() float64 { return sas.Age().Seconds() }))
 	handler, err := server.NewAdmissionHandler(admission.Config{
-		Engine: engine, ServiceAccounts: sas, InvalidIdentity: cfg.invalidIdentity, Log: log,
+		Engine: engine, ServiceAccounts: sas, InvalidIdentity: cfg.invalidIdentity, Log: log, Policies: policies,
 	}, reg, cfg.maxRequestBytes)
 	if err != nil {
 		return err
@@ -195,13 +217,16 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 		if !certs.Loaded() {
 			return errors.New("no tls certificate loaded")
 		}
+		if watcher != nil && !watcher.HasSynced() {
+			return errors.New("identity policies and namespaces not synced yet (is the IdentityPolicy CRD installed?)")
+		}
 		return nil
 	}
 	names := make([]string, len(provs))
 	for i, p := range provs {
 		names[i] = p.Name()
 	}
-	log.WithFields(logrus.Fields{"providers": names, "invalid_identity": cfg.invalidIdentity}).Info("starting")
+	log.WithFields(logrus.Fields{"providers": names, "invalid_identity": cfg.invalidIdentity, "identity_policies": cfg.policies}).Info("starting")
 	go func() {
 		if sas.WaitForSync(ctx) {
 			// The initial list held every ServiceAccount in full before the

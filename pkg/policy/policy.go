@@ -157,6 +157,13 @@ func Compile(ip *v1alpha1.IdentityPolicy) *Policy {
 	return p
 }
 
+// Broken returns the Policy of an IdentityPolicy that cannot be read at
+// all: it selects every namespace and denies every identity, saying why.
+func Broken(name string, generation int64, err error) *Policy {
+	return &Policy{name: name, generation: generation, selector: labels.Everything(), enforcement: v1alpha1.Deny,
+		defaultSA: v1alpha1.Allow, apiToken: v1alpha1.Allow, err: err, errReason: ReasonInvalidSetting}
+}
+
 // selector converts a namespace selector; nil or empty selects everything.
 func selector(ls *metav1.LabelSelector) (labels.Selector, error) {
 	if ls == nil {
