@@ -312,8 +312,8 @@ func (v *Validator) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *
 	return v.deny(ar.ID, pr, errs, nil), nil
 }
 
-// deny refuses a pod whose identity configuration is invalid, with every
-// provider's message, and counts and logs the denial.
+// deny refuses a pod whose identity configuration is invalid or refused
+// by an identity policy, with every message, and counts and logs the denial.
 func (r *reviewer) deny(id string, pr *podReview, errs []error, warnings []string) *model.ValidatingAdmissionResponse {
 	r.cfg.Metrics.count(denials, invalidProviders(errs)...)
 	msgs := make([]string, len(errs))
@@ -321,7 +321,7 @@ func (r *reviewer) deny(id string, pr *podReview, errs []error, warnings []strin
 		msgs[i] = e.Error()
 	}
 	r.cfg.Log.WithFields(logrus.Fields{"namespace": pr.target.Namespace, "pod": pr.target.Name, "serviceaccount": pr.sa.Name}).
-		Info("denied pod with an invalid identity configuration")
+		Info("denied pod: invalid identity, or one an identity policy refuses")
 	return &model.ValidatingAdmissionResponse{ID: id, Allowed: false, Message: strings.Join(msgs, "; "), Warnings: warnings}
 }
 

@@ -10,7 +10,7 @@ import (
 // Pattern limits, as the CustomResourceDefinition states them (a policy
 // read from a file is held to the same).
 const (
-	maxPatternLen = 1024
+	maxPatternLen = 512
 	maxPatterns   = 256
 )
 

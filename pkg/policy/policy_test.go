@@ -51,7 +51,7 @@ func TestBadPatterns(t *testing.T) {
 		{"an unknown placeholder", "role/{team}/*", `"{team}" is not a placeholder`},
 		{"an unclosed brace", "role/{namespace", `"{" is not a placeholder`},
 		{"a lone closing brace", "role/}", `"}" is not a placeholder`},
-		{"a pattern over the length limit", strings.Repeat("a", maxPatternLen+1), "the limit is 1024"},
+		{"a pattern over the length limit", strings.Repeat("a", maxPatternLen+1), "the limit is 512"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := compilePattern(c.pattern)

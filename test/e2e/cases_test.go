@@ -239,11 +239,28 @@ func TestTokensOfAnotherServiceAccountOrAudienceAreRefused(t *testing.T) {
 
 // --- admission behaviour -----------------------------------------------------------
 
+// TestInvalidAnnotationIsDeniedWithTheWholeStory: an invalid annotation
+// is refused when it is set on the ServiceAccount; one set while the
+// namespace was not watched (opted out, or before the injector was
+// installed) is refused when a pod runs as it, with the same message.
 func TestInvalidAnnotationIsDeniedWithTheWholeStory(t *testing.T) {
-	ns := namespace(t, nil)
+	ctx := context.Background()
+	story := []string{"eks.amazonaws.com/role-arn", `"arn:aws:iam::12345:role/app"`, "expected arn:<partition>:iam::<12-digit account>:role/"}
+	ns := namespace(t, map[string]string{"pod-identity.io/inject": "disabled"})
 	serviceAccount(t, ns, "broken", map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::12345:role/app"})
-	_, err := createPod(t, ns, podSpec("web", "broken"), false)
-	requireDenied(t, err, `serviceaccount "`+ns+`/broken"`, "eks.amazonaws.com/role-arn", `"arn:aws:iam::12345:role/app"`, "expected arn:<partition>:iam::<12-digit account>:role/")
+	nsObj, err := cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(nsObj.Labels, "pod-identity.io/inject")
+	if _, err := cluster.Client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cluster.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "typo",
+		Annotations: map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::12345:role/app"}}}, metav1.CreateOptions{})
+	requireDenied(t, err, append([]string{`admission webhook "serviceaccounts.pod-identity.io" denied the request: serviceaccount "` + ns + `/typo"`}, story...)...)
+	_, err = createPod(t, ns, podSpec("web", "broken"), false)
+	requireDenied(t, err, append([]string{`serviceaccount "` + ns + `/broken"`}, story...)...)
 }
 
 func TestDryRunCreateIsMutatedAndNotStored(t *testing.T) {

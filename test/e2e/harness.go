@@ -24,8 +24,13 @@ import (
 	"syscall"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/pod-identity/injector/internal/testpki"
 )
@@ -298,7 +303,62 @@ func StartCluster(ctx context.Context, dir, repoRoot string, log io.Writer) (*Cl
 		c.Stop()
 		return nil, err
 	}
+	if err := c.InstallCRDs(ctx); err != nil {
+		c.Stop()
+		return nil, err
+	}
 	return c, nil
+}
+
+// InstallCRDs applies the CustomResourceDefinitions of deploy/manifests/crds,
+// as `kubectl apply -k deploy/manifests` would first, and waits until the
+// API server serves them.
+func (c *Cluster) InstallCRDs(ctx context.Context) error {
+	files, _ := filepath.Glob(filepath.Join(c.repoRoot, "deploy", "manifests", "crds", "*.yaml"))
+	if len(files) == 0 {
+		return errors.New("deploy/manifests/crds holds no CRD")
+	}
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		return err
+	}
+	crds := dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(data, &u.Object); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		if _, err := crds.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: "e2e", Force: true}); err != nil {
+			return fmt.Errorf("install %s: %w", filepath.Base(f), err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			got, err := crds.Get(ctx, u.GetName(), metav1.GetOptions{})
+			if err == nil && established(got) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("CRD %s never became established: %v", u.GetName(), err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func established(crd *unstructured.Unstructured) bool {
+	conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == "Established" && m["status"] == "True" {
+			return true
+		}
+	}
+	return false
 }
 
 // writeAdmissionConfig writes the API server's AdmissionConfiguration: it

@@ -12,12 +12,15 @@ import (
 // registerWebhooks registers the shipped configurations, pointed at the
 // injector, and waits until the API server calls it.
 func registerWebhooks(ctx context.Context, root string) error {
-	mut, err := ShippedWebhooks(root, "https://"+cluster.Injector.WebhookAddr, cluster.Injector.CAPEM)
+	hooks, err := ShippedWebhooks(root, "https://"+cluster.Injector.WebhookAddr, cluster.Injector.CAPEM)
 	if err != nil {
 		return err
 	}
 	ar := cluster.Client.AdmissionregistrationV1()
-	if _, err := ar.MutatingWebhookConfigurations().Create(ctx, mut, metav1.CreateOptions{}); err != nil {
+	if _, err := ar.MutatingWebhookConfigurations().Create(ctx, hooks.Pods, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if _, err := ar.ValidatingWebhookConfigurations().Create(ctx, hooks.ServiceAccounts, metav1.CreateOptions{}); err != nil {
 		return err
 	}
 	// Probe with dry-run pods until the webhook's configuration is live.

@@ -10,37 +10,58 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// Webhooks are the shipped webhook configurations: the pod webhook and
+// the ServiceAccount webhook.
+type Webhooks struct {
+	Pods            *admissionregv1.MutatingWebhookConfiguration
+	ServiceAccounts *admissionregv1.ValidatingWebhookConfiguration
+}
+
 // ShippedWebhooks reads the webhook configurations of deploy/manifests and
 // points them at url (the injector under test, trusted through caPEM)
 // instead of the in-cluster Service; nothing else changes.
-func ShippedWebhooks(repoRoot, url string, caPEM []byte) (*admissionregv1.MutatingWebhookConfiguration, error) {
+func ShippedWebhooks(repoRoot, url string, caPEM []byte) (Webhooks, error) {
+	var out Webhooks
 	data, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "manifests", "webhooks.yaml"))
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	var mut *admissionregv1.MutatingWebhookConfiguration
 	for _, doc := range strings.Split(string(data), "\n---\n") {
 		var meta struct{ Kind string }
 		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-			return nil, err
+			return out, err
 		}
 		switch meta.Kind {
 		case "MutatingWebhookConfiguration":
 			mut = &admissionregv1.MutatingWebhookConfiguration{}
 			if err := yaml.UnmarshalStrict([]byte(doc), mut); err != nil {
-				return nil, err
+				return out, err
 			}
 			for i := range mut.Webhooks {
 				mut.Webhooks[i].ClientConfig = loopback(mut.Webhooks[i].ClientConfig, url, caPEM)
 			}
+			out.Pods = mut
+		case "ValidatingWebhookConfiguration":
+			val := &admissionregv1.ValidatingWebhookConfiguration{}
+			if err := yaml.UnmarshalStrict([]byte(doc), val); err != nil {
+				return out, err
+			}
+			for i, w := range val.Webhooks {
+				if len(w.Rules) != 1 || len(w.Rules[0].Resources) != 1 || w.Rules[0].Resources[0] != "serviceaccounts" {
+					return out, fmt.Errorf("validating webhook %s is not for serviceaccounts: a pod must cost one webhook call", w.Name)
+				}
+				val.Webhooks[i].ClientConfig = loopback(w.ClientConfig, url, caPEM)
+			}
+			out.ServiceAccounts = val
 		default:
-			return nil, fmt.Errorf("webhooks.yaml has a %s: a pod must cost one webhook call", meta.Kind)
+			return out, fmt.Errorf("webhooks.yaml has a %s", meta.Kind)
 		}
 	}
-	if mut == nil {
-		return nil, fmt.Errorf("webhooks.yaml lacks the mutating configuration")
+	if out.Pods == nil || out.ServiceAccounts == nil {
+		return out, fmt.Errorf("webhooks.yaml lacks the pod or the serviceaccount configuration")
 	}
-	return mut, nil
+	return out, nil
 }
 
 func loopback(cc admissionregv1.WebhookClientConfig, url string, caPEM []byte) admissionregv1.WebhookClientConfig {

@@ -48,8 +48,8 @@ const (
 // {namespace} and {serviceaccount} stand for the ServiceAccount's namespace
 // and name. No other braces are allowed.
 // +kubebuilder:validation:MinLength=1
-// +kubebuilder:validation:MaxLength=1024
-// +kubebuilder:validation:XValidation:rule="self.replace('{namespace}', ”).replace('{serviceaccount}', ”).matches('^[^{}]*$')",message="the only placeholders are {namespace} and {serviceaccount}"
+// +kubebuilder:validation:MaxLength=512
+// +kubebuilder:validation:XValidation:rule="self.matches('^([^{}]|[{]namespace[}]|[{]serviceaccount[}])*$')",message="the only placeholders are {namespace} and {serviceaccount}"
 type Pattern string
 
 // Patterns is a list of identity patterns. Left out, it allows anything;
@@ -124,7 +124,7 @@ type IdentityPolicySpec struct {
 	GCP *GCPRules `json:"gcp,omitempty"`
 	// Providers holds the identities allowed for other providers, by name.
 	// +optional
-	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:MaxProperties=8
 	Providers map[string]ProviderRules `json:"providers,omitempty"`
 	// DefaultServiceAccount says what happens to a cloud identity on a
 	// namespace's "default" ServiceAccount. Left out: Allow.

@@ -105,10 +105,11 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 		return err
 	}
 	url := "https://" + cluster.Injector.WebhookAddr
-	mut, err := e2e.ShippedWebhooks(root, url, ca.PEM)
+	hooks, err := e2e.ShippedWebhooks(root, url, ca.PEM)
 	if err != nil {
 		return err
 	}
+	mut := hooks.Pods
 	// The validating webhook of versions before one-call admission: the
 	// same selectors, on /validate.
 	val := &admissionregv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "pod-identity-injector"}}
