@@ -67,15 +67,16 @@ func main() {
 	keyFile := flag.String("key", "", "child: serving key")
 	minRatio := flag.Float64("min-ratio", 0, "exit non-zero if injector/floor throughput is below this")
 	patchFile := flag.String("patch-file", "", "child floor: answer with this patch")
+	policies := flag.Int("policies", 100, "identity policies loaded in the injector+policies server (child injector: how many to load)")
 	flag.Parse()
 	var err error
 	switch *mode {
 	case "injector":
-		err = serveInjector(*certFile, *keyFile, *serviceAccounts)
+		err = serveInjector(*certFile, *keyFile, *serviceAccounts, *policies)
 	case "floor":
 		err = serveFloor(*certFile, *keyFile, *patchFile)
 	case "run":
-		err = run(*concurrency, *duration, *warmup, *serviceAccounts, *rounds, *minRatio)
+		err = run(*concurrency, *duration, *warmup, *serviceAccounts, *rounds, *minRatio, *policies)
 	default:
 		err = fmt.Errorf("-mode %q: expected run, injector or floor", *mode)
 	}
@@ -118,7 +119,7 @@ func generatedServiceAccounts(n int) *corev1.ServiceAccountList {
 	return list
 }
 
-func serveInjector(certFile, keyFile string, n int) error {
+func serveInjector(certFile, keyFile string, n, policies int) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	server.SetGCPercent(server.DefaultGCPercent) // as `injector serve` does
@@ -166,7 +167,11 @@ func serveInjector(certFile, keyFile string, n int) error {
 		sas.Len(), float64(ms.HeapAlloc)/(1<<20), float64(ms.HeapSys-ms.HeapReleased)/(1<<20))
 
 	reg := prometheus.NewRegistry()
-	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, Log: log}, reg, 0)
+	store := testenv.Policies(policies)
+	if sc := store.Scope("ns-7"); policies > 0 && sc.Empty() {
+		return errors.New("no policy selects the pod's namespace")
+	}
+	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, Log: log, Policies: store}, reg, 0)
 	if err != nil {
 		return err
 	}
@@ -242,7 +247,7 @@ type target struct {
 	elapsed   time.Duration
 }
 
-func run(concurrency int, duration, warmup time.Duration, n, rounds int, minRatio float64) error {
+func run(concurrency int, duration, warmup time.Duration, n, rounds int, minRatio float64, policies int) error {
 	dir, err := os.MkdirTemp("", "loadtest")
 	if err != nil {
 		return err
@@ -266,7 +271,7 @@ func run(concurrency int, duration, warmup time.Duration, n, rounds int, minRati
 	}()
 	body := reviewBody()
 	for _, s := range []struct{ name, mode string }{{"floor", "floor"}, {"injector", "injector"}} {
-		t, err := start(s.name, s.mode, ca, certFile, keyFile, concurrency, n)
+		t, err := start(s.name, s.mode, ca, certFile, keyFile, concurrency, n, "-policies=0")
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
@@ -283,21 +288,28 @@ func run(concurrency int, duration, warmup time.Duration, n, rounds int, minRati
 		return fmt.Errorf("floor+patch: %w", err)
 	}
 	targets = append(targets, t)
+	// A fourth is the injector with identity policies loaded.
+	withPolicies := fmt.Sprintf("injector+%d policies", policies)
+	if t, err = start(withPolicies, "injector", ca, certFile, keyFile, concurrency, n, "-policies="+strconv.Itoa(policies)); err != nil {
+		return fmt.Errorf("%s: %w", withPolicies, err)
+	}
+	targets = append(targets, t)
 	for _, t := range targets {
 		load(t.client, t.url, body, t.wantPatch, concurrency, warmup)
 	}
 	// Rounds alternate between the servers so that both see the same machine.
-	var ratios, patchRatios []float64
+	var ratios, patchRatios, policyRatios []float64
 	for r := 1; r <= rounds; r++ {
-		var rps [3]float64
+		var rps [4]float64
 		for i, t := range targets {
 			lat, errs, elapsed := load(t.client, t.url, body, t.wantPatch, concurrency, duration)
 			t.latencies, t.errors, t.elapsed = append(t.latencies, lat...), t.errors+errs, t.elapsed+elapsed
 			rps[i] = float64(len(lat)) / elapsed.Seconds()
 		}
 		ratios, patchRatios = append(ratios, rps[1]/rps[0]), append(patchRatios, rps[1]/rps[2])
-		fmt.Printf("round %d: floor %.0f req/s, injector %.0f req/s, floor+patch %.0f req/s; injector/floor %.2f, injector/floor+patch %.2f\n",
-			r, rps[0], rps[1], rps[2], rps[1]/rps[0], rps[1]/rps[2])
+		policyRatios = append(policyRatios, rps[3]/rps[1])
+		fmt.Printf("round %d: floor %.0f req/s, injector %.0f req/s, floor+patch %.0f req/s, %s %.0f req/s; injector/floor %.2f, injector/floor+patch %.2f, with policies/without %.3f\n",
+			r, rps[0], rps[1], rps[2], withPolicies, rps[3], rps[1]/rps[0], rps[1]/rps[2], rps[3]/rps[1])
 	}
 	var results []result
 	for _, t := range targets {
@@ -309,9 +321,9 @@ func run(concurrency int, duration, warmup time.Duration, n, rounds int, minRati
 		res.rssKiB, res.hwKiB = memory(t.cmd.Process.Pid)
 		results = append(results, res)
 	}
-	fmt.Printf("\n%-10s %10s %10s %10s %8s %8s %10s %12s %10s\n", "server", "requests", "req/s", "p50", "p99", "errors", "idle MiB", "loaded MiB", "peak MiB")
+	fmt.Printf("\n%-22s %10s %10s %10s %8s %8s %10s %12s %10s\n", "server", "requests", "req/s", "p50", "p99", "errors", "idle MiB", "loaded MiB", "peak MiB")
 	for _, r := range results {
-		fmt.Printf("%-12s %10d %10.0f %10s %8s %8d %10.1f %12.1f %10.1f\n", r.name, r.requests, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors,
+		fmt.Printf("%-22s %10d %10.0f %10s %8s %8d %10.1f %12.1f %10.1f\n", r.name, r.requests, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors,
 			float64(r.idleRSSKiB)/1024, float64(r.rssKiB)/1024, float64(r.hwKiB)/1024)
 	}
 	floor, inj := results[0], results[1]
@@ -322,7 +334,10 @@ func run(concurrency int, duration, warmup time.Duration, n, rounds int, minRati
 		patchRatios[len(patchRatios)/2], results[2].rps/floor.rps, patchSize(patchFile))
 	fmt.Printf("\ninjector/floor throughput ratio: %.2f (median of %d rounds, %.2f to %.2f); p99 ratio: %.2f; injector errors: %d; injector rss with %d serviceaccounts cached: %.1f MiB idle, %.1f MiB under load\n",
 		ratio, len(ratios), ratios[0], ratios[len(ratios)-1], float64(inj.p99)/float64(floor.p99), inj.errors, n, float64(inj.idleRSSKiB)/1024, float64(inj.rssKiB)/1024)
-	if inj.errors > 0 || floor.errors > 0 {
+	slices.Sort(policyRatios)
+	fmt.Printf("%s/injector throughput ratio: %.3f (median of %d rounds, %.3f to %.3f); p99 %s against %s\n", withPolicies,
+		policyRatios[len(policyRatios)/2], len(policyRatios), policyRatios[0], policyRatios[len(policyRatios)-1], results[3].p99.Round(time.Microsecond), inj.p99.Round(time.Microsecond))
+	if inj.errors > 0 || floor.errors > 0 || results[3].errors > 0 {
 		return errors.New("requests failed")
 	}
 	if ratio < minRatio {
@@ -351,7 +366,11 @@ func start(name, mode string, ca *testpki.CA, certFile, keyFile string, concurre
 		stop(cmd)
 		return nil, fmt.Errorf("server did not start: %w", err)
 	}
-	t := &target{name: name, cmd: cmd, wantPatch: mode == "injector" || len(extra) > 0,
+	wantPatch := mode == "injector"
+	for _, e := range extra {
+		wantPatch = wantPatch || strings.HasPrefix(e, "-patch-file=")
+	}
+	t := &target{name: name, cmd: cmd, wantPatch: wantPatch,
 		url: "https://" + strings.TrimSpace(strings.TrimPrefix(line, "listening ")) + server.MutatePath,
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			TLSClientConfig:     &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12},

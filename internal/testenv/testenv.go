@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"testing"
 
 	"github.com/sirupsen/logrus"
@@ -18,6 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/policy"
+	v1alpha1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
 	"github.com/pod-identity/injector/pkg/providers"
 	"github.com/pod-identity/injector/pkg/providers/aws"
 	"github.com/pod-identity/injector/pkg/providers/azure"
@@ -94,4 +97,38 @@ func Stderr(t testing.TB, f func()) []byte {
 	}()
 	_ = w.Close()
 	return <-done
+}
+
+// Policies builds a store of n identity policies over the 500 namespaces
+// of the load harness (ns-0 to ns-499), as a platform team with many tenants might write
+// them: a tenth select every namespace (role and client ID patterns with
+// placeholders, no identity on default ServiceAccounts), the others one
+// team label each (which one in ten namespaces carries). Every policy that
+// selects the pod's namespace allows its identities, so the pod of
+// the shared review (in ns-7, as PodServiceAccount) is injected, and 20 of
+// the 100 policies are evaluated for it.
+func Policies(n int) *policy.Store {
+	store := policy.NewStore()
+	if n == 0 {
+		return store
+	}
+	for i := range 500 {
+		store.SetNamespace("ns-"+strconv.Itoa(i), map[string]string{"kubernetes.io/metadata.name": "ns-" + strconv.Itoa(i), "team": "team-" + strconv.Itoa(i%10)})
+	}
+	var ps []*v1alpha1.IdentityPolicy
+	for i := range n {
+		p := &v1alpha1.IdentityPolicy{ObjectMeta: metav1.ObjectMeta{Name: "policy-" + strconv.Itoa(i)}}
+		roles := v1alpha1.Patterns{"arn:aws:iam::111122223333:role/{namespace}-{serviceaccount}", "arn:aws:iam::444455556666:role/shared/*"}
+		clients := v1alpha1.Patterns{"2F9C1A4E-7B3D-4C8E-9A61-*"}
+		p.Spec.AWS = &v1alpha1.AWSRules{RoleARNs: &roles}
+		p.Spec.Azure = &v1alpha1.AzureRules{ClientIDs: &clients}
+		if i%10 == 0 {
+			p.Spec.DefaultServiceAccount = v1alpha1.RuleDeny
+		} else {
+			p.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"team": "team-" + strconv.Itoa(i%10)}}
+		}
+		ps = append(ps, p)
+	}
+	store.SetPolicies(policy.NewSet(ps...))
+	return store
 }

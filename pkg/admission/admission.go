@@ -231,7 +231,6 @@ func (m *Mutator) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *Wi
 	res := m.cfg.Engine.Mutate(pr.target, pr.sa)
 	warnings := res.Warnings
 	m.cfg.Metrics.count(skips, res.Skipped...)
-	m.cfg.Metrics.decisions(res.Decisions)
 	if len(res.Denied) > 0 {
 		return m.deny(ar.ID, pr, res.Denied, warnings), nil
 	}
@@ -390,7 +389,6 @@ func (v *ServiceAccountValidator) Review(_ context.Context, ar model.AdmissionRe
 		}
 	}
 	res := v.cfg.Engine.CheckServiceAccount(old, sa, v.cfg.Policies.Scope(sa.Namespace))
-	v.cfg.Metrics.decisions(res.Decisions)
 	errs, warnings := res.Denied, res.Warnings
 	if v.cfg.InvalidIdentity == Deny {
 		errs = append(errs, res.Invalid...)

@@ -21,8 +21,7 @@ const (
 // Metrics are the injector's own Prometheus metrics, beside kubewebhook's.
 // A nil *Metrics counts nothing.
 type Metrics struct {
-	vecs      [numCounters]*prometheus.CounterVec
-	decisionV *prometheus.CounterVec
+	vecs [numCounters]*prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on reg.
@@ -41,24 +40,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			return nil, err
 		}
 	}
-	m.decisionV = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pod_identity", Name: "policy_decisions_total",
-		Help: "Identity policy decisions about a provider's identity on a ServiceAccount write or a pod: allow, warn or deny."},
-		[]string{"policy", "provider", "decision"})
-	if err := reg.Register(m.decisionV); err != nil {
-		return nil, err
-	}
 	return m, nil
-}
-
-// decisions counts identity policy decisions. Their labels are bounded by
-// the policies and providers that exist, never by what a request holds.
-func (m *Metrics) decisions(ds []policy.Decision) {
-	if m == nil {
-		return
-	}
-	for _, d := range ds {
-		m.decisionV.WithLabelValues(d.Policy, d.Provider, d.Decision).Inc()
-	}
 }
 
 func (m *Metrics) count(c counter, labels ...string) {
@@ -68,4 +50,28 @@ func (m *Metrics) count(c counter, labels ...string) {
 	for _, l := range labels {
 		m.vecs[c].WithLabelValues(l).Inc()
 	}
+}
+
+// decisionsDesc describes the identity policy decisions counter.
+var decisionsDesc = prometheus.NewDesc("pod_identity_policy_decisions_total",
+	"Identity policy decisions about a provider's identity on a ServiceAccount write or a pod: allow, warn or deny.",
+	[]string{"policy", "provider", "decision"}, nil)
+
+// policyCollector reports the decisions the policies of a Store counted.
+// Its labels are bounded by the policies and providers that exist, never
+// by what a request holds.
+type policyCollector struct{ store *policy.Store }
+
+func (c policyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- decisionsDesc }
+
+func (c policyCollector) Collect(ch chan<- prometheus.Metric) {
+	c.store.Decisions(func(pol, provider, decision string, n uint64) {
+		ch <- prometheus.MustNewConstMetric(decisionsDesc, prometheus.CounterValue, float64(n), pol, provider, decision)
+	})
+}
+
+// RegisterPolicyMetrics registers pod_identity_policy_decisions_total,
+// the decisions of the policies in store, on reg.
+func RegisterPolicyMetrics(reg prometheus.Registerer, store *policy.Store) error {
+	return reg.Register(policyCollector{store})
 }

@@ -32,10 +32,9 @@ func sa(roleARN string, extra string) string {
 }
 
 func TestServiceAccountWebhook(t *testing.T) {
-	store := policy.NewStore()
 	roles := v1alpha1.Patterns{"arn:aws:iam::111122223333:role/tenants/{namespace}/*"}
-	store.SetPolicies(policy.NewSet(&v1alpha1.IdentityPolicy{ObjectMeta: metav1.ObjectMeta{Name: "tenants"},
-		Spec: v1alpha1.IdentityPolicySpec{AWS: &v1alpha1.AWSRules{RoleARNs: &roles}}}))
+	tenants := &v1alpha1.IdentityPolicy{ObjectMeta: metav1.ObjectMeta{Name: "tenants"},
+		Spec: v1alpha1.IdentityPolicySpec{AWS: &v1alpha1.AWSRules{RoleARNs: &roles}}}
 	const (
 		own     = "arn:aws:iam::111122223333:role/tenants/team-a/app"
 		other   = "arn:aws:iam::111122223333:role/admin"
@@ -81,6 +80,12 @@ func TestServiceAccountWebhook(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			metrics, err := admission.NewMetrics(reg)
 			if err != nil {
+				t.Fatal(err)
+			}
+			// Counts live in the store: each case starts from a fresh one.
+			store := policy.NewStore()
+			store.SetPolicies(policy.NewSet(tenants))
+			if err := admission.RegisterPolicyMetrics(reg, store); err != nil {
 				t.Fatal(err)
 			}
 			v, err := admission.NewServiceAccountValidator(admission.Config{Engine: engine, ServiceAccounts: staticsa.Set{},

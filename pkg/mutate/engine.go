@@ -81,9 +81,6 @@ type Result struct {
 	// enforcement is Deny (each a *policy.Finding). A denied pod gets
 	// nothing: Patch and Injected are empty.
 	Denied []error
-	// Decisions are the identity policies' decisions, one per policy and
-	// provider, for the metrics.
-	Decisions []policy.Decision
 }
 
 // MirrorAnnotation marks the API server's mirror of a static pod. Such a
@@ -126,11 +123,9 @@ func (e *Engine) Mutate(t Target, sa *corev1.ServiceAccount) Result {
 	}
 	if !t.Policy.Empty() {
 		v := t.Policy.Evaluate(policy.Check{
-			Namespace: sa.Namespace, ServiceAccount: sa.Name, Providers: identities(injections),
-			Object:   fmt.Sprintf("pod %s (serviceaccount %q)", podRef(t), sa.Namespace+"/"+sa.Name),
-			APIToken: apiToken(t.Spec, sa),
+			Namespace: sa.Namespace, ServiceAccount: sa.Name, Pod: t.Name, PodCheck: true,
+			Providers: identities(injections), APIToken: apiToken(t.Spec, sa),
 		})
-		res.Decisions = v.Decisions
 		if res.Denied = v.Denied(); len(res.Denied) > 0 {
 			res.Warnings = v.Warnings()
 			return res
@@ -247,14 +242,11 @@ func identities(injections []*providers.Injection) []policy.ProviderIdentities {
 func apiToken(spec *corev1.PodSpec, sa *corev1.ServiceAccount) *policy.APIToken {
 	switch {
 	case spec.AutomountServiceAccountToken != nil:
-		return &policy.APIToken{Mounted: *spec.AutomountServiceAccountToken,
-			Why: "the pod sets automountServiceAccountToken: true"}
+		return &policy.APIToken{Mounted: *spec.AutomountServiceAccountToken, Source: policy.TokenFromPod}
 	case sa.AutomountServiceAccountToken != nil:
-		return &policy.APIToken{Mounted: *sa.AutomountServiceAccountToken,
-			Why: fmt.Sprintf("serviceaccount %q sets automountServiceAccountToken: true and the pod does not set it", sa.Namespace+"/"+sa.Name)}
+		return &policy.APIToken{Mounted: *sa.AutomountServiceAccountToken, Source: policy.TokenFromServiceAccount}
 	}
-	return &policy.APIToken{Mounted: true,
-		Why: fmt.Sprintf("neither the pod nor serviceaccount %q sets automountServiceAccountToken, which defaults to true", sa.Namespace+"/"+sa.Name)}
+	return &policy.APIToken{Mounted: true, Source: policy.TokenDefault}
 }
 
 // metaValue returns the current value of a pod annotation or label.

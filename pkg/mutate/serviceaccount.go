@@ -3,7 +3,6 @@ package mutate
 import (
 	"fmt"
 	"maps"
-	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -26,8 +25,6 @@ type ServiceAccountResult struct {
 	// Warn rules broken, and, for a write that changes no identity
 	// annotation, what would otherwise be Invalid or Denied.
 	Warnings []string
-	// Decisions are the identity policies' decisions, for the metrics.
-	Decisions []policy.Decision
 }
 
 // CheckServiceAccount checks a ServiceAccount being created (old is nil)
@@ -51,9 +48,7 @@ func (e *Engine) CheckServiceAccount(old, sa *corev1.ServiceAccount, scope polic
 			ids = append(ids, policy.ProviderIdentities{Provider: inj.Provider, Identities: inj.Identities})
 		}
 	}
-	v := scope.Evaluate(policy.Check{Namespace: sa.Namespace, ServiceAccount: sa.Name, Providers: ids,
-		Object: "serviceaccount " + strconv.Quote(sa.Namespace+"/"+sa.Name)})
-	res.Decisions = v.Decisions
+	v := scope.Evaluate(policy.Check{Namespace: sa.Namespace, ServiceAccount: sa.Name, Providers: ids})
 	res.Denied = v.Denied()
 	res.Warnings = append(res.Warnings, v.Warnings()...)
 	if old != nil && !e.identityChanged(old, sa) {

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -28,25 +29,31 @@ const (
 	Deny  = "deny"
 )
 
-// fieldRules are the compiled patterns of one policy field; nil patterns
-// (the field left out) allow anything.
+// fieldRules are the compiled patterns of one policy field. A field left
+// out has none (it allows anything); an empty list has empty patterns.
 type fieldRules struct {
-	path     string
-	patterns []pattern
+	provider, field string
+	path            string
+	patterns        []pattern
 }
 
-// Policy is one compiled IdentityPolicy. It is immutable.
+// Policy is one compiled IdentityPolicy. It is immutable, but for the
+// tally of its decisions.
 type Policy struct {
 	name        string
 	generation  int64
 	selector    labels.Selector
 	enforcement v1alpha1.Enforcement
-	// fields maps provider, then policy field name, to its rules.
-	fields    map[string]map[string]*fieldRules
+	// fields are the rules of the fields that are set. A slice, not a map:
+	// there are at most a handful, and a scan costs less than hashing.
+	fields    []*fieldRules
 	defaultSA v1alpha1.Rule
 	apiToken  v1alpha1.Rule
 	err       error
 	errReason string
+	// tally counts the policy's decisions; a Store gives every version of
+	// a policy the tally of its name, so that counts survive a change.
+	tally atomic.Pointer[tally]
 }
 
 // Condition reasons of the Ready condition.
@@ -78,7 +85,7 @@ func (p *Policy) Ready() (ready bool, reason, message string) {
 func Compile(ip *v1alpha1.IdentityPolicy) *Policy {
 	s := &ip.Spec
 	p := &Policy{name: ip.Name, generation: ip.Generation, enforcement: s.Enforcement,
-		defaultSA: s.DefaultServiceAccount, apiToken: s.APITokenWithIdentity, fields: map[string]map[string]*fieldRules{}}
+		defaultSA: s.DefaultServiceAccount, apiToken: s.APITokenWithIdentity}
 	fail := func(reason string, err error) {
 		if p.err == nil {
 			p.err, p.errReason = err, reason
@@ -114,7 +121,7 @@ func Compile(ip *v1alpha1.IdentityPolicy) *Policy {
 		if pats == nil {
 			return
 		}
-		fr := &fieldRules{path: path, patterns: []pattern{}}
+		fr := &fieldRules{provider: provider, field: field, path: path, patterns: []pattern{}}
 		if len(*pats) > maxPatterns {
 			fail(ReasonInvalidPattern, fmt.Errorf("%s: %d patterns: the limit is %d", path, len(*pats), maxPatterns))
 		}
@@ -126,10 +133,7 @@ func Compile(ip *v1alpha1.IdentityPolicy) *Policy {
 			}
 			fr.patterns = append(fr.patterns, pat)
 		}
-		if p.fields[provider] == nil {
-			p.fields[provider] = map[string]*fieldRules{}
-		}
-		p.fields[provider][field] = fr
+		p.fields = append(p.fields, fr)
 	}
 	if s.AWS != nil {
 		add("aws", "roleARNs", "spec.aws.roleARNs", s.AWS.RoleARNs)
@@ -254,21 +258,10 @@ func (f *Finding) Warning() string {
 	return f.Message + " (enforcement Warn: admitted)"
 }
 
-// Decision is one policy's decision about one provider's identity, for
-// the decisions metric.
-type Decision struct {
-	// Policy names the IdentityPolicy, Provider the provider.
-	Policy, Provider string
-	// Decision is Allow, Warn or Deny.
-	Decision string
-}
-
 // Verdict is what the policies of a Scope say about one ServiceAccount or pod.
 type Verdict struct {
 	// Findings are the rules broken, Deny and Warn alike.
 	Findings []*Finding
-	// Decisions has one entry per policy and provider evaluated.
-	Decisions []Decision
 }
 
 // Denied returns the findings whose enforcement is Deny, as errors.
@@ -302,21 +295,36 @@ type ProviderIdentities struct {
 	Identities []providers.Identity
 }
 
+// TokenSource says what decided that a pod mounts a Kubernetes API token.
+type TokenSource int
+
+// The token sources.
+const (
+	// TokenDefault: neither the pod nor its ServiceAccount sets
+	// automountServiceAccountToken, which defaults to true.
+	TokenDefault TokenSource = iota
+	// TokenFromPod: the pod sets it.
+	TokenFromPod
+	// TokenFromServiceAccount: the ServiceAccount sets it, the pod does not.
+	TokenFromServiceAccount
+)
+
 // APIToken says whether and why a pod mounts a Kubernetes API token.
 type APIToken struct {
 	// Mounted says the pod gets the token.
 	Mounted bool
-	// Why says where that was decided, for the message.
-	Why string
+	// Source says what decided it.
+	Source TokenSource
 }
 
 // Check is one ServiceAccount or pod to evaluate.
 type Check struct {
 	// Namespace and ServiceAccount are the ServiceAccount's.
 	Namespace, ServiceAccount string
-	// Object names what is checked in messages, as `serviceaccount
-	// "ns/name"` or `pod "ns/name"`.
-	Object string
+	// Pod is the pod's name (a generateName prefix, or empty for a
+	// generated name) when a pod is checked; PodCheck says one is.
+	Pod      string
+	PodCheck bool
 	// Providers are the identities the ServiceAccount (or pod) gets.
 	Providers []ProviderIdentities
 	// APIToken, for a pod, says whether it mounts a Kubernetes API token;
@@ -324,9 +332,36 @@ type Check struct {
 	APIToken *APIToken
 }
 
+// object names what is checked in messages: `pod "ns/name" (serviceaccount
+// "ns/sa")` or `serviceaccount "ns/sa"`. Only a finding pays for it.
+func (c *Check) object() string {
+	sa := strconv.Quote(c.Namespace + "/" + c.ServiceAccount)
+	if !c.PodCheck {
+		return "serviceaccount " + sa
+	}
+	name := c.Pod
+	if name == "" {
+		name = "<generated>"
+	}
+	return "pod " + strconv.Quote(c.Namespace+"/"+name) + " (serviceaccount " + sa + ")"
+}
+
+// why says why the pod mounts the token, for the message.
+func (c *Check) why() string {
+	sa := strconv.Quote(c.Namespace + "/" + c.ServiceAccount)
+	switch c.APIToken.Source {
+	case TokenFromPod:
+		return "the pod sets automountServiceAccountToken: true"
+	case TokenFromServiceAccount:
+		return "serviceaccount " + sa + " sets automountServiceAccountToken: true and the pod does not set it"
+	}
+	return "neither the pod nor serviceaccount " + sa + " sets automountServiceAccountToken, which defaults to true"
+}
+
 // Evaluate applies every policy of the scope to c: an identity must be
 // allowed by each of them, and each broken rule is a Finding with that
-// policy's enforcement (so the strictest wins).
+// policy's enforcement (so the strictest wins). Each policy's decision
+// about each provider is counted (see Store.Decisions).
 func (sc Scope) Evaluate(c Check) Verdict {
 	var v Verdict
 	if len(sc.policies) == 0 || len(c.Providers) == 0 {
@@ -338,15 +373,15 @@ func (sc Scope) Evaluate(c Check) Verdict {
 		if c.APIToken != nil && c.APIToken.Mounted && p.apiToken != v1alpha1.Allow {
 			token = p.finding(c.Providers[0].Provider, enforcement(p.apiToken), fmt.Sprintf(
 				"%s: identitypolicy %q does not allow a Kubernetes API token in a pod that gets a cloud identity (spec.apiTokenWithIdentity: %s), and %s: set automountServiceAccountToken: false in the pod spec unless the workload calls the Kubernetes API",
-				c.Object, p.name, p.apiToken, c.APIToken.Why))
+				c.object(), p.name, p.apiToken, c.why()))
 		}
 		for _, pi := range c.Providers {
 			decision := Allow
-			findings := p.identityFindings(c, subj, pi)
+			findings := p.identityFindings(&c, subj, pi)
 			if c.ServiceAccount == "default" && p.defaultSA != v1alpha1.Allow {
 				findings = append(findings, p.finding(pi.Provider, enforcement(p.defaultSA), fmt.Sprintf(
 					"%s: identitypolicy %q does not allow a cloud identity on a namespace's default serviceaccount (spec.defaultServiceAccount: %s): give the workload a serviceaccount of its own and annotate that one",
-					c.Object, p.name, p.defaultSA)))
+					c.object(), p.name, p.defaultSA)))
 			}
 			if token != nil {
 				decision = stricter(decision, token.Enforcement)
@@ -355,7 +390,9 @@ func (sc Scope) Evaluate(c Check) Verdict {
 				v.Findings = append(v.Findings, f)
 				decision = stricter(decision, f.Enforcement)
 			}
-			v.Decisions = append(v.Decisions, Decision{Policy: p.name, Provider: pi.Provider, Decision: decision})
+			if t := p.tally.Load(); t != nil {
+				t.add(pi.Provider, decision)
+			}
 		}
 		if token != nil {
 			v.Findings = append(v.Findings, token)
@@ -369,23 +406,33 @@ func (p *Policy) finding(provider string, e v1alpha1.Enforcement, msg string) *F
 }
 
 // identityFindings checks one provider's identities against the policy.
-func (p *Policy) identityFindings(c Check, subj subject, pi ProviderIdentities) []*Finding {
+func (p *Policy) identityFindings(c *Check, subj subject, pi ProviderIdentities) []*Finding {
 	if p.err != nil {
 		return []*Finding{p.finding(pi.Provider, p.enforcement, fmt.Sprintf(
 			"%s: identitypolicy %q cannot be applied (%v), so it refuses every cloud identity in the namespaces it selects: fix the policy",
-			c.Object, p.name, p.err))}
+			c.object(), p.name, p.err))}
 	}
 	var out []*Finding
 	for _, id := range pi.Identities {
-		fr := p.fields[pi.Provider][id.Field]
+		fr := p.rules(pi.Provider, id.Field)
 		if fr == nil || fr.allows(id, subj) {
 			continue
 		}
 		out = append(out, p.finding(pi.Provider, p.enforcement, fmt.Sprintf(
 			"%s: %s %s is not allowed by identitypolicy %q (%s)",
-			c.Object, id.Source, quote.Value(id.Value), p.name, fr.describe(subj))))
+			c.object(), id.Source, quote.Value(id.Value), p.name, fr.describe(subj))))
 	}
 	return out
+}
+
+// rules returns the rules of a provider's field, nil when it is not set.
+func (p *Policy) rules(provider, field string) *fieldRules {
+	for _, fr := range p.fields {
+		if fr.provider == provider && fr.field == field {
+			return fr
+		}
+	}
+	return nil
 }
 
 func (fr *fieldRules) allows(id providers.Identity, subj subject) bool {

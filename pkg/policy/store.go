@@ -2,6 +2,7 @@ package policy
 
 import (
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -19,19 +20,38 @@ type Store struct {
 	mu         sync.RWMutex
 	namespaces map[string]map[string]string
 	scopes     map[string]Scope
+	tallies    map[string]*tally
 }
 
 // NewStore returns an empty Store: no policies, no namespaces.
 func NewStore() *Store {
-	s := &Store{namespaces: map[string]map[string]string{}, scopes: map[string]Scope{}}
+	s := &Store{namespaces: map[string]map[string]string{}, scopes: map[string]Scope{}, tallies: map[string]*tally{}}
 	s.set.Store(&Set{})
 	return s
 }
 
-// SetPolicies replaces the policies in force.
+// SetPolicies replaces the policies in force. A policy keeps the
+// decision counts of the policy of the same name it replaces.
 func (s *Store) SetPolicies(set *Set) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, p := range set.policies {
+		if p.tally.Load() != nil {
+			continue
+		}
+		t := s.tallies[p.name]
+		if t == nil {
+			t = &tally{}
+			s.tallies[p.name] = t
+		}
+		p.tally.Store(t)
+	}
+	// Forget the counts of deleted policies.
+	for name := range s.tallies {
+		if !slices.ContainsFunc(set.policies, func(p *Policy) bool { return p.name == name }) {
+			delete(s.tallies, name)
+		}
+	}
 	s.set.Store(set)
 	clear(s.scopes)
 }

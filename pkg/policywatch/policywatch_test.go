@@ -40,7 +40,7 @@ func patterns(ps ...string) *v1alpha1.Patterns {
 }
 
 func denied(store *policy.Store, namespace, role string) bool {
-	v := store.Scope(namespace).Evaluate(policy.Check{Namespace: namespace, ServiceAccount: "app", Object: "serviceaccount",
+	v := store.Scope(namespace).Evaluate(policy.Check{Namespace: namespace, ServiceAccount: "app",
 		Providers: []policy.ProviderIdentities{{Provider: "aws", Identities: []providers.Identity{{Field: "roleARNs", Value: role}}}}})
 	return len(v.Denied()) > 0
 }

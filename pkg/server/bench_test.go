@@ -10,6 +10,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -24,6 +25,9 @@ import (
 	"github.com/pod-identity/injector/pkg/server"
 )
 
+// BenchmarkInjectorHandler serves the shared review with no identity
+// policy, and with 100 loaded (testenv.Policies: 20 select the pod's
+// namespace and allow its identities).
 func BenchmarkInjectorHandler(b *testing.B) {
 	benchBody := readBenchBody(b)
 	log := logrus.New()
@@ -34,20 +38,23 @@ func BenchmarkInjectorHandler(b *testing.B) {
 		b.Fatal(err)
 	}
 	sas := staticsa.Set{}.Add(testenv.PodServiceAccount())
-	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, Log: log}, prometheus.NewRegistry(), 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	body := benchBody
-	b.ReportAllocs()
-	for b.Loop() {
-		req := httptest.NewRequest("POST", "/mutate", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
-		if w.Code != 200 || !bytes.Contains(w.Body.Bytes(), []byte(`"patch"`)) {
-			b.Fatal(w.Body.String())
-		}
+	for _, n := range []int{0, 100} {
+		b.Run(fmt.Sprintf("%d policies", n), func(b *testing.B) {
+			h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, Log: log, Policies: testenv.Policies(n)}, prometheus.NewRegistry(), 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest("POST", "/mutate", bytes.NewReader(benchBody))
+				req.Header.Set("Content-Type", "application/json")
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != 200 || !bytes.Contains(w.Body.Bytes(), []byte(`"patch"`)) {
+					b.Fatal(w.Body.String())
+				}
+			}
+		})
 	}
 }
 

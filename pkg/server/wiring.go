@@ -18,6 +18,11 @@ func NewAdmissionHandler(cfg admission.Config, reg prometheus.Registerer, maxReq
 	if cfg.Metrics, err = admission.NewMetrics(reg); err != nil {
 		return nil, fmt.Errorf("injector metrics: %w", err)
 	}
+	if cfg.Policies != nil {
+		if err := admission.RegisterPolicyMetrics(reg, cfg.Policies); err != nil {
+			return nil, fmt.Errorf("identity policy metrics: %w", err)
+		}
+	}
 	m, err := admission.NewMutator(cfg)
 	if err != nil {
 		return nil, err
