@@ -1,10 +1,11 @@
 // Command loadtest measures the webhook under load on this machine. It
-// starts three servers, each in a child process of its own so that its
+// starts four servers, each in a child process of its own so that its
 // memory can be read: the injector's admission stack (the handler, the
 // review metrics, the injector's metrics and logging around the engine, with a ServiceAccount cache filled with -serviceaccounts annotated
 // ServiceAccounts from a fake clientset); a floor server that only decodes
-// the AdmissionReview and answers allowed; and the floor answering with the
-// injector's own patch. It sends the same AdmissionReview for a realistic
+// the AdmissionReview and answers allowed; the floor answering with the
+// injector's own patch; and the injector with -policies identity policies
+// loaded. It sends the same AdmissionReview for a realistic
 // three-container pod to each over TLS keep-alive at -concurrency, in
 // -rounds rounds of -duration that alternate between the servers, and
 // prints requests/s, p50/p99 latency, errors, resident memory, and the
