@@ -319,6 +319,29 @@ func cleanPath(p string) string {
 
 // apply adds one provider's injection. It reports whether anything was
 // added and the warnings for everything it skipped.
+// envTaken says whether container ci already sets any variable of the
+// injection's env group named group (set lists them, names are the
+// group's), and whether it sets them to something else than the group
+// would (taken): a group already injected exactly is neither added nor
+// warned about.
+func (s *state) envTaken(ci int, inj *providers.Injection, group string) (set, names []string, taken bool) {
+	for _, g := range inj.Env {
+		if g.Name != group {
+			continue
+		}
+		same := true
+		for _, e := range g.Vars {
+			names = append(names, e.Name)
+			if have, ok := s.envVar(ci, e.Name); ok {
+				set = append(set, e.Name)
+				same = same && reflect.DeepEqual(*have, e)
+			}
+		}
+		return set, names, len(set) > 0 && !(len(set) == len(g.Vars) && same)
+	}
+	return nil, nil, false
+}
+
 func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []string) {
 	var warnings []string
 	warn := func(format string, args ...any) {
@@ -357,6 +380,11 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 		if slices.Contains(inj.SkipContainers, c.Name) || (len(inj.OnlyContainers) > 0 && !slices.Contains(inj.OnlyContainers, c.Name)) {
 			continue
 		}
+		if set, _, taken := s.envTaken(ci, inj, providers.CredentialGroup); taken {
+			warn("pod %s container %s already sets %s (its own credentials, or another webhook's identity); the %s identity was not added to it (remove %s from the container to use the injected one)",
+				s.podRef(), quote.Value(c.Name), strings.Join(set, ", "), inj.Provider, strings.Join(set, ", "))
+			continue
+		}
 		var newMounts []corev1.VolumeMount
 		conflict := false
 		for _, m := range inj.Mounts {
@@ -381,27 +409,14 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 			changed = true
 		}
 		for _, g := range inj.Env {
-			var set []string
-			same := true
-			for _, e := range g.Vars {
-				if have, ok := s.envVar(ci, e.Name); ok {
-					set = append(set, e.Name)
-					same = same && reflect.DeepEqual(*have, e)
-				}
-			}
+			set, names, taken := s.envTaken(ci, inj, g.Name)
 			switch {
+			case taken:
+				warn("pod %s container %s already sets %s; none of %s was added (remove %s from the container to use the injected identity)",
+					s.podRef(), quote.Value(c.Name), strings.Join(set, ", "), strings.Join(names, ", "), strings.Join(set, ", "))
 			case len(set) == 0:
 				s.env[ci] = append(s.env[ci], g.Vars...)
 				changed = true
-			case len(set) == len(g.Vars) && same:
-				// Already injected.
-			default:
-				names := make([]string, len(g.Vars))
-				for i, e := range g.Vars {
-					names[i] = e.Name
-				}
-				warn("pod %s container %s already sets %s; none of %s was added (remove %s from the container to use the injected identity)",
-					s.podRef(), quote.Value(c.Name), strings.Join(set, ", "), strings.Join(names, ", "), strings.Join(set, ", "))
 			}
 		}
 	}

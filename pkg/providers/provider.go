@@ -63,6 +63,12 @@ type Mount struct {
 	MountPath string
 }
 
+// CredentialGroup names the EnvGroup that carries the identity itself. A
+// container that already sets any of its variables to something else (its
+// own credentials, or another webhook's injection of another identity)
+// gets nothing at all from the provider: no mount, no other group.
+const CredentialGroup = "credential"
+
 // EnvGroup is a set of environment variables that belong together: if a
 // container already sets any of them, none of the group is added to it.
 type EnvGroup struct {

@@ -363,7 +363,19 @@ func TestContainersAddedByALaterWebhookAreInjected(t *testing.T) {
 // serveAppender serves a mutating webhook that appends a container.
 func serveAppender(t *testing.T) string {
 	t.Helper()
-	certPEM, keyPEM, err := webCA.Issue("appender")
+	return serveMutator(t, "appender", func(p *corev1.Pod) []map[string]any {
+		if n := len(p.Spec.Containers); n > 0 && p.Spec.Containers[n-1].Name != "late-sidecar" {
+			return []map[string]any{{"op": "add", "path": "/spec/containers/-", "value": map[string]any{"name": "late-sidecar", "image": "registry.example.com/late:1"}}}
+		}
+		return nil
+	})
+}
+
+// serveMutator serves a mutating webhook that answers each pod with the
+// JSON patch patch returns (none when it returns nil), and returns its URL.
+func serveMutator(t *testing.T, name string, patch func(*corev1.Pod) []map[string]any) string {
+	t.Helper()
+	certPEM, keyPEM, err := webCA.Issue(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,9 +402,9 @@ func serveAppender(t *testing.T) string {
 			return
 		}
 		resp := map[string]any{"uid": rev.Request.UID, "allowed": true}
-		if n := len(rev.Request.Object.Spec.Containers); n > 0 && rev.Request.Object.Spec.Containers[n-1].Name != "late-sidecar" {
-			patch, _ := json.Marshal([]map[string]any{{"op": "add", "path": "/spec/containers/-", "value": map[string]any{"name": "late-sidecar", "image": "registry.example.com/late:1"}}})
-			resp["patch"], resp["patchType"] = patch, "JSONPatch"
+		if ops := patch(&rev.Request.Object); ops != nil {
+			p, _ := json.Marshal(ops)
+			resp["patch"], resp["patchType"] = p, "JSONPatch"
 		}
 		out, _ := json.Marshal(map[string]any{"apiVersion": rev.APIVersion, "kind": rev.Kind, "response": resp})
 		w.Header().Set("Content-Type", "application/json")
@@ -400,7 +412,7 @@ func serveAppender(t *testing.T) string {
 	})}
 	go func() { _ = srv.ServeTLS(l, "", "") }()
 	t.Cleanup(func() { _ = srv.Close() })
-	return "https://" + l.Addr().String() + "/append"
+	return "https://" + l.Addr().String() + "/" + name
 }
 
 // awsCredentials has aws-sdk-go-v2 get credentials from the environment

@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"time"
 
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 // TestAMirrorPodIsCreatedUntouched: the API server refuses a mirror pod
@@ -74,4 +78,123 @@ func TestTheAWSSessionIsNamedAfterThePod(t *testing.T) {
 	if got := fakes.STS.SessionName(creds.AccessKeyID); got != stored.Name {
 		t.Errorf("the role was assumed with session name %q, want the pod's name %q", got, stored.Name)
 	}
+}
+
+// TestAPodAnotherWebhookInjectedComesOutTheSame: on EKS the managed pod
+// identity webhook runs whatever else is installed. A stand-in that
+// patches pods as the EKS webhook v0.6.17 does (the whole container lists
+// replaced, with the role's variables and the token mount, and the token
+// volume) runs before ours. When it injected the role our ServiceAccount
+// names, the stored pod has it exactly once and we say nothing; when it
+// injected another role, we add nothing and say so.
+func TestAPodAnotherWebhookInjectedComesOutTheSame(t *testing.T) {
+	ns := namespace(t, nil)
+	serviceAccount(t, ns, "reader", awsAnnotations())
+	managedRole := roleARN
+	url := serveMutator(t, "managed-eks", func(p *corev1.Pod) []map[string]any {
+		if volume(p, "aws-iam-token") != nil {
+			return nil
+		}
+		inject := func(cs []corev1.Container) []corev1.Container {
+			for i := range cs {
+				cs[i].Env = append(cs[i].Env,
+					corev1.EnvVar{Name: "AWS_ROLE_ARN", Value: managedRole},
+					corev1.EnvVar{Name: "AWS_WEB_IDENTITY_TOKEN_FILE", Value: "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"})
+				cs[i].VolumeMounts = append(cs[i].VolumeMounts, corev1.VolumeMount{Name: "aws-iam-token", ReadOnly: true, MountPath: "/var/run/secrets/eks.amazonaws.com/serviceaccount"})
+			}
+			return cs
+		}
+		vol := map[string]any{"name": "aws-iam-token", "projected": map[string]any{"sources": []any{map[string]any{"serviceAccountToken": map[string]any{
+			"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}}}}
+		ops := []map[string]any{{"op": "add", "path": "/spec/volumes", "value": []any{vol}}}
+		if len(p.Spec.Volumes) > 0 {
+			ops = []map[string]any{{"op": "add", "path": "/spec/volumes/-", "value": vol}}
+		}
+		ops = append(ops, map[string]any{"op": "add", "path": "/spec/containers", "value": inject(p.Spec.Containers)})
+		if len(p.Spec.InitContainers) > 0 {
+			ops = append(ops, map[string]any{"op": "add", "path": "/spec/initContainers", "value": inject(p.Spec.InitContainers)})
+		}
+		return ops
+	})
+	ar := cluster.Client.AdmissionregistrationV1()
+	cfg := &admissionregv1.MutatingWebhookConfiguration{
+		// Named to sort before pod-identity-injector: the API server calls it first.
+		ObjectMeta: metav1.ObjectMeta{Name: "aaa-e2e-managed-eks"},
+		Webhooks: []admissionregv1.MutatingWebhook{{
+			Name:                    "managed-eks.e2e.pod-identity.io",
+			AdmissionReviewVersions: []string{"v1"},
+			ClientConfig:            admissionregv1.WebhookClientConfig{URL: &url, CABundle: webCA.PEM},
+			Rules: []admissionregv1.RuleWithOperations{{Operations: []admissionregv1.OperationType{admissionregv1.Create},
+				Rule: admissionregv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+			ObjectSelector:     &metav1.LabelSelector{MatchLabels: map[string]string{"e2e.pod-identity.io/managed-eks": "true"}},
+			SideEffects:        ptr.To(admissionregv1.SideEffectClassNone),
+			FailurePolicy:      ptr.To(admissionregv1.Fail),
+			ReinvocationPolicy: ptr.To(admissionregv1.NeverReinvocationPolicy),
+			TimeoutSeconds:     ptr.To[int32](5),
+		}},
+	}
+	if _, err := ar.MutatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ar.MutatingWebhookConfigurations().Delete(context.Background(), cfg.Name, metav1.DeleteOptions{}) })
+	labelled := withLabels(map[string]string{"e2e.pod-identity.io/managed-eks": "true"})
+	create := func(t *testing.T, name string) (*corev1.Pod, []string) {
+		t.Helper()
+		wc := newWarningClient(t)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			p, err := wc.CoreV1().Pods(ns).Create(context.Background(), podSpec(name+"-"+randomHex(2), "reader", labelled), metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range allContainers(p) {
+				if envOf(c)["AWS_ROLE_ARN"] == managedRole || time.Now().After(deadline) {
+					return p, wc.take()
+				}
+			}
+			wc.take()
+			time.Sleep(300 * time.Millisecond) // the stand-in's configuration is not live yet
+		}
+	}
+	t.Run("the same role: injected once, and nothing said", func(t *testing.T) {
+		p, warnings := create(t, "same")
+		if len(warnings) > 0 {
+			t.Errorf("warnings %q: the managed webhook injected exactly what we would", warnings)
+		}
+		volumes := 0
+		for _, v := range p.Spec.Volumes {
+			if v.Name == "aws-iam-token" {
+				volumes++
+			}
+		}
+		if volumes != 1 {
+			t.Errorf("%d aws-iam-token volumes", volumes)
+		}
+		for _, c := range allContainers(p) {
+			n, mounts := 0, 0
+			for _, e := range c.Env {
+				if e.Name == "AWS_ROLE_ARN" {
+					n++
+				}
+			}
+			for _, m := range c.VolumeMounts {
+				if m.Name == "aws-iam-token" {
+					mounts++
+				}
+			}
+			if n != 1 || envOf(c)["AWS_ROLE_ARN"] != roleARN || mounts != 1 {
+				t.Errorf("container %s: AWS_ROLE_ARN %d times, the token mounted %d times", c.Name, n, mounts)
+			}
+		}
+	})
+	t.Run("another role: nothing added, and a warning", func(t *testing.T) {
+		managedRole = "arn:aws:iam::111122223333:role/old-reader"
+		p, warnings := create(t, "other")
+		if envOf(p.Spec.Containers[0])["AWS_ROLE_ARN"] != managedRole {
+			t.Fatalf("the stored pod has AWS_ROLE_ARN %q", envOf(p.Spec.Containers[0])["AWS_ROLE_ARN"])
+		}
+		if w := strings.Join(warnings, "\n"); !strings.Contains(w, `already sets AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE (its own credentials, or another webhook's identity); the aws identity was not added to it`) {
+			t.Errorf("warnings %q do not say why our identity is missing", warnings)
+		}
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/pod-identity/injector/internal/quote"
 	"github.com/pod-identity/injector/pkg/providers"
 )
 
@@ -110,7 +111,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		inj.Source = "eks pod identity association for serviceaccount " + strconv.Quote(req.SARef())
 		inj.Volumes = []corev1.Volume{providers.TokenVolume(PodIdentityVolumeName, PodIdentityAudience, expiration, PodIdentityTokenPath)}
 		inj.Mounts = []providers.Mount{{VolumeName: PodIdentityVolumeName, MountPath: PodIdentityMountPath}}
-		inj.Env = append(inj.Env, providers.EnvGroup{Name: "credential", Vars: []corev1.EnvVar{
+		inj.Env = append(inj.Env, providers.EnvGroup{Name: providers.CredentialGroup, Vars: []corev1.EnvVar{
 			{Name: "AWS_CONTAINER_CREDENTIALS_FULL_URI", Value: p.cfg.PodIdentityFullURI},
 			{Name: "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", Value: tokenFile(PodIdentityMountPath, PodIdentityTokenPath, windows)},
 		}})
@@ -121,6 +122,15 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		if err != nil {
 			return nil, err
 		}
+		if req.PodMeta.Labels[PodIdentityLabel] == "enabled" {
+			// The EKS pod identity webhook (the managed one runs on every
+			// EKS cluster) gave the pod EKS Pod Identity: as it does, Pod
+			// Identity wins. Web identity variables added now would take
+			// precedence in the SDKs' credential chain.
+			return &providers.Injection{Provider: Name, Source: inj.Source, Warnings: []string{fmt.Sprintf(
+				"aws (%s): pod %q already uses EKS Pod Identity (label %s=enabled, set by the EKS pod identity webhook); the role %s was not injected, as EKS does when a pod has both (remove the Pod Identity association, or the annotation)",
+				inj.Source, req.PodRef(), PodIdentityLabel, quote.Value(arn))}}, nil
+		}
 		inj.Identities = []providers.Identity{{Field: "roleARNs", Source: "annotation " + p.keys.roleARN, Value: arn}}
 		audience := p.cfg.Audience
 		if v, ok := req.Value(p.keys.audience); ok {
@@ -128,7 +138,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		}
 		inj.Volumes = []corev1.Volume{providers.TokenVolume(IRSAVolumeName, audience, expiration, IRSATokenPath)}
 		inj.Mounts = []providers.Mount{{VolumeName: IRSAVolumeName, MountPath: p.cfg.MountPath}}
-		inj.Env = append(inj.Env, providers.EnvGroup{Name: "credential", Vars: []corev1.EnvVar{
+		inj.Env = append(inj.Env, providers.EnvGroup{Name: providers.CredentialGroup, Vars: []corev1.EnvVar{
 			{Name: "AWS_ROLE_ARN", Value: arn},
 			{Name: "AWS_WEB_IDENTITY_TOKEN_FILE", Value: tokenFile(p.cfg.MountPath, IRSATokenPath, windows)},
 		}})

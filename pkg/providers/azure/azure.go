@@ -190,7 +190,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		corev1.EnvVar{Name: "AZURE_FEDERATED_TOKEN_FILE", Value: MountPath + "/" + TokenPath},
 		corev1.EnvVar{Name: "AZURE_AUTHORITY_HOST", Value: p.cfg.AuthorityHost},
 	)
-	inj.Env = []providers.EnvGroup{{Name: "credential", Vars: vars}}
+	inj.Env = []providers.EnvGroup{{Name: providers.CredentialGroup, Vars: vars}}
 	inj.Volumes = []corev1.Volume{providers.TokenVolume(VolumeName, Audience, expiration, TokenPath)}
 	inj.Mounts = []providers.Mount{{VolumeName: VolumeName, MountPath: MountPath}}
 	if err := req.Containers(Name, SkipAnnotation, OnlyAnnotation, ";", inj); err != nil {

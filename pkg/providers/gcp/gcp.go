@@ -275,7 +275,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		{VolumeName: TokenVolumeName, MountPath: TokenMountPath},
 		{VolumeName: ConfigVolumeName, MountPath: ConfigMountPath},
 	}
-	inj.Env = []providers.EnvGroup{{Name: "credential", Vars: []corev1.EnvVar{
+	inj.Env = []providers.EnvGroup{{Name: providers.CredentialGroup, Vars: []corev1.EnvVar{
 		{Name: "GOOGLE_APPLICATION_CREDENTIALS", Value: configFile},
 		{Name: "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE", Value: configFile},
 	}}}
