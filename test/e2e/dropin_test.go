@@ -136,7 +136,9 @@ func TestAPodAnotherWebhookInjectedComesOutTheSame(t *testing.T) {
 	if _, err := ar.MutatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = ar.MutatingWebhookConfigurations().Delete(context.Background(), cfg.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = ar.MutatingWebhookConfigurations().Delete(context.Background(), cfg.Name, metav1.DeleteOptions{})
+	})
 	labelled := withLabels(map[string]string{"e2e.pod-identity.io/managed-eks": "true"})
 	create := func(t *testing.T, name string) (*corev1.Pod, []string) {
 		t.Helper()
