@@ -6,6 +6,7 @@ package aws
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"path"
 	"strconv"
 	"strings"
@@ -109,11 +110,15 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 
 	if podIdentity {
 		inj.Source = "eks pod identity association for serviceaccount " + strconv.Quote(req.SARef())
-		inj.Volumes = []corev1.Volume{providers.TokenVolume(PodIdentityVolumeName, PodIdentityAudience, expiration, PodIdentityTokenPath)}
-		inj.Mounts = []providers.Mount{{VolumeName: PodIdentityVolumeName, MountPath: PodIdentityMountPath}}
+		if p.cfg.PodIdentityJitter && expiration == DefaultTokenExpiration && p.expirationUnset(req) {
+			expiration = jitter(req)
+		}
+		c := &p.cfg
+		inj.Volumes = []corev1.Volume{providers.TokenVolume(c.PodIdentityVolumeName, c.PodIdentityAudience, expiration, c.PodIdentityTokenPath)}
+		inj.Mounts = []providers.Mount{{VolumeName: c.PodIdentityVolumeName, MountPath: c.PodIdentityMountPath}}
 		inj.Env = append(inj.Env, providers.EnvGroup{Name: providers.CredentialGroup, Vars: []corev1.EnvVar{
-			{Name: "AWS_CONTAINER_CREDENTIALS_FULL_URI", Value: p.cfg.PodIdentityFullURI},
-			{Name: "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", Value: tokenFile(PodIdentityMountPath, PodIdentityTokenPath, windows)},
+			{Name: "AWS_CONTAINER_CREDENTIALS_FULL_URI", Value: c.PodIdentityFullURI},
+			{Name: "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", Value: tokenFile(c.PodIdentityMountPath, c.PodIdentityTokenPath, windows)},
 		}})
 		inj.Labels = map[string]string{PodIdentityLabel: "enabled"}
 	} else {
@@ -142,19 +147,6 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 			{Name: "AWS_ROLE_ARN", Value: arn},
 			{Name: "AWS_WEB_IDENTITY_TOKEN_FILE", Value: tokenFile(p.cfg.MountPath, IRSATokenPath, windows)},
 		}})
-		regional := p.cfg.RegionalSTS
-		if v, ok := req.Value(p.keys.regionalSTS); ok {
-			if b, err := strconv.ParseBool(v); err == nil {
-				regional = b
-			} else {
-				inj.Warnings = append(inj.Warnings, req.Ignored(Name, false, p.keys.regionalSTS, v, `"true" or "false"`, fmt.Sprintf("the default (%t)", p.cfg.RegionalSTS)))
-			}
-		}
-		if regional {
-			inj.Env = append(inj.Env, providers.EnvGroup{Name: "sts", Vars: []corev1.EnvVar{
-				{Name: "AWS_STS_REGIONAL_ENDPOINTS", Value: "regional"},
-			}})
-		}
 		if p.sessionNameFromPod(req, inj) {
 			// A group of its own: a container that names its own session
 			// keeps that name and still gets the credentials.
@@ -167,6 +159,21 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 			}}})
 		}
 	}
+	// Both kinds of identity: the EKS webhook injects regional STS for
+	// Pod Identity pods too.
+	regional := p.cfg.RegionalSTS
+	if v, ok := req.Value(p.keys.regionalSTS); ok {
+		if b, err := strconv.ParseBool(v); err == nil {
+			regional = b
+		} else {
+			inj.Warnings = append(inj.Warnings, req.Ignored(Name, false, p.keys.regionalSTS, v, `"true" or "false"`, fmt.Sprintf("the default (%t)", p.cfg.RegionalSTS)))
+		}
+	}
+	if regional {
+		inj.Env = append(inj.Env, providers.EnvGroup{Name: "sts", Vars: []corev1.EnvVar{
+			{Name: "AWS_STS_REGIONAL_ENDPOINTS", Value: "regional"},
+		}})
+	}
 	if r := p.cfg.DefaultRegion; r != "" {
 		inj.Env = append(inj.Env, providers.EnvGroup{Name: "region", Vars: []corev1.EnvVar{
 			{Name: "AWS_REGION", Value: r},
@@ -174,6 +181,34 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		}})
 	}
 	return inj, nil
+}
+
+// expirationUnset reports whether neither the pod nor the ServiceAccount
+// sets the token expiration.
+func (p *Provider) expirationUnset(req providers.Request) bool {
+	_, onPod := req.PodMeta.Annotations[p.keys.expiration]
+	_, onSA := req.Value(p.keys.expiration)
+	return !onPod && !onSA
+}
+
+// Pod Identity token lifetimes with jitter, as the EKS webhook spreads them.
+const (
+	jitterMin = 79200
+	jitterMax = DefaultTokenExpiration
+)
+
+// jitter returns a Pod Identity token lifetime from jitterMin to
+// jitterMax. The EKS webhook draws it at random for each pod; here it is a
+// hash of the ServiceAccount's namespace and name. Random, or per pod name,
+// a second pass would not find the volume it added: a reinvocation, a pod
+// created from a template `injector mutate` rendered (its generated name
+// is not the template's), would each get a conflicting volume and a
+// warning. Workloads of different ServiceAccounts still refresh at
+// different times.
+func jitter(req providers.Request) int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(req.ServiceAccount.Namespace + "/" + req.ServiceAccount.Name))
+	return jitterMin + int64(h.Sum64()%uint64(jitterMax-jitterMin+1))
 }
 
 // roleARN checks the role-arn annotation and composes it from a bare role

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Defaults of the AWS provider, as the EKS pod identity webhook has them.
@@ -70,6 +71,13 @@ type Config struct {
 	PodIdentityConfig string
 	// PodIdentityFullURI is the container credentials endpoint.
 	PodIdentityFullURI string
+	// PodIdentityAudience, PodIdentityMountPath, PodIdentityVolumeName
+	// and PodIdentityTokenPath shape the EKS Pod Identity token volume.
+	PodIdentityAudience, PodIdentityMountPath, PodIdentityVolumeName, PodIdentityTokenPath string
+	// PodIdentityJitter spreads Pod Identity token refreshes, as the EKS
+	// webhook does: the default lifetime of 86400 s becomes a value from
+	// 79200 to 86400 s that depends on the ServiceAccount (see jitter).
+	PodIdentityJitter bool
 }
 
 func (c *Config) addFlags(fs *pflag.FlagSet) {
@@ -85,6 +93,11 @@ func (c *Config) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Partition, "aws-partition", "", "partition of composed role ARNs (default: from --aws-default-region, else aws)")
 	fs.StringVar(&c.PodIdentityConfig, "aws-pod-identity-config", "", "JSON file of EKS Pod Identity associations, reloaded when it changes")
 	fs.StringVar(&c.PodIdentityFullURI, "aws-pod-identity-full-uri", DefaultPodIdentityFullURI, "EKS Pod Identity container credentials endpoint")
+	fs.StringVar(&c.PodIdentityAudience, "aws-pod-identity-audience", PodIdentityAudience, "audience of the EKS Pod Identity token")
+	fs.StringVar(&c.PodIdentityMountPath, "aws-pod-identity-mount-path", PodIdentityMountPath, "where the EKS Pod Identity token volume is mounted")
+	fs.StringVar(&c.PodIdentityVolumeName, "aws-pod-identity-volume-name", PodIdentityVolumeName, "name of the EKS Pod Identity token volume")
+	fs.StringVar(&c.PodIdentityTokenPath, "aws-pod-identity-token-path", PodIdentityTokenPath, "file name of the EKS Pod Identity token in its volume")
+	fs.BoolVar(&c.PodIdentityJitter, "aws-pod-identity-token-jitter", true, "spread EKS Pod Identity token refreshes as the EKS webhook does: the default lifetime of 86400 s becomes 79200 to 86400 s, fixed per ServiceAccount")
 }
 
 func (c *Config) defaults() {
@@ -104,6 +117,17 @@ func (c *Config) defaults() {
 	if c.PodIdentityFullURI == "" {
 		c.PodIdentityFullURI = DefaultPodIdentityFullURI
 	}
+	for _, d := range []struct {
+		v   *string
+		def string
+	}{
+		{&c.PodIdentityAudience, PodIdentityAudience}, {&c.PodIdentityMountPath, PodIdentityMountPath},
+		{&c.PodIdentityVolumeName, PodIdentityVolumeName}, {&c.PodIdentityTokenPath, PodIdentityTokenPath},
+	} {
+		if *d.v == "" {
+			*d.v = d.def
+		}
+	}
 	if c.Partition == "" {
 		c.Partition = PartitionForRegion(c.DefaultRegion)
 	}
@@ -121,6 +145,15 @@ func (c *Config) validate() error {
 	}
 	if !strings.HasPrefix(c.MountPath, "/") {
 		return fmt.Errorf("--aws-token-mount-path %q: expected an absolute path", c.MountPath)
+	}
+	if !strings.HasPrefix(c.PodIdentityMountPath, "/") {
+		return fmt.Errorf("--aws-pod-identity-mount-path %q: expected an absolute path", c.PodIdentityMountPath)
+	}
+	if errs := validation.IsDNS1123Label(c.PodIdentityVolumeName); len(errs) > 0 {
+		return fmt.Errorf("--aws-pod-identity-volume-name %q: expected a volume name (%s)", c.PodIdentityVolumeName, errs[0])
+	}
+	if strings.Contains(c.PodIdentityTokenPath, "/") || strings.HasPrefix(c.PodIdentityTokenPath, ".") {
+		return fmt.Errorf("--aws-pod-identity-token-path %q: expected a file name", c.PodIdentityTokenPath)
 	}
 	return nil
 }
