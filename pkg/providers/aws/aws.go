@@ -49,8 +49,18 @@ const (
 )
 
 // New validates cfg and returns the provider. When cfg names a Pod Identity
-// association file, it is watched until ctx ends.
+// association file, it is watched until ctx ends. When it composes role
+// ARNs without an account, the account (and, unless given, the partition)
+// comes from the EC2 instance metadata service, asked once.
 func New(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Provider, error) {
+	return newProvider(ctx, cfg, log, instanceAccount)
+}
+
+// newProvider is New with the instance metadata service's answer given.
+func newProvider(ctx context.Context, cfg Config, log logrus.FieldLogger, imds func(context.Context) (string, string, error)) (*Provider, error) {
+	if err := cfg.resolveAccount(ctx, imds); err != nil {
+		return nil, err
+	}
 	cfg.defaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err

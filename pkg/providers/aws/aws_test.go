@@ -82,8 +82,10 @@ func TestPartitionForRegion(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
+	// Nothing may leave loopback: no metadata service is asked here.
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	for name, cfg := range map[string]Config{
-		"composing without an account":    {ComposeRoleARN: true},
+		"composing without an account or a metadata service": {ComposeRoleARN: true},
 		"an expiration below the minimum": {TokenExpiration: 60},
 		"an unknown partition":            {Partition: "aws-moon"},
 		"a relative mount path":           {MountPath: "var/run"},

@@ -88,7 +88,7 @@ func (c *Config) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.RegionalSTS, "aws-sts-regional-endpoints", false, "inject AWS_STS_REGIONAL_ENDPOINTS=regional unless the ServiceAccount says \"false\"")
 	fs.StringVar(&c.DefaultRegion, "aws-default-region", "", "inject AWS_REGION and AWS_DEFAULT_REGION with this region")
 	fs.BoolVar(&c.SessionNameFromPod, "aws-role-session-name-from-pod", false, "inject AWS_ROLE_SESSION_NAME as the pod's name (CloudTrail then names the pod) unless the role-session-name annotation says \"none\"")
-	fs.BoolVar(&c.ComposeRoleARN, "aws-compose-role-arn", false, "accept a bare role name in the role-arn annotation and compose the ARN from --aws-account-id and the partition")
+	fs.BoolVar(&c.ComposeRoleARN, "aws-compose-role-arn", false, "accept a bare role name in the role-arn annotation and compose the ARN from --aws-account-id (default: the account of the EC2 instance, from its metadata service) and the partition")
 	fs.StringVar(&c.AccountID, "aws-account-id", "", "12-digit account of composed role ARNs")
 	fs.StringVar(&c.Partition, "aws-partition", "", "partition of composed role ARNs (default: from --aws-default-region, else aws)")
 	fs.StringVar(&c.PodIdentityConfig, "aws-pod-identity-config", "", "JSON file of EKS Pod Identity associations, reloaded when it changes")
@@ -141,7 +141,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--aws-partition %q: expected one of aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b, aws-eusc", c.Partition)
 	}
 	if c.ComposeRoleARN && !accountID.MatchString(c.AccountID) {
-		return fmt.Errorf("--aws-account-id %q: expected 12 digits, required by --aws-compose-role-arn", c.AccountID)
+		return fmt.Errorf("--aws-account-id %q: expected 12 digits (left out, the instance metadata service's account is used)", c.AccountID)
 	}
 	if !strings.HasPrefix(c.MountPath, "/") {
 		return fmt.Errorf("--aws-token-mount-path %q: expected an absolute path", c.MountPath)
