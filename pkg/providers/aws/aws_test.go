@@ -86,9 +86,9 @@ func TestConfigValidation(t *testing.T) {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	for name, cfg := range map[string]Config{
 		"composing without an account or a metadata service": {ComposeRoleARN: true},
-		"an expiration below the minimum": {TokenExpiration: 60},
-		"an unknown partition":            {Partition: "aws-moon"},
-		"a relative mount path":           {MountPath: "var/run"},
+		"an expiration below the minimum":                    {TokenExpiration: 60},
+		"an unknown partition":                               {Partition: "aws-moon"},
+		"a relative mount path":                              {MountPath: "var/run"},
 	} {
 		if _, err := New(context.Background(), cfg, logrus.New()); err == nil {
 			t.Errorf("%s: New() accepted it", name)
