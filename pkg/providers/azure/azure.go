@@ -49,17 +49,40 @@ var (
 type Config struct {
 	// TenantID is the tenant of ServiceAccounts that name none.
 	TenantID string
-	// AuthorityHost is the Microsoft Entra authority injected as AZURE_AUTHORITY_HOST.
+	// AuthorityHost is the Microsoft Entra authority injected as
+	// AZURE_AUTHORITY_HOST; empty means the Cloud's.
 	AuthorityHost string
+	// Cloud names the Azure cloud whose authority host is the default:
+	// AzurePublicCloud (the default), AzureChinaCloud or AzureUSGovernmentCloud.
+	Cloud string
+	// Audience is the token audience (Azure Workload Identity's --audience).
+	Audience string
+}
+
+// authorityHosts are the Microsoft Entra authority hosts of the Azure
+// clouds, by the names Azure Workload Identity's configuration uses.
+var authorityHosts = map[string]string{
+	"AzurePublicCloud":       DefaultAuthorityHost,
+	"AzureChinaCloud":        "https://login.chinacloudapi.cn/",
+	"AzureUSGovernmentCloud": "https://login.microsoftonline.us/",
 }
 
 func (c *Config) defaults() {
+	if c.Cloud == "" {
+		c.Cloud = "AzurePublicCloud"
+	}
 	if c.AuthorityHost == "" {
-		c.AuthorityHost = DefaultAuthorityHost
+		c.AuthorityHost = authorityHosts[c.Cloud]
+	}
+	if c.Audience == "" {
+		c.Audience = Audience
 	}
 }
 
 func (c *Config) validate() error {
+	if _, ok := authorityHosts[c.Cloud]; !ok {
+		return fmt.Errorf("--azure-cloud %q: expected AzurePublicCloud, AzureChinaCloud or AzureUSGovernmentCloud", c.Cloud)
+	}
 	if c.TenantID != "" && !tenantID.MatchString(c.TenantID) {
 		return fmt.Errorf("--azure-tenant-id %q: expected a tenant GUID", c.TenantID)
 	}
@@ -78,7 +101,9 @@ func NewPlugin() providers.Plugin {
 
 func (c *Config) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TenantID, "azure-tenant-id", "", "Microsoft Entra tenant of ServiceAccounts without the "+TenantIDAnnotation+" annotation")
-	fs.StringVar(&c.AuthorityHost, "azure-authority-host", DefaultAuthorityHost, "Microsoft Entra authority injected as AZURE_AUTHORITY_HOST")
+	fs.StringVar(&c.AuthorityHost, "azure-authority-host", "", "Microsoft Entra authority injected as AZURE_AUTHORITY_HOST (default: the --azure-cloud's, "+DefaultAuthorityHost+" for AzurePublicCloud)")
+	fs.StringVar(&c.Cloud, "azure-cloud", "AzurePublicCloud", "Azure cloud whose authority host is the default: AzurePublicCloud, AzureChinaCloud or AzureUSGovernmentCloud")
+	fs.StringVar(&c.Audience, "azure-token-audience", Audience, "audience of the Azure token (Azure Workload Identity's --audience)")
 }
 
 // Provider injects Azure workload identities.
@@ -191,7 +216,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		corev1.EnvVar{Name: "AZURE_AUTHORITY_HOST", Value: p.cfg.AuthorityHost},
 	)
 	inj.Env = []providers.EnvGroup{{Name: providers.CredentialGroup, Vars: vars}}
-	inj.Volumes = []corev1.Volume{providers.TokenVolume(VolumeName, Audience, expiration, TokenPath)}
+	inj.Volumes = []corev1.Volume{providers.TokenVolume(VolumeName, p.cfg.Audience, expiration, TokenPath)}
 	inj.Mounts = []providers.Mount{{VolumeName: VolumeName, MountPath: MountPath}}
 	if err := req.Containers(Name, SkipAnnotation, OnlyAnnotation, ";", inj); err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/pod-identity/injector/pkg/providers"
 )
@@ -74,6 +75,32 @@ type Config struct {
 	UniverseDomain string
 	// DefaultRegion, when set, is injected as CLOUDSDK_COMPUTE_REGION.
 	DefaultRegion string
+	// AnnotationPrefix is the domain of every annotation the provider
+	// reads and writes (the GCP webhook's --annotation-domain).
+	AnnotationPrefix string
+	// Audience is the token audience when the ServiceAccount names none;
+	// empty means the workload identity provider's own audience.
+	Audience string
+	// TokenExpiration is the token lifetime in seconds when no annotation sets one.
+	TokenExpiration int64
+	// FileMode, when set, is the defaultMode of both volumes (the GCP
+	// webhook's --token-default-mode).
+	FileMode int32
+}
+
+// keys are the annotation keys under the configured prefix.
+type keys struct {
+	provider, email, audience, expiration, lifetime, project, legacyProject, skip, only, credentials string
+}
+
+func newKeys(prefix string) keys {
+	pre := prefix + "/"
+	return keys{
+		provider: pre + "workload-identity-provider", email: pre + "service-account-email", audience: pre + "audience",
+		expiration: pre + "token-expiration", lifetime: pre + "impersonation-lifetime", project: pre + "project-id",
+		legacyProject: pre + "project", skip: pre + "skip-containers", only: pre + "only-containers",
+		credentials: pre + "external-credentials-json",
+	}
 }
 
 func (c *Config) defaults() {
@@ -87,6 +114,13 @@ func (c *Config) defaults() {
 	if c.UniverseDomain == "" {
 		c.UniverseDomain = DefaultUniverseDomain
 	}
+	if c.AnnotationPrefix == "" {
+		c.AnnotationPrefix = strings.TrimSuffix(Prefix, "/")
+	}
+	c.AnnotationPrefix = strings.TrimSuffix(c.AnnotationPrefix, "/")
+	if c.TokenExpiration == 0 {
+		c.TokenExpiration = DefaultTokenExpiration
+	}
 }
 
 func (c *Config) validate() error {
@@ -95,6 +129,15 @@ func (c *Config) validate() error {
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return fmt.Errorf("%s %q: expected an http(s) URL", flag, v)
 		}
+	}
+	if errs := validation.IsDNS1123Subdomain(c.AnnotationPrefix); len(errs) > 0 {
+		return fmt.Errorf("--gcp-annotation-prefix %q: expected a DNS subdomain such as cloud.google.com (%s)", c.AnnotationPrefix, errs[0])
+	}
+	if c.TokenExpiration < MinTokenExpiration || c.TokenExpiration > MaxTokenExpiration {
+		return fmt.Errorf("--gcp-token-expiration %d: expected %d to %d seconds", c.TokenExpiration, MinTokenExpiration, MaxTokenExpiration)
+	}
+	if c.FileMode < 0 || c.FileMode > 0o777 {
+		return fmt.Errorf("--gcp-token-file-mode %o: expected an octal file mode from 0 to 0777", c.FileMode)
 	}
 	return nil
 }
@@ -111,10 +154,38 @@ func (c *Config) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.IAMCredentialsURL, "gcp-iam-credentials-url", DefaultIAMCredentialsURL, "base of the service account impersonation URL")
 	fs.StringVar(&c.UniverseDomain, "gcp-universe-domain", DefaultUniverseDomain, "universe_domain of the credential configuration")
 	fs.StringVar(&c.DefaultRegion, "gcp-default-region", "", "inject CLOUDSDK_COMPUTE_REGION with this region")
+	fs.StringVar(&c.AnnotationPrefix, "gcp-annotation-prefix", strings.TrimSuffix(Prefix, "/"), "domain of the Google ServiceAccount and pod annotations (the GCP webhook's --annotation-domain)")
+	fs.StringVar(&c.Audience, "gcp-token-audience", "", "default token audience (default: the workload identity provider's, //iam.googleapis.com/<provider>; the GCP webhook's default was sts.googleapis.com)")
+	fs.Int64Var(&c.TokenExpiration, "gcp-token-expiration", DefaultTokenExpiration, "default token lifetime in seconds (600 to 86400; the GCP webhook's default was 86400)")
+	fs.Var(fileMode{&c.FileMode}, "gcp-token-file-mode", "octal defaultMode of the token and configuration volumes, e.g. 0440 (default: Kubernetes', 0644)")
 }
 
+// fileMode is an octal file mode flag value.
+type fileMode struct{ v *int32 }
+
+func (f fileMode) String() string {
+	if f.v == nil || *f.v == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%#o", *f.v)
+}
+
+func (f fileMode) Set(s string) error {
+	n, err := strconv.ParseInt(s, 8, 32)
+	if err != nil || n < 0 || n > 0o777 {
+		return fmt.Errorf("%q: expected an octal file mode such as 0440", s)
+	}
+	*f.v = int32(n)
+	return nil
+}
+
+func (f fileMode) Type() string { return "mode" }
+
 // Provider injects Google Cloud workload identities.
-type Provider struct{ cfg Config }
+type Provider struct {
+	cfg  Config
+	keys keys
+}
 
 // New validates cfg and returns the provider.
 func New(cfg Config) (*Provider, error) {
@@ -122,14 +193,14 @@ func New(cfg Config) (*Provider, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Provider{cfg: cfg}, nil
+	return &Provider{cfg: cfg, keys: newKeys(cfg.AnnotationPrefix)}, nil
 }
 
 // Name implements providers.Provider.
 func (p *Provider) Name() string { return Name }
 
 // AnnotationPrefixes implements providers.Provider.
-func (p *Provider) AnnotationPrefixes() []string { return []string{Prefix} }
+func (p *Provider) AnnotationPrefixes() []string { return []string{p.cfg.AnnotationPrefix + "/"} }
 
 // CredentialConfig is the external_account credential configuration that
 // Google's client libraries and gcloud read.
@@ -162,9 +233,9 @@ type CredentialFormat struct {
 
 // halfConfigured warns about a ServiceAccount that carries Google
 // annotations but not the one that turns injection on. Nil when it has none.
-func halfConfigured(req providers.Request) *providers.Injection {
+func (p *Provider) halfConfigured(req providers.Request) *providers.Injection {
 	var found []string
-	for _, key := range []string{EmailAnnotation, AudienceAnnotation, ExpirationAnnotation, LifetimeAnnotation, ProjectAnnotation, LegacyProjectAnnotation} {
+	for _, key := range []string{p.keys.email, p.keys.audience, p.keys.expiration, p.keys.lifetime, p.keys.project, p.keys.legacyProject} {
 		if _, ok := req.Value(key); ok {
 			found = append(found, key)
 		}
@@ -174,7 +245,7 @@ func halfConfigured(req providers.Request) *providers.Injection {
 	}
 	return &providers.Injection{Provider: Name, Source: "serviceaccount " + strconv.Quote(req.SARef()), Warnings: []string{
 		fmt.Sprintf("gcp: serviceaccount %q has %s but no %s annotation: no Google identity was injected (annotate the serviceaccount with its workload identity provider)",
-			req.SARef(), strings.Join(found, ", "), ProviderAnnotation)}}
+			req.SARef(), strings.Join(found, ", "), p.keys.provider)}}
 }
 
 // projectUsed words what stands in for an invalid project annotation.
@@ -188,20 +259,20 @@ func projectUsed(derived string) string {
 // Inject implements providers.Provider.
 func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	sa := req.ServiceAccount
-	resource, ok := req.Value(ProviderAnnotation)
+	resource, ok := req.Value(p.keys.provider)
 	if !ok {
-		return halfConfigured(req), nil
+		return p.halfConfigured(req), nil
 	}
 	if !providerName.MatchString(resource) {
-		return nil, req.Invalid(Name, ProviderAnnotation, sa.Annotations[ProviderAnnotation], providerExpected)
+		return nil, req.Invalid(Name, p.keys.provider, sa.Annotations[p.keys.provider], providerExpected)
 	}
 	inj := &providers.Injection{
 		Provider:   Name,
-		Source:     "serviceaccount " + strconv.Quote(req.SARef()) + " annotation " + ProviderAnnotation,
-		Identities: []providers.Identity{{Field: "workloadIdentityProviders", Source: "annotation " + ProviderAnnotation, Value: resource}},
+		Source:     "serviceaccount " + strconv.Quote(req.SARef()) + " annotation " + p.keys.provider,
+		Identities: []providers.Identity{{Field: "workloadIdentityProviders", Source: "annotation " + p.keys.provider, Value: resource}},
 	}
 	// Not lenient: the GCP webhook denies an expiration that is not a number.
-	expiration, warning, err := req.TokenExpiration(Name, ExpirationAnnotation, DefaultTokenExpiration,
+	expiration, warning, err := req.TokenExpiration(Name, p.keys.expiration, p.cfg.TokenExpiration,
 		providers.Bounds{Min: MinTokenExpiration, Max: MaxTokenExpiration, Clamp: true})
 	if err != nil {
 		return nil, err
@@ -211,7 +282,10 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	}
 	stsAudience := iamAudiencePrefix + resource
 	tokenAudience := stsAudience
-	if v, ok := req.Value(AudienceAnnotation); ok {
+	if p.cfg.Audience != "" {
+		tokenAudience = p.cfg.Audience
+	}
+	if v, ok := req.Value(p.keys.audience); ok {
 		tokenAudience = v
 	}
 	cc := CredentialConfig{
@@ -223,30 +297,30 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		UniverseDomain:   p.cfg.UniverseDomain,
 	}
 	project := ""
-	if addr, ok := req.Value(EmailAnnotation); ok {
+	if addr, ok := req.Value(p.keys.email); ok {
 		if !email.MatchString(addr) {
-			return nil, req.Invalid(Name, EmailAnnotation, sa.Annotations[EmailAnnotation], emailExpected)
+			return nil, req.Invalid(Name, p.keys.email, sa.Annotations[p.keys.email], emailExpected)
 		}
-		inj.Identities = append(inj.Identities, providers.Identity{Field: "serviceAccountEmails", Source: "annotation " + EmailAnnotation, Value: addr, CaseInsensitive: true})
+		inj.Identities = append(inj.Identities, providers.Identity{Field: "serviceAccountEmails", Source: "annotation " + p.keys.email, Value: addr, CaseInsensitive: true})
 		cc.ServiceAccountImpersonationURL = p.cfg.IAMCredentialsURL + "/v1/projects/-/serviceAccounts/" + addr + ":generateAccessToken"
 		if at := strings.LastIndex(addr, "@"); strings.HasSuffix(addr, serviceAccountEmailDomain) {
 			project = strings.TrimSuffix(addr[at+1:], serviceAccountEmailDomain)
 		}
 	}
-	if v, ok := req.Value(LifetimeAnnotation); ok {
+	if v, ok := req.Value(p.keys.lifetime); ok {
 		n, err := strconv.ParseInt(v, 10, 64)
 		switch {
 		case err != nil || n < MinImpersonationLifetime || n > MaxImpersonationLifetime:
-			inj.Warnings = append(inj.Warnings, req.Ignored(Name, false, LifetimeAnnotation, v,
+			inj.Warnings = append(inj.Warnings, req.Ignored(Name, false, p.keys.lifetime, v,
 				fmt.Sprintf(lifetimeExpectedFormat, MinImpersonationLifetime, MaxImpersonationLifetime), "Google's default of 3600 seconds"))
 		case cc.ServiceAccountImpersonationURL == "":
 			inj.Warnings = append(inj.Warnings, fmt.Sprintf("gcp (%s): annotation %s is ignored without %s (direct resource access has no impersonated token)",
-				inj.Source, LifetimeAnnotation, EmailAnnotation))
+				inj.Source, p.keys.lifetime, p.keys.email))
 		default:
 			cc.ServiceAccountImpersonation = &Impersonation{TokenLifetimeSeconds: n}
 		}
 	}
-	for _, key := range []string{ProjectAnnotation, LegacyProjectAnnotation} {
+	for _, key := range []string{p.keys.project, p.keys.legacyProject} {
 		if v, ok := req.Value(key); ok {
 			if !projectID.MatchString(v) {
 				inj.Warnings = append(inj.Warnings, req.Ignored(Name, false, key, v, projectExpected, projectUsed(project)))
@@ -261,15 +335,19 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		return nil, fmt.Errorf("encode the credential configuration of serviceaccount %q: %w", req.SARef(), err)
 	}
 	configFile := ConfigMountPath + "/" + ConfigPath
-	inj.Annotations = map[string]string{CredentialsAnnotation: string(config)}
+	inj.Annotations = map[string]string{p.keys.credentials: string(config)}
 	inj.Volumes = []corev1.Volume{
 		providers.TokenVolume(TokenVolumeName, tokenAudience, expiration, TokenPath),
 		{Name: ConfigVolumeName, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
 			Items: []corev1.DownwardAPIVolumeFile{{
 				Path:     ConfigPath,
-				FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.annotations['" + CredentialsAnnotation + "']"},
+				FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.annotations['" + p.keys.credentials + "']"},
 			}},
 		}}},
+	}
+	if mode := p.cfg.FileMode; mode != 0 {
+		inj.Volumes[0].Projected.DefaultMode = &mode
+		inj.Volumes[1].DownwardAPI.DefaultMode = &mode
 	}
 	inj.Mounts = []providers.Mount{
 		{VolumeName: TokenVolumeName, MountPath: TokenMountPath},
@@ -285,7 +363,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	if r := p.cfg.DefaultRegion; r != "" {
 		inj.Env = append(inj.Env, providers.EnvGroup{Name: "region", Vars: []corev1.EnvVar{{Name: "CLOUDSDK_COMPUTE_REGION", Value: r}}})
 	}
-	if err := req.Containers(Name, SkipAnnotation, OnlyAnnotation, ",", inj); err != nil {
+	if err := req.Containers(Name, p.keys.skip, p.keys.only, ",", inj); err != nil {
 		return nil, err
 	}
 	return inj, nil
