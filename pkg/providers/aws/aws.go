@@ -35,6 +35,7 @@ func NewPlugin() providers.Plugin {
 type Provider struct {
 	cfg         Config
 	podIdentity *Associations
+	identities  *Identities
 	keys        keys
 }
 
@@ -83,6 +84,13 @@ func newProvider(ctx context.Context, cfg Config, log logrus.FieldLogger, imds f
 		}
 		p.podIdentity = a
 	}
+	if cfg.IdentitiesConfig != "" {
+		ids, err := WatchIdentities(ctx, cfg.IdentitiesConfig, log)
+		if err != nil {
+			return nil, err
+		}
+		p.identities = ids
+	}
 	return p, nil
 }
 
@@ -101,10 +109,27 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	sa := req.ServiceAccount
 	podIdentity := p.podIdentity != nil && p.podIdentity.Has(sa.Namespace, sa.Name)
 	arn, irsa := req.Value(p.keys.roleARN)
+	// Without the annotation, the identities file (the EKS webhook's
+	// ConfigMap) may name the role; the annotation wins, as there.
+	var entry IdentityEntry
+	source := "serviceaccount " + strconv.Quote(req.SARef()) + " annotation " + p.keys.roleARN
+	idSource := "annotation " + p.keys.roleARN
+	if !irsa && p.identities != nil {
+		var key string
+		if entry, key, irsa = p.identities.Lookup(sa.Namespace, sa.Name); irsa {
+			arn = entry.RoleARN
+			idSource = "--aws-identities-config entry " + strconv.Quote(key)
+			source = "serviceaccount " + strconv.Quote(req.SARef()) + " in " + idSource
+		}
+	}
 	if !podIdentity && !irsa {
 		return nil, nil
 	}
-	expiration, warning, err := req.TokenExpiration(Name, p.keys.expiration, p.cfg.TokenExpiration,
+	defaultExpiration := p.cfg.TokenExpiration
+	if entry.TokenExpiration > 0 {
+		defaultExpiration = entry.TokenExpiration
+	}
+	expiration, warning, err := req.TokenExpiration(Name, p.keys.expiration, defaultExpiration,
 		providers.Bounds{Min: MinTokenExpiration, Max: MaxTokenExpiration, Clamp: true, Lenient: true})
 	if err != nil {
 		return nil, err
@@ -132,7 +157,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		}})
 		inj.Labels = map[string]string{PodIdentityLabel: "enabled"}
 	} else {
-		inj.Source = "serviceaccount " + strconv.Quote(req.SARef()) + " annotation " + p.keys.roleARN
+		inj.Source = source
 		arn, err = p.roleARN(req, arn)
 		if err != nil {
 			return nil, err
@@ -146,8 +171,11 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 				"aws (%s): pod %q already uses EKS Pod Identity (label %s=enabled, set by the EKS pod identity webhook); the role %s was not injected, as EKS does when a pod has both (remove the Pod Identity association, or the annotation)",
 				inj.Source, req.PodRef(), PodIdentityLabel, quote.Value(arn))}}, nil
 		}
-		inj.Identities = []providers.Identity{{Field: "roleARNs", Source: "annotation " + p.keys.roleARN, Value: arn}}
+		inj.Identities = []providers.Identity{{Field: "roleARNs", Source: idSource, Value: arn}}
 		audience := p.cfg.Audience
+		if entry.Audience != "" {
+			audience = entry.Audience
+		}
 		if v, ok := req.Value(p.keys.audience); ok {
 			audience = v
 		}
@@ -171,7 +199,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	}
 	// Both kinds of identity: the EKS webhook injects regional STS for
 	// Pod Identity pods too.
-	regional := p.cfg.RegionalSTS
+	regional := p.cfg.RegionalSTS || entry.UseRegionalSTS
 	if v, ok := req.Value(p.keys.regionalSTS); ok {
 		if b, err := strconv.ParseBool(v); err == nil {
 			regional = b

@@ -71,6 +71,10 @@ type Config struct {
 	PodIdentityConfig string
 	// PodIdentityFullURI is the container credentials endpoint.
 	PodIdentityFullURI string
+	// IdentitiesConfig is the path of a file in the format of the EKS
+	// webhook's pod-identity-webhook ConfigMap: roles of ServiceAccounts
+	// that are not annotated.
+	IdentitiesConfig string
 	// PodIdentityAudience, PodIdentityMountPath, PodIdentityVolumeName
 	// and PodIdentityTokenPath shape the EKS Pod Identity token volume.
 	PodIdentityAudience, PodIdentityMountPath, PodIdentityVolumeName, PodIdentityTokenPath string
@@ -92,6 +96,7 @@ func (c *Config) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AccountID, "aws-account-id", "", "12-digit account of composed role ARNs")
 	fs.StringVar(&c.Partition, "aws-partition", "", "partition of composed role ARNs (default: from --aws-default-region, else aws)")
 	fs.StringVar(&c.PodIdentityConfig, "aws-pod-identity-config", "", "JSON file of EKS Pod Identity associations, reloaded when it changes")
+	fs.StringVar(&c.IdentitiesConfig, "aws-identities-config", "", "file of roles of ServiceAccounts that are not annotated, in the format of the EKS webhook's pod-identity-webhook ConfigMap (its config key, mounted): {\"namespace/name\" or \"*/name\": {\"RoleARN\":..., \"Audience\":..., \"UseRegionalSTS\":..., \"TokenExpiration\":...}}; reloaded when it changes; an annotation wins")
 	fs.StringVar(&c.PodIdentityFullURI, "aws-pod-identity-full-uri", DefaultPodIdentityFullURI, "EKS Pod Identity container credentials endpoint")
 	fs.StringVar(&c.PodIdentityAudience, "aws-pod-identity-audience", PodIdentityAudience, "audience of the EKS Pod Identity token")
 	fs.StringVar(&c.PodIdentityMountPath, "aws-pod-identity-mount-path", PodIdentityMountPath, "where the EKS Pod Identity token volume is mounted")

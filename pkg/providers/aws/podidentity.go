@@ -13,6 +13,47 @@ import (
 	"github.com/pod-identity/injector/internal/filewatch"
 )
 
+// watchedFile is the parsed content of a file, kept current: reloaded
+// whenever the file or its directory changes (a mounted ConfigMap is
+// swapped through a symlink), keeping the last good content when a new one
+// does not parse.
+type watchedFile[T any] struct {
+	v atomic.Pointer[T]
+}
+
+func (w *watchedFile[T]) load(file, what string, parse func([]byte) (T, error)) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", what, err)
+	}
+	v, err := parse(data)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", what, file, err)
+	}
+	w.v.Store(&v)
+	return nil
+}
+
+// watchFile loads file and reloads it until ctx ends. The first load must
+// succeed; a later bad file keeps the last good content and is logged.
+func watchFile[T any](ctx context.Context, file, what string, parse func([]byte) (T, error), log logrus.FieldLogger) (*watchedFile[T], error) {
+	w := &watchedFile[T]{}
+	if err := w.load(file, what, parse); err != nil {
+		return nil, err
+	}
+	err := filewatch.Watch(ctx, []string{filepath.Dir(file)}, 0, func() {
+		if err := w.load(file, what, parse); err != nil {
+			log.WithError(err).Warn("keeping the last good " + what)
+			return
+		}
+		log.WithField("file", file).Info("reloaded " + what)
+	}, log)
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", what, err)
+	}
+	return w, nil
+}
+
 // associationFile is the EKS Pod Identity association file's format.
 type associationFile struct {
 	Identities []struct {
@@ -24,12 +65,12 @@ type associationFile struct {
 // Associations is the set of namespace/ServiceAccount pairs that use EKS Pod
 // Identity, kept current from a file.
 type Associations struct {
-	set atomic.Pointer[map[string]struct{}]
+	w *watchedFile[map[string]struct{}]
 }
 
 // Has reports whether the ServiceAccount namespace/name uses Pod Identity.
 func (a *Associations) Has(namespace, name string) bool {
-	m := a.set.Load()
+	m := a.w.v.Load()
 	if m == nil {
 		return false
 	}
@@ -53,37 +94,13 @@ func ParseAssociations(data []byte) (map[string]struct{}, error) {
 	return m, nil
 }
 
-func (a *Associations) load(file string) error {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return fmt.Errorf("read pod identity associations: %w", err)
-	}
-	m, err := ParseAssociations(data)
-	if err != nil {
-		return fmt.Errorf("pod identity associations %s: %w", file, err)
-	}
-	a.set.Store(&m)
-	return nil
-}
-
-// WatchAssociations loads file and reloads it whenever it or its directory
-// changes (a mounted ConfigMap is swapped through a symlink) until ctx ends.
-// The first load must succeed; a later bad file keeps the last good set and
-// is logged.
+// WatchAssociations loads file and keeps it current until ctx ends. The
+// first load must succeed; a later bad file keeps the last good set and is
+// logged.
 func WatchAssociations(ctx context.Context, file string, log logrus.FieldLogger) (*Associations, error) {
-	a := &Associations{}
-	if err := a.load(file); err != nil {
+	w, err := watchFile(ctx, file, "pod identity associations", ParseAssociations, log)
+	if err != nil {
 		return nil, err
 	}
-	err := filewatch.Watch(ctx, []string{filepath.Dir(file)}, 0, func() {
-		if err := a.load(file); err != nil {
-			log.WithError(err).Warn("keeping the last good pod identity associations")
-			return
-		}
-		log.WithField("file", file).Info("reloaded pod identity associations")
-	}, log)
-	if err != nil {
-		return nil, fmt.Errorf("watch pod identity associations: %w", err)
-	}
-	return a, nil
+	return &Associations{w: w}, nil
 }
