@@ -6,6 +6,7 @@ package azure
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -14,6 +15,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
 
 	"github.com/pod-identity/injector/internal/quote"
 	"github.com/pod-identity/injector/pkg/providers"
@@ -57,7 +60,34 @@ type Config struct {
 	Cloud string
 	// Audience is the token audience (Azure Workload Identity's --audience).
 	Audience string
+	// TokenEndpoint is Azure Workload Identity 1.6's custom token
+	// endpoint: pods annotated azure.workload.identity/use-<Suffix>: "true"
+	// get a token for its audience and the variables that send the SDK to
+	// its proxy instead of Microsoft Entra.
+	TokenEndpoint TokenEndpoint
 }
+
+// TokenEndpoint configures the custom token endpoint.
+type TokenEndpoint struct {
+	// Suffix names the pod annotation azure.workload.identity/use-<Suffix>;
+	// empty turns the feature off.
+	Suffix string
+	// Audience is the token audience for it; it must differ from Audience.
+	Audience string
+	// Proxy, SNIName and CAData are injected as AZURE_KUBERNETES_TOKEN_PROXY,
+	// AZURE_KUBERNETES_SNI_NAME and AZURE_KUBERNETES_CA_DATA when set.
+	Proxy, SNIName, CAData string
+	// CAConfigMap, when set, names a ConfigMap of the pod's namespace whose
+	// ca.crt is projected into the token volume and injected as
+	// AZURE_KUBERNETES_CA_FILE.
+	CAConfigMap string
+}
+
+// annotation is the pod annotation that asks for the custom token endpoint.
+func (t TokenEndpoint) annotation() string { return Prefix + "use-" + t.Suffix }
+
+// caPath is where the CA certificate lands in the token volume.
+const caPath = "ca-cert/ca.crt"
 
 // authorityHosts are the Microsoft Entra authority hosts of the Azure
 // clouds, by the names Azure Workload Identity's configuration uses.
@@ -80,6 +110,18 @@ func (c *Config) defaults() {
 }
 
 func (c *Config) validate() error {
+	if t := c.TokenEndpoint; t.Suffix != "" || t.Audience != "" {
+		switch {
+		case t.Suffix == "" || t.Audience == "":
+			return errors.New("--azure-custom-token-endpoint-suffix and --azure-custom-token-endpoint-audience go together: set both, or neither")
+		case strings.EqualFold(t.Audience, c.Audience):
+			return fmt.Errorf("--azure-custom-token-endpoint-audience %q: expected another audience than the token's, %q", t.Audience, c.Audience)
+		case len(validation.IsQualifiedName(strings.ToLower(t.annotation()))) > 0:
+			return fmt.Errorf("--azure-custom-token-endpoint-suffix %q: %s is not a valid annotation key", t.Suffix, t.annotation())
+		case t.CAConfigMap != "" && len(validation.IsDNS1123Subdomain(t.CAConfigMap)) > 0:
+			return fmt.Errorf("--azure-kubernetes-ca-configmap %q: expected a ConfigMap name", t.CAConfigMap)
+		}
+	}
 	if _, ok := authorityHosts[c.Cloud]; !ok {
 		return fmt.Errorf("--azure-cloud %q: expected AzurePublicCloud, AzureChinaCloud or AzureUSGovernmentCloud", c.Cloud)
 	}
@@ -104,6 +146,12 @@ func (c *Config) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AuthorityHost, "azure-authority-host", "", "Microsoft Entra authority injected as AZURE_AUTHORITY_HOST (default: the --azure-cloud's, "+DefaultAuthorityHost+" for AzurePublicCloud)")
 	fs.StringVar(&c.Cloud, "azure-cloud", "AzurePublicCloud", "Azure cloud whose authority host is the default: AzurePublicCloud, AzureChinaCloud or AzureUSGovernmentCloud")
 	fs.StringVar(&c.Audience, "azure-token-audience", Audience, "audience of the Azure token (Azure Workload Identity's --audience)")
+	fs.StringVar(&c.TokenEndpoint.Suffix, "azure-custom-token-endpoint-suffix", "", "pods annotated "+Prefix+"use-<suffix>: \"true\" use the custom token endpoint (Azure Workload Identity 1.6's --custom-token-endpoint-annotation-suffix)")
+	fs.StringVar(&c.TokenEndpoint.Audience, "azure-custom-token-endpoint-audience", "", "token audience of the custom token endpoint (required with the suffix)")
+	fs.StringVar(&c.TokenEndpoint.Proxy, "azure-kubernetes-token-proxy", "", "injected as AZURE_KUBERNETES_TOKEN_PROXY into custom token endpoint pods")
+	fs.StringVar(&c.TokenEndpoint.SNIName, "azure-kubernetes-sni-name", "", "injected as AZURE_KUBERNETES_SNI_NAME into custom token endpoint pods")
+	fs.StringVar(&c.TokenEndpoint.CAData, "azure-kubernetes-ca-data", "", "injected as AZURE_KUBERNETES_CA_DATA into custom token endpoint pods")
+	fs.StringVar(&c.TokenEndpoint.CAConfigMap, "azure-kubernetes-ca-configmap", "", "ConfigMap (in the pod's namespace) whose ca.crt is projected for custom token endpoint pods and named by AZURE_KUBERNETES_CA_FILE")
 }
 
 // Provider injects Azure workload identities.
@@ -215,8 +263,30 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		corev1.EnvVar{Name: "AZURE_FEDERATED_TOKEN_FILE", Value: MountPath + "/" + TokenPath},
 		corev1.EnvVar{Name: "AZURE_AUTHORITY_HOST", Value: p.cfg.AuthorityHost},
 	)
+	audience := p.cfg.Audience
+	volume := providers.TokenVolume(VolumeName, audience, expiration, TokenPath)
+	if t := p.cfg.TokenEndpoint; t.Suffix != "" && strings.EqualFold(strings.TrimSpace(req.PodMeta.Annotations[t.annotation()]), "true") {
+		volume.Projected.Sources[0].ServiceAccountToken.Audience = t.Audience
+		for _, e := range []corev1.EnvVar{
+			{Name: "AZURE_KUBERNETES_TOKEN_PROXY", Value: t.Proxy},
+			{Name: "AZURE_KUBERNETES_SNI_NAME", Value: t.SNIName},
+			{Name: "AZURE_KUBERNETES_CA_DATA", Value: t.CAData},
+		} {
+			if e.Value != "" {
+				vars = append(vars, e)
+			}
+		}
+		if t.CAConfigMap != "" {
+			vars = append(vars, corev1.EnvVar{Name: "AZURE_KUBERNETES_CA_FILE", Value: MountPath + "/" + caPath})
+			volume.Projected.Sources = append(volume.Projected.Sources, corev1.VolumeProjection{ConfigMap: &corev1.ConfigMapProjection{
+				LocalObjectReference: corev1.LocalObjectReference{Name: t.CAConfigMap},
+				Items:                []corev1.KeyToPath{{Key: "ca.crt", Path: caPath}},
+				Optional:             ptr.To(false),
+			}})
+		}
+	}
 	inj.Env = []providers.EnvGroup{{Name: providers.CredentialGroup, Vars: vars}}
-	inj.Volumes = []corev1.Volume{providers.TokenVolume(VolumeName, p.cfg.Audience, expiration, TokenPath)}
+	inj.Volumes = []corev1.Volume{volume}
 	inj.Mounts = []providers.Mount{{VolumeName: VolumeName, MountPath: MountPath}}
 	if err := req.Containers(Name, SkipAnnotation, OnlyAnnotation, ";", inj); err != nil {
 		return nil, err
