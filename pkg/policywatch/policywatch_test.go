@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -15,6 +14,7 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/pod-identity/injector/internal/testenv"
 	"github.com/pod-identity/injector/pkg/policy"
 	v1alpha1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
 	"github.com/pod-identity/injector/pkg/providers"
@@ -45,16 +45,7 @@ func denied(store *policy.Store, namespace, role string) bool {
 	return len(v.Denied()) > 0
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+func eventually(t *testing.T, what string, cond func() bool) { testenv.WaitFor(t, what, cond) }
 
 func storedReady(t *testing.T, dyn *dynamicfake.FakeDynamicClient, name string) *metav1.Condition {
 	u, err := dyn.Resource(v1alpha1.GroupVersionResource).Get(context.Background(), name, metav1.GetOptions{})

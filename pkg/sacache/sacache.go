@@ -253,9 +253,18 @@ func (c *Cache) superviseWatch(ctx context.Context) {
 		}
 		next := c.newGeneration()
 		c.run(ctx, next)
-		if !cache.WaitForCacheSync(ctx.Done(), next.informer.HasSynced) {
+		// Bounded: a fresh informer whose first lists fail backs off as
+		// any reflector does (up to 30 s); a new one next tick starts
+		// from a short backoff again.
+		sctx, cancel := context.WithTimeout(ctx, 2*c.cfg.ReconnectAfter)
+		synced := cache.WaitForCacheSync(sctx.Done(), next.informer.HasSynced)
+		cancel()
+		if !synced {
 			next.stop()
-			return
+			if ctx.Err() != nil {
+				return
+			}
+			continue
 		}
 		c.gen.Swap(next).stop()
 	}

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"crypto/tls"
+	"github.com/pod-identity/injector/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -115,13 +116,4 @@ type errFake string
 
 func (e errFake) Error() string { return string(e) }
 
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+func waitFor(t *testing.T, cond func() bool, what string) { testenv.WaitFor(t, what, cond) }

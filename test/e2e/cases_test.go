@@ -305,29 +305,7 @@ func TestOptedOutPodsAndNamespacesAreUntouched(t *testing.T) {
 func TestContainersAddedByALaterWebhookAreInjected(t *testing.T) {
 	ns := namespace(t, nil)
 	serviceAccount(t, ns, "reader", awsAnnotations())
-	url := serveAppender(t)
-	ar := cluster.Client.AdmissionregistrationV1()
-	cfg := &admissionregv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "zz-e2e-append-sidecar"},
-		Webhooks: []admissionregv1.MutatingWebhook{{
-			Name:                    "append.e2e.pod-identity.io",
-			AdmissionReviewVersions: []string{"v1"},
-			ClientConfig:            admissionregv1.WebhookClientConfig{URL: &url, CABundle: webCA.PEM},
-			Rules: []admissionregv1.RuleWithOperations{{Operations: []admissionregv1.OperationType{admissionregv1.Create},
-				Rule: admissionregv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
-			ObjectSelector:     &metav1.LabelSelector{MatchLabels: map[string]string{"e2e.pod-identity.io/append-sidecar": "true"}},
-			SideEffects:        ptr.To(admissionregv1.SideEffectClassNone),
-			FailurePolicy:      ptr.To(admissionregv1.Fail),
-			ReinvocationPolicy: ptr.To(admissionregv1.NeverReinvocationPolicy),
-			TimeoutSeconds:     ptr.To[int32](5),
-		}},
-	}
-	if _, err := ar.MutatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = ar.MutatingWebhookConfigurations().Delete(context.Background(), cfg.Name, metav1.DeleteOptions{})
-	})
+	registerMutator(t, "zz-e2e-append-sidecar", "append.e2e.pod-identity.io", serveAppender(t), "e2e.pod-identity.io/append-sidecar")
 	var p *corev1.Pod
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -358,6 +336,36 @@ func TestContainersAddedByALaterWebhookAreInjected(t *testing.T) {
 			t.Errorf("container %s has AWS_ROLE_ARN %d times", c.Name, n)
 		}
 	}
+}
+
+// registerMutator registers a stand-in mutating webhook at url for pods
+// labelled selector=true (failurePolicy Fail, never reinvoked), in a
+// configuration whose name places it among the others (the API server
+// calls them in the order of their names), until the test ends.
+func registerMutator(t *testing.T, configName, webhookName, url, selector string) {
+	t.Helper()
+	ar := cluster.Client.AdmissionregistrationV1()
+	cfg := &admissionregv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: configName},
+		Webhooks: []admissionregv1.MutatingWebhook{{
+			Name:                    webhookName,
+			AdmissionReviewVersions: []string{"v1"},
+			ClientConfig:            admissionregv1.WebhookClientConfig{URL: &url, CABundle: webCA.PEM},
+			Rules: []admissionregv1.RuleWithOperations{{Operations: []admissionregv1.OperationType{admissionregv1.Create},
+				Rule: admissionregv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+			ObjectSelector:     &metav1.LabelSelector{MatchLabels: map[string]string{selector: "true"}},
+			SideEffects:        ptr.To(admissionregv1.SideEffectClassNone),
+			FailurePolicy:      ptr.To(admissionregv1.Fail),
+			ReinvocationPolicy: ptr.To(admissionregv1.NeverReinvocationPolicy),
+			TimeoutSeconds:     ptr.To[int32](5),
+		}},
+	}
+	if _, err := ar.MutatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = ar.MutatingWebhookConfigurations().Delete(context.Background(), cfg.Name, metav1.DeleteOptions{})
+	})
 }
 
 // serveAppender serves a mutating webhook that appends a container.

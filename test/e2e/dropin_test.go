@@ -6,10 +6,8 @@ import (
 	"testing"
 	"time"
 
-	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 )
 
 // TestAMirrorPodIsCreatedUntouched: the API server refuses a mirror pod
@@ -116,29 +114,8 @@ func TestAPodAnotherWebhookInjectedComesOutTheSame(t *testing.T) {
 		}
 		return ops
 	})
-	ar := cluster.Client.AdmissionregistrationV1()
-	cfg := &admissionregv1.MutatingWebhookConfiguration{
-		// Named to sort before pod-identity-injector: the API server calls it first.
-		ObjectMeta: metav1.ObjectMeta{Name: "aaa-e2e-managed-eks"},
-		Webhooks: []admissionregv1.MutatingWebhook{{
-			Name:                    "managed-eks.e2e.pod-identity.io",
-			AdmissionReviewVersions: []string{"v1"},
-			ClientConfig:            admissionregv1.WebhookClientConfig{URL: &url, CABundle: webCA.PEM},
-			Rules: []admissionregv1.RuleWithOperations{{Operations: []admissionregv1.OperationType{admissionregv1.Create},
-				Rule: admissionregv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
-			ObjectSelector:     &metav1.LabelSelector{MatchLabels: map[string]string{"e2e.pod-identity.io/managed-eks": "true"}},
-			SideEffects:        ptr.To(admissionregv1.SideEffectClassNone),
-			FailurePolicy:      ptr.To(admissionregv1.Fail),
-			ReinvocationPolicy: ptr.To(admissionregv1.NeverReinvocationPolicy),
-			TimeoutSeconds:     ptr.To[int32](5),
-		}},
-	}
-	if _, err := ar.MutatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = ar.MutatingWebhookConfigurations().Delete(context.Background(), cfg.Name, metav1.DeleteOptions{})
-	})
+	// Named to sort before pod-identity-injector: the API server calls it first.
+	registerMutator(t, "aaa-e2e-managed-eks", "managed-eks.e2e.pod-identity.io", url, "e2e.pod-identity.io/managed-eks")
 	labelled := withLabels(map[string]string{"e2e.pod-identity.io/managed-eks": "true"})
 	create := func(t *testing.T, name string) (*corev1.Pod, []string) {
 		t.Helper()
