@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pod-identity/injector/pkg/providers/providertest"
@@ -37,4 +39,51 @@ func TestFixtures(t *testing.T) {
 		}
 		return runInjector(args, nil)
 	})
+}
+
+// TestMutateOnlyInsertsLines: `injector mutate` keeps the user's YAML.
+// For every fixture with YAML input, each input line is in the output, in
+// order (comments, key order, quoting and indentation included): the
+// output is the input with lines inserted. The listed cases are the
+// documents written whole instead, and why.
+func TestMutateOnlyInsertsLines(t *testing.T) {
+	rewritten := map[string]string{
+		"aws/empty-lists-are-appended-to": "its lists are flow style (`volumes: []`): nothing can be inserted into them line by line, so the document is written whole",
+	}
+	for _, dir := range providertest.Cases(t, fixtures) {
+		name, _ := filepath.Rel(fixtures, dir)
+		t.Run(filepath.ToSlash(name), func(t *testing.T) {
+			in, err := os.ReadFile(filepath.Join(dir, "input.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := os.ReadFile(filepath.Join(dir, "expected.yaml"))
+			if os.IsNotExist(err) {
+				t.Skip("the case expects an error")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if why, ok := rewritten[filepath.ToSlash(name)]; ok {
+				t.Skip(why)
+			}
+			outLines := strings.Split(string(out), "\n")
+			j := 0
+			for i, l := range strings.Split(strings.TrimRight(string(in), "\n"), "\n") {
+				if l == "---" && j < len(outLines) && outLines[j] != "---" {
+					// The first document's leading separator is not written.
+					if i == 0 {
+						continue
+					}
+				}
+				for j < len(outLines) && outLines[j] != l {
+					j++
+				}
+				if j == len(outLines) {
+					t.Fatalf("input line %d %q is not in the output after the lines before it: the output must be the input with lines inserted", i+1, l)
+				}
+				j++
+			}
+		})
+	}
 }

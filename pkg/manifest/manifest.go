@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -43,6 +44,9 @@ type Document struct {
 	Object map[string]any
 	// Source names where the document came from, for messages: "file.yaml#2".
 	Source string
+	// applied are the operations Mutate applied to Object, with paths
+	// from the document's root, for Write to splice into Raw.
+	applied []mutate.Op
 }
 
 // Kind returns the document's kind.
@@ -173,9 +177,15 @@ func ServiceAccountsOf(docs []*Document, defaultNamespace string) ([]SourcedServ
 	return out, nil
 }
 
+// isListKind reports whether obj is a List (or a typed list, FooList).
+func isListKind(obj map[string]any) bool {
+	k, _ := obj["kind"].(string)
+	return strings.HasSuffix(k, "List")
+}
+
 // objects returns obj, or the items of a List.
 func objects(obj map[string]any) []map[string]any {
-	if k, _ := obj["kind"].(string); k == "List" || strings.HasSuffix(k, "List") {
+	if isListKind(obj) {
 		items, _ := obj["items"].([]any)
 		var out []map[string]any
 		for _, it := range items {
@@ -224,7 +234,8 @@ func Mutate(e *mutate.Engine, docs []*Document, opts Options) ([]PodResult, erro
 	var out []PodResult
 	for _, d := range docs {
 		objs := objects(d.Object)
-		for _, obj := range objs {
+		isList := isListKind(d.Object)
+		for i, obj := range objs {
 			r, ok, err := mutateObject(e, obj, opts)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", d.Source, err)
@@ -232,6 +243,12 @@ func Mutate(e *mutate.Engine, docs []*Document, opts Options) ([]PodResult, erro
 			if ok {
 				r.Source = d.Source
 				out = append(out, r)
+				for _, op := range r.Patch {
+					if isList {
+						op.Path = "/items/" + strconv.Itoa(i) + op.Path
+					}
+					d.applied = append(d.applied, op)
+				}
 			}
 		}
 	}
@@ -352,7 +369,12 @@ func Write(w io.Writer, docs []*Document, changed map[*Document]bool, format str
 				}
 			}
 			out := d.Raw
-			if changed[d] || json.Valid(bytes.TrimSpace(d.Raw)) {
+			spliced := false
+			if changed[d] && !json.Valid(bytes.TrimSpace(d.Raw)) {
+				// The user's YAML, with only the additions inserted.
+				out, spliced = splice(d.Raw, d.applied)
+			}
+			if !spliced && (changed[d] || json.Valid(bytes.TrimSpace(d.Raw))) {
 				b, err := yaml.Marshal(d.Object)
 				if err != nil {
 					return err
