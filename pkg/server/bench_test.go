@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"testing"
@@ -46,10 +47,7 @@ func BenchmarkInjectorHandler(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				req := httptest.NewRequest("POST", "/mutate", bytes.NewReader(benchBody))
-				req.Header.Set("Content-Type", "application/json")
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, req)
+				w := serveReview(h, benchBody)
 				if w.Code != 200 || !bytes.Contains(w.Body.Bytes(), []byte(`"patch"`)) {
 					b.Fatal(w.Body.String())
 				}
@@ -63,11 +61,17 @@ func BenchmarkFloorHandler(b *testing.B) {
 	h := testenv.FloorHandler(nil)
 	b.ReportAllocs()
 	for b.Loop() {
-		req := httptest.NewRequest("POST", "/mutate", bytes.NewReader(benchBody))
-		req.Header.Set("Content-Type", "application/json")
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
+		serveReview(h, benchBody)
 	}
+}
+
+// serveReview sends body to h's /mutate as the API server would.
+func serveReview(h http.Handler, body []byte) *httptest.ResponseRecorder {
+	req := httptest.NewRequest("POST", "/mutate", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
 }
 
 // readBenchBody reads the review of a realistic three-container pod.
