@@ -30,6 +30,7 @@ import (
 
 	"github.com/pod-identity/injector/internal/golden"
 	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/providers"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/render"
 )
@@ -43,7 +44,29 @@ type Renderer func(file string, flags []string, patch bool) (stdout, stderr []by
 // of `injector mutate` (the providers' own, --enable-<name>,
 // --invalid-identity, -n).
 func Mutate(file string, flags []string, patch bool) (stdout, stderr []byte, err error) {
-	engine, opts, cancel, err := fromFlags(flags)
+	return renderWith(registry.New(), file, flags, patch)
+}
+
+// RendererFor is the Renderer of the providers that newPlugins make (a
+// package's NewPlugin functions), as `injector mutate` would render with
+// only them compiled in: the fixture runner for a provider of your own.
+//
+//	func TestFixtures(t *testing.T) {
+//		providertest.Run(t, "testdata/fixtures", providertest.RendererFor(vault.NewPlugin))
+//	}
+func RendererFor(newPlugins ...func() providers.Plugin) Renderer {
+	return func(file string, flags []string, patch bool) ([]byte, []byte, error) {
+		plugins := make([]providers.Plugin, len(newPlugins))
+		for i, p := range newPlugins {
+			plugins[i] = p()
+		}
+		return renderWith(registry.NewSet(plugins...), file, flags, patch)
+	}
+}
+
+// renderWith renders file with the providers of set and flags.
+func renderWith(set *registry.Set, file string, flags []string, patch bool) (stdout, stderr []byte, err error) {
+	engine, opts, cancel, err := fromFlags(set, flags)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -54,12 +77,11 @@ func Mutate(file string, flags []string, patch bool) (stdout, stderr []byte, err
 	return out.Bytes(), errOut.Bytes(), err
 }
 
-// fromFlags builds the engine of the compiled providers, and the
-// rendering options, from the flags of `injector mutate`. cancel stops
-// what the providers watch.
-func fromFlags(flags []string) (*mutate.Engine, render.Options, context.CancelFunc, error) {
+// fromFlags builds the engine of the providers of set, and the rendering
+// options, from the flags of `injector mutate`. cancel stops what the
+// providers watch.
+func fromFlags(set *registry.Set, flags []string) (*mutate.Engine, render.Options, context.CancelFunc, error) {
 	fs := pflag.NewFlagSet("mutate", pflag.ContinueOnError)
-	set := registry.New()
 	set.AddFlags(fs)
 	var opts render.Options
 	fs.StringVar(&opts.InvalidIdentity, "invalid-identity", "deny", "")

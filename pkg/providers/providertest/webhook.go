@@ -19,6 +19,7 @@ import (
 	"github.com/pod-identity/injector/internal/staticsa"
 	"github.com/pod-identity/injector/pkg/admission"
 	"github.com/pod-identity/injector/pkg/manifest"
+	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/render"
 	"github.com/pod-identity/injector/pkg/server"
 )
@@ -41,7 +42,7 @@ func RunWebhook(t *testing.T, dir string) {
 }
 
 func runWebhookCase(t *testing.T, dir string) {
-	engine, opts, cancel, err := fromFlags(Flags(t, dir))
+	engine, opts, cancel, err := fromFlags(registry.New(), Flags(t, dir))
 	if err != nil {
 		t.Fatal(err)
 	}

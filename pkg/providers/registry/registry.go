@@ -21,16 +21,15 @@ type Set struct {
 	enabled map[string]*bool
 }
 
-// New returns the set of all providers, each enabled by default.
+// New returns the set of all compiled-in providers, each enabled by default.
 func New() *Set {
-	return &Set{
-		plugins: []providers.Plugin{
-			aws.NewPlugin(),
-			azure.NewPlugin(),
-			gcp.NewPlugin(),
-		},
-		enabled: map[string]*bool{},
-	}
+	return NewSet(aws.NewPlugin(), azure.NewPlugin(), gcp.NewPlugin())
+}
+
+// NewSet returns a set of the given plugins, each enabled by default: for
+// a binary or a test that builds other providers than the compiled-in ones.
+func NewSet(plugins ...providers.Plugin) *Set {
+	return &Set{plugins: plugins, enabled: map[string]*bool{}}
 }
 
 // Names lists the compiled-in providers in order.
