@@ -115,7 +115,8 @@ func (p pattern) match(v string, s subject, fold bool) bool {
 	if start < 0 {
 		return false
 	}
-	if e, ok := matchAt(last, tail, start, s, fold); !ok || e != len(tail) {
+	// matchAt consumes exactly segLen bytes: a match ends the value.
+	if _, ok := matchAt(last, tail, start, s, fold); !ok {
 		return false
 	}
 	mid := tail[:start]
