@@ -30,7 +30,7 @@ func (c *mutateConfig) validate() error {
 	if len(c.files) == 0 {
 		return errors.New("-f is required: a file of manifests, or - for stdin")
 	}
-	if c.output != "yaml" && c.output != "json" {
+	if c.output != "" && c.output != "yaml" && c.output != "json" {
 		return fmt.Errorf("-o %q: expected yaml or json", c.output)
 	}
 	return validateInvalidIdentity(c.invalidIdentity)
@@ -64,7 +64,7 @@ mode, and a pod an identity policy denies exits non-zero in either mode.`,
 	fs := cmd.Flags()
 	fs.StringArrayVarP(&cfg.files, "filename", "f", nil, "manifest file to mutate, - for stdin (repeatable)")
 	fs.StringArrayVar(&cfg.serviceAccounts, "serviceaccounts", nil, "file of ServiceAccounts that drive the injection (repeatable)")
-	fs.StringVarP(&cfg.output, "output", "o", "yaml", "output format: yaml or json")
+	fs.StringVarP(&cfg.output, "output", "o", "", "output format: yaml or json (default: json when the input is all JSON, else yaml)")
 	fs.BoolVar(&cfg.patch, "patch", false, "print the JSON patch of each pod instead of the manifests")
 	fs.StringVarP(&cfg.namespace, "namespace", "n", "default", "namespace of objects that name none")
 	addInvalidIdentityFlag(fs, &cfg.invalidIdentity)

@@ -25,6 +25,7 @@ func TestMutateCommand(t *testing.T) {
 		stdin    string
 		contains []string
 		err      string
+		json     bool
 	}{
 		{name: "stdin is read with -f -", args: []string{"-f", "-"}, stdin: saAndPod, contains: []string{"AWS_ROLE_ARN", "---\n"}},
 		{name: "json output has one object per document", args: []string{"-f", "-", "-o", "json"}, stdin: saAndPod, contains: []string{`"kind": "Pod"`, `"AWS_WEB_IDENTITY_TOKEN_FILE"`}},
@@ -32,6 +33,9 @@ func TestMutateCommand(t *testing.T) {
 {"apiVersion":"v1","kind":"Pod","metadata":{"name":"q"},"spec":{"containers":[{"name":"c"}]}}`, contains: []string{`"aws-iam-token"`}},
 		{name: "a List's items are mutated", args: []string{"-f", "-"}, stdin: `{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"default","namespace":"default","annotations":{"eks.amazonaws.com/role-arn":"arn:aws:iam::111122223333:role/x"}}},{"apiVersion":"v1","kind":"Pod","metadata":{"name":"q"},"spec":{"containers":[{"name":"c"}]}}]}`, contains: []string{"aws-iam-token"}},
 		{name: "--patch prints one JSON patch per pod", args: []string{"-f", "-", "--patch"}, stdin: saAndPod, contains: []string{`"kind":"Pod","name":"p","namespace":"ns","patch":[{"op":"add","path":"/spec/volumes"`}},
+		{name: "JSON input stays JSON without -o", args: []string{"-f", "-"}, stdin: `{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"default","namespace":"default","annotations":{"eks.amazonaws.com/role-arn":"arn:aws:iam::111122223333:role/x"}}}
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"q"},"spec":{"containers":[{"name":"c"}]}}`, contains: []string{`"kind": "Pod"`, `"aws-iam-token"`}, json: true},
+		{name: "a stream of YAML and JSON is written as YAML", args: []string{"-f", "-"}, stdin: saAndPod + "---\n" + `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}`, contains: []string{"kind: ConfigMap", "AWS_ROLE_ARN"}},
 		{name: "malformed YAML names the document", args: []string{"-f", "-"}, stdin: "kind: Pod\n---\nkind: [\n", err: "stdin#2"},
 		{name: "a missing file is an error", args: []string{"-f", "/nonexistent/pods.yaml"}, err: "/nonexistent/pods.yaml"},
 		{name: "an unknown output format is refused", args: []string{"-f", "-", "-o", "toml"}, err: `-o "toml": expected yaml or json`},
@@ -56,7 +60,7 @@ func TestMutateCommand(t *testing.T) {
 					t.Errorf("output lacks %q:\n%s", s, out)
 				}
 			}
-			if tt.args[len(tt.args)-1] == "json" {
+			if tt.json || tt.args[len(tt.args)-1] == "json" {
 				dec := json.NewDecoder(strings.NewReader(string(out)))
 				for dec.More() {
 					var v map[string]any

@@ -49,6 +49,9 @@ type Document struct {
 	applied []mutate.Op
 }
 
+// JSON reports whether the document was written in JSON.
+func (d *Document) JSON() bool { return json.Valid(bytes.TrimSpace(d.Raw)) }
+
 // Kind returns the document's kind.
 func (d *Document) Kind() string { s, _ := d.Object["kind"].(string); return s }
 
@@ -370,11 +373,11 @@ func Write(w io.Writer, docs []*Document, changed map[*Document]bool, format str
 			}
 			out := d.Raw
 			spliced := false
-			if changed[d] && !json.Valid(bytes.TrimSpace(d.Raw)) {
+			if changed[d] && !d.JSON() {
 				// The user's YAML, with only the additions inserted.
 				out, spliced = splice(d.Raw, d.applied)
 			}
-			if !spliced && (changed[d] || json.Valid(bytes.TrimSpace(d.Raw))) {
+			if !spliced && (changed[d] || d.JSON()) {
 				b, err := yaml.Marshal(d.Object)
 				if err != nil {
 					return err

@@ -29,7 +29,8 @@ type Options struct {
 	ServiceAccountFiles []string
 	// Stdin is read for "-".
 	Stdin io.Reader
-	// Output is "yaml" or "json".
+	// Output is "yaml" or "json"; empty writes JSON when every document
+	// read was JSON, else YAML.
 	Output string
 	// Patch prints each pod's JSON patch instead of the manifests.
 	Patch bool
@@ -183,5 +184,15 @@ func Run(engine *mutate.Engine, opts Options, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
-	return manifest.Write(stdout, docs, changed, opts.Output)
+	output := opts.Output
+	if output == "" {
+		output = "json"
+		for _, d := range docs {
+			if !d.JSON() {
+				output = "yaml"
+				break
+			}
+		}
+	}
+	return manifest.Write(stdout, docs, changed, output)
 }

@@ -99,6 +99,12 @@ func hostileRequests() []hostile {
 		}},
 		{name: "a 64 KiB content type", contentType: "application/" + big(64<<10), body: same("{}")},
 		{name: "a megabyte that is not JSON", body: same(notJSON)},
+		{name: "a serviceaccount with a 1 MiB role annotation", body: same(review("v1", "CREATE", "ServiceAccount",
+			`{"metadata":{"name":"app","namespace":"ns","annotations":{"eks.amazonaws.com/role-arn":"`+big(mib)+`"}}}`, false))},
+		{name: "a distinct serviceaccount update with 20,000 annotations each time", body: func(i int) string {
+			sa := fmt.Sprintf(`{"metadata":{"name":"sa-%d","namespace":"ns","annotations":{%s"eks.amazonaws.com/role-arn":"arn:aws:iam::111122223333:role/r%d"}}}`, i, ann.String(), i)
+			return strings.Replace(review("v1", "UPDATE", "ServiceAccount", sa, false), `"object":`, `"oldObject":`+sa+`,"object":`, 1)
+		}},
 		{name: "a distinct made-up apiVersion each time", body: func(i int) string {
 			return strings.Replace(review("v1", "CREATE", "Pod", podJSON("app", ""), false), "admission.k8s.io/v1", fmt.Sprintf("x%d%s", i, big(4<<10)), 1)
 		}},
@@ -106,7 +112,7 @@ func hostileRequests() []hostile {
 }
 
 // TestHostileRequestsGrowNothing sends 1,000 requests of every hostile
-// kind found so far to both webhooks. Each gets a clear answer (a 4xx
+// kind found so far to the three webhooks (with identity policies in force). Each gets a clear answer (a 4xx
 // with a message, or a well-formed review) whose size and log lines do not
 // grow with what it sent; afterwards the heap is back within 20 MiB of
 // where it started and /metrics is under 100 KiB.
@@ -125,7 +131,9 @@ func TestHostileRequestsGrowNothing(t *testing.T) {
 	// lookups keep, not how fast they may come (sacache's tests cover that).
 	sas := syncedCache(t, sacache.Config{Client: client, AnnotationPrefixes: engine.AnnotationPrefixes(), LookupQPS: 1e6, LookupBurst: 1e6})
 	reg := prometheus.NewRegistry()
-	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, Log: log}, reg, server.DefaultMaxRequestBytes)
+	policies := testenv.Policies(10) // one of them selects every namespace
+	policies.SetNamespace("ns", map[string]string{"kubernetes.io/metadata.name": "ns"})
+	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, Log: log, Policies: policies}, reg, server.DefaultMaxRequestBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,11 +148,15 @@ func TestHostileRequestsGrowNothing(t *testing.T) {
 		h.ServeHTTP(rec, req)
 		return rec
 	}
-	// Warm up: a real review through both paths, then the baseline.
+	// Warm up: a real review through every path, then the baseline.
 	for _, p := range []string{server.MutatePath, server.ValidatePath} {
 		if rec := send(p, "", review("v1", "CREATE", "Pod", podJSON("app", ""), false)); rec.Code != http.StatusOK {
 			t.Fatalf("a real review: HTTP %d %s", rec.Code, rec.Body)
 		}
+	}
+	sa := `{"metadata":{"name":"app","namespace":"ns","annotations":{"eks.amazonaws.com/role-arn":"` + roleARN + `"}}}`
+	if rec := send(server.ServiceAccountPath, "", review("v1", "CREATE", "ServiceAccount", sa, false)); rec.Code != http.StatusOK {
+		t.Fatalf("a real serviceaccount review: HTTP %d %s", rec.Code, rec.Body)
 	}
 	before := heapInUse()
 	meter.take()
@@ -153,10 +165,7 @@ func TestHostileRequestsGrowNothing(t *testing.T) {
 		t.Run(k.name, func(t *testing.T) {
 			maxResponse, maxLog := 0, 0
 			for i := range 1000 {
-				path := server.MutatePath
-				if i%2 == 1 {
-					path = server.ValidatePath
-				}
+				path := []string{server.MutatePath, server.ValidatePath, server.ServiceAccountPath}[i%3]
 				rec := send(path, k.contentType, k.body(i))
 				switch {
 				case rec.Code >= 400 && rec.Code < 500:
