@@ -43,9 +43,12 @@ func (e *Engine) CheckServiceAccount(old, sa *corev1.ServiceAccount, scope polic
 		switch {
 		case err != nil:
 			res.Invalid = append(res.Invalid, err)
-		case inj.Injects():
+		case inj != nil:
+			// A half-configured ServiceAccount says so when it is written.
 			res.Warnings = append(res.Warnings, inj.Warnings...)
-			ids = append(ids, policy.ProviderIdentities{Provider: inj.Provider, Identities: inj.Identities})
+			if inj.Injects() {
+				ids = append(ids, policy.ProviderIdentities{Provider: inj.Provider, Identities: inj.Identities})
+			}
 		}
 	}
 	v := scope.Evaluate(policy.Check{Namespace: sa.Namespace, ServiceAccount: sa.Name, Providers: ids})

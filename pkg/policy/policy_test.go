@@ -172,6 +172,12 @@ func TestStoreRemembersScopesUntilSomethingChanges(t *testing.T) {
 	if !s.Scope("a").Empty() {
 		t.Fatal("replacing the policies did not change the scope")
 	}
+	byName := &v1alpha1.IdentityPolicy{ObjectMeta: metav1.ObjectMeta{Name: "by-name"}, Spec: v1alpha1.IdentityPolicySpec{
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "fresh"}}}}
+	s.SetPolicies(NewSet(sel("dev"), byName))
+	if s.Scope("fresh").Empty() {
+		t.Error("a namespace not seen yet is not selected by its name, the label the API server gives every namespace")
+	}
 	for i := range 1000 {
 		s.Scope(fmt.Sprint("unknown-", i))
 	}

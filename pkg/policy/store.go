@@ -13,7 +13,7 @@ import (
 // until the policies or that namespace's labels change, so a request costs
 // one map lookup however many policies there are. It holds entries only for
 // namespaces it was told about: a request naming any other namespace is
-// answered as for a namespace without labels, and adds nothing.
+// answered as for a namespace labelled only with its name, and adds nothing.
 type Store struct {
 	set atomic.Pointer[Set]
 
@@ -92,10 +92,13 @@ func (s *Store) Scope(namespace string) Scope {
 		return sc
 	}
 	set := s.set.Load()
-	sc = set.Select(labels)
 	if !known {
-		return sc
+		// Not seen yet (created a moment ago, or made up): the one label
+		// the API server gives every namespace, so that a policy selecting
+		// it by name applies at once.
+		return set.Select(map[string]string{"kubernetes.io/metadata.name": namespace})
 	}
+	sc = set.Select(labels)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Remember it only if nothing changed meanwhile.
