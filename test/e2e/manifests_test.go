@@ -62,11 +62,56 @@ func readObjects(t *testing.T, files ...string) []*unstructured.Unstructured {
 // cert-manager's CRDs installed: the server's own validation accepts every
 // object we ship.
 func TestShippedManifestsAreAcceptedByTheAPIServer(t *testing.T) {
-	ctx := context.Background()
 	root, err := RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
+	var k struct {
+		Resources []string `json:"resources"`
+	}
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "manifests", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, &k); err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, r := range k.Resources {
+		files = append(files, filepath.Join(root, "deploy", "manifests", r))
+	}
+	dryRunApply(t, root, readObjects(t, files...))
+}
+
+// TestTheHelmRenderIsAcceptedByTheAPIServer is `helm template` of
+// deploy/chart (the namespace created, CRDs included) applied with
+// --dry-run=server: the chart's objects pass the server's validation too.
+func TestTheHelmRenderIsAcceptedByTheAPIServer(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("go", "run", "helm.sh/helm/v4/cmd/helm@v4.3.1", "template", "pod-identity-injector", filepath.Join(root, "deploy", "chart"),
+		"--namespace", "pod-identity-system", "--include-crds", "--set", "namespace.create=true")
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+dir+"/cache", "HELM_CONFIG_HOME="+dir+"/config", "HELM_DATA_HOME="+dir+"/data")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	file := filepath.Join(dir, "render.yaml")
+	if err := os.WriteFile(file, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dryRunApply(t, root, readObjects(t, file))
+}
+
+// dryRunApply installs cert-manager's CRDs and applies objs with
+// --dry-run=server (Namespaces for real: namespaced objects need theirs),
+// requiring every kind of the shipped installation to be there.
+func dryRunApply(t *testing.T, root string, objs []*unstructured.Unstructured) {
+	t.Helper()
+	ctx := context.Background()
 	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager")
 	cmd.Dir = root
 	out, err := cmd.Output()
@@ -90,21 +135,6 @@ func TestShippedManifestsAreAcceptedByTheAPIServer(t *testing.T) {
 			t.Fatalf("install CRD %s: %v", crd.GetName(), err)
 		}
 	}
-	var k struct {
-		Resources []string `json:"resources"`
-	}
-	data, err := os.ReadFile(filepath.Join(root, "deploy", "manifests", "kustomization.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(data, &k); err != nil {
-		t.Fatal(err)
-	}
-	var files []string
-	for _, r := range k.Resources {
-		files = append(files, filepath.Join(root, "deploy", "manifests", r))
-	}
-	objs := readObjects(t, files...)
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cluster.Client.Discovery()))
 	deadline := time.Now().Add(60 * time.Second)
 	for _, u := range objs {
@@ -157,7 +187,7 @@ func TestShippedManifestsAreAcceptedByTheAPIServer(t *testing.T) {
 		kinds[u.GetKind()]++
 	}
 	for _, want := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Service",
-		"Issuer", "Certificate", "MutatingWebhookConfiguration"} {
+		"Issuer", "Certificate", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "CustomResourceDefinition", "NetworkPolicy"} {
 		if kinds[want] == 0 {
 			t.Errorf("the manifests have no %s", want)
 		}
