@@ -207,3 +207,83 @@ func TestDecisionCountsSurviveAPolicyChangeAndGoWithIt(t *testing.T) {
 		t.Errorf("counts of a deleted policy remain: %v", got)
 	}
 }
+
+func TestEvaluateSaysWhichRuleAndOnlyWhenItApplies(t *testing.T) {
+	pats := func(n int) *v1alpha1.Patterns {
+		out := v1alpha1.Patterns{}
+		for i := range n {
+			out = append(out, v1alpha1.Pattern(fmt.Sprintf("role/r%d", i)))
+		}
+		return &out
+	}
+	check := func(sa string, token *APIToken) Check {
+		c := awsCheck(sa, "role/other")
+		c.APIToken = token
+		return c
+	}
+	mounted := &APIToken{Mounted: true, Source: TokenFromServiceAccount}
+	for _, c := range []struct {
+		name  string
+		spec  v1alpha1.IdentityPolicySpec
+		check Check
+		want  []string // one substring per finding, in order; none: allowed
+	}{
+		{"two patterns are both named", v1alpha1.IdentityPolicySpec{AWS: &v1alpha1.AWSRules{RoleARNs: pats(2)}}, check("app", nil),
+			[]string{`allows only "role/r0", "role/r1")`}},
+		{"more than three patterns are counted", v1alpha1.IdentityPolicySpec{AWS: &v1alpha1.AWSRules{RoleARNs: pats(5)}}, check("app", nil),
+			[]string{`allows only "role/r0", "role/r1", "role/r2" and 2 more)`}},
+		{"256 patterns are allowed", v1alpha1.IdentityPolicySpec{AWS: &v1alpha1.AWSRules{RoleARNs: pats(maxPatterns)}}, check("app", nil),
+			[]string{"and 253 more"}},
+		{"a field of another provider does not apply", v1alpha1.IdentityPolicySpec{Azure: &v1alpha1.AzureRules{ClientIDs: pats(0)}}, check("app", nil), nil},
+		{"the default serviceaccount rule spares other serviceaccounts", v1alpha1.IdentityPolicySpec{DefaultServiceAccount: v1alpha1.RuleDeny}, check("app", nil), nil},
+		{"the default serviceaccount rule", v1alpha1.IdentityPolicySpec{DefaultServiceAccount: v1alpha1.RuleWarn}, check("default", nil),
+			[]string{`serviceaccount "team-a/default": identitypolicy "p" does not allow a cloud identity on a namespace's default serviceaccount (spec.defaultServiceAccount: Warn)`}},
+		{"the api token rule spares a pod without the token", v1alpha1.IdentityPolicySpec{APITokenWithIdentity: v1alpha1.RuleDeny}, check("app", &APIToken{}), nil},
+		{"the api token rule spares serviceaccount writes", v1alpha1.IdentityPolicySpec{APITokenWithIdentity: v1alpha1.RuleDeny}, check("app", nil), nil},
+		{"the api token rule names where the token comes from", v1alpha1.IdentityPolicySpec{APITokenWithIdentity: v1alpha1.RuleDeny}, check("app", mounted),
+			[]string{`serviceaccount "team-a/app" sets automountServiceAccountToken: true and the pod does not set it`}},
+		{"allowing rules say nothing", v1alpha1.IdentityPolicySpec{DefaultServiceAccount: v1alpha1.Allow, APITokenWithIdentity: v1alpha1.Allow}, check("default", mounted), nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := Compile(&v1alpha1.IdentityPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: c.spec})
+			if ready, _, msg := p.Ready(); !ready {
+				t.Fatal(msg)
+			}
+			v := NewCompiledSet([]*Policy{p}).Select(nil).Evaluate(c.check)
+			if len(v.Findings) != len(c.want) {
+				t.Fatalf("findings %v, want %d", v.Findings, len(c.want))
+			}
+			for i, w := range c.want {
+				if !strings.Contains(v.Findings[i].Message, w) {
+					t.Errorf("finding %q does not say %q", v.Findings[i].Message, w)
+				}
+			}
+		})
+	}
+	for _, name := range []string{"aws", "azure", "gcp"} {
+		p := Compile(&v1alpha1.IdentityPolicy{Spec: v1alpha1.IdentityPolicySpec{Providers: map[string]v1alpha1.ProviderRules{name: {}}}})
+		if ready, _, _ := p.Ready(); ready {
+			t.Errorf("spec.providers.%s was accepted", name)
+		}
+	}
+	for _, op := range []metav1.LabelSelectorOperator{metav1.LabelSelectorOpExists, metav1.LabelSelectorOpDoesNotExist} {
+		p := Compile(&v1alpha1.IdentityPolicy{Spec: v1alpha1.IdentityPolicySpec{NamespaceSelector: &metav1.LabelSelector{
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "team", Operator: op}}}}})
+		if ready, _, msg := p.Ready(); !ready {
+			t.Errorf("%s without values: %s", op, msg)
+		}
+	}
+}
+
+func TestDecisionsAreCountedByProvider(t *testing.T) {
+	store := NewStore()
+	store.SetPolicies(NewSet(&v1alpha1.IdentityPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}}))
+	c := awsCheck("app", "role/x")
+	c.Providers = append(c.Providers, ProviderIdentities{Provider: "azure"})
+	for range 3 {
+		store.Scope("team-a").Evaluate(c)
+	}
+	if got := decisions(store); got["p/aws=allow"] != 3 || got["p/azure=allow"] != 3 || len(got) != 2 {
+		t.Errorf("counts %v, want 3 allows for each of aws and azure, and nothing else", got)
+	}
+}
