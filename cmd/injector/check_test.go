@@ -10,14 +10,19 @@ import (
 	"github.com/pod-identity/injector/pkg/providers/providertest"
 )
 
-// TestCheckFixtures runs `injector check` on every identity policy
-// fixture and compares what it prints with check.txt (documents named
+// TestCheckFixtures runs `injector check` on every identity policy and
+// explain fixture and compares what it prints with check.txt (documents named
 // relative to the case folder): every ServiceAccount whose identity a
 // policy refuses, and every pod template the webhook would deny. It exits
 // non-zero exactly when it prints something.
 func TestCheckFixtures(t *testing.T) {
-	for _, dir := range providertest.Cases(t, filepath.Join(fixtures, "policy")) {
-		t.Run(filepath.Base(dir), func(t *testing.T) {
+	var cases []string
+	for _, area := range []string{"policy", "explain"} {
+		cases = append(cases, providertest.Cases(t, filepath.Join(fixtures, area))...)
+	}
+	for _, dir := range cases {
+		name, _ := filepath.Rel(fixtures, dir)
+		t.Run(filepath.ToSlash(name), func(t *testing.T) {
 			args := append([]string{"check", "-f", filepath.Join(dir, "input.yaml")}, providertest.Flags(t, dir)...)
 			stdout, _, err := runInjector(args, nil)
 			got := bytes.ReplaceAll(stdout, []byte(dir+string(filepath.Separator)), nil)

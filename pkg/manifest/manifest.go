@@ -52,6 +52,9 @@ type Document struct {
 // JSON reports whether the document was written in JSON.
 func (d *Document) JSON() bool { return json.Valid(bytes.TrimSpace(d.Raw)) }
 
+// Objects returns the document's object, or the items of a List.
+func (d *Document) Objects() []map[string]any { return objects(d.Object) }
+
 // Kind returns the document's kind.
 func (d *Document) Kind() string { s, _ := d.Object["kind"].(string); return s }
 
@@ -258,11 +261,31 @@ func Mutate(e *mutate.Engine, docs []*Document, opts Options) ([]PodResult, erro
 	return out, nil
 }
 
-func mutateObject(e *mutate.Engine, obj map[string]any, opts Options) (PodResult, bool, error) {
+// Template is one pod template of a stream, read as the engine sees it.
+type Template struct {
+	// Kind, Namespace and Name identify the object that holds it.
+	Kind, Namespace, Name string
+	// Path is the JSON pointer of the template within the object.
+	Path string
+	// Raw is the template as decoded; Pod is it as the engine reads it.
+	Raw map[string]any
+	Pod corev1.PodTemplateSpec
+	// ServiceAccount is the pod's ServiceAccount name (default when unset).
+	ServiceAccount string
+}
+
+// Target is the template as the engine's target.
+func (t *Template) Target() mutate.Target {
+	_, hasMeta := t.Raw["metadata"]
+	return mutate.Target{Namespace: t.Namespace, Name: t.Name, Meta: &t.Pod.ObjectMeta, Spec: &t.Pod.Spec, NoMeta: !hasMeta}
+}
+
+// ReadTemplate reads the pod template of obj, nil when its kind holds none.
+func ReadTemplate(obj map[string]any, defaultNamespace string) (*Template, error) {
 	kind, _ := obj["kind"].(string)
 	path, ok := templatePaths[kind]
 	if !ok {
-		return PodResult{}, false, nil
+		return nil, nil
 	}
 	meta, _ := obj["metadata"].(map[string]any)
 	name, _ := meta["name"].(string)
@@ -271,25 +294,35 @@ func mutateObject(e *mutate.Engine, obj map[string]any, opts Options) (PodResult
 	}
 	ns, _ := meta["namespace"].(string)
 	if ns == "" {
-		ns = opts.Namespace
+		ns = defaultNamespace
 	}
-	res := PodResult{Kind: kind, Namespace: ns, Name: name}
+	t := &Template{Kind: kind, Namespace: ns, Name: name, Path: path}
 	tmplAny, err := lookup(obj, path)
 	if err != nil {
-		return res, false, fmt.Errorf("%s %s/%s: %w", strings.ToLower(kind), ns, name, err)
+		return nil, fmt.Errorf("%s %s/%s: %w", strings.ToLower(kind), ns, name, err)
 	}
 	tmpl, ok := tmplAny.(map[string]any)
 	if !ok {
-		return res, false, fmt.Errorf("%s %s/%s: expected a pod template at %s", strings.ToLower(kind), ns, name, path)
+		return nil, fmt.Errorf("%s %s/%s: expected a pod template at %s", strings.ToLower(kind), ns, name, path)
 	}
-	var pt corev1.PodTemplateSpec
-	if err := convert(tmpl, &pt); err != nil {
-		return res, false, fmt.Errorf("%s %s/%s: pod template: %w", strings.ToLower(kind), ns, name, err)
+	t.Raw = tmpl
+	if err := convert(tmpl, &t.Pod); err != nil {
+		return nil, fmt.Errorf("%s %s/%s: pod template: %w", strings.ToLower(kind), ns, name, err)
 	}
-	saName := pt.Spec.ServiceAccountName
-	if saName == "" {
-		saName = "default"
+	t.ServiceAccount = t.Pod.Spec.ServiceAccountName
+	if t.ServiceAccount == "" {
+		t.ServiceAccount = "default"
 	}
+	return t, nil
+}
+
+func mutateObject(e *mutate.Engine, obj map[string]any, opts Options) (PodResult, bool, error) {
+	tp, err := ReadTemplate(obj, opts.Namespace)
+	if tp == nil || err != nil {
+		return PodResult{}, false, err
+	}
+	kind, ns, name, path, tmpl, saName := tp.Kind, tp.Namespace, tp.Name, tp.Path, tp.Raw, tp.ServiceAccount
+	res := PodResult{Kind: kind, Namespace: ns, Name: name}
 	sa, found := opts.ServiceAccounts[ns+"/"+saName]
 	if !found {
 		if len(opts.ServiceAccounts) > 0 {
@@ -298,8 +331,7 @@ func mutateObject(e *mutate.Engine, obj map[string]any, opts Options) (PodResult
 		}
 		return res, true, nil
 	}
-	_, hasMeta := tmpl["metadata"]
-	t := mutate.Target{Namespace: ns, Name: name, Meta: &pt.ObjectMeta, Spec: &pt.Spec, NoMeta: !hasMeta}
+	t := tp.Target()
 	if opts.Policies != nil {
 		t.Policy = opts.Policies.Scope(ns)
 	}

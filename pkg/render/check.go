@@ -1,9 +1,13 @@
 package render
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
+	"github.com/pod-identity/injector/pkg/explain"
 	"github.com/pod-identity/injector/pkg/manifest"
 	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/policy"
@@ -53,6 +57,67 @@ func Check(engine *mutate.Engine, opts Options, stdout, stderr io.Writer) error 
 	}
 	if problems > 0 {
 		return fmt.Errorf("%d problem(s) found", problems)
+	}
+	return nil
+}
+
+// Explain is what `injector explain` does: for every pod template of the
+// streams (or those that targets name, as "kind/name"), the report of
+// pkg/explain, as text or JSON; excluded are the namespaces the webhook
+// configuration never sends.
+func Explain(engine *mutate.Engine, opts Options, targets, excluded []string, stdout io.Writer) error {
+	in, err := load(opts)
+	if err != nil {
+		return err
+	}
+	_, namespaces, err := manifest.Policies(in.docs)
+	if err != nil {
+		return err
+	}
+	for name, labels := range opts.NamespaceLabels {
+		namespaces[name] = labels
+	}
+	var reports []explain.Report
+	matched := map[string]bool{}
+	for _, d := range in.docs {
+		for _, obj := range d.Objects() {
+			tp, err := manifest.ReadTemplate(obj, opts.Namespace)
+			if err != nil {
+				return err
+			}
+			if tp == nil {
+				continue
+			}
+			key := strings.ToLower(tp.Kind) + "/" + tp.Name
+			if len(targets) > 0 && !slices.Contains(targets, key) {
+				continue
+			}
+			matched[key] = true
+			t := tp.Target()
+			if in.policies != nil {
+				t.Policy = in.policies.Scope(tp.Namespace)
+			}
+			reports = append(reports, explain.Explain(engine, explain.Input{
+				Kind: tp.Kind, Target: t, ServiceAccount: in.sas[tp.Namespace+"/"+tp.ServiceAccount], ServiceAccountName: tp.ServiceAccount,
+				NamespaceLabels: namespaces[tp.Namespace], ExcludedNamespaces: excluded,
+			}))
+		}
+	}
+	for _, t := range targets {
+		if !matched[t] {
+			return fmt.Errorf("%s: no such pod or workload in the input (name it as kind/name, e.g. deployment/web)", t)
+		}
+	}
+	if opts.Output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(reports)
+	}
+	for i, r := range reports {
+		if i > 0 {
+			_, _ = fmt.Fprintln(stdout)
+		}
+		_, _ = fmt.Fprint(stdout, r.Text())
 	}
 	return nil
 }
