@@ -4,11 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
+	"github.com/pod-identity/injector/pkg/explain"
+	"github.com/pod-identity/injector/pkg/manifest"
 	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/policy"
+	v1alpha1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/render"
 )
@@ -17,19 +29,22 @@ func newExplainCommand() *cobra.Command {
 	opts := render.Options{}
 	provs := registry.New()
 	var excluded []string
+	var kubeconfig string
 	cmd := &cobra.Command{
-		Use:   "explain -f FILE [KIND/NAME...]",
+		Use:   "explain (-f FILE [KIND/NAME...] | KIND/NAME... [-n NAMESPACE])",
 		Short: "Say, for each pod template of manifests, what each provider decides and why",
 		Long: `Reads a YAML or JSON stream as mutate does and, for every pod template in it (or
 those named as kind/name, e.g. deployment/web), prints the pod's ServiceAccount, why
 the shipped webhook configuration would not send it to the injector (opt-out labels,
 excluded namespaces, mirror pods), each provider's decision with the annotations it
 read and its reasons (not set up, invalid, skipped, denied by an identity policy),
-and what the pod would get. -o json prints the same for scripts.`,
+and what the pod would get. -o json prints the same for scripts.
+
+Without -f it reads the cluster (--kubeconfig, else in-cluster; get only): the
+named pods or workloads of -n, their ServiceAccounts and namespace, the
+IdentityPolicies and the webhook configuration; for a running pod it also says
+where the identity it carries is not the one its ServiceAccount gives now.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(opts.Files) == 0 {
-				return errors.New("-f is required: a file of manifests, or - for stdin")
-			}
 			if opts.Output != "text" && opts.Output != "json" {
 				return fmt.Errorf("-o %q: expected text or json", opts.Output)
 			}
@@ -41,6 +56,12 @@ and what the pod would get. -o json prints the same for scripts.`,
 			if err != nil {
 				return err
 			}
+			if len(opts.Files) == 0 {
+				if len(args) == 0 {
+					return errors.New("name what to explain (pod/NAME, deployment/NAME, ...), in the cluster, or give -f FILE")
+				}
+				return explainLive(ctx, mutate.New(ps), kubeconfig, opts.Namespace, args, opts.Output, cmd.OutOrStdout())
+			}
 			opts.Stdin = cmd.InOrStdin()
 			return render.Explain(mutate.New(ps), opts, args, excluded, cmd.OutOrStdout())
 		},
@@ -51,7 +72,121 @@ and what the pod would get. -o json prints the same for scripts.`,
 	fs.StringVarP(&opts.Namespace, "namespace", "n", "default", "namespace of objects that name none")
 	fs.StringVarP(&opts.Output, "output", "o", "text", "output format: text or json")
 	fs.StringSliceVar(&excluded, "excluded-namespaces", []string{"kube-system", "pod-identity-system"}, "namespaces the webhook configuration never sends to the injector")
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to read without -f (default: in-cluster config)")
 	opts.AddPolicyFlags(fs)
 	provs.AddFlags(fs)
 	return cmd
+}
+
+// explainLive explains pods and workloads of the cluster, reading only.
+func explainLive(ctx context.Context, engine *mutate.Engine, kubeconfig, namespace string, targets []string, output string, out io.Writer) error {
+	rc, err := kubeConfig(kubeconfig, 20, 40)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	store := policy.NewStore()
+	if list, err := dyn.Resource(v1alpha1.GroupVersionResource).List(ctx, metav1.ListOptions{}); err == nil {
+		var ps []*v1alpha1.IdentityPolicy
+		for _, u := range list.Items {
+			ip := &v1alpha1.IdentityPolicy{}
+			if runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, ip) == nil {
+				ps = append(ps, ip)
+			}
+		}
+		store.SetPolicies(policy.NewSet(ps...))
+	} else if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("list identitypolicies: %w", err)
+	}
+	var nsLabels map[string]string
+	if ns, err := client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{}); err == nil {
+		nsLabels = ns.Labels
+		store.SetNamespace(namespace, ns.Labels)
+	}
+	excluded := []string{"kube-system", "pod-identity-system"}
+	if mwc, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "pod-identity-injector", metav1.GetOptions{}); err == nil && len(mwc.Webhooks) > 0 {
+		if sel := mwc.Webhooks[0].NamespaceSelector; sel != nil {
+			for _, e := range sel.MatchExpressions {
+				if e.Key == "kubernetes.io/metadata.name" && e.Operator == metav1.LabelSelectorOpNotIn {
+					excluded = e.Values
+				}
+			}
+		}
+	}
+	var reports []explain.Report
+	for _, target := range targets {
+		kind, name, ok := strings.Cut(target, "/")
+		if !ok {
+			return fmt.Errorf("%s: expected KIND/NAME, e.g. deployment/web", target)
+		}
+		obj, kindName, err := getWorkload(ctx, client, strings.ToLower(kind), namespace, name)
+		if err != nil {
+			return err
+		}
+		tp, err := manifest.ReadTemplate(obj, namespace)
+		if err != nil || tp == nil {
+			return fmt.Errorf("%s: %v", target, err)
+		}
+		sa, err := client.CoreV1().ServiceAccounts(namespace).Get(ctx, tp.ServiceAccount, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			sa, err = nil, nil
+		}
+		if err != nil {
+			return fmt.Errorf("serviceaccount %s/%s: %w", namespace, tp.ServiceAccount, err)
+		}
+		t := tp.Target()
+		t.Policy = store.Scope(namespace)
+		reports = append(reports, explain.Explain(engine, explain.Input{Kind: kindName, Target: t, ServiceAccount: sa,
+			ServiceAccountName: tp.ServiceAccount, NamespaceLabels: nsLabels, ExcludedNamespaces: excluded, Running: kindName == "Pod"}))
+	}
+	return render.WriteReports(out, reports, output)
+}
+
+// getWorkload reads a pod or a workload by kind (or its short name) as an
+// object with its kind set, as manifests hold it.
+func getWorkload(ctx context.Context, c kubernetes.Interface, kind, ns, name string) (map[string]any, string, error) {
+	var obj runtime.Object
+	var k string
+	var err error
+	switch kind {
+	case "pod", "pods", "po":
+		k = "Pod"
+		obj, err = c.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	case "deployment", "deployments", "deploy":
+		k = "Deployment"
+		obj, err = c.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	case "statefulset", "statefulsets", "sts":
+		k = "StatefulSet"
+		obj, err = c.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
+	case "daemonset", "daemonsets", "ds":
+		k = "DaemonSet"
+		obj, err = c.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+	case "replicaset", "replicasets", "rs":
+		k = "ReplicaSet"
+		obj, err = c.AppsV1().ReplicaSets(ns).Get(ctx, name, metav1.GetOptions{})
+	case "job", "jobs":
+		k = "Job"
+		obj, err = c.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+	case "cronjob", "cronjobs", "cj":
+		k = "CronJob"
+		obj, err = c.BatchV1().CronJobs(ns).Get(ctx, name, metav1.GetOptions{})
+	default:
+		return nil, "", fmt.Errorf("%s/%s: expected a pod or a workload (deployment, statefulset, daemonset, replicaset, job, cronjob)", kind, name)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("%s %s/%s: %w", strings.ToLower(k), ns, name, err)
+	}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, "", err
+	}
+	m["kind"] = k
+	return m, k, nil
 }

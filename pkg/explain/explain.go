@@ -30,6 +30,8 @@ const (
 	Skipped        = "skipped"
 	DeniedByPolicy = "denied by policy"
 	PodDenied      = "pod denied"
+	// AlreadyInjected: the pod carries what the provider gives it.
+	AlreadyInjected = "already injected"
 )
 
 // Report is what the injector decides for one pod (template) and why.
@@ -49,6 +51,9 @@ type Report struct {
 	// Warnings are the warnings of no single provider (an identity
 	// policy's Warn rules).
 	Warnings []string `json:"warnings,omitempty"`
+	// Drift, for a running pod, says where the identity it carries is not
+	// the one its ServiceAccount gives now.
+	Drift []string `json:"drift,omitempty"`
 }
 
 // Provider is one provider's decision about the pod.
@@ -86,6 +91,8 @@ type Input struct {
 	NamespaceLabels map[string]string
 	// ExcludedNamespaces are those the webhook configuration never sends.
 	ExcludedNamespaces []string
+	// Running says the pod exists: it already carries what it was given.
+	Running bool
 }
 
 // Explain asks the engine about the pod and words what it says.
@@ -103,6 +110,10 @@ func Explain(e *mutate.Engine, in Input) Report {
 	}
 	res := e.Mutate(t, in.ServiceAccount)
 	denied := len(res.Denied) > 0 || len(res.Invalid) > 0
+	// The same pod without what providers add (no env, mounts, volumes):
+	// which providers would inject into it, and what.
+	fresh := freshTarget(t)
+	freshRes := e.Mutate(fresh, in.ServiceAccount)
 	attributed := map[string]bool{}
 	for _, p := range e.Providers() {
 		pr := Provider{Name: p.Name(), Read: read(in.ServiceAccount, p.AnnotationPrefixes())}
@@ -125,6 +136,9 @@ func Explain(e *mutate.Engine, in Input) Report {
 			pr.Reasons = append(pr.Reasons, "it would inject, but the pod is denied for another provider's identity, and a denied pod gets nothing")
 		case slices.Contains(res.Injected, p.Name()):
 			pr.Decision = Injects
+		case len(pr.Reasons) == 0 && slices.Contains(freshRes.Injected, p.Name()):
+			pr.Decision = AlreadyInjected
+			pr.Reasons = append(pr.Reasons, "the pod already carries what this provider gives it")
 		case len(pr.Reasons) > 0:
 			pr.Decision = Skipped
 		case len(pr.Read) > 0 && isMirror(t):
@@ -151,7 +165,79 @@ func Explain(e *mutate.Engine, in Input) Report {
 	if len(res.Patch) > 0 && !denied {
 		r.Adds = additions(t, res.Patch)
 	}
+	if in.Running {
+		r.Drift = drift(t, fresh, freshRes.Patch)
+	}
 	return r
+}
+
+// freshTarget is t without env, mounts or volumes: what providers add.
+func freshTarget(t mutate.Target) mutate.Target {
+	meta, spec := t.Meta.DeepCopy(), t.Spec.DeepCopy()
+	spec.Volumes = nil
+	for _, list := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
+		for i := range list {
+			list[i].Env, list[i].VolumeMounts = nil, nil
+		}
+	}
+	fresh := t
+	fresh.Meta, fresh.Spec, fresh.Policy = meta, spec, policy.Scope{}
+	return fresh
+}
+
+// drift compares the variables each container of a running pod carries
+// with those the same containers would get now, fresh: a changed
+// annotation shows as a different value, a new one as a missing variable.
+func drift(t, fresh mutate.Target, freshPatch []mutate.Op) []string {
+	want := additionsWithValues(fresh, freshPatch)
+	var out []string
+	for _, list := range [][]corev1.Container{t.Spec.InitContainers, t.Spec.Containers} {
+		for _, c := range list {
+			have := map[string]string{}
+			for _, e := range c.Env {
+				have[e.Name] = e.Value
+			}
+			for _, v := range want[c.Name] {
+				got, ok := have[v.Name]
+				switch {
+				case !ok:
+					out = append(out, fmt.Sprintf("container %s lacks %s, which its serviceaccount now gives (%s): the pod was created before, or without, that identity",
+						c.Name, v.Name, strconv.Quote(v.Value)))
+				case got != v.Value:
+					out = append(out, fmt.Sprintf("container %s has %s=%s; its serviceaccount now gives %s: restart the pod to take it",
+						c.Name, v.Name, strconv.Quote(got), strconv.Quote(v.Value)))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// additionsWithValues returns the literal variables a patch adds, by container.
+func additionsWithValues(t mutate.Target, patch []mutate.Op) map[string][]corev1.EnvVar {
+	out := map[string][]corev1.EnvVar{}
+	for _, op := range patch {
+		m := containerPath.FindStringSubmatch(op.Path)
+		if m == nil || m[3] != "env" {
+			continue
+		}
+		raw, _ := json.Marshal(op.Value)
+		var vars []corev1.EnvVar
+		if m[4] != "" {
+			var one corev1.EnvVar
+			_ = json.Unmarshal(raw, &one)
+			vars = []corev1.EnvVar{one}
+		} else {
+			_ = json.Unmarshal(raw, &vars)
+		}
+		c := container(t, m[1], m[2])
+		for _, v := range vars {
+			if v.ValueFrom == nil {
+				out[c] = append(out[c], v)
+			}
+		}
+	}
+	return out
 }
 
 func isMirror(t mutate.Target) bool {
@@ -330,6 +416,9 @@ func (r Report) Text() string {
 	}
 	for _, w := range r.Warnings {
 		fmt.Fprintf(&b, "  warning: %s\n", w)
+	}
+	for _, d := range r.Drift {
+		fmt.Fprintf(&b, "  stale: %s\n", d)
 	}
 	if a := r.Adds; a != nil {
 		if len(a.Volumes) > 0 {

@@ -108,16 +108,22 @@ func Explain(engine *mutate.Engine, opts Options, targets, excluded []string, st
 			return fmt.Errorf("%s: no such pod or workload in the input (name it as kind/name, e.g. deployment/web)", t)
 		}
 	}
-	if opts.Output == "json" {
-		enc := json.NewEncoder(stdout)
+	return WriteReports(stdout, reports, opts.Output)
+}
+
+// WriteReports writes explain reports as text, or as JSON when output
+// is "json".
+func WriteReports(w io.Writer, reports []explain.Report, output string) error {
+	if output == "json" {
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(reports)
 	}
 	for i, r := range reports {
 		if i > 0 {
-			_, _ = fmt.Fprintln(stdout)
+			_, _ = fmt.Fprintln(w)
 		}
-		_, _ = fmt.Fprint(stdout, r.Text())
+		_, _ = fmt.Fprint(w, r.Text())
 	}
 	return nil
 }
