@@ -126,6 +126,14 @@ func explainLive(ctx context.Context, engine *mutate.Engine, kubeconfig, namespa
 		if !ok {
 			return fmt.Errorf("%s: expected KIND/NAME, e.g. deployment/web", target)
 		}
+		if k := strings.ToLower(kind); k == "serviceaccount" || k == "sa" {
+			sa, err := client.CoreV1().ServiceAccounts(namespace).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return fmt.Errorf("serviceaccount %s/%s: %w", namespace, name, err)
+			}
+			reports = append(reports, explain.ExplainServiceAccount(engine, explain.ServiceAccountInput{ServiceAccount: sa, Policy: store.Scope(namespace)}))
+			continue
+		}
 		obj, kindName, err := getWorkload(ctx, client, strings.ToLower(kind), namespace, name)
 		if err != nil {
 			return err
@@ -178,7 +186,7 @@ func getWorkload(ctx context.Context, c kubernetes.Interface, kind, ns, name str
 		k = "CronJob"
 		obj, err = c.BatchV1().CronJobs(ns).Get(ctx, name, metav1.GetOptions{})
 	default:
-		return nil, "", fmt.Errorf("%s/%s: expected a pod or a workload (deployment, statefulset, daemonset, replicaset, job, cronjob)", kind, name)
+		return nil, "", fmt.Errorf("%s/%s: expected a pod, a workload (deployment, statefulset, daemonset, replicaset, job, cronjob) or a serviceaccount", kind, name)
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("%s %s/%s: %w", strings.ToLower(k), ns, name, err)

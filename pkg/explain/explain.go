@@ -32,6 +32,8 @@ const (
 	PodDenied      = "pod denied"
 	// AlreadyInjected: the pod carries what the provider gives it.
 	AlreadyInjected = "already injected"
+	// GivesIdentity: a ServiceAccount names a valid, allowed identity.
+	GivesIdentity = "gives an identity"
 )
 
 // Report is what the injector decides for one pod (template) and why.
@@ -401,7 +403,11 @@ func (r Report) Text() string {
 	if !r.Found {
 		state = "not found"
 	}
-	fmt.Fprintf(&b, "%s runs as serviceaccount %q (%s)\n", r.Object, r.ServiceAccount, state)
+	if r.Object == "serviceaccount "+strconv.Quote(r.ServiceAccount) {
+		fmt.Fprintf(&b, "%s, as the serviceaccount webhook checks it when it is written\n", r.Object)
+	} else {
+		fmt.Fprintf(&b, "%s runs as serviceaccount %q (%s)\n", r.Object, r.ServiceAccount, state)
+	}
 	for _, n := range r.NotSent {
 		fmt.Fprintf(&b, "  not sent to the injector: %s\n", n)
 	}
@@ -447,4 +453,46 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// ServiceAccountInput is one ServiceAccount to explain.
+type ServiceAccountInput struct {
+	// ServiceAccount is the one to explain.
+	ServiceAccount *corev1.ServiceAccount
+	// Policy holds the identity policies of its namespace.
+	Policy policy.Scope
+}
+
+// ExplainServiceAccount says which identity each provider reads from a
+// ServiceAccount, as the ServiceAccount webhook checks it when it is
+// written: given, invalid, refused by an identity policy, or none.
+func ExplainServiceAccount(e *mutate.Engine, in ServiceAccountInput) Report {
+	sa := in.ServiceAccount
+	ref := sa.Namespace + "/" + sa.Name
+	r := Report{Object: "serviceaccount " + strconv.Quote(ref), ServiceAccount: ref, Found: true}
+	res := e.CheckServiceAccount(nil, sa, in.Policy)
+	for _, p := range e.Providers() {
+		pr := Provider{Name: p.Name(), Read: read(sa, p.AnnotationPrefixes())}
+		for _, w := range res.Warnings {
+			if strings.HasPrefix(w, p.Name()+" (") || strings.HasPrefix(w, p.Name()+":") {
+				pr.Reasons = append(pr.Reasons, w)
+			}
+		}
+		invalid, refused := messagesFor(res.Invalid, p.Name()), messagesFor(res.Denied, p.Name())
+		switch {
+		case invalid != nil:
+			pr.Decision, pr.Reasons = Invalid, append(invalid, pr.Reasons...)
+		case refused != nil:
+			pr.Decision, pr.Reasons = DeniedByPolicy, append(refused, pr.Reasons...)
+		case len(pr.Read) > 0 && len(pr.Reasons) == 0:
+			pr.Decision = GivesIdentity
+		case len(pr.Reasons) > 0:
+			pr.Decision = Skipped
+		default:
+			pr.Decision = NotSetUp
+			pr.Reasons = append(pr.Reasons, fmt.Sprintf("serviceaccount %q has no annotation under %s", ref, strings.Join(p.AnnotationPrefixes(), ", ")))
+		}
+		r.Providers = append(r.Providers, pr)
+	}
+	return r
 }

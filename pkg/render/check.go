@@ -62,8 +62,9 @@ func Check(engine *mutate.Engine, opts Options, stdout, stderr io.Writer) error 
 }
 
 // Explain is what `injector explain` does: for every pod template of the
-// streams (or those that targets name, as "kind/name"), the report of
-// pkg/explain, as text or JSON; excluded are the namespaces the webhook
+// streams (or those that targets name, as "kind/name"; a ServiceAccount
+// only when named, as "serviceaccount/name"), the report of pkg/explain,
+// as text or JSON; excluded are the namespaces the webhook
 // configuration never sends.
 func Explain(engine *mutate.Engine, opts Options, targets, excluded []string, stdout io.Writer) error {
 	in, err := load(opts)
@@ -79,6 +80,19 @@ func Explain(engine *mutate.Engine, opts Options, targets, excluded []string, st
 	}
 	var reports []explain.Report
 	matched := map[string]bool{}
+	sas, err := manifest.ServiceAccountsOf(in.docs, opts.Namespace)
+	if err != nil {
+		return err
+	}
+	for _, sa := range sas {
+		for _, key := range []string{"serviceaccount/" + sa.Name, "sa/" + sa.Name} {
+			if slices.Contains(targets, key) {
+				matched[key] = true
+				reports = append(reports, explain.ExplainServiceAccount(engine, explain.ServiceAccountInput{
+					ServiceAccount: sa.ServiceAccount, Policy: in.policies.Scope(sa.Namespace)}))
+			}
+		}
+	}
 	for _, d := range in.docs {
 		for _, obj := range d.Objects() {
 			tp, err := manifest.ReadTemplate(obj, opts.Namespace)
