@@ -20,6 +20,8 @@ import (
 	"github.com/pod-identity/injector/pkg/policy"
 	"github.com/pod-identity/injector/pkg/providers"
 	"github.com/pod-identity/injector/pkg/providers/aws"
+	"github.com/pod-identity/injector/pkg/providers/azure"
+	"github.com/pod-identity/injector/pkg/providers/gcp"
 )
 
 // The provider decisions.
@@ -189,10 +191,11 @@ func freshTarget(t mutate.Target) mutate.Target {
 
 // drift compares the variables each container of a running pod carries
 // with those the same containers would get now, fresh: a changed
-// annotation shows as a different value, a new one as a missing variable.
+// annotation shows as a different value, a new one as a missing variable,
+// a removed one as an identity the pod still carries (see removed).
 func drift(t, fresh mutate.Target, freshPatch []mutate.Op) []string {
 	want := additionsWithValues(fresh, freshPatch)
-	var out []string
+	out := removed(t, want)
 	for _, list := range [][]corev1.Container{t.Spec.InitContainers, t.Spec.Containers} {
 		for _, c := range list {
 			have := map[string]string{}
@@ -208,6 +211,41 @@ func drift(t, fresh mutate.Target, freshPatch []mutate.Op) []string {
 				case got != v.Value:
 					out = append(out, fmt.Sprintf("container %s has %s=%s; its serviceaccount now gives %s: restart the pod to take it",
 						c.Name, v.Name, strconv.Quote(got), strconv.Quote(v.Value)))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// injectedMarks are, for the compiled providers, the token volume their
+// injection leaves in a pod and the variable that names the identity: a
+// pod that has both carries an identity that provider gave it.
+var injectedMarks = []struct{ provider, volume, variable string }{
+	{aws.Name, aws.IRSAVolumeName, "AWS_ROLE_ARN"},
+	{aws.Name, aws.PodIdentityVolumeName, "AWS_CONTAINER_CREDENTIALS_FULL_URI"},
+	{azure.Name, azure.VolumeName, "AZURE_CLIENT_ID"},
+	{gcp.Name, gcp.TokenVolumeName, "GOOGLE_APPLICATION_CREDENTIALS"},
+}
+
+// removed reports the identities a running pod carries (a provider's
+// token volume and variable) that its ServiceAccount no longer gives.
+func removed(t mutate.Target, want map[string][]corev1.EnvVar) []string {
+	var out []string
+	hasVolume := func(name string) bool {
+		return slices.ContainsFunc(t.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == name })
+	}
+	for _, list := range [][]corev1.Container{t.Spec.InitContainers, t.Spec.Containers} {
+		for _, c := range list {
+			for _, m := range injectedMarks {
+				if !hasVolume(m.volume) || slices.ContainsFunc(want[c.Name], func(v corev1.EnvVar) bool { return v.Name == m.variable }) {
+					continue
+				}
+				for _, e := range c.Env {
+					if e.Name == m.variable {
+						out = append(out, fmt.Sprintf("container %s has %s=%s, but its serviceaccount no longer gives it an identity from %s: restart the pod to drop it",
+							c.Name, e.Name, strconv.Quote(e.Value), m.provider))
+					}
 				}
 			}
 		}

@@ -73,9 +73,9 @@ func runInjectorCLI(t *testing.T, args ...string) (string, error) {
 
 // TestAuditFindsPodsWhoseIdentityChanged: `injector audit` pages through
 // the pods, says nothing (exit 0) while they carry their ServiceAccount's
-// identity, and after the annotation changes lists each pod under the
-// workload that owns it (a Deployment through its ReplicaSet), with the
-// command that restarts it, and exits 1.
+// identity, and after one annotation changes and another is removed lists
+// each pod under the workload that owns it (a Deployment through its
+// ReplicaSet), with the command that restarts it, and exits 1.
 func TestAuditFindsPodsWhoseIdentityChanged(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t, nil)
@@ -102,12 +102,19 @@ func TestAuditFindsPodsWhoseIdentityChanged(t *testing.T) {
 		storedPod(t, ns, p)
 	}
 	storedPod(t, ns, podSpec("debug", "reader"))
-	if out, err := runInjectorCLI(t, "audit", "-n", ns); err != nil || !strings.Contains(out, "4 pods: every one carries the identity its serviceaccount gives") {
+	serviceAccount(t, ns, "former", awsAnnotations())
+	storedPod(t, ns, podSpec("former", "former"))
+	if out, err := runInjectorCLI(t, "audit", "-n", ns); err != nil || !strings.Contains(out, "5 pods: every one carries the identity its serviceaccount gives") {
 		t.Fatalf("before the change: %v\n%s", err, out)
 	}
 	newRole := "arn:aws:iam::111122223333:role/e2e-writer"
 	patch := []byte(`{"metadata":{"annotations":{"eks.amazonaws.com/role-arn":"` + newRole + `"}}}`)
 	if _, err := cluster.Client.CoreV1().ServiceAccounts(ns).Patch(ctx, "reader", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// And the other ServiceAccount loses its role.
+	if _, err := cluster.Client.CoreV1().ServiceAccounts(ns).Patch(ctx, "former", types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"eks.amazonaws.com/role-arn":null}}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	out, err := runInjectorCLI(t, "audit", "-n", ns)
@@ -119,7 +126,8 @@ func TestAuditFindsPodsWhoseIdentityChanged(t *testing.T) {
 		"kubectl -n " + ns + " rollout restart deployment/web\n  pod web-5d8f7-0: container ",
 		`pod web-5d8f7-2: container app has AWS_ROLE_ARN="` + roleARN + `"; its serviceaccount now gives "` + newRole + `": restart the pod to take it`,
 		"pod " + ns + "/debug (no controller: delete and recreate it)",
-		"4 of 4 pods carry an identity their serviceaccount no longer gives",
+		`pod former: container app has AWS_ROLE_ARN="` + roleARN + `", but its serviceaccount no longer gives it an identity from aws: restart the pod to drop it`,
+		"5 of 5 pods carry an identity their serviceaccount no longer gives",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("audit does not say %q:\n%s", want, out)
