@@ -121,11 +121,9 @@ func Explain(e *mutate.Engine, in Input) Report {
 	attributed := map[string]bool{}
 	for _, p := range e.Providers() {
 		pr := Provider{Name: p.Name(), Read: read(in.ServiceAccount, p.AnnotationPrefixes())}
-		for _, w := range res.Warnings {
-			if strings.HasPrefix(w, p.Name()+" (") || strings.HasPrefix(w, p.Name()+":") {
-				pr.Reasons = append(pr.Reasons, w)
-				attributed[w] = true
-			}
+		pr.Reasons = warningsOf(res.Warnings, p.Name())
+		for _, w := range pr.Reasons {
+			attributed[w] = true
 		}
 		invalid, refused := messagesFor(res.Invalid, p.Name()), messagesFor(res.Denied, p.Name())
 		switch {
@@ -296,6 +294,18 @@ func name(t mutate.Target) string {
 		return "<generated>"
 	}
 	return t.Name
+}
+
+// warningsOf returns the warnings that name provider first, as the
+// engine's warnings about a provider do.
+func warningsOf(warnings []string, provider string) []string {
+	var out []string
+	for _, w := range warnings {
+		if strings.HasPrefix(w, provider+" (") || strings.HasPrefix(w, provider+":") {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // messagesFor returns the messages of the invalid identities and policy
@@ -510,12 +520,7 @@ func ExplainServiceAccount(e *mutate.Engine, in ServiceAccountInput) Report {
 	r := Report{Object: "serviceaccount " + strconv.Quote(ref), ServiceAccount: ref, Found: true}
 	res := e.CheckServiceAccount(nil, sa, in.Policy)
 	for _, p := range e.Providers() {
-		pr := Provider{Name: p.Name(), Read: read(sa, p.AnnotationPrefixes())}
-		for _, w := range res.Warnings {
-			if strings.HasPrefix(w, p.Name()+" (") || strings.HasPrefix(w, p.Name()+":") {
-				pr.Reasons = append(pr.Reasons, w)
-			}
-		}
+		pr := Provider{Name: p.Name(), Read: read(sa, p.AnnotationPrefixes()), Reasons: warningsOf(res.Warnings, p.Name())}
 		invalid, refused := messagesFor(res.Invalid, p.Name()), messagesFor(res.Denied, p.Name())
 		switch {
 		case invalid != nil:
