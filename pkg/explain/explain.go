@@ -350,7 +350,7 @@ func notSent(in Input) []string {
 		out = append(out, fmt.Sprintf(`namespace %q is labelled pod-identity.io/inject: disabled`, t.Namespace))
 	}
 	if slices.Contains(in.ExcludedNamespaces, t.Namespace) {
-		out = append(out, fmt.Sprintf("namespace %q is never sent to the injector (the webhook's own, and kube-system)", t.Namespace))
+		out = append(out, fmt.Sprintf("namespace %q is excluded by the webhook configuration's namespaceSelector (kube-system and the injector's own are, always)", t.Namespace))
 	}
 	if isMirror(t) {
 		out = append(out, "the pod is a static pod's mirror ("+mutate.MirrorAnnotation+"), which the API server refuses to give a token")
