@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -39,9 +38,7 @@ for CI and cron jobs. Reads only (get, list).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			log := logrus.New()
-			log.SetOutput(cmd.ErrOrStderr())
-			ps, err := provs.Build(ctx, log)
+			engine, err := buildEngine(ctx, provs, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -54,7 +51,7 @@ for CI and cron jobs. Reads only (get, list).`,
 				return err
 			}
 			cmd.SilenceUsage = true
-			return audit(ctx, mutate.New(ps), client, namespace, cmd.OutOrStdout())
+			return audit(ctx, engine, client, namespace, cmd.OutOrStdout())
 		},
 	}
 	fs := cmd.Flags()

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 
-	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
-	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/render"
 )
@@ -31,15 +29,13 @@ Exits non-zero when it printed anything.`,
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			log := logrus.New()
-			log.SetOutput(cmd.ErrOrStderr())
-			ps, err := provs.Build(ctx, log)
+			engine, err := buildEngine(ctx, provs, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
 			opts.Stdin = cmd.InOrStdin()
 			cmd.SilenceUsage = true
-			return render.Check(mutate.New(ps), opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return render.Check(engine, opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	fs := cmd.Flags()

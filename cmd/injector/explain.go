@@ -13,7 +13,6 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/pod-identity/injector/pkg/explain"
@@ -50,9 +49,7 @@ where the identity it carries is not the one its ServiceAccount gives now.`,
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			log := logrus.New()
-			log.SetOutput(cmd.ErrOrStderr())
-			ps, err := provs.Build(ctx, log)
+			engine, err := buildEngine(ctx, provs, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -60,10 +57,10 @@ where the identity it carries is not the one its ServiceAccount gives now.`,
 				if len(args) == 0 {
 					return errors.New("name what to explain (pod/NAME, deployment/NAME, ...), in the cluster, or give -f FILE")
 				}
-				return explainLive(ctx, mutate.New(ps), kubeconfig, opts.Namespace, args, opts.Output, cmd.OutOrStdout())
+				return explainLive(ctx, engine, kubeconfig, opts.Namespace, args, opts.Output, cmd.OutOrStdout())
 			}
 			opts.Stdin = cmd.InOrStdin()
-			return render.Explain(mutate.New(ps), opts, args, excluded, cmd.OutOrStdout())
+			return render.Explain(engine, opts, args, excluded, cmd.OutOrStdout())
 		},
 	}
 	fs := cmd.Flags()

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
-	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/render"
 )
@@ -82,13 +80,11 @@ func runMutate(ctx context.Context, cfg *mutateConfig, stdin io.Reader, stdout, 
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	log := logrus.New()
-	log.SetOutput(stderr)
-	provs, err := cfg.providers.Build(ctx, log)
+	engine, err := buildEngine(ctx, cfg.providers, stderr)
 	if err != nil {
 		return err
 	}
-	return render.Run(mutate.New(provs), render.Options{
+	return render.Run(engine, render.Options{
 		Files: cfg.files, ServiceAccountFiles: cfg.serviceAccounts, Stdin: stdin,
 		Output: cfg.output, Patch: cfg.patch, Namespace: cfg.namespace, InvalidIdentity: cfg.invalidIdentity,
 		PolicyFiles: cfg.policies.PolicyFiles, NamespaceLabels: cfg.policies.NamespaceLabels,
