@@ -42,11 +42,7 @@ for CI and cron jobs. Reads only (get, list).`,
 			if err != nil {
 				return err
 			}
-			rc, err := kubeConfig(kubeconfig, 20, 40)
-			if err != nil {
-				return err
-			}
-			client, err := kubernetes.NewForConfig(rc)
+			client, _, err := kubeClients(kubeconfig)
 			if err != nil {
 				return err
 			}

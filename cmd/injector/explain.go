@@ -7,11 +7,14 @@ import (
 	"io"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/spf13/cobra"
 
@@ -77,15 +80,7 @@ where the identity it carries is not the one its ServiceAccount gives now.`,
 
 // explainLive explains pods and workloads of the cluster, reading only.
 func explainLive(ctx context.Context, engine *mutate.Engine, kubeconfig, namespace string, targets []string, output string, out io.Writer) error {
-	rc, err := kubeConfig(kubeconfig, 20, 40)
-	if err != nil {
-		return err
-	}
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
-	dyn, err := dynamic.NewForConfig(rc)
+	client, dyn, err := kubeClients(kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -131,7 +126,7 @@ func explainLive(ctx context.Context, engine *mutate.Engine, kubeconfig, namespa
 			reports = append(reports, explain.ExplainServiceAccount(engine, explain.ServiceAccountInput{ServiceAccount: sa, Policy: store.Scope(namespace)}))
 			continue
 		}
-		obj, kindName, err := getWorkload(ctx, client, strings.ToLower(kind), namespace, name)
+		obj, kindName, err := getWorkload(ctx, dyn, strings.ToLower(kind), namespace, name)
 		if err != nil {
 			return err
 		}
@@ -154,44 +149,38 @@ func explainLive(ctx context.Context, engine *mutate.Engine, kubeconfig, namespa
 	return render.WriteReports(out, reports, output)
 }
 
-// getWorkload reads a pod or a workload by kind (or its short name) as an
-// object with its kind set, as manifests hold it.
-func getWorkload(ctx context.Context, c kubernetes.Interface, kind, ns, name string) (map[string]any, string, error) {
-	var obj runtime.Object
-	var k string
-	var err error
-	switch kind {
-	case "pod", "pods", "po":
-		k = "Pod"
-		obj, err = c.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-	case "deployment", "deployments", "deploy":
-		k = "Deployment"
-		obj, err = c.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-	case "statefulset", "statefulsets", "sts":
-		k = "StatefulSet"
-		obj, err = c.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
-	case "daemonset", "daemonsets", "ds":
-		k = "DaemonSet"
-		obj, err = c.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
-	case "replicaset", "replicasets", "rs":
-		k = "ReplicaSet"
-		obj, err = c.AppsV1().ReplicaSets(ns).Get(ctx, name, metav1.GetOptions{})
-	case "job", "jobs":
-		k = "Job"
-		obj, err = c.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
-	case "cronjob", "cronjobs", "cj":
-		k = "CronJob"
-		obj, err = c.BatchV1().CronJobs(ns).Get(ctx, name, metav1.GetOptions{})
-	default:
+// workloads are the kinds explain reads, by every name kubectl takes.
+var workloads = map[string]schema.GroupVersionResource{}
+
+func init() {
+	for _, w := range []struct {
+		gvr   schema.GroupVersionResource
+		names []string
+	}{
+		{corev1.SchemeGroupVersion.WithResource("pods"), []string{"pod", "pods", "po"}},
+		{appsv1.SchemeGroupVersion.WithResource("deployments"), []string{"deployment", "deployments", "deploy"}},
+		{appsv1.SchemeGroupVersion.WithResource("statefulsets"), []string{"statefulset", "statefulsets", "sts"}},
+		{appsv1.SchemeGroupVersion.WithResource("daemonsets"), []string{"daemonset", "daemonsets", "ds"}},
+		{appsv1.SchemeGroupVersion.WithResource("replicasets"), []string{"replicaset", "replicasets", "rs"}},
+		{batchv1.SchemeGroupVersion.WithResource("jobs"), []string{"job", "jobs"}},
+		{batchv1.SchemeGroupVersion.WithResource("cronjobs"), []string{"cronjob", "cronjobs", "cj"}},
+	} {
+		for _, n := range w.names {
+			workloads[n] = w.gvr
+		}
+	}
+}
+
+// getWorkload reads a pod or a workload by kind (or its short name), as
+// manifests hold it, and returns it with its kind.
+func getWorkload(ctx context.Context, dyn dynamic.Interface, kind, ns, name string) (map[string]any, string, error) {
+	gvr, ok := workloads[kind]
+	if !ok {
 		return nil, "", fmt.Errorf("%s/%s: expected a pod, a workload (deployment, statefulset, daemonset, replicaset, job, cronjob) or a serviceaccount", kind, name)
 	}
+	u, err := dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return nil, "", fmt.Errorf("%s %s/%s: %w", strings.ToLower(k), ns, name, err)
+		return nil, "", fmt.Errorf("%s %s/%s: %w", kind, ns, name, err)
 	}
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		return nil, "", err
-	}
-	m["kind"] = k
-	return m, k, nil
+	return u.Object, u.GetKind(), nil
 }

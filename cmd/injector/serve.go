@@ -118,6 +118,21 @@ func newLogger(format, level string, out io.Writer) *logrus.Logger {
 	return log
 }
 
+// kubeClients returns the clients of the command-line tools (explain,
+// audit), which only read.
+func kubeClients(kubeconfig string) (kubernetes.Interface, dynamic.Interface, error) {
+	rc, err := kubeConfig(kubeconfig, 20, 40)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, err
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	return client, dyn, err
+}
+
 func kubeConfig(kubeconfig string, qps float32, burst int) (*rest.Config, error) {
 	var rc *rest.Config
 	var err error

@@ -104,6 +104,11 @@ func TestAuditFindsPodsWhoseIdentityChanged(t *testing.T) {
 	storedPod(t, ns, podSpec("debug", "reader"))
 	serviceAccount(t, ns, "former", awsAnnotations())
 	storedPod(t, ns, podSpec("former", "former"))
+	if out, err := runInjectorCLI(t, "explain", "deploy/web", "sa/reader", "-n", ns); err != nil ||
+		!strings.Contains(out, `deployment "`+ns+`/web" runs as serviceaccount "`+ns+`/reader" (found)`) ||
+		!strings.Contains(out, `serviceaccount "`+ns+`/reader", as the serviceaccount webhook checks it`) {
+		t.Errorf("explain of a deployment and a serviceaccount in the cluster: %v\n%s", err, out)
+	}
 	if out, err := runInjectorCLI(t, "audit", "-n", ns); err != nil || !strings.Contains(out, "5 pods: every one carries the identity its serviceaccount gives") {
 		t.Fatalf("before the change: %v\n%s", err, out)
 	}
