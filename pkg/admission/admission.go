@@ -80,6 +80,15 @@ func (c *Config) validate() error {
 
 type reviewer struct{ cfg Config }
 
+// newReviewer completes and checks cfg for one of the webhooks.
+func newReviewer(cfg Config) (reviewer, error) {
+	cfg.defaults()
+	if err := cfg.validate(); err != nil {
+		return reviewer{}, err
+	}
+	return reviewer{cfg}, nil
+}
+
 // podReview is a decoded pod admission request.
 type podReview struct {
 	pod    corev1.Pod
@@ -197,11 +206,11 @@ type Mutator struct{ reviewer }
 
 // NewMutator returns the mutating webhook.
 func NewMutator(cfg Config) (*Mutator, error) {
-	cfg.defaults()
-	if err := cfg.validate(); err != nil {
+	r, err := newReviewer(cfg)
+	if err != nil {
 		return nil, err
 	}
-	return &Mutator{reviewer{cfg}}, nil
+	return &Mutator{r}, nil
 }
 
 // ID implements webhook.Webhook.
@@ -268,11 +277,11 @@ type Validator struct{ reviewer }
 
 // NewValidator returns the validating webhook.
 func NewValidator(cfg Config) (*Validator, error) {
-	cfg.defaults()
-	if err := cfg.validate(); err != nil {
+	r, err := newReviewer(cfg)
+	if err != nil {
 		return nil, err
 	}
-	return &Validator{reviewer{cfg}}, nil
+	return &Validator{r}, nil
 }
 
 // ID implements webhook.Webhook.
@@ -355,11 +364,11 @@ type ServiceAccountValidator struct{ reviewer }
 
 // NewServiceAccountValidator returns the ServiceAccount webhook.
 func NewServiceAccountValidator(cfg Config) (*ServiceAccountValidator, error) {
-	cfg.defaults()
-	if err := cfg.validate(); err != nil {
+	r, err := newReviewer(cfg)
+	if err != nil {
 		return nil, err
 	}
-	return &ServiceAccountValidator{reviewer{cfg}}, nil
+	return &ServiceAccountValidator{r}, nil
 }
 
 // ID implements webhook.Webhook.
