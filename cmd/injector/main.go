@@ -29,6 +29,6 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newMutateCommand(), newCheckCommand(), newExplainCommand(), newAuditCommand(), newServeCommand())
+	root.AddCommand(newMutateCommand(), newCheckCommand(), newExplainCommand(), newAuditCommand(), newServeCommand(), newSyncCommand())
 	return root
 }

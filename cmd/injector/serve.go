@@ -237,11 +237,7 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 		}
 		return nil
 	}
-	names := make([]string, len(provs))
-	for i, p := range provs {
-		names[i] = p.Name()
-	}
-	log.WithFields(logrus.Fields{"providers": names, "invalid_identity": cfg.invalidIdentity, "identity_policies": cfg.policies}).Info("starting")
+	log.WithFields(logrus.Fields{"providers": engine.ProviderNames(), "invalid_identity": cfg.invalidIdentity, "identity_policies": cfg.policies}).Info("starting")
 	go func() {
 		if sas.WaitForSync(ctx) {
 			// The initial list held every ServiceAccount in full before the

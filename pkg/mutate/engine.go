@@ -44,6 +44,15 @@ func (e *Engine) AnnotationPrefixes() []string {
 	return out
 }
 
+// ProviderNames lists the names of the engine's providers, in order.
+func (e *Engine) ProviderNames() []string {
+	names := make([]string, len(e.providers))
+	for i, p := range e.providers {
+		names[i] = p.Name()
+	}
+	return names
+}
+
 // Target is a pod or a pod template to mutate. The engine reads Meta and Spec
 // and never changes them.
 type Target struct {

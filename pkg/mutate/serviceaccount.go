@@ -25,6 +25,8 @@ type ServiceAccountResult struct {
 	// Warn rules broken, and, for a write that changes no identity
 	// annotation, what would otherwise be Invalid or Denied.
 	Warnings []string
+	// PolicyWarnings are the Warn rules broken (also in Warnings).
+	PolicyWarnings []string
 }
 
 // CheckServiceAccount checks a ServiceAccount being created (old is nil)
@@ -53,7 +55,8 @@ func (e *Engine) CheckServiceAccount(old, sa *corev1.ServiceAccount, scope polic
 	}
 	v := scope.Evaluate(policy.Check{Namespace: sa.Namespace, ServiceAccount: sa.Name, Providers: ids})
 	res.Denied = v.Denied()
-	res.Warnings = append(res.Warnings, v.Warnings()...)
+	res.PolicyWarnings = v.Warnings()
+	res.Warnings = append(res.Warnings, res.PolicyWarnings...)
 	if old != nil && !e.identityChanged(old, sa) {
 		for _, errs := range [][]error{res.Invalid, res.Denied} {
 			for _, err := range errs {

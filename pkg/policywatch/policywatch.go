@@ -44,6 +44,10 @@ type Config struct {
 	Log logrus.FieldLogger
 	// Resync is how often the informers resync (0: never).
 	Resync time.Duration
+	// OnChange, when set, is called when what the Store decides may have
+	// changed: with a namespace whose labels changed, or with "" when the
+	// policies changed (every namespace). It must not block.
+	OnChange func(namespace string)
 }
 
 // Watcher keeps a Store current.
@@ -116,6 +120,9 @@ func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *Watcher) namespaceChanged(obj any) {
 	if ns, ok := obj.(*corev1.Namespace); ok {
 		w.cfg.Store.SetNamespace(ns.Name, ns.Labels)
+		if w.cfg.OnChange != nil {
+			w.cfg.OnChange(ns.Name)
+		}
 	}
 }
 
@@ -127,6 +134,7 @@ func (w *Watcher) policiesChanged() {
 	defer w.mu.Unlock()
 	objs := w.policies.GetStore().List()
 	seen := make(map[string]bool, len(objs))
+	changed := false
 	out := make([]*policy.Policy, 0, len(objs))
 	for _, obj := range objs {
 		u, ok := obj.(*unstructured.Unstructured)
@@ -137,6 +145,7 @@ func (w *Watcher) policiesChanged() {
 		seen[name] = true
 		c := w.compiled[name]
 		if c == nil || c.generation != gen {
+			changed = true
 			c = &compiledPolicy{generation: gen, policy: compile(u)}
 			w.compiled[name] = c
 			ready, reason, _ := c.policy.Ready()
@@ -149,10 +158,14 @@ func (w *Watcher) policiesChanged() {
 	}
 	for name := range w.compiled {
 		if !seen[name] {
+			changed = true
 			delete(w.compiled, name)
 		}
 	}
 	w.cfg.Store.SetPolicies(policy.NewCompiledSet(out))
+	if changed && w.cfg.OnChange != nil {
+		w.cfg.OnChange("")
+	}
 }
 
 // compile turns an IdentityPolicy read from the cluster into a Policy; one

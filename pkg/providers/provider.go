@@ -97,6 +97,10 @@ type Injection struct {
 	// OnlyContainers, when set, names the only containers that get
 	// anything (the opposite of SkipContainers; a pod sets one or the other).
 	OnlyContainers []string
+	// ContainerAnnotations are the pod annotations SkipContainers and
+	// OnlyContainers were read from (Request.Containers sets them), for
+	// policy mode, where the API server reads them.
+	ContainerAnnotations ContainerAnnotations
 	// Source names what triggered the injection in messages, e.g.
 	// `serviceaccount "ns/sa" annotation eks.amazonaws.com/role-arn`.
 	Source string
@@ -131,6 +135,23 @@ type Identity struct {
 // not only warnings).
 func (inj *Injection) Injects() bool {
 	return inj != nil && (len(inj.Volumes) > 0 || len(inj.Env) > 0 || len(inj.Annotations) > 0)
+}
+
+// ContainerAnnotations names the pod annotations that list the containers
+// to leave out or the only ones to inject, and the separator of the names.
+type ContainerAnnotations struct {
+	Skip, Only, Separator string
+}
+
+// PodLabelReader is implemented by a provider whose injection depends on
+// the pod's labels (an opt-out label, a label that turns it on). Policy
+// mode computes one entry per case, so every label the provider reads
+// must be listed.
+type PodLabelReader interface {
+	// PodLabels maps each pod label the provider reads to the values that
+	// change what it injects; "*" stands for any value. Absent, and any
+	// value not listed, is the other case.
+	PodLabels() map[string][]string
 }
 
 // Provider is a cloud identity provider. Implementations live in their own
@@ -284,6 +305,7 @@ func (r Request) Containers(provider, skipKey, onlyKey, sep string, inj *Injecti
 	}
 	inj.SkipContainers = SplitList(skip, sep)
 	inj.OnlyContainers = SplitList(only, sep)
+	inj.ContainerAnnotations = ContainerAnnotations{Skip: skipKey, Only: onlyKey, Separator: sep}
 	return nil
 }
 

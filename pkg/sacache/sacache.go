@@ -25,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -88,6 +89,10 @@ type Config struct {
 	// ReconnectAfter is how long a broken watch is left to client-go before
 	// the cache relists by itself once the API server answers again.
 	ReconnectAfter time.Duration
+	// OnChange, when set, is called with the namespace of every
+	// ServiceAccount the cache adds, changes or drops (from the informer's
+	// goroutine: it must not block).
+	OnChange func(namespace string)
 }
 
 func (c *Config) defaults() {
@@ -196,10 +201,40 @@ func (c *Cache) newGeneration() *generation {
 		AddFunc: func(obj any) {
 			if sa, ok := obj.(*corev1.ServiceAccount); ok {
 				c.missing.forget(sa.Namespace + "/" + sa.Name)
+				c.changed(sa)
+			}
+		},
+		UpdateFunc: func(_, obj any) {
+			if sa, ok := obj.(*corev1.ServiceAccount); ok {
+				c.changed(sa)
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if sa, ok := obj.(*corev1.ServiceAccount); ok {
+				c.changed(sa)
 			}
 		},
 	})
 	return &generation{informer: inf, lister: listersv1.NewServiceAccountLister(inf.GetIndexer())}
+}
+
+func (c *Cache) changed(sa *corev1.ServiceAccount) {
+	if c.cfg.OnChange != nil {
+		c.cfg.OnChange(sa.Namespace)
+	}
+}
+
+// List returns the cached ServiceAccounts of a namespace, trimmed.
+func (c *Cache) List(namespace string) ([]*corev1.ServiceAccount, error) {
+	return c.gen.Load().lister.ServiceAccounts(namespace).List(labels.Everything())
+}
+
+// Namespaces returns the namespaces that have a cached ServiceAccount.
+func (c *Cache) Namespaces() []string {
+	return c.gen.Load().informer.GetIndexer().ListIndexFuncValues(cache.NamespaceIndex)
 }
 
 func (c *Cache) markFresh() {

@@ -209,3 +209,26 @@ func (s *Server) Serve(ctx context.Context, webhookLn, opsLn net.Listener) error
 	s.log.Info("stopped")
 	return nil
 }
+
+// RunOps serves only /metrics, /healthz and /readyz on address until ctx
+// ends: for `injector sync`, which answers no reviews.
+func RunOps(ctx context.Context, address string, gatherer prometheus.Gatherer, ready func() error, log logrus.FieldLogger) error {
+	ln, err := net.Listen("tcp", address)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", address, err)
+	}
+	s := New(Config{}, nil, nil, gatherer, ready, log)
+	_, ops := s.httpServers()
+	errs := make(chan error, 1)
+	go func() { errs <- ops.Serve(ln) }()
+	log.WithField("metrics_address", ln.Addr().String()).Info("serving metrics and health")
+	select {
+	case err := <-errs:
+		return fmt.Errorf("metrics server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	s.stopping.Store(true)
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return ops.Shutdown(sctx)
+}

@@ -49,6 +49,7 @@ type Cluster struct {
 	Client   kubernetes.Interface
 	procs    []*proc
 	injector *proc
+	sync     *proc
 	Injector InjectorEndpoints
 	// WebhookClient is the client certificate the API server presents to
 	// webhooks (its AdmissionConfiguration), and the CA that signed it,
@@ -310,14 +311,16 @@ func StartCluster(ctx context.Context, dir, repoRoot string, log io.Writer) (*Cl
 	return c, nil
 }
 
-// InstallCRDs applies the CustomResourceDefinitions of deploy/manifests/crds,
-// as `kubectl apply -k deploy/manifests` would first, and waits until the
-// API server serves them.
+// InstallCRDs applies the CustomResourceDefinitions of deploy/manifests/crds
+// and deploy/policy/crds, as `kubectl apply -k` of those bases would first,
+// and waits until the API server serves them.
 func (c *Cluster) InstallCRDs(ctx context.Context) error {
-	files, _ := filepath.Glob(filepath.Join(c.repoRoot, "deploy", "manifests", "crds", "*.yaml"))
-	if len(files) == 0 {
-		return errors.New("deploy/manifests/crds holds no CRD")
+	files, _ := filepath.Glob(filepath.Join(c.repoRoot, "deploy", "manifests", "crds", "pod-identity.io_*.yaml"))
+	policyFiles, _ := filepath.Glob(filepath.Join(c.repoRoot, "deploy", "policy", "crds", "pod-identity.io_*.yaml"))
+	if len(files) == 0 || len(policyFiles) == 0 {
+		return errors.New("deploy/manifests/crds or deploy/policy/crds holds no CRD")
 	}
+	files = append(files, policyFiles...)
 	dyn, err := dynamic.NewForConfig(c.Config)
 	if err != nil {
 		return err
@@ -437,16 +440,66 @@ current-context: e2e
 	return path, os.WriteFile(path, []byte(data), 0o600)
 }
 
-// StartInjector builds and starts `injector serve` out of cluster.
-func (c *Cluster) StartInjector(ctx context.Context, certFile, keyFile string, caPEM []byte, extraArgs ...string) error {
+// binary builds the injector once per cluster directory.
+func (c *Cluster) binary() (string, error) {
 	bin := filepath.Join(c.Dir, "injector")
 	if _, err := os.Stat(bin); err != nil {
 		cmd := exec.Command("go", "build", "-o", bin, "./cmd/injector")
 		cmd.Dir = c.repoRoot
 		cmd.Stdout, cmd.Stderr = c.logWriter, c.logWriter
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("build injector: %w", err)
+			return "", fmt.Errorf("build injector: %w", err)
 		}
+	}
+	return bin, nil
+}
+
+// StartSync builds and starts `injector sync` out of cluster (policy
+// mode), with leader election in the default namespace, and returns the
+// address of its /metrics once it is ready.
+func (c *Cluster) StartSync(ctx context.Context, extraArgs ...string) (string, error) {
+	bin, err := c.binary()
+	if err != nil {
+		return "", err
+	}
+	kubeconfig, err := c.kubeconfigFor("sync-kubeconfig", c.APIURL)
+	if err != nil {
+		return "", err
+	}
+	mp, err := FreePort()
+	if err != nil {
+		return "", err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", mp)
+	args := append([]string{bin, "sync", "--kubeconfig=" + kubeconfig, "--metrics-address=" + addr,
+		"--log-format=text", "--leader-election-namespace=default", "--leader-election-identity=e2e-" + randomHex(4)}, extraArgs...)
+	p, err := c.start("sync", args, nil)
+	if err != nil {
+		return "", err
+	}
+	c.sync = p
+	if err := waitHTTP(ctx, http.DefaultClient, "http://"+addr+"/readyz", 30*time.Second, p); err != nil {
+		return "", fmt.Errorf("sync did not become ready: %w\n%s", err, p.Tail())
+	}
+	return addr, nil
+}
+
+// StopSync stops `injector sync`.
+func (c *Cluster) StopSync() { c.sync.stop(10 * time.Second) }
+
+// SyncLog returns the end of the sync controller's log.
+func (c *Cluster) SyncLog() string {
+	if c.sync == nil {
+		return ""
+	}
+	return c.sync.Tail()
+}
+
+// StartInjector builds and starts `injector serve` out of cluster.
+func (c *Cluster) StartInjector(ctx context.Context, certFile, keyFile string, caPEM []byte, extraArgs ...string) error {
+	bin, err := c.binary()
+	if err != nil {
+		return err
 	}
 	if c.APIProxy == nil {
 		p, err := StartProxy(strings.TrimPrefix(c.APIURL, "https://"))
@@ -502,6 +555,7 @@ func (c *Cluster) InjectorLog() string {
 // SIGKILL if it lingers.
 func (c *Cluster) Stop() {
 	c.injector.stop(10 * time.Second)
+	c.sync.stop(10 * time.Second)
 	if c.APIProxy != nil {
 		c.APIProxy.Close()
 	}

@@ -100,6 +100,12 @@ func (p *Provider) Name() string { return Name }
 // AnnotationPrefixes implements providers.Provider.
 func (p *Provider) AnnotationPrefixes() []string { return []string{p.cfg.AnnotationPrefix + "/"} }
 
+// PodLabels implements providers.PodLabelReader: the opt-out label, any
+// value, and the label the EKS webhook gives Pod Identity pods.
+func (p *Provider) PodLabels() map[string][]string {
+	return map[string][]string{SkipLabel: {"*"}, PodIdentityLabel: {"enabled"}}
+}
+
 // Inject implements providers.Provider.
 func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	if _, skip := req.PodMeta.Labels[SkipLabel]; skip {

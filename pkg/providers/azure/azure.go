@@ -209,6 +209,12 @@ func setUp(sa *corev1.ServiceAccount) bool {
 	return sa.Labels[UseLabel] == "true"
 }
 
+// PodLabels implements providers.PodLabelReader: the label that turns
+// the injection on.
+func (p *Provider) PodLabels() map[string][]string {
+	return map[string][]string{UseLabel: {"true"}}
+}
+
 // Inject implements providers.Provider.
 func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	sa := req.ServiceAccount

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/policy"
+	"github.com/pod-identity/injector/pkg/policywatch"
+	"github.com/pod-identity/injector/pkg/providers/registry"
+	"github.com/pod-identity/injector/pkg/sacache"
+	"github.com/pod-identity/injector/pkg/server"
+	idsync "github.com/pod-identity/injector/pkg/sync"
+)
+
+// syncConfig is the configuration of `injector sync`.
+type syncConfig struct {
+	kubeconfig      string
+	kubeQPS         float32
+	kubeBurst       int
+	metricsAddress  string
+	logFormat       string
+	logLevel        string
+	invalidIdentity string
+	policies        bool
+	leaderElect     bool
+	leaseNamespace  string
+	leaseName       string
+	identity        string
+	resync          time.Duration
+	workers         int
+	providers       *registry.Set
+}
+
+func newSyncCommand() *cobra.Command {
+	cfg := &syncConfig{providers: registry.New()}
+	cmd := &cobra.Command{
+		Use:   "sync",
+		Short: "Policy mode: keep each namespace's IdentityParameters, which the admission policies of deploy/policy inject pods from",
+		Long: `sync watches ServiceAccounts (and identity policies and namespace labels) and keeps, in every
+namespace with identities, one IdentityParameters object named pod-identity: per ServiceAccount, what
+its pods get, as the providers decide with the same flags as serve. The MutatingAdmissionPolicy and
+ValidatingAdmissionPolicies of deploy/policy read it; no webhook is called. Run two replicas: one
+leader writes (client-go leases), the other takes over.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runSync(cmd.Context(), cfg, cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&cfg.kubeconfig, "kubeconfig", "", "kubeconfig for running outside the cluster (default: in-cluster config)")
+	fs.Float32Var(&cfg.kubeQPS, "kube-api-qps", 20, "queries per second to the Kubernetes API")
+	fs.IntVar(&cfg.kubeBurst, "kube-api-burst", 40, "burst of queries to the Kubernetes API")
+	fs.StringVar(&cfg.metricsAddress, "metrics-address", ":8080", "plain HTTP address of /metrics, /healthz and /readyz")
+	fs.StringVar(&cfg.logFormat, "log-format", "json", "log format: json or text")
+	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warning or error")
+	fs.BoolVar(&cfg.policies, "identity-policies", true, "enforce the cluster's IdentityPolicy objects (the CRD in deploy/manifests must be installed); false ignores them")
+	fs.BoolVar(&cfg.leaderElect, "leader-elect", true, "write only while holding the lease, so that replicas can run side by side")
+	fs.StringVar(&cfg.leaseNamespace, "leader-election-namespace", "", "namespace of the lease (default: the pod's namespace from POD_NAMESPACE, else pod-identity-system)")
+	fs.StringVar(&cfg.leaseName, "leader-election-name", "pod-identity-sync", "name of the lease")
+	fs.StringVar(&cfg.identity, "leader-election-identity", "", "this replica's name in the lease (default: the host name)")
+	fs.DurationVar(&cfg.resync, "resync-period", 10*time.Minute, "how often every namespace is checked again besides on changes")
+	fs.IntVar(&cfg.workers, "workers", 2, "namespaces written at the same time")
+	addInvalidIdentityFlag(fs, &cfg.invalidIdentity)
+	cfg.providers.AddFlags(fs)
+	return cmd
+}
+
+func (c *syncConfig) validate() error {
+	if c.logFormat != "json" && c.logFormat != "text" {
+		return fmt.Errorf("--log-format %q: expected json or text", c.logFormat)
+	}
+	if _, err := logrus.ParseLevel(c.logLevel); err != nil {
+		return fmt.Errorf("--log-level %q: expected debug, info, warning or error", c.logLevel)
+	}
+	if c.workers < 1 {
+		return fmt.Errorf("--workers %d: expected at least 1", c.workers)
+	}
+	return validateInvalidIdentity(c.invalidIdentity)
+}
+
+func runSync(ctx context.Context, cfg *syncConfig, stderr io.Writer) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	log := newLogger(cfg.logFormat, cfg.logLevel, stderr)
+	provs, err := cfg.providers.Build(ctx, log)
+	if err != nil {
+		return err
+	}
+	engine := mutate.New(provs)
+	rc, err := kubeConfig(cfg.kubeconfig, cfg.kubeQPS, cfg.kubeBurst)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// The controller exists before the caches that tell it about changes.
+	var ctrl *idsync.Controller
+	changed := func(ns string) {
+		if ctrl != nil {
+			ctrl.Changed(ns)
+		}
+	}
+	sas, err := sacache.New(sacache.Config{Client: client, AnnotationPrefixes: engine.AnnotationPrefixes(), OnChange: changed})
+	if err != nil {
+		return err
+	}
+	var policies *policy.Store
+	var watcher *policywatch.Watcher
+	if cfg.policies {
+		policies = policy.NewStore()
+		if watcher, err = policywatch.New(policywatch.Config{Client: client, Dynamic: dyn, Store: policies, Log: log, OnChange: changed}); err != nil {
+			return err
+		}
+	}
+	ctrl, err = idsync.New(idsync.Config{
+		Engine: engine, ServiceAccounts: sas, Policies: policies, Dynamic: dyn, Log: log, Registerer: reg,
+		Options: idsync.Options{WarnInvalid: cfg.invalidIdentity == "warn"}, Resync: cfg.resync,
+	})
+	if err != nil {
+		return err
+	}
+	sas.Start(ctx)
+	if watcher != nil {
+		watcher.Start(ctx)
+	}
+	ctrl.Start(ctx)
+
+	ready := func() error {
+		if !sas.HasSynced() {
+			return errors.New("serviceaccount cache not synced yet")
+		}
+		if !ctrl.HasSynced() {
+			return errors.New("identity parameters not listed yet (is the IdentityParameters CRD of deploy/policy installed?)")
+		}
+		if watcher != nil && !watcher.HasSynced() {
+			return errors.New("identity policies and namespaces not synced yet (is the IdentityPolicy CRD installed?)")
+		}
+		return nil
+	}
+	run := func(ctx context.Context) {
+		log.Info("writing identity parameters")
+		ctrl.Run(ctx, cfg.workers)
+	}
+	go func() {
+		if !cfg.leaderElect {
+			run(ctx)
+			return
+		}
+		if err := leaderElect(ctx, cfg, client, run, log); err != nil {
+			log.WithError(err).Error("leader election")
+		}
+	}()
+	log.WithFields(logrus.Fields{"providers": engine.ProviderNames(), "invalid_identity": cfg.invalidIdentity, "identity_policies": cfg.policies, "leader_elect": cfg.leaderElect}).Info("starting sync")
+	return server.RunOps(ctx, cfg.metricsAddress, reg, ready, log)
+}
+
+// leaderElect runs run while this replica holds the lease, until ctx ends.
+// A replica that loses the lease stops writing and campaigns again.
+func leaderElect(ctx context.Context, cfg *syncConfig, client kubernetes.Interface, run func(context.Context), log logrus.FieldLogger) error {
+	ns := cfg.leaseNamespace
+	if ns == "" {
+		if ns = os.Getenv("POD_NAMESPACE"); ns == "" {
+			ns = "pod-identity-system"
+		}
+	}
+	id := cfg.identity
+	if id == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return err
+		}
+		id = host
+	}
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: ns, Name: cfg.leaseName},
+		Client:     client.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+	}
+	for ctx.Err() == nil {
+		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+			Lock: lock, ReleaseOnCancel: true,
+			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: run,
+				OnStoppedLeading: func() { log.WithField("identity", id).Info("not the leader") },
+				OnNewLeader:      func(l string) { log.WithField("leader", l).Info("leader") },
+			},
+		})
+	}
+	return nil
+}

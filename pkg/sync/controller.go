@@ -1,0 +1,356 @@
+package sync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	gosync "sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/policy"
+	"github.com/pod-identity/injector/pkg/sync/v1alpha1"
+)
+
+// ManagedByLabel marks the IdentityParameters objects the controller owns.
+const ManagedByLabel = "app.kubernetes.io/managed-by"
+
+// ManagedBy is the value of ManagedByLabel.
+const ManagedBy = "pod-identity-injector-sync"
+
+// DefaultMaxObjectBytes bounds an IdentityParameters object's spec: etcd
+// refuses objects over 1.5 MiB by default, and the admission policies read
+// the whole object for every pod.
+const DefaultMaxObjectBytes = 1 << 20
+
+// ServiceAccounts is what the controller reads ServiceAccounts from: the
+// trimmed cache that `serve` uses (sacache.Cache).
+type ServiceAccounts interface {
+	List(namespace string) ([]*corev1.ServiceAccount, error)
+	Namespaces() []string
+	HasSynced() bool
+}
+
+// Config configures a Controller.
+type Config struct {
+	// Engine decides what each ServiceAccount's pods get.
+	Engine *mutate.Engine
+	// ServiceAccounts is the cache to read them from.
+	ServiceAccounts ServiceAccounts
+	// Policies, when set, are the identity policies in force.
+	Policies *policy.Store
+	// Dynamic reads and writes IdentityParameters.
+	Dynamic dynamic.Interface
+	// Options are the settings that change the parameters.
+	Options Options
+	// Log receives writes at debug level, failures at error level.
+	Log logrus.FieldLogger
+	// Registerer, when set, receives the controller's metrics.
+	Registerer prometheus.Registerer
+	// Resync is how often every namespace is checked again (0: never).
+	Resync time.Duration
+	// MaxObjectBytes bounds one object's spec (default DefaultMaxObjectBytes).
+	MaxObjectBytes int
+}
+
+// Controller keeps one IdentityParameters object per namespace with
+// identities, and none elsewhere.
+type Controller struct {
+	cfg    Config
+	params cache.SharedIndexInformer
+	queue  workqueue.TypedRateLimitingInterface[string]
+
+	mu      gosync.Mutex
+	pending map[string]time.Time // namespace -> first change not yet written
+
+	lag    prometheus.Histogram
+	writes *prometheus.CounterVec
+	errs   prometheus.Counter
+}
+
+// New returns a Controller; call Start, then Run on the leader.
+func New(cfg Config) (*Controller, error) {
+	if cfg.Engine == nil || cfg.ServiceAccounts == nil || cfg.Dynamic == nil {
+		return nil, errors.New("sync: an engine, a serviceaccount cache and a dynamic client are required")
+	}
+	if cfg.Log == nil {
+		l := logrus.New()
+		l.SetOutput(discard{})
+		cfg.Log = l
+	}
+	if cfg.MaxObjectBytes == 0 {
+		cfg.MaxObjectBytes = DefaultMaxObjectBytes
+	}
+	c := &Controller{cfg: cfg, pending: map[string]time.Time{},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "identityparameters"}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "pod_identity", Subsystem: "sync", Name: "lag_seconds",
+			Help:    "Seconds from a change the controller saw (a ServiceAccount, a namespace's labels, the identity policies) to its namespace's IdentityParameters being written or found current.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "pod_identity", Subsystem: "sync", Name: "writes_total",
+			Help: "IdentityParameters objects written, by operation (create, update, delete).",
+		}, []string{"operation"}),
+		errs: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "pod_identity", Subsystem: "sync", Name: "errors_total",
+			Help: "Namespaces whose IdentityParameters could not be computed or written (retried with backoff).",
+		}),
+	}
+	if cfg.Registerer != nil {
+		for _, m := range []prometheus.Collector{c.lag, c.writes, c.errs} {
+			if err := cfg.Registerer.Register(m); err != nil {
+				return nil, err
+			}
+		}
+	}
+	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(cfg.Dynamic, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
+		o.LabelSelector = ManagedByLabel + "=" + ManagedBy
+	})
+	c.params = f.ForResource(v1alpha1.GroupVersionResource).Informer()
+	// An object changed or deleted by someone else is put back.
+	_, _ = c.params.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(_, obj any) { c.enqueueObject(obj) },
+		DeleteFunc: func(obj any) { c.enqueueObject(obj) },
+	})
+	return c, nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func (c *Controller) enqueueObject(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		c.queue.Add(u.GetNamespace())
+	}
+}
+
+// Changed queues a namespace (all of them for ""), remembering when the
+// change was seen for the lag metric. It never blocks.
+func (c *Controller) Changed(namespace string) {
+	if namespace == "" {
+		for _, ns := range c.namespaces() {
+			c.Changed(ns)
+		}
+		return
+	}
+	c.mu.Lock()
+	if _, ok := c.pending[namespace]; !ok {
+		c.pending[namespace] = time.Now()
+	}
+	c.mu.Unlock()
+	c.queue.Add(namespace)
+}
+
+// namespaces are those with ServiceAccounts or with an object.
+func (c *Controller) namespaces() []string {
+	seen := map[string]bool{}
+	out := c.cfg.ServiceAccounts.Namespaces()
+	for _, ns := range out {
+		seen[ns] = true
+	}
+	for _, k := range c.params.GetStore().ListKeys() {
+		ns, _, _ := cache.SplitMetaNamespaceKey(k)
+		if !seen[ns] {
+			seen[ns] = true
+			out = append(out, ns)
+		}
+	}
+	return out
+}
+
+// Start runs the informer of IdentityParameters objects until ctx ends.
+func (c *Controller) Start(ctx context.Context) {
+	go c.params.RunWithContext(ctx)
+	go func() {
+		<-ctx.Done()
+		c.queue.ShutDown()
+	}()
+}
+
+// HasSynced reports whether the objects have been listed.
+func (c *Controller) HasSynced() bool { return c.params.HasSynced() }
+
+// Run writes the objects until ctx ends, with the given number of
+// workers; only the leader runs it. Every namespace is checked once at the
+// start and then every Resync.
+func (c *Controller) Run(ctx context.Context, workers int) {
+	if !cache.WaitForCacheSync(ctx.Done(), c.params.HasSynced, c.cfg.ServiceAccounts.HasSynced) {
+		return
+	}
+	c.Changed("")
+	for range workers {
+		go func() {
+			for c.next(ctx) {
+			}
+		}()
+	}
+	if c.cfg.Resync <= 0 {
+		<-ctx.Done()
+		return
+	}
+	t := time.NewTicker(c.cfg.Resync)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, ns := range c.namespaces() {
+				c.queue.Add(ns)
+			}
+		}
+	}
+}
+
+func (c *Controller) next(ctx context.Context) bool {
+	ns, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(ns)
+	if ctx.Err() != nil {
+		// No longer the leader: the next one writes it.
+		c.queue.Add(ns)
+		return false
+	}
+	c.mu.Lock()
+	seen, ok := c.pending[ns]
+	delete(c.pending, ns)
+	c.mu.Unlock()
+	if err := c.Sync(ctx, ns); err != nil {
+		c.errs.Inc()
+		c.cfg.Log.WithError(err).WithField("namespace", ns).Error("identity parameters not written; retrying")
+		if ok {
+			c.mu.Lock()
+			if _, again := c.pending[ns]; !again {
+				c.pending[ns] = seen
+			}
+			c.mu.Unlock()
+		}
+		c.queue.AddRateLimited(ns)
+		return true
+	}
+	c.queue.Forget(ns)
+	if ok {
+		c.lag.Observe(time.Since(seen).Seconds())
+	}
+	return true
+}
+
+// Desired returns the spec the namespace's object should have, and the
+// ServiceAccounts left out because the object would be too large.
+func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []string, error) {
+	var spec v1alpha1.IdentityParametersSpec
+	sas, err := c.cfg.ServiceAccounts.List(ns)
+	if err != nil {
+		return spec, nil, err
+	}
+	sort.Slice(sas, func(i, j int) bool { return sas[i].Name < sas[j].Name })
+	var scope policy.Scope
+	if c.cfg.Policies != nil {
+		scope = c.cfg.Policies.Scope(ns)
+	}
+	size := 0
+	var dropped []string
+	for _, sa := range sas {
+		p, any, err := Parameters(c.cfg.Engine, sa, scope, c.cfg.Options)
+		if err != nil {
+			return spec, nil, err
+		}
+		if !any {
+			continue
+		}
+		b, _ := json.Marshal(p)
+		if size+len(sa.Name)+len(b) > c.cfg.MaxObjectBytes {
+			dropped = append(dropped, sa.Name)
+			continue
+		}
+		size += len(sa.Name) + len(b)
+		if spec.ServiceAccounts == nil {
+			spec.ServiceAccounts = map[string]v1alpha1.ServiceAccountParameters{}
+		}
+		spec.ServiceAccounts[sa.Name] = p
+	}
+	return spec, dropped, nil
+}
+
+// Sync brings the namespace's object up to date: created, updated, or
+// deleted when it would hold nothing.
+func (c *Controller) Sync(ctx context.Context, ns string) error {
+	spec, dropped, err := c.Desired(ns)
+	if err != nil {
+		return err
+	}
+	if len(dropped) > 0 {
+		c.errs.Inc()
+		c.cfg.Log.WithFields(logrus.Fields{"namespace": ns, "serviceaccounts": dropped, "max_bytes": c.cfg.MaxObjectBytes}).
+			Error("identity parameters too large: these serviceaccounts' pods get no identity in policy mode (use the webhook for this namespace)")
+	}
+	client := c.cfg.Dynamic.Resource(v1alpha1.GroupVersionResource).Namespace(ns)
+	obj, exists, err := c.params.GetStore().GetByKey(ns + "/" + v1alpha1.Name)
+	if err != nil {
+		return err
+	}
+	if len(spec.ServiceAccounts) == 0 {
+		if !exists {
+			return nil
+		}
+		err := client.Delete(ctx, v1alpha1.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete identityparameters %s/%s: %w", ns, v1alpha1.Name, err)
+		}
+		c.writes.WithLabelValues("delete").Inc()
+		c.cfg.Log.WithField("namespace", ns).Debug("identity parameters deleted")
+		return nil
+	}
+	want, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&spec)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": v1alpha1.GroupVersion.String(), "kind": v1alpha1.Kind,
+			"metadata": map[string]any{"name": v1alpha1.Name, "namespace": ns, "labels": map[string]any{ManagedByLabel: ManagedBy}},
+			"spec":     want,
+		}}
+		if _, err := client.Create(ctx, u, metav1.CreateOptions{FieldManager: ManagedBy}); err != nil {
+			return fmt.Errorf("create identityparameters %s/%s: %w", ns, v1alpha1.Name, err)
+		}
+		c.writes.WithLabelValues("create").Inc()
+		c.cfg.Log.WithFields(logrus.Fields{"namespace": ns, "serviceaccounts": len(spec.ServiceAccounts)}).Debug("identity parameters created")
+		return nil
+	}
+	have := obj.(*unstructured.Unstructured)
+	if reflect.DeepEqual(have.Object["spec"], want) {
+		return nil
+	}
+	u := have.DeepCopy()
+	u.Object["spec"] = want
+	if _, err := client.Update(ctx, u, metav1.UpdateOptions{FieldManager: ManagedBy}); err != nil {
+		return fmt.Errorf("update identityparameters %s/%s: %w", ns, v1alpha1.Name, err)
+	}
+	c.writes.WithLabelValues("update").Inc()
+	c.cfg.Log.WithFields(logrus.Fields{"namespace": ns, "serviceaccounts": len(spec.ServiceAccounts)}).Debug("identity parameters updated")
+	return nil
+}

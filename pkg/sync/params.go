@@ -1,0 +1,264 @@
+// Package sync keeps, in each namespace with identities, the
+// IdentityParameters object that the admission policies of policy mode read:
+// per ServiceAccount, what the engine's providers inject into its pods, for
+// every case a pod can present (its OS, the labels a provider reads), and
+// why its pods are refused.
+package sync
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/policy"
+	"github.com/pod-identity/injector/pkg/providers"
+	"github.com/pod-identity/injector/pkg/sync/v1alpha1"
+)
+
+// OS values of an entry.
+const (
+	osLinux   = "linux"
+	osWindows = "windows"
+)
+
+// PodPlaceholder stands for the pod's name in the messages of the
+// parameters, which are written for no pod in particular; the admission
+// policies put the pod's name in its place.
+const PodPlaceholder = "{pod}"
+
+// anyValue is what a provider lists for a label whose presence, whatever
+// its value, changes what it injects.
+const anyValue = "*"
+
+// dimension is one thing about a pod that a provider may read: its OS, or
+// one pod label. Value 0 is the default case.
+type dimension struct {
+	label  string   // "" for the OS
+	values []string // for a label: the listed values ("*" for any)
+}
+
+func (d dimension) size() int {
+	if d.label == "" {
+		return 2
+	}
+	return 1 + len(d.values)
+}
+
+// pod returns the example pod of one case: the OS and label values of
+// index, one per dimension.
+func examplePod(dims []dimension, index []int, sa *corev1.ServiceAccount) (*metav1.ObjectMeta, *corev1.PodSpec) {
+	meta := &metav1.ObjectMeta{Namespace: sa.Namespace}
+	spec := &corev1.PodSpec{ServiceAccountName: sa.Name}
+	for i, d := range dims {
+		switch {
+		case d.label == "":
+			if index[i] == 1 {
+				spec.NodeSelector = map[string]string{corev1.LabelOSStable: osWindows}
+			}
+		case index[i] > 0:
+			if meta.Labels == nil {
+				meta.Labels = map[string]string{}
+			}
+			v := d.values[index[i]-1]
+			if v == anyValue {
+				v = "true"
+			}
+			meta.Labels[d.label] = v
+		}
+	}
+	return meta, spec
+}
+
+// requirement is the condition on the pod of value v of a label dimension.
+func (d dimension) requirement(v int) metav1.LabelSelectorRequirement {
+	if v > 0 {
+		if d.values[v-1] == anyValue {
+			return metav1.LabelSelectorRequirement{Key: d.label, Operator: metav1.LabelSelectorOpExists}
+		}
+		return metav1.LabelSelectorRequirement{Key: d.label, Operator: metav1.LabelSelectorOpIn, Values: []string{d.values[v-1]}}
+	}
+	if slices.Contains(d.values, anyValue) {
+		return metav1.LabelSelectorRequirement{Key: d.label, Operator: metav1.LabelSelectorOpDoesNotExist}
+	}
+	return metav1.LabelSelectorRequirement{Key: d.label, Operator: metav1.LabelSelectorOpNotIn, Values: slices.Clone(d.values)}
+}
+
+// Options are the settings of serve that change the parameters.
+type Options struct {
+	// WarnInvalid admits pods of an invalid identity with a warning
+	// (--invalid-identity=warn) instead of refusing them.
+	WarnInvalid bool
+}
+
+// Parameters returns what the pods of sa get in policy mode, and whether
+// that is anything at all. The providers decide, as they do for the
+// webhook: each is asked once per case a pod can present, and the cases
+// it does not tell apart are merged. The identity policies of scope are
+// checked as for a ServiceAccount being written.
+func Parameters(e *mutate.Engine, sa *corev1.ServiceAccount, scope policy.Scope, opts Options) (v1alpha1.ServiceAccountParameters, bool, error) {
+	var out v1alpha1.ServiceAccountParameters
+	check := e.CheckServiceAccount(nil, sa, scope)
+	for _, err := range check.Denied {
+		out.Denied = append(out.Denied, err.Error())
+	}
+	for _, p := range e.Providers() {
+		entries, err := providerEntries(p, sa, opts)
+		if err != nil {
+			return out, false, err
+		}
+		out.Injections = append(out.Injections, entries...)
+	}
+	// The Warn rules of the policies are shown for every pod; the
+	// providers' warnings are in the entries of the cases that give them.
+	out.Warnings = check.PolicyWarnings
+	return out, len(out.Denied) > 0 || len(out.Warnings) > 0 || len(out.Injections) > 0, nil
+}
+
+// providerEntries asks p about every case and returns one entry per case
+// it tells apart, leaving out the cases where it does nothing.
+func providerEntries(p providers.Provider, sa *corev1.ServiceAccount, opts Options) ([]v1alpha1.Injection, error) {
+	dims := []dimension{{}}
+	if r, ok := p.(providers.PodLabelReader); ok {
+		labels := r.PodLabels()
+		keys := make([]string, 0, len(labels))
+		for k := range labels {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			dims = append(dims, dimension{label: k, values: labels[k]})
+		}
+	}
+	// Every case, as a mixed-radix number over the dimensions.
+	total := 1
+	for _, d := range dims {
+		total *= d.size()
+	}
+	outcomes := make([]v1alpha1.Injection, total)
+	keys := make([]string, total)
+	index := make([]int, len(dims))
+	for n := range total {
+		decode(dims, n, index)
+		meta, spec := examplePod(dims, index, sa)
+		entry, err := outcome(p, providers.Request{Namespace: sa.Namespace, PodName: PodPlaceholder, PodMeta: meta, PodSpec: spec, ServiceAccount: sa}, opts)
+		if err != nil {
+			return nil, err
+		}
+		outcomes[n] = entry
+		b, _ := json.Marshal(entry)
+		keys[n] = string(b)
+	}
+	// A dimension matters when changing it alone changes the outcome.
+	matters := make([]bool, len(dims))
+	other := make([]int, len(dims))
+	for n := range total {
+		decode(dims, n, index)
+		for i, d := range dims {
+			if matters[i] {
+				continue
+			}
+			copy(other, index)
+			for v := range d.size() {
+				other[i] = v
+				if keys[encode(dims, other)] != keys[n] {
+					matters[i] = true
+					break
+				}
+			}
+		}
+	}
+	var entries []v1alpha1.Injection
+	seen := map[string]bool{}
+	for n := range total {
+		if empty(outcomes[n]) {
+			continue
+		}
+		decode(dims, n, index)
+		entry := outcomes[n]
+		for i, d := range dims {
+			if !matters[i] {
+				continue
+			}
+			if d.label == "" {
+				entry.OS = [2]string{osLinux, osWindows}[index[i]]
+				continue
+			}
+			entry.PodLabels = append(entry.PodLabels, d.requirement(index[i]))
+		}
+		b, _ := json.Marshal(entry)
+		if !seen[string(b)] {
+			seen[string(b)] = true
+			entries = append(entries, entry)
+		}
+	}
+	return entries, nil
+}
+
+func decode(dims []dimension, n int, index []int) {
+	for i, d := range dims {
+		index[i] = n % d.size()
+		n /= d.size()
+	}
+}
+
+func encode(dims []dimension, index []int) int {
+	n, scale := 0, 1
+	for i, d := range dims {
+		n += index[i] * scale
+		scale *= d.size()
+	}
+	return n
+}
+
+func empty(e v1alpha1.Injection) bool {
+	return len(e.Denied) == 0 && len(e.Warnings) == 0 && len(e.Volumes) == 0 && len(e.Env) == 0 &&
+		len(e.Mounts) == 0 && len(e.Annotations) == 0 && len(e.Labels) == 0
+}
+
+// outcome is what p does for one example pod, as an entry without
+// conditions.
+func outcome(p providers.Provider, req providers.Request, opts Options) (v1alpha1.Injection, error) {
+	entry := v1alpha1.Injection{Provider: p.Name()}
+	inj, err := p.Inject(req)
+	switch {
+	case err != nil && providers.IsInvalid(err):
+		if opts.WarnInvalid {
+			entry.Warnings = mutate.Result{Invalid: []error{err}}.InvalidAsWarnings()
+		} else {
+			entry.Denied = []string{err.Error()}
+		}
+		return entry, nil
+	case err != nil:
+		return entry, fmt.Errorf("serviceaccount %q: provider %s: %w", req.SARef(), p.Name(), err)
+	case inj == nil:
+		return entry, nil
+	}
+	entry.Warnings = inj.Warnings
+	if !inj.Injects() {
+		return entry, nil
+	}
+	entry.Source = inj.Source
+	for _, v := range inj.Volumes {
+		if v.Projected == nil && v.DownwardAPI == nil {
+			return entry, fmt.Errorf("serviceaccount %q: provider %s: volume %q is neither projected nor downward API, which policy mode cannot carry", req.SARef(), p.Name(), v.Name)
+		}
+		entry.Volumes = append(entry.Volumes, v1alpha1.Volume{Name: v.Name, Projected: v.Projected, DownwardAPI: v.DownwardAPI})
+	}
+	for _, m := range inj.Mounts {
+		entry.Mounts = append(entry.Mounts, v1alpha1.Mount{VolumeName: m.VolumeName, MountPath: m.MountPath})
+	}
+	for _, g := range inj.Env {
+		entry.Env = append(entry.Env, v1alpha1.EnvGroup{Name: g.Name, Vars: g.Vars})
+	}
+	entry.Annotations, entry.Labels = inj.Annotations, inj.Labels
+	entry.SkipContainersAnnotation = inj.ContainerAnnotations.Skip
+	entry.OnlyContainersAnnotation = inj.ContainerAnnotations.Only
+	entry.ContainersSeparator = inj.ContainerAnnotations.Separator
+	entry.PodAnnotationPrefixes = p.AnnotationPrefixes()
+	return entry, nil
+}

@@ -1,0 +1,168 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// GroupVersion is the API group and version of IdentityParameters.
+var GroupVersion = schema.GroupVersion{Group: "pod-identity.io", Version: "v1alpha1"}
+
+// Resource is the plural resource name of IdentityParameters.
+const Resource = "identityparameters"
+
+// Kind is IdentityParameters' kind.
+const Kind = "IdentityParameters"
+
+// Name is the name of the one IdentityParameters object of a namespace,
+// the name the admission policies' bindings look for.
+const Name = "pod-identity"
+
+// GroupVersionResource names the identityparameters resource.
+var GroupVersionResource = GroupVersion.WithResource(Resource)
+
+// IdentityParameters holds, for the ServiceAccounts of its namespace that
+// have an identity (or an invalid one), what their pods get. It is written
+// by `injector sync` and read by the admission policies; do not edit it.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Namespaced,shortName=idparams,categories=pod-identity
+type IdentityParameters struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec holds the parameters by ServiceAccount.
+	Spec IdentityParametersSpec `json:"spec"`
+}
+
+// IdentityParametersSpec maps ServiceAccount names to their parameters.
+type IdentityParametersSpec struct {
+	// ServiceAccounts maps a ServiceAccount's name to what its pods get.
+	// +optional
+	ServiceAccounts map[string]ServiceAccountParameters `json:"serviceAccounts,omitempty"`
+}
+
+// ServiceAccountParameters is what the pods of one ServiceAccount get.
+type ServiceAccountParameters struct {
+	// Denied holds why its pods are refused: an invalid identity, or an
+	// IdentityPolicy that refuses it. The ValidatingAdmissionPolicy
+	// pod-identity-deny refuses them with these messages.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	Denied []string `json:"denied,omitempty"`
+	// Warnings are shown when one of its pods is created.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	Warnings []string `json:"warnings,omitempty"`
+	// Injections are what the providers add, in the engine's order. A
+	// provider whose injection depends on the pod (its OS, a label it
+	// reads) has one entry per case.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	Injections []Injection `json:"injections,omitempty"`
+}
+
+// Injection is one provider's addition for pods that meet its conditions.
+type Injection struct {
+	// Provider names the provider.
+	Provider string `json:"provider"`
+	// Source says what gave the identity, in warnings.
+	// +optional
+	Source string `json:"source,omitempty"`
+	// OS is "windows" when the entry is for pods that can only run on
+	// Windows nodes, "linux" for the others, and empty for both.
+	// +optional
+	// +kubebuilder:validation:Enum="";linux;windows
+	OS string `json:"os,omitempty"`
+	// PodLabels are the requirements on the pod's labels that the entry
+	// is for, as in a label selector (NotIn also matches an absent label).
+	// +optional
+	PodLabels []metav1.LabelSelectorRequirement `json:"podLabels,omitempty"`
+	// Denied holds why pods that meet the entry's conditions are refused:
+	// an invalid identity. The entry then injects nothing.
+	// +optional
+	Denied []string `json:"denied,omitempty"`
+	// Warnings are shown when a pod that meets the conditions is created.
+	// +optional
+	Warnings []string `json:"warnings,omitempty"`
+	// Volumes are added to the pod once.
+	// +optional
+	Volumes []Volume `json:"volumes,omitempty"`
+	// Mounts are added to every container the entry applies to.
+	// +optional
+	Mounts []Mount `json:"mounts,omitempty"`
+	// Env groups are added to every container the entry applies to; a
+	// group of which the container already sets a variable is left out.
+	// +optional
+	Env []EnvGroup `json:"env,omitempty"`
+	// Annotations are added to the pod where it does not have them.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// Labels are added to the pod where it does not have them.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// SkipContainersAnnotation is the pod annotation listing containers
+	// that get nothing.
+	// +optional
+	SkipContainersAnnotation string `json:"skipContainersAnnotation,omitempty"`
+	// OnlyContainersAnnotation is the pod annotation listing the only
+	// containers that get anything.
+	// +optional
+	OnlyContainersAnnotation string `json:"onlyContainersAnnotation,omitempty"`
+	// ContainersSeparator separates the names in those annotations.
+	// +optional
+	ContainersSeparator string `json:"containersSeparator,omitempty"`
+	// PodAnnotationPrefixes are the prefixes of the pod annotations that
+	// tune this provider in webhook mode; in policy mode a pod that sets
+	// one is warned that it is not read.
+	// +optional
+	PodAnnotationPrefixes []string `json:"podAnnotationPrefixes,omitempty"`
+}
+
+// Volume is a volume the engine adds: a projected ServiceAccount token,
+// or a downward API file.
+type Volume struct {
+	// Name is the volume's name.
+	Name string `json:"name"`
+	// Projected is a projected volume.
+	// +optional
+	Projected *corev1.ProjectedVolumeSource `json:"projected,omitempty"`
+	// DownwardAPI is a downward API volume.
+	// +optional
+	DownwardAPI *corev1.DownwardAPIVolumeSource `json:"downwardAPI,omitempty"`
+}
+
+// Mount is a read-only volume mount.
+type Mount struct {
+	// VolumeName names the volume.
+	VolumeName string `json:"volumeName"`
+	// MountPath is where it is mounted.
+	MountPath string `json:"mountPath"`
+}
+
+// EnvGroup is a set of variables added together or not at all.
+type EnvGroup struct {
+	// Name names the group.
+	Name string `json:"name"`
+	// Vars are its variables, in order.
+	Vars []corev1.EnvVar `json:"vars"`
+}
+
+// IdentityParametersList is a list of IdentityParameters.
+//
+// +kubebuilder:object:root=true
+type IdentityParametersList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// Items are the objects.
+	Items []IdentityParameters `json:"items"`
+}
+
+// AddToScheme registers the API's types in a scheme.
+func AddToScheme(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion, &IdentityParameters{}, &IdentityParametersList{})
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}

@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+)
+
+// RenderKustomization builds a kustomize base of the repository (a path
+// relative to its root) as `kubectl apply -k` would.
+func RenderKustomization(repoRoot, dir string) ([]*unstructured.Unstructured, error) {
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	res, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(repoRoot, dir))
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
+	}
+	var out []*unstructured.Unstructured
+	for _, r := range res.Resources() {
+		m, err := r.Map()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &unstructured.Unstructured{Object: m})
+	}
+	return out, nil
+}
+
+// AdmissionPolicies returns the admission policies and bindings of
+// deploy/policy. When selector is set, the bindings match only the
+// namespaces it selects (label=value) instead of the shipped selector, so
+// that a test cluster can run both modes side by side.
+func AdmissionPolicies(repoRoot string, selector map[string]string) ([]*unstructured.Unstructured, error) {
+	objs, err := RenderKustomization(repoRoot, "deploy/policy")
+	if err != nil {
+		return nil, err
+	}
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GroupVersionKind().Group != "admissionregistration.k8s.io" {
+			continue
+		}
+		if selector != nil && (o.GetKind() == "MutatingAdmissionPolicyBinding" || o.GetKind() == "ValidatingAdmissionPolicyBinding") {
+			sel := map[string]any{}
+			for k, v := range selector {
+				sel[k] = v
+			}
+			if err := unstructured.SetNestedMap(o.Object, map[string]any{"matchLabels": sel}, "spec", "matchResources", "namespaceSelector"); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, o)
+	}
+	if len(out) != 6 {
+		return nil, fmt.Errorf("deploy/policy holds %d admission policies and bindings, want 6", len(out))
+	}
+	return out, nil
+}
+
+// ApplyAdmissionPolicies creates objs (from AdmissionPolicies), replacing
+// any of the same name.
+func (c *Cluster) ApplyAdmissionPolicies(ctx context.Context, objs []*unstructured.Unstructured) error {
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		res := dyn.Resource(schema.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: resourceOf(gvk.Kind)})
+		_ = res.Delete(ctx, o.GetName(), metav1.DeleteOptions{})
+		if _, err := res.Create(ctx, o, metav1.CreateOptions{FieldValidation: "Strict"}); err != nil {
+			return fmt.Errorf("create %s %s: %w", gvk.Kind, o.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// DeleteAdmissionPolicies deletes objs.
+func (c *Cluster) DeleteAdmissionPolicies(ctx context.Context, objs []*unstructured.Unstructured) error {
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		res := dyn.Resource(schema.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: resourceOf(gvk.Kind)})
+		if err := res.Delete(ctx, o.GetName(), metav1.DeleteOptions{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func resourceOf(kind string) string {
+	return map[string]string{
+		"MutatingAdmissionPolicy":          "mutatingadmissionpolicies",
+		"MutatingAdmissionPolicyBinding":   "mutatingadmissionpolicybindings",
+		"ValidatingAdmissionPolicy":        "validatingadmissionpolicies",
+		"ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
+	}[kind]
+}
+
+// IdentityParametersGVR names the objects `injector sync` writes.
+var IdentityParametersGVR = schema.GroupVersionResource{Group: "pod-identity.io", Version: "v1alpha1", Resource: "identityparameters"}
+
+// WaitForParameters waits until the namespace's IdentityParameters holds
+// an entry for the ServiceAccount, and returns how long that took.
+func (c *Cluster) WaitForParameters(ctx context.Context, ns, sa string, timeout time.Duration) (time.Duration, error) {
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for {
+		u, err := dyn.Resource(IdentityParametersGVR).Namespace(ns).Get(ctx, "pod-identity", metav1.GetOptions{})
+		if err == nil {
+			if _, ok, _ := unstructured.NestedMap(u.Object, "spec", "serviceAccounts", sa); ok {
+				return time.Since(start), nil
+			}
+		}
+		if time.Since(start) > timeout {
+			return 0, fmt.Errorf("no identity parameters for serviceaccount %s/%s after %s", ns, sa, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
