@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -82,20 +84,21 @@ func (c *Cluster) ApplyAdmissionPolicies(ctx context.Context, objs []*unstructur
 	return nil
 }
 
-// DeleteAdmissionPolicies deletes objs.
+// DeleteAdmissionPolicies deletes objs; those already gone are no error.
 func (c *Cluster) DeleteAdmissionPolicies(ctx context.Context, objs []*unstructured.Unstructured) error {
 	dyn, err := dynamic.NewForConfig(c.Config)
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for _, o := range objs {
 		gvk := o.GroupVersionKind()
 		res := dyn.Resource(schema.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: resourceOf(gvk.Kind)})
-		if err := res.Delete(ctx, o.GetName(), metav1.DeleteOptions{}); err != nil {
-			return err
+		if err := res.Delete(ctx, o.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func resourceOf(kind string) string {

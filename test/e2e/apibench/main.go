@@ -8,9 +8,16 @@
 //
 //	make apibench    (cd test/e2e && go run ./apibench)
 //
-// Setups: no webhook; the shipped webhook (one call per pod); and the
-// shipped webhook plus a validating webhook for pods, as versions before
-// one-call admission registered (two calls per pod).
+// Setups: no webhook; the shipped webhook (one call per pod); the shipped
+// webhook plus a validating webhook for pods, as versions before one-call
+// admission registered (two calls per pod); policy mode: the admission
+// policies of deploy/policy, from the parameters `injector sync` writes,
+// as shipped, without the warnings policy, with an ApplyConfiguration for
+// the containers, and the mutating policy alone; and a policy that does
+// nothing, the floor of any MutatingAdmissionPolicy.
+//
+// -setups selects setups by name; -profile NAME writes the API server's
+// CPU profile while that setup is measured.
 package main
 
 import (
@@ -21,6 +28,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +37,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -42,12 +51,18 @@ func main() {
 	rounds := flag.Int("rounds", 3, "interleaved rounds")
 	duration := flag.Duration("duration", 8*time.Second, "measured time per setup per round")
 	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured time before each measurement")
+	flag.StringVar(&only, "setups", "", "measure only the setups whose names this string contains (and no injection)")
+	flag.StringVar(&profile, "profile", "", "write the API server's CPU profile while the setup of this name is measured")
+	flag.StringVar(&profileFile, "profile-file", "apiserver.pprof", "where -profile writes")
 	flag.Parse()
 	if err := run(*concurrency, *rounds, *duration, *warmup); err != nil {
 		fmt.Fprintln(os.Stderr, "apibench:", err)
 		os.Exit(1)
 	}
 }
+
+// Flags that select what is measured and profiled.
+var only, profile, profileFile string
 
 type setup struct {
 	name  string
@@ -140,10 +155,34 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 	}}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
+	// Policy mode: `injector sync` writes the namespace's parameters; the
+	// shipped admission policies read them.
+	if _, err := cluster.StartSync(ctx, "--log-level=warning"); err != nil {
+		return err
+	}
+	policies, err := e2e.AdmissionPolicies(root, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := cluster.WaitForParameters(ctx, ns, "app", 30*time.Second); err != nil {
+		return err
+	}
 	ar := client.AdmissionregistrationV1()
+	floor := emptyPolicy()
 	deleteAll := func(ctx context.Context) {
 		_ = ar.MutatingWebhookConfigurations().Delete(ctx, mut.Name, metav1.DeleteOptions{})
 		_ = ar.ValidatingWebhookConfigurations().Delete(ctx, val.Name, metav1.DeleteOptions{})
+		_ = cluster.DeleteAdmissionPolicies(ctx, policies)
+		_ = cluster.DeleteAdmissionPolicies(ctx, floor)
+	}
+	applyPolicies := func(objs []*unstructured.Unstructured) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			deleteAll(ctx)
+			if err := cluster.ApplyAdmissionPolicies(ctx, objs); err != nil {
+				return err
+			}
+			return waitInjected(ctx, fast, ns, true)
+		}
 	}
 	setups := []setup{
 		{"no injection", func(ctx context.Context) error { deleteAll(ctx); return waitInjected(ctx, fast, ns, false) }},
@@ -166,6 +205,29 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 			// same moment; the warm-up leaves them time either way.
 			return waitInjected(ctx, fast, ns, true)
 		}},
+		{"policy mode (shipped)", applyPolicies(policies)},
+		{"policy mode, no warnings", applyPolicies(without(policies, "pod-identity-warn"))},
+		{"policy mode, ApplyConfiguration", applyPolicies(applyConfigurationVariant(policies))},
+		{"policy mode, mutating only", applyPolicies(without(without(policies, "pod-identity-warn"), "pod-identity-deny"))},
+		// The floor of any MutatingAdmissionPolicy: one that matches every
+		// pod and adds nothing. It does not inject: wait for it instead.
+		{"a policy that does nothing", func(ctx context.Context) error {
+			deleteAll(ctx)
+			if err := cluster.ApplyAdmissionPolicies(ctx, floor); err != nil {
+				return err
+			}
+			time.Sleep(3 * time.Second)
+			return nil
+		}},
+	}
+	if only != "" {
+		var keep []setup
+		for _, s := range setups {
+			if s.name == "no injection" || strings.Contains(only, s.name) {
+				keep = append(keep, s)
+			}
+		}
+		setups = keep
 	}
 	results := make([][]result, len(setups))
 	for r := range rounds {
@@ -174,6 +236,17 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
 			load(ctx, fast, ns, concurrency, warmup)
+			if profile != "" && s.name == profile {
+				go func() {
+					// The API server's CPU profile while this setup is measured.
+					sec := max(1, int(duration.Seconds())-1)
+					b, err := fast.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", fmt.Sprint(sec)).DoRaw(ctx)
+					if err == nil {
+						err = os.WriteFile(profileFile, b, 0o644)
+					}
+					fmt.Fprintf(os.Stderr, "kube-apiserver CPU profile of %q in %s (%v)\n", s.name, profileFile, err)
+				}()
+			}
 			res := load(ctx, fast, ns, concurrency, duration)
 			results[i] = append(results[i], res)
 			fmt.Fprintf(os.Stderr, "round %d: %-30s %7.0f pods/s, p50 %s, p99 %s, errors %d\n", r+1, s.name, res.rate(), res.percentile(0.5).Round(10*time.Microsecond), res.percentile(0.99).Round(10*time.Microsecond), res.errors)
@@ -201,14 +274,16 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 // waitInjected waits until a dry-run pod comes back injected (or not).
 func waitInjected(ctx context.Context, c kubernetes.Interface, ns string, want bool) error {
 	deadline := time.Now().Add(60 * time.Second)
+	var err error
 	for time.Now().Before(deadline) {
-		p, err := c.CoreV1().Pods(ns).Create(ctx, pod(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		var p *corev1.Pod
+		p, err = c.CoreV1().Pods(ns).Create(ctx, pod(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err == nil && (len(p.Spec.Volumes) > 1) == want {
 			return nil
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return fmt.Errorf("the admission setup never took effect (injected: %v)", want)
+	return fmt.Errorf("the admission setup never took effect (injected: %v; last error: %v)", want, err)
 }
 
 // load creates dry-run pods from n workers for d.
@@ -269,3 +344,58 @@ func pod() *corev1.Pod {
 }
 
 func intstrPort(p int) intstr.IntOrString { return intstr.FromInt(p) }
+
+// without returns objs less the policy named name and its binding.
+func without(objs []*unstructured.Unstructured, name string) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetName() != name {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// applyConfigurationVariant is the shipped policies with the containers'
+// additions made by an ApplyConfiguration instead of JSON patch operations.
+// (The volumes stay a JSON patch: the API server refuses an
+// ApplyConfiguration that sets projected.sources, an atomic list.) For the
+// benchmark's pod only: variables with values, no conflicts.
+func applyConfigurationVariant(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		o = o.DeepCopy()
+		if o.GetKind() == "MutatingAdmissionPolicy" {
+			_ = unstructured.SetNestedSlice(o.Object, []any{
+				map[string]any{"patchType": "JSONPatch", "jsonPatch": map[string]any{"expression": volumesExpr}},
+				map[string]any{"patchType": "ApplyConfiguration", "applyConfiguration": map[string]any{"expression": applyExpr}}}, "spec", "mutations")
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+const volumesExpr = `size(variables.newVolumes) == 0 ? [] : has(object.spec.volumes) ?
+  variables.newVolumes.map(v, JSONPatch{op: 'add', path: '/spec/volumes/-', value: v}) :
+  [JSONPatch{op: 'add', path: '/spec/volumes', value: variables.newVolumes}]`
+
+const applyExpr = `Object{spec: Object.spec{
+  containers: variables.containers.map(k, [variables.applied.filter(x, k.c.name in x.containers)].map(xs, Object.spec.containers{name: k.c.name,
+    volumeMounts: xs.map(x, x.mounts.filter(m, !(m.mountPath in k.paths))).flatten().map(m, Object.spec.containers.volumeMounts{name: m.volumeName, mountPath: m.mountPath, readOnly: true}),
+    env: xs.map(x, x.env.filter(g, !g.vars.exists(v, v.name in k.env)).map(g, g.vars).flatten()).flatten().map(v, Object.spec.containers.env{name: v.name, value: v.value})
+  })[0])
+}}`
+
+// emptyPolicy is a MutatingAdmissionPolicy for every pod that adds
+// nothing, and its binding: the cost of any policy.
+func emptyPolicy() []*unstructured.Unstructured {
+	pol := map[string]any{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicy", "metadata": map[string]any{"name": "apibench-floor"},
+		"spec": map[string]any{
+			"matchConstraints":   map[string]any{"resourceRules": []any{map[string]any{"apiGroups": []any{""}, "apiVersions": []any{"v1"}, "operations": []any{"CREATE"}, "resources": []any{"pods"}}}},
+			"reinvocationPolicy": "Never", "failurePolicy": "Fail",
+			"mutations": []any{map[string]any{"patchType": "JSONPatch", "jsonPatch": map[string]any{
+				"expression": "size(object.spec.containers) < 0 ? [JSONPatch{op: 'add', path: '/metadata/labels/never', value: 'x'}] : []"}}}}}
+	bind := map[string]any{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicyBinding", "metadata": map[string]any{"name": "apibench-floor"},
+		"spec": map[string]any{"policyName": "apibench-floor"}}
+	return []*unstructured.Unstructured{{Object: pol}, {Object: bind}}
+}
