@@ -166,7 +166,9 @@ func runSync(ctx context.Context, cfg *syncConfig, stderr io.Writer) error {
 		log.Info("writing identity parameters")
 		ctrl.Run(ctx, cfg.workers)
 	}
+	elected := make(chan struct{})
 	go func() {
+		defer close(elected)
 		if !cfg.leaderElect {
 			run(ctx)
 			return
@@ -176,7 +178,15 @@ func runSync(ctx context.Context, cfg *syncConfig, stderr io.Writer) error {
 		}
 	}()
 	log.WithFields(logrus.Fields{"providers": engine.ProviderNames(), "invalid_identity": cfg.invalidIdentity, "identity_policies": cfg.policies, "leader_elect": cfg.leaderElect}).Info("starting sync")
-	return server.RunOps(ctx, cfg.metricsAddress, reg, ready, log)
+	err = server.RunOps(ctx, cfg.metricsAddress, reg, ready, log)
+	// On the way out the leader gives up its lease, so that the other
+	// replica takes over at once instead of when the lease expires.
+	select {
+	case <-elected:
+	case <-time.After(5 * time.Second):
+		log.Warning("the lease was not released within 5s; the other replica takes over when it expires")
+	}
+	return err
 }
 
 // leaderElect runs run while this replica holds the lease, until ctx ends.

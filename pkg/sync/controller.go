@@ -328,29 +328,25 @@ func (c *Controller) Sync(ctx context.Context, ns string) error {
 	if err != nil {
 		return err
 	}
+	if exists && reflect.DeepEqual(obj.(*unstructured.Unstructured).Object["spec"], want) {
+		return nil
+	}
+	// Server-side apply, forced: the controller owns the whole spec, and a
+	// write needs no resourceVersion, so a cache that has not seen the
+	// previous write yet causes no conflict (and no retry with backoff).
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(), "kind": v1alpha1.Kind,
+		"metadata": map[string]any{"name": v1alpha1.Name, "namespace": ns, "labels": map[string]any{ManagedByLabel: ManagedBy}},
+		"spec":     want,
+	}}
+	if _, err := client.Apply(ctx, v1alpha1.Name, u, metav1.ApplyOptions{FieldManager: ManagedBy, Force: true}); err != nil {
+		return fmt.Errorf("apply identityparameters %s/%s: %w", ns, v1alpha1.Name, err)
+	}
+	op := "update"
 	if !exists {
-		u := &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": v1alpha1.GroupVersion.String(), "kind": v1alpha1.Kind,
-			"metadata": map[string]any{"name": v1alpha1.Name, "namespace": ns, "labels": map[string]any{ManagedByLabel: ManagedBy}},
-			"spec":     want,
-		}}
-		if _, err := client.Create(ctx, u, metav1.CreateOptions{FieldManager: ManagedBy}); err != nil {
-			return fmt.Errorf("create identityparameters %s/%s: %w", ns, v1alpha1.Name, err)
-		}
-		c.writes.WithLabelValues("create").Inc()
-		c.cfg.Log.WithFields(logrus.Fields{"namespace": ns, "serviceaccounts": len(spec.ServiceAccounts)}).Debug("identity parameters created")
-		return nil
+		op = "create"
 	}
-	have := obj.(*unstructured.Unstructured)
-	if reflect.DeepEqual(have.Object["spec"], want) {
-		return nil
-	}
-	u := have.DeepCopy()
-	u.Object["spec"] = want
-	if _, err := client.Update(ctx, u, metav1.UpdateOptions{FieldManager: ManagedBy}); err != nil {
-		return fmt.Errorf("update identityparameters %s/%s: %w", ns, v1alpha1.Name, err)
-	}
-	c.writes.WithLabelValues("update").Inc()
-	c.cfg.Log.WithFields(logrus.Fields{"namespace": ns, "serviceaccounts": len(spec.ServiceAccounts)}).Debug("identity parameters updated")
+	c.writes.WithLabelValues(op).Inc()
+	c.cfg.Log.WithFields(logrus.Fields{"namespace": ns, "serviceaccounts": len(spec.ServiceAccounts), "operation": op}).Debug("identity parameters written")
 	return nil
 }

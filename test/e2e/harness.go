@@ -49,7 +49,7 @@ type Cluster struct {
 	Client   kubernetes.Interface
 	procs    []*proc
 	injector *proc
-	sync     *proc
+	syncs    []*proc
 	Injector InjectorEndpoints
 	// WebhookClient is the client certificate the API server presents to
 	// webhooks (its AdmissionConfiguration), and the CA that signed it,
@@ -454,45 +454,48 @@ func (c *Cluster) binary() (string, error) {
 	return bin, nil
 }
 
+// Sync is one running `injector sync`.
+type Sync struct {
+	// MetricsAddr serves its /metrics, /healthz and /readyz.
+	MetricsAddr string
+	p           *proc
+}
+
+// Stop stops it (SIGTERM: it gives up the lease as it goes).
+func (s *Sync) Stop() { s.p.stop(10 * time.Second) }
+
+// Log returns the end of its log.
+func (s *Sync) Log() string { return s.p.Tail() }
+
 // StartSync builds and starts `injector sync` out of cluster (policy
-// mode), with leader election in the default namespace, and returns the
-// address of its /metrics once it is ready.
-func (c *Cluster) StartSync(ctx context.Context, extraArgs ...string) (string, error) {
+// mode), with leader election in the default namespace, and returns it
+// once it is ready. The cluster stops it at the end.
+func (c *Cluster) StartSync(ctx context.Context, extraArgs ...string) (*Sync, error) {
 	bin, err := c.binary()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	kubeconfig, err := c.kubeconfigFor("sync-kubeconfig", c.APIURL)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	mp, err := FreePort()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", mp)
+	name := "sync-" + randomHex(4)
 	args := append([]string{bin, "sync", "--kubeconfig=" + kubeconfig, "--metrics-address=" + addr,
-		"--log-format=text", "--leader-election-namespace=default", "--leader-election-identity=e2e-" + randomHex(4)}, extraArgs...)
-	p, err := c.start("sync", args, nil)
+		"--log-format=text", "--leader-election-namespace=default", "--leader-election-identity=" + name}, extraArgs...)
+	p, err := c.start(name, args, nil)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	c.sync = p
+	c.syncs = append(c.syncs, p)
 	if err := waitHTTP(ctx, http.DefaultClient, "http://"+addr+"/readyz", 30*time.Second, p); err != nil {
-		return "", fmt.Errorf("sync did not become ready: %w\n%s", err, p.Tail())
+		return nil, fmt.Errorf("sync did not become ready: %w\n%s", err, p.Tail())
 	}
-	return addr, nil
-}
-
-// StopSync stops `injector sync`.
-func (c *Cluster) StopSync() { c.sync.stop(10 * time.Second) }
-
-// SyncLog returns the end of the sync controller's log.
-func (c *Cluster) SyncLog() string {
-	if c.sync == nil {
-		return ""
-	}
-	return c.sync.Tail()
+	return &Sync{MetricsAddr: addr, p: p}, nil
 }
 
 // StartInjector builds and starts `injector serve` out of cluster.
@@ -555,7 +558,9 @@ func (c *Cluster) InjectorLog() string {
 // SIGKILL if it lingers.
 func (c *Cluster) Stop() {
 	c.injector.stop(10 * time.Second)
-	c.sync.stop(10 * time.Second)
+	for _, p := range c.syncs {
+		p.stop(10 * time.Second)
+	}
 	if c.APIProxy != nil {
 		c.APIProxy.Close()
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -25,9 +27,17 @@ import (
 const policyModeLabel = "e2e.pod-identity.io/mode"
 
 var policyMode struct {
-	once        gosync.Once
-	err         error
-	metricsAddr string
+	once gosync.Once
+	err  error
+	sync *Sync
+}
+
+// syncLog is the end of the running sync's log, for failure messages.
+func syncLog() string {
+	if policyMode.sync == nil {
+		return ""
+	}
+	return policyMode.sync.Log()
 }
 
 // syncArgs are the flags of `injector sync`: the providers' as the
@@ -52,7 +62,7 @@ func startPolicyMode(t *testing.T) {
 			policyMode.err = err
 			return
 		}
-		if policyMode.metricsAddr, err = cluster.StartSync(ctx, syncArgs()...); err != nil {
+		if policyMode.sync, err = cluster.StartSync(ctx, syncArgs()...); err != nil {
 			policyMode.err = err
 			return
 		}
@@ -64,7 +74,7 @@ func startPolicyMode(t *testing.T) {
 		policyMode.err = cluster.ApplyAdmissionPolicies(ctx, objs)
 	})
 	if policyMode.err != nil {
-		t.Fatalf("policy mode: %v\n%s", policyMode.err, cluster.SyncLog())
+		t.Fatalf("policy mode: %v\n%s", policyMode.err, syncLog())
 	}
 }
 
@@ -90,7 +100,7 @@ func waitForAdmission(t *testing.T, ns string) time.Duration {
 			return time.Since(start)
 		}
 		if time.Since(start) > 30*time.Second {
-			t.Fatalf("policy mode did not inject a pod of serviceaccount %s/%s within 30s (%v)\n%s", ns, name, err, cluster.SyncLog())
+			t.Fatalf("policy mode did not inject a pod of serviceaccount %s/%s within 30s (%v)\n%s", ns, name, err, syncLog())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -218,7 +228,7 @@ func TestPolicyModeInjectsWhatTheWebhookInjects(t *testing.T) {
 					return
 				}
 				if web.err != nil || pol.err != nil {
-					t.Fatalf("webhook mode: %v; policy mode: %v\n%s", web.err, pol.err, cluster.SyncLog())
+					t.Fatalf("webhook mode: %v; policy mode: %v\n%s", web.err, pol.err, syncLog())
 				}
 				w, p := injected(web.pod, webNS), injected(pol.pod, polNS)
 				if w != p {
@@ -300,4 +310,259 @@ func createUnwatched(t *testing.T, ns, name string, ann map[string]string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	set(map[string]string{"pod-identity.io/inject": was})
+}
+
+// TestPolicyModeCredentialsWorkWithTheRealSDKs: what policy mode injects
+// gets credentials from each cloud's SDK, as in webhook mode.
+func TestPolicyModeCredentialsWorkWithTheRealSDKs(t *testing.T) {
+	ns := policyNamespace(t)
+	serviceAccount(t, ns, "analytics", merge(awsAnnotations(), azureAnnotations(), gcpAnnotations()))
+	waitForAdmission(t, ns)
+	subject := Subject(ns, "analytics")
+	fakes.STS.Trust(roleARN, subject)
+	fakes.Entra.Trust(tenantID, clientID, subject)
+	fakes.Google.AllowImpersonation(gsaEmail, subject)
+	stored := storedPod(t, ns, podSpec("analytics", "analytics", generated, azureUse))
+	files := podFiles{t.TempDir()}
+	for _, v := range []string{"aws-iam-token", "azure-identity-token", "gcp-iam-token"} {
+		projectToken(t, stored, v, files)
+	}
+	setContainerEnv(t, stored.Spec.Containers[0], files, map[string]string{"AWS_ENDPOINT_URL_STS": fakes.STS.URL})
+	if creds := awsCredentials(t); creds.AccessKeyID != AccessKeyFor(roleARN, subject) {
+		t.Errorf("aws: credentials %s, want the fake's %s", creds.AccessKeyID, AccessKeyFor(roleARN, subject))
+	}
+	if tok, err := azureToken(t, stored.Spec.Containers[0], files); err != nil || tok != AccessTokenFor(tenantID, clientID, subject) {
+		t.Errorf("azure: %q %v", tok, err)
+	}
+	if tok, err := googleToken(t, stored, files); err != nil || tok != ImpersonatedTokenFor(gsaEmail) {
+		t.Errorf("google: %q %v", tok, err)
+	}
+}
+
+// TestPolicyModeReinvokesAfterALaterWebhook: a webhook that runs after the
+// policy and appends a container makes the API server reinvoke the policy
+// (reinvocationPolicy: IfNeeded), and the new container gets the identity
+// once.
+func TestPolicyModeReinvokesAfterALaterWebhook(t *testing.T) {
+	ns := policyNamespace(t)
+	serviceAccount(t, ns, "reader", awsAnnotations())
+	waitForAdmission(t, ns)
+	registerMutator(t, "zz-e2e-append-sidecar-policy", "append-policy.e2e.pod-identity.io", serveAppender(t), "e2e.pod-identity.io/append-sidecar-policy")
+	var p *corev1.Pod
+	until(t, "the appending webhook runs", func() bool {
+		var err error
+		p, err = createPod(t, ns, podSpec("reinvoked-"+randomHex(2), "reader", withLabels(map[string]string{"e2e.pod-identity.io/append-sidecar-policy": "true"})), true)
+		return err == nil && len(p.Spec.Containers) == 3
+	})
+	if envOf(p.Spec.Containers[2])["AWS_ROLE_ARN"] != roleARN {
+		t.Errorf("the container added after the policy was not injected on reinvocation: %v", p.Spec.Containers[2].Env)
+	}
+	for _, c := range allContainers(p) {
+		n := 0
+		for _, e := range c.Env {
+			if e.Name == "AWS_ROLE_ARN" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("container %s has AWS_ROLE_ARN %d times", c.Name, n)
+		}
+	}
+}
+
+// TestPolicyModeEnforcesIdentityPolicies: an IdentityPolicy refuses the
+// pods of a ServiceAccount whose role it does not allow, with the
+// webhook's message, once sync has written the refusal.
+func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
+	ns := policyNamespace(t)
+	label := "e2e.pod-identity.io/policy-mode-governed"
+	n, err := cluster.Client.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Labels[label] = "true"
+	if _, err := cluster.Client.CoreV1().Namespaces().Update(context.Background(), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	serviceAccount(t, ns, "legacy", map[string]string{"eks.amazonaws.com/role-arn": adminRole})
+	waitForAdmission(t, ns)
+	name := "e2e-policy-mode-" + randomHex(3)
+	if err := createPolicy(t, identityPolicy(name, map[string]any{
+		"namespaceSelector": map[string]any{"matchLabels": map[string]any{label: "true"}},
+		"aws":               map[string]any{"roleARNs": []any{"arn:aws:iam::111122223333:role/tenants/{namespace}/*"}},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	var denial error
+	enforced := until(t, "a pod of the non-compliant serviceaccount is refused", func() bool {
+		_, denial = createPod(t, ns, podSpec("legacy", "legacy"), true)
+		return denial != nil
+	})
+	t.Logf("policy created: enforced in policy mode %s later", enforced.Round(time.Millisecond))
+	want := fmt.Sprintf(`annotation eks.amazonaws.com/role-arn "%s" is not allowed by identitypolicy %q`, adminRole, name)
+	if !strings.Contains(denial.Error(), want) || !strings.Contains(denial.Error(), "pod-identity-deny") {
+		t.Errorf("refusal %q, want the ValidatingAdmissionPolicy pod-identity-deny with %q", denial, want)
+	}
+}
+
+// TestPolicyModeKeepsInjectingWithoutSync: with every sync replica
+// stopped, pods are injected from the parameters last written; a
+// ServiceAccount created meanwhile gets its identity once sync is back.
+// A second replica that was waiting for the lease takes over.
+func TestPolicyModeKeepsInjectingWithoutSync(t *testing.T) {
+	ctx := context.Background()
+	ns := policyNamespace(t)
+	serviceAccount(t, ns, "reader", awsAnnotations())
+	waitForAdmission(t, ns)
+	standby, err := cluster.StartSync(ctx, syncArgs()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := policyMode.sync
+	leader.Stop()
+	policyMode.sync = standby
+	t.Run("the standby replica takes over the lease and writes", func(t *testing.T) {
+		serviceAccount(t, ns, "after-failover", awsAnnotations())
+		took, err := cluster.WaitForParameters(ctx, ns, "after-failover", 30*time.Second)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, standby.Log())
+		}
+		t.Logf("written by the standby %s after the serviceaccount was created", took.Round(time.Millisecond))
+	})
+	standby.Stop()
+	t.Run("pods are injected from the last parameters", func(t *testing.T) {
+		p, err := createPod(t, ns, podSpec("web", "reader"), true)
+		if err != nil || envOf(p.Spec.Containers[0])["AWS_ROLE_ARN"] != roleARN {
+			t.Errorf("with sync stopped the pod was not injected: %v", err)
+		}
+	})
+	serviceAccount(t, ns, "while-stopped", awsAnnotations())
+	t.Run("a serviceaccount created while sync is stopped gets nothing yet", func(t *testing.T) {
+		time.Sleep(500 * time.Millisecond)
+		p, err := createPod(t, ns, podSpec("early", "while-stopped"), true)
+		if err != nil || envOf(p.Spec.Containers[0])["AWS_ROLE_ARN"] != "" {
+			t.Errorf("err %v, env %v: want an uninjected pod", err, p.Spec.Containers[0].Env)
+		}
+	})
+	restarted, err := cluster.StartSync(ctx, syncArgs()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policyMode.sync = restarted
+	t.Run("and its identity once sync is back", func(t *testing.T) {
+		if _, err := cluster.WaitForParameters(ctx, ns, "while-stopped", 30*time.Second); err != nil {
+			t.Fatalf("%v\n%s", err, restarted.Log())
+		}
+	})
+}
+
+// TestPolicyModeRaceOfAServiceAccountCreatedJustBeforeItsPod measures what
+// a Helm chart meets in policy mode: a ServiceAccount created, then at
+// once a pod that runs as it. The webhook reads a ServiceAccount it has
+// not cached yet from the API server; policy mode has only what sync has
+// written and the API server has seen. It reports how many of 50 pods got
+// their identity, and the lag from the ServiceAccount's creation to its
+// parameters being written (sync lag) and to the API server injecting its
+// pods (admission lag).
+func TestPolicyModeRaceOfAServiceAccountCreatedJustBeforeItsPod(t *testing.T) {
+	ctx := context.Background()
+	ns := policyNamespace(t)
+	waitForAdmission(t, ns)
+	// The parameters are read every 5ms (a GET of one object, cheap next
+	// to a pod's admission, which would load the API server sync writes to).
+	written := func(name string, since time.Time) time.Duration {
+		t.Helper()
+		if _, err := cluster.WaitForParameters(ctx, ns, name, 10*time.Second); err != nil {
+			t.Fatalf("%v\n%s", err, syncLog())
+		}
+		return time.Since(since)
+	}
+	const tries = 50
+	injected := 0
+	var syncLag []time.Duration
+	for i := range tries {
+		name := fmt.Sprintf("chart-%d", i)
+		created := time.Now()
+		serviceAccount(t, ns, name, awsAnnotations())
+		p, err := createPod(t, ns, podSpec("chart", name), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if envOf(p.Spec.Containers[0])["AWS_ROLE_ARN"] == roleARN {
+			injected++
+		}
+		syncLag = append(syncLag, written(name, created))
+		// The namespace keeps one identity, as most do: the parameters
+		// object, rewritten whole on each change, stays small.
+		if err := cluster.Client.CoreV1().ServiceAccounts(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Then how long until the API server injects: a dry-run pod every 20ms.
+	var admissionLag []time.Duration
+	for i := range 20 {
+		name := fmt.Sprintf("later-%d", i)
+		created := time.Now()
+		serviceAccount(t, ns, name, awsAnnotations())
+		for {
+			p, err := createPod(t, ns, podSpec("later", name), true)
+			if err == nil && envOf(p.Spec.Containers[0])["AWS_ROLE_ARN"] == roleARN {
+				break
+			}
+			if time.Since(created) > 10*time.Second {
+				t.Fatalf("pods of serviceaccount %s were not injected 10s after it was created", name)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		admissionLag = append(admissionLag, time.Since(created))
+		if err := cluster.Client.CoreV1().ServiceAccounts(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pct := func(d []time.Duration, p float64) time.Duration {
+		s := slices.Clone(d)
+		slices.Sort(s)
+		return s[int(p*float64(len(s)-1))].Round(100 * time.Microsecond)
+	}
+	// The webhook, for comparison: it reads a ServiceAccount missing from
+	// its cache from the API server.
+	webNS := namespace(t, nil)
+	webInjected := 0
+	for i := range tries {
+		name := fmt.Sprintf("chart-%d", i)
+		serviceAccount(t, webNS, name, awsAnnotations())
+		p, err := createPod(t, webNS, podSpec("chart", name), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if envOf(p.Spec.Containers[0])["AWS_ROLE_ARN"] == roleARN {
+			webInjected++
+		}
+	}
+	if webInjected != tries {
+		t.Errorf("webhook mode: a pod created right after its serviceaccount got its identity in %d of %d tries, want all", webInjected, tries)
+	}
+	t.Logf("a pod created right after its serviceaccount got its identity in %d of %d tries in policy mode, %d in webhook mode", injected, tries, webInjected)
+	t.Logf("sync lag (serviceaccount created -> parameters written, %d): p50 %s, p99 %s", tries, pct(syncLag, 0.5), pct(syncLag, 0.99))
+	t.Logf("admission lag (serviceaccount created -> its pods injected, 20, polled every 20ms): p50 %s, p99 %s", pct(admissionLag, 0.5), pct(admissionLag, 0.99))
+	if m, err := scrape(policyMode.sync.MetricsAddr); err == nil {
+		t.Logf("sync's own metrics: %s", m)
+	}
+}
+
+// scrape returns the sync lag lines of a /metrics page.
+func scrape(addr string) (string, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "pod_identity_sync_lag_seconds_sum") || strings.HasPrefix(l, "pod_identity_sync_lag_seconds_count") || strings.HasPrefix(l, "pod_identity_sync_writes_total") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "; "), err
 }
