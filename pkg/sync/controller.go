@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strings"
 	gosync "sync"
 	"time"
 
@@ -259,11 +260,13 @@ func (c *Controller) next(ctx context.Context) bool {
 }
 
 // Desired returns the spec the namespace's object should have, and the
-// ServiceAccounts left out because the object would be too large.
+// ServiceAccounts left out because the object would be too large. A
+// ServiceAccount whose pods get what a ServiceAccount with no annotation
+// gets (the default, with its name in the messages) is not listed.
 func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []string, error) {
 	var spec v1alpha1.IdentityParametersSpec
 	sas, err := c.cfg.ServiceAccounts.List(ns)
-	if err != nil {
+	if err != nil || len(sas) == 0 {
 		return spec, nil, err
 	}
 	sort.Slice(sas, func(i, j int) bool { return sas[i].Name < sas[j].Name })
@@ -271,17 +274,27 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 	if c.cfg.Policies != nil {
 		scope = c.cfg.Policies.Scope(ns)
 	}
+	placeholder := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ServiceAccountPlaceholder}}
+	def, anyDefault, err := Parameters(c.cfg.Engine, placeholder, scope, c.cfg.Options)
+	if err != nil {
+		return spec, nil, err
+	}
+	defJSON, _ := json.Marshal(def)
 	size := 0
+	if anyDefault {
+		spec.Default = &def
+		size = len(defJSON)
+	}
 	var dropped []string
 	for _, sa := range sas {
-		p, any, err := Parameters(c.cfg.Engine, sa, scope, c.cfg.Options)
+		p, _, err := Parameters(c.cfg.Engine, sa, scope, c.cfg.Options)
 		if err != nil {
 			return spec, nil, err
 		}
-		if !any {
+		b, _ := json.Marshal(p)
+		if string(b) == strings.ReplaceAll(string(defJSON), ServiceAccountPlaceholder, sa.Name) {
 			continue
 		}
-		b, _ := json.Marshal(p)
 		if size+len(sa.Name)+len(b) > c.cfg.MaxObjectBytes {
 			dropped = append(dropped, sa.Name)
 			continue
@@ -312,7 +325,7 @@ func (c *Controller) Sync(ctx context.Context, ns string) error {
 	if err != nil {
 		return err
 	}
-	if len(spec.ServiceAccounts) == 0 {
+	if len(spec.ServiceAccounts) == 0 && spec.Default == nil {
 		if !exists {
 			return nil
 		}

@@ -31,6 +31,10 @@ const (
 // policies put the pod's name in its place.
 const PodPlaceholder = "{pod}"
 
+// ServiceAccountPlaceholder stands for the ServiceAccount's name in the
+// messages of a namespace's default parameters.
+const ServiceAccountPlaceholder = "{serviceaccount}"
+
 // anyValue is what a provider lists for a label whose presence, whatever
 // its value, changes what it injects.
 const anyValue = "*"

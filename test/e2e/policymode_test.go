@@ -100,7 +100,7 @@ func waitForAdmission(t *testing.T, ns string) time.Duration {
 			return time.Since(start)
 		}
 		if time.Since(start) > 30*time.Second {
-			t.Fatalf("policy mode did not inject a pod of serviceaccount %s/%s within 30s (%v)\n%s", ns, name, err, syncLog())
+			t.Fatalf("policy mode did not inject a pod of serviceaccount %s/%s within 30s (%v)\n%s\n%s", ns, name, err, parametersOf(t, ns, name), syncLog())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -187,6 +187,8 @@ func modeCases() []modeCase {
 		{name: "the opt-out label", sa: all, opts: []podOpt{withLabels(map[string]string{"pod-identity.io/inject": "false"})}},
 		{name: "an invalid identity", sa: map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::12345:role/app"}, denied: true},
 		{name: "no identity", sa: nil},
+		{name: "the azure label on a pod whose serviceaccount has no identity", sa: nil, opts: []podOpt{azureUse}, injects: true},
+		{name: "the azure label on a pod whose serviceaccount has an aws identity", sa: awsAnnotations(), opts: []podOpt{azureUse}, injects: true},
 	}
 }
 

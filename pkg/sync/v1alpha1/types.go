@@ -42,6 +42,12 @@ type IdentityParametersSpec struct {
 	// ServiceAccounts maps a ServiceAccount's name to what its pods get.
 	// +optional
 	ServiceAccounts map[string]ServiceAccountParameters `json:"serviceAccounts,omitempty"`
+	// Default is what the pods of a ServiceAccount not listed get (those
+	// with no identity annotation: a provider may still inject a pod that
+	// asks for it by a label). Its messages name the ServiceAccount
+	// "{serviceaccount}", which the admission policies replace.
+	// +optional
+	Default *ServiceAccountParameters `json:"default,omitempty"`
 }
 
 // ServiceAccountParameters is what the pods of one ServiceAccount get.
