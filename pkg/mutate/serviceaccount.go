@@ -27,6 +27,9 @@ type ServiceAccountResult struct {
 	Warnings []string
 	// PolicyWarnings are the Warn rules broken (also in Warnings).
 	PolicyWarnings []string
+	// Identities are the identities the ServiceAccount hands its pods, as
+	// the policies see them.
+	Identities []policy.ProviderIdentities
 }
 
 // CheckServiceAccount checks a ServiceAccount being created (old is nil)
@@ -53,6 +56,7 @@ func (e *Engine) CheckServiceAccount(old, sa *corev1.ServiceAccount, scope polic
 			}
 		}
 	}
+	res.Identities = ids
 	v := scope.Evaluate(policy.Check{Namespace: sa.Namespace, ServiceAccount: sa.Name, Providers: ids})
 	res.Denied = v.Denied()
 	res.PolicyWarnings = v.Warnings()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/policy"
+	policyv1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
 	"github.com/pod-identity/injector/pkg/providers"
 	"github.com/pod-identity/injector/pkg/sync/v1alpha1"
 )
@@ -120,7 +121,8 @@ func Parameters(e *mutate.Engine, sa *corev1.ServiceAccount, scope policy.Scope,
 	// The Warn rules of the policies are shown for every pod; the
 	// providers' warnings are in the entries of the cases that give them.
 	out.Warnings = check.PolicyWarnings
-	return out, len(out.Denied) > 0 || len(out.Warnings) > 0 || len(out.Injections) > 0, nil
+	out.APIToken = apiTokenFindings(scope, sa, check.Identities)
+	return out, len(out.Denied) > 0 || len(out.Warnings) > 0 || len(out.Injections) > 0 || out.APIToken != nil, nil
 }
 
 // providerEntries asks p about every case and returns one entry per case
@@ -201,6 +203,49 @@ func providerEntries(p providers.Provider, sa *corev1.ServiceAccount, opts Optio
 		}
 	}
 	return entries, nil
+}
+
+// apiTokenFindings evaluates the policies for a pod of sa that mounts a
+// Kubernetes API token, as the pod decided it and as the ServiceAccount
+// (or the default) did, and keeps the findings that a pod without the
+// token does not have.
+func apiTokenFindings(scope policy.Scope, sa *corev1.ServiceAccount, ids []policy.ProviderIdentities) *v1alpha1.APITokenFindings {
+	if scope.Empty() || len(ids) == 0 {
+		return nil
+	}
+	check := policy.Check{Namespace: sa.Namespace, ServiceAccount: sa.Name, Pod: PodPlaceholder, PodCheck: true, Providers: ids,
+		APIToken: &policy.APIToken{}}
+	without := map[string]bool{}
+	for _, f := range scope.Evaluate(check).Findings {
+		without[f.Error()] = true
+	}
+	findings := func(source policy.TokenSource) *v1alpha1.Findings {
+		c := check
+		c.APIToken = &policy.APIToken{Mounted: true, Source: source}
+		var out v1alpha1.Findings
+		for _, f := range scope.Evaluate(c).Findings {
+			switch {
+			case without[f.Error()]:
+			case f.Enforcement == policyv1.Deny:
+				out.Denied = append(out.Denied, f.Error())
+			default:
+				out.Warnings = append(out.Warnings, f.Warning())
+			}
+		}
+		if len(out.Denied) == 0 && len(out.Warnings) == 0 {
+			return nil
+		}
+		return &out
+	}
+	otherwise := policy.TokenDefault
+	if sa.AutomountServiceAccountToken != nil {
+		otherwise = policy.TokenFromServiceAccount
+	}
+	out := &v1alpha1.APITokenFindings{Pod: findings(policy.TokenFromPod), Otherwise: findings(otherwise)}
+	if out.Pod == nil && out.Otherwise == nil {
+		return nil
+	}
+	return out
 }
 
 func decode(dims []dimension, n int, index []int) {

@@ -387,17 +387,21 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 		t.Fatal(err)
 	}
 	serviceAccount(t, ns, "legacy", map[string]string{"eks.amazonaws.com/role-arn": adminRole})
+	tenantRole := "arn:aws:iam::111122223333:role/tenants/" + ns + "/app"
+	serviceAccount(t, ns, "tenant", map[string]string{"eks.amazonaws.com/role-arn": tenantRole})
 	waitForAdmission(t, ns)
 	name := "e2e-policy-mode-" + randomHex(3)
 	if err := createPolicy(t, identityPolicy(name, map[string]any{
-		"namespaceSelector": map[string]any{"matchLabels": map[string]any{label: "true"}},
-		"aws":               map[string]any{"roleARNs": []any{"arn:aws:iam::111122223333:role/tenants/{namespace}/*"}},
+		"namespaceSelector":    map[string]any{"matchLabels": map[string]any{label: "true"}},
+		"aws":                  map[string]any{"roleARNs": []any{"arn:aws:iam::111122223333:role/tenants/{namespace}/*", "arn:aws:iam::*:role/e2e-*"}},
+		"apiTokenWithIdentity": "Deny",
 	})); err != nil {
 		t.Fatal(err)
 	}
+	noToken := func(p *corev1.Pod) { p.Spec.AutomountServiceAccountToken = ptrBool(false) }
 	var denial error
 	enforced := until(t, "a pod of the non-compliant serviceaccount is refused", func() bool {
-		_, denial = createPod(t, ns, podSpec("legacy", "legacy"), true)
+		_, denial = createPod(t, ns, podSpec("legacy", "legacy", noToken), true)
 		return denial != nil
 	})
 	t.Logf("policy created: enforced in policy mode %s later", enforced.Round(time.Millisecond))
@@ -405,6 +409,23 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 	if !strings.Contains(denial.Error(), want) || !strings.Contains(denial.Error(), "pod-identity-deny") {
 		t.Errorf("refusal %q, want the ValidatingAdmissionPolicy pod-identity-deny with %q", denial, want)
 	}
+	t.Run("a pod of an allowed identity that mounts a Kubernetes API token is refused", func(t *testing.T) {
+		_, err := createPod(t, ns, podSpec("tenant", "tenant"), true)
+		want := fmt.Sprintf(`pod "%s/tenant" (serviceaccount "%s/tenant"): identitypolicy %q does not allow a Kubernetes API token in a pod that gets a cloud identity`, ns, ns, name)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "which defaults to true") {
+			t.Errorf("err %v, want %q", err, want)
+		}
+		_, err = createPod(t, ns, podSpec("tenant", "tenant", func(p *corev1.Pod) { p.Spec.AutomountServiceAccountToken = ptrBool(true) }), true)
+		if err == nil || !strings.Contains(err.Error(), "the pod sets automountServiceAccountToken: true") {
+			t.Errorf("err %v, want the pod's own setting named", err)
+		}
+	})
+	t.Run("and admitted, injected, without one", func(t *testing.T) {
+		p, err := createPod(t, ns, podSpec("tenant", "tenant", noToken), true)
+		if err != nil || envOf(p.Spec.Containers[0])["AWS_ROLE_ARN"] != tenantRole {
+			t.Errorf("err %v, env %v", err, p)
+		}
+	})
 }
 
 // TestPolicyModeKeepsInjectingWithoutSync: with every sync replica

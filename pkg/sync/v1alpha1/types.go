@@ -62,12 +62,39 @@ type ServiceAccountParameters struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	Warnings []string `json:"warnings,omitempty"`
+	// APIToken holds the identity policies' findings about a pod of the
+	// ServiceAccount that mounts a Kubernetes API token
+	// (spec.apiTokenWithIdentity), by what made it mount one.
+	// +optional
+	APIToken *APITokenFindings `json:"apiToken,omitempty"`
 	// Injections are what the providers add, in the engine's order. A
 	// provider whose injection depends on the pod (its OS, a label it
 	// reads) has one entry per case.
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
 	Injections []Injection `json:"injections,omitempty"`
+}
+
+// APITokenFindings are the findings about a pod that mounts a
+// Kubernetes API token.
+type APITokenFindings struct {
+	// Pod applies when the pod sets automountServiceAccountToken: true.
+	// +optional
+	Pod *Findings `json:"pod,omitempty"`
+	// Otherwise applies when the pod does not set it and mounts the token
+	// (its ServiceAccount's setting, or the default, decided).
+	// +optional
+	Otherwise *Findings `json:"otherwise,omitempty"`
+}
+
+// Findings are refusals and warnings.
+type Findings struct {
+	// Denied refuse the pod.
+	// +optional
+	Denied []string `json:"denied,omitempty"`
+	// Warnings are shown.
+	// +optional
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Injection is one provider's addition for pods that meet its conditions.
