@@ -63,8 +63,17 @@ func readKustomization(t *testing.T, dir string) kustomization {
 }
 
 // decodeAll strictly decodes every document of every resource of the
-// kustomize base: an unknown or duplicated field is an error.
+// kustomize base in deploy/manifests: an unknown or duplicated field is an
+// error.
 func decodeAll(t *testing.T) []runtime.Object {
+	t.Helper()
+	return decodeBase(t, "manifests")
+}
+
+// decodeBase strictly decodes every document of every resource of the
+// kustomize base in dir, following resources that are bases themselves,
+// and fails for a YAML file of dir that the base does not list.
+func decodeBase(t *testing.T, dir string) []runtime.Object {
 	t.Helper()
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -77,8 +86,8 @@ func decodeAll(t *testing.T) []runtime.Object {
 		t.Fatal(err)
 	}
 	strict := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme, json.SerializerOptions{Yaml: true, Strict: true})
-	k := readKustomization(t, "manifests")
-	files, _ := filepath.Glob("manifests/*.yaml")
+	k := readKustomization(t, dir)
+	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	for _, f := range files {
 		if base := filepath.Base(f); base != "kustomization.yaml" && !slices.Contains(k.Resources, base) {
 			t.Errorf("%s is not listed in kustomization.yaml", f)
@@ -86,7 +95,12 @@ func decodeAll(t *testing.T) []runtime.Object {
 	}
 	var objs []runtime.Object
 	for _, res := range k.Resources {
-		data, err := os.ReadFile(filepath.Join("manifests", res))
+		path := filepath.Join(dir, res)
+		if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+			objs = append(objs, decodeBase(t, path)...)
+			continue
+		}
+		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatalf("kustomization lists %s: %v", res, err)
 		}
@@ -104,11 +118,11 @@ func decodeAll(t *testing.T) []runtime.Object {
 			}
 			obj, gvk, err := strict.Decode(doc, nil, nil)
 			if err != nil {
-				t.Errorf("%s document %d: %v", res, i, err)
+				t.Errorf("%s document %d: %v", path, i, err)
 				continue
 			}
 			if gvk.Kind == "" {
-				t.Errorf("%s document %d has no kind", res, i)
+				t.Errorf("%s document %d has no kind", path, i)
 			}
 			objs = append(objs, obj)
 		}
