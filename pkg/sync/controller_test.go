@@ -1,0 +1,135 @@
+package sync
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+
+	"github.com/pod-identity/injector/pkg/sync/v1alpha1"
+)
+
+// serviceAccounts is a fixed ServiceAccount source.
+type serviceAccounts map[string][]*corev1.ServiceAccount
+
+func (s serviceAccounts) List(ns string) ([]*corev1.ServiceAccount, error) { return s[ns], nil }
+func (s serviceAccounts) HasSynced() bool                                  { return true }
+func (s serviceAccounts) Namespaces() []string {
+	var out []string
+	for ns := range s {
+		out = append(out, ns)
+	}
+	return out
+}
+
+func named(ns, name string, ann map[string]string) *corev1.ServiceAccount {
+	return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: ann}}
+}
+
+func parametersObject(ns string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(), "kind": v1alpha1.Kind,
+		"metadata": map[string]any{"name": v1alpha1.Name, "namespace": ns, "labels": map[string]any{ManagedByLabel: ManagedBy}},
+		"spec":     map[string]any{"serviceAccounts": map[string]any{"gone": map[string]any{}}},
+	}}
+}
+
+func newController(t *testing.T, sas serviceAccounts, maxBytes int, objs ...*unstructured.Unstructured) (*Controller, *dynamicfake.FakeDynamicClient, *prometheus.Registry) {
+	t.Helper()
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{v1alpha1.GroupVersionResource: "IdentityParametersList"})
+	for _, o := range objs {
+		// Created through the resource: the fake would guess its plural from the kind.
+		if _, err := dyn.Resource(v1alpha1.GroupVersionResource).Namespace(o.GetNamespace()).Create(context.Background(), o, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	c, err := New(Config{Engine: engine(t), ServiceAccounts: sas, Dynamic: dyn, Registerer: reg, MaxObjectBytes: maxBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c.Start(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for !c.HasSynced() {
+		if time.Now().After(deadline) {
+			t.Fatal("the informer did not sync")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return c, dyn, reg
+}
+
+func TestController(t *testing.T) {
+	t.Run("a serviceaccount that gets what the default gives is not listed", func(t *testing.T) {
+		c, _, _ := newController(t, serviceAccounts{"team": {named("team", "default", nil), named("team", "app", map[string]string{"eks.amazonaws.com/role-arn": role})}}, 0)
+		spec, dropped, err := c.Desired("team")
+		if err != nil || len(dropped) != 0 {
+			t.Fatal(err, dropped)
+		}
+		if spec.Default == nil || len(spec.Default.Injections) == 0 {
+			t.Errorf("no default (azure injects a labelled pod of any serviceaccount): %+v", spec.Default)
+		}
+		if _, ok := spec.ServiceAccounts["app"]; !ok || len(spec.ServiceAccounts) != 1 {
+			t.Errorf("listed %v, want app only", keys(spec.ServiceAccounts))
+		}
+		for _, w := range spec.Default.Injections[0].Warnings {
+			if !strings.Contains(w, `"team/{serviceaccount}"`) {
+				t.Errorf("default warning %q does not name the serviceaccount by the placeholder", w)
+			}
+		}
+	})
+	t.Run("serviceaccounts that would make the object too large are left out and reported", func(t *testing.T) {
+		c, _, _ := newController(t, serviceAccounts{"team": {named("team", "a", map[string]string{"eks.amazonaws.com/role-arn": role}), named("team", "b", map[string]string{"eks.amazonaws.com/role-arn": role})}}, 8000)
+		spec, dropped, err := c.Desired("team")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(spec.ServiceAccounts) != 1 || len(dropped) != 1 || dropped[0] != "b" {
+			t.Errorf("listed %v, dropped %v: want a listed and b dropped", keys(spec.ServiceAccounts), dropped)
+		}
+	})
+	t.Run("an object for a namespace that no longer has serviceaccounts is deleted, and counted", func(t *testing.T) {
+		c, dyn, reg := newController(t, serviceAccounts{}, 0, parametersObject("gone"))
+		if err := c.Sync(context.Background(), "gone"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dyn.Resource(v1alpha1.GroupVersionResource).Namespace("gone").Get(context.Background(), v1alpha1.Name, metav1.GetOptions{}); err == nil {
+			t.Error("the object is still there")
+		}
+		if got := testutil.ToFloat64(c.writes.WithLabelValues("delete")); got != 1 {
+			t.Errorf("deletes counted %v", got)
+		}
+		if n, err := testutil.GatherAndCount(reg, "pod_identity_sync_writes_total"); err != nil || n != 1 {
+			t.Errorf("registered writes series %d, %v", n, err)
+		}
+	})
+	t.Run("a namespace with nothing to hold and no object is left alone", func(t *testing.T) {
+		c, dyn, _ := newController(t, serviceAccounts{}, 0)
+		if err := c.Sync(context.Background(), "empty"); err != nil {
+			t.Fatal(err)
+		}
+		if len(dyn.Actions()) != 2 { // the informer's list and watch, nothing else
+			t.Errorf("actions %v", dyn.Actions())
+		}
+	})
+}
+
+func keys(m map[string]v1alpha1.ServiceAccountParameters) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
