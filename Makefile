@@ -21,5 +21,6 @@ mutation:
 	./hack/mutation.sh
 
 # Pod creation at a real kube-apiserver, per admission setup (docs/performance.md).
+# ARGS passes flags, e.g. ARGS="-setups policy -profile 'policy mode (shipped)'".
 apibench:
-	cd test/e2e && go run ./apibench
+	cd test/e2e && go run ./apibench $(ARGS)

@@ -35,9 +35,9 @@ const ManagedByLabel = "app.kubernetes.io/managed-by"
 const ManagedBy = "pod-identity-injector-sync"
 
 // DefaultMaxObjectBytes bounds an IdentityParameters object's spec: etcd
-// refuses objects over 1.5 MiB by default, and the admission policies read
-// the whole object for every pod.
-const DefaultMaxObjectBytes = 1 << 20
+// refuses objects over 1.5 MiB by default, and server-side apply's managed
+// fields come on top of the spec.
+const DefaultMaxObjectBytes = 768 << 10
 
 // ServiceAccounts is what the controller reads ServiceAccounts from: the
 // trimmed cache that `serve` uses (sacache.Cache).
