@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/providers/registry"
@@ -25,4 +28,67 @@ func buildEngine(ctx context.Context, set *registry.Set, stderr io.Writer) (*mut
 		return nil, err
 	}
 	return mutate.New(ps), nil
+}
+
+// clusterFlags are the settings serve and sync share: the cluster
+// connection, logging, the providers and how identities are judged.
+type clusterFlags struct {
+	kubeconfig      string
+	kubeQPS         float32
+	kubeBurst       int
+	logFormat       string
+	logLevel        string
+	invalidIdentity string
+	policies        bool
+	providers       *registry.Set
+}
+
+func newClusterFlags() clusterFlags { return clusterFlags{providers: registry.New()} }
+
+func (c *clusterFlags) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for running outside the cluster (default: in-cluster config)")
+	fs.Float32Var(&c.kubeQPS, "kube-api-qps", 20, "queries per second to the Kubernetes API")
+	fs.IntVar(&c.kubeBurst, "kube-api-burst", 40, "burst of queries to the Kubernetes API")
+	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or text")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warning or error")
+	fs.BoolVar(&c.policies, "identity-policies", true, "enforce the cluster's IdentityPolicy objects (the CRD in deploy/manifests must be installed); false ignores them")
+	addInvalidIdentityFlag(fs, &c.invalidIdentity)
+	c.providers.AddFlags(fs)
+}
+
+func (c *clusterFlags) validate() error {
+	if c.logFormat != "json" && c.logFormat != "text" {
+		return fmt.Errorf("--log-format %q: expected json or text", c.logFormat)
+	}
+	if _, err := logrus.ParseLevel(c.logLevel); err != nil {
+		return fmt.Errorf("--log-level %q: expected debug, info, warning or error", c.logLevel)
+	}
+	return validateInvalidIdentity(c.invalidIdentity)
+}
+
+// clusterRuntime is what serve and sync start from.
+type clusterRuntime struct {
+	log    *logrus.Logger
+	engine *mutate.Engine
+	rest   *rest.Config
+	client kubernetes.Interface
+}
+
+// start builds the logger, the enabled providers' engine and the
+// Kubernetes client.
+func (c *clusterFlags) start(ctx context.Context, stderr io.Writer) (*clusterRuntime, error) {
+	log := newLogger(c.logFormat, c.logLevel, stderr)
+	provs, err := c.providers.Build(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := kubeConfig(c.kubeconfig, c.kubeQPS, c.kubeBurst)
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &clusterRuntime{log: log, engine: mutate.New(provs), rest: rc, client: client}, nil
 }

@@ -19,57 +19,42 @@ import (
 
 	"github.com/pod-identity/injector/pkg/admission"
 	"github.com/pod-identity/injector/pkg/certwatch"
-	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/policy"
 	"github.com/pod-identity/injector/pkg/policywatch"
-	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/sacache"
 	"github.com/pod-identity/injector/pkg/server"
 )
 
 // serveConfig is the configuration of `injector serve`.
 type serveConfig struct {
+	clusterFlags
 	server          server.Config
 	certFile        string
 	keyFile         string
 	certPoll        time.Duration
 	clientCAFile    string
-	kubeconfig      string
-	kubeQPS         float32
-	kubeBurst       int
 	lookupGrace     time.Duration
 	lookupQPS       float64
 	lookupBurst     int
-	invalidIdentity string
-	logFormat       string
-	logLevel        string
 	maxRequestBytes int64
 	gcPercent       int
-	policies        bool
-	providers       *registry.Set
 }
 
 func (c *serveConfig) validate() error {
 	if c.certFile == "" || c.keyFile == "" {
 		return errors.New("--tls-cert-file and --tls-key-file are required")
 	}
-	if c.logFormat != "json" && c.logFormat != "text" {
-		return fmt.Errorf("--log-format %q: expected json or text", c.logFormat)
-	}
-	if _, err := logrus.ParseLevel(c.logLevel); err != nil {
-		return fmt.Errorf("--log-level %q: expected debug, info, warning or error", c.logLevel)
-	}
 	if c.lookupGrace <= 0 {
 		return fmt.Errorf("--serviceaccount-lookup-grace %s: expected a positive duration", c.lookupGrace)
 	}
-	if err := validateInvalidIdentity(c.invalidIdentity); err != nil {
+	if err := c.clusterFlags.validate(); err != nil {
 		return err
 	}
 	return c.server.Validate()
 }
 
 func newServeCommand() *cobra.Command {
-	cfg := &serveConfig{providers: registry.New()}
+	cfg := &serveConfig{clusterFlags: newClusterFlags()}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the admission webhooks: pods are injected (and refused by identity policies); ServiceAccount writes are checked",
@@ -87,21 +72,14 @@ func newServeCommand() *cobra.Command {
 	fs.DurationVar(&cfg.certPoll, "tls-reload-interval", time.Minute, "how often the certificate files are re-read besides on change events")
 	fs.StringVar(&cfg.server.TLSMinVersion, "tls-min-version", "1.2", "minimum TLS version: 1.2 or 1.3")
 	fs.StringSliceVar(&cfg.server.TLSCipherSuites, "tls-cipher-suites", nil, "comma-separated TLS 1.2 cipher suite names (default: Go's secure defaults)")
-	fs.StringVar(&cfg.kubeconfig, "kubeconfig", "", "kubeconfig for running outside the cluster (default: in-cluster config)")
-	fs.Float32Var(&cfg.kubeQPS, "kube-api-qps", 20, "queries per second to the Kubernetes API")
-	fs.IntVar(&cfg.kubeBurst, "kube-api-burst", 40, "burst of queries to the Kubernetes API")
 	fs.DurationVar(&cfg.lookupGrace, "serviceaccount-lookup-grace", time.Second, "how long a ServiceAccount missing from the cache is looked up directly")
 	fs.Float64Var(&cfg.lookupQPS, "serviceaccount-lookup-qps", 20, "rate of direct ServiceAccount lookups on cache misses")
 	fs.IntVar(&cfg.lookupBurst, "serviceaccount-lookup-burst", 40, "burst of direct ServiceAccount lookups on cache misses")
-	fs.StringVar(&cfg.logFormat, "log-format", "json", "log format: json or text")
-	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warning or error")
 	fs.DurationVar(&cfg.server.ShutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, how long to keep serving while unready before draining")
 	fs.DurationVar(&cfg.server.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight reviews may take to drain")
 	fs.Int64Var(&cfg.maxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest AdmissionReview accepted")
 	fs.IntVar(&cfg.gcPercent, "gc-percent", server.DefaultGCPercent, "garbage collection target percentage; the GOGC environment variable wins when set")
-	fs.BoolVar(&cfg.policies, "identity-policies", true, "enforce the cluster's IdentityPolicy objects (the CRD in deploy/manifests must be installed); false ignores them")
-	addInvalidIdentityFlag(fs, &cfg.invalidIdentity)
-	cfg.providers.AddFlags(fs)
+	cfg.clusterFlags.addFlags(fs)
 	return cmd
 }
 
@@ -153,22 +131,12 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	log := newLogger(cfg.logFormat, cfg.logLevel, stderr)
 	server.SetGCPercent(cfg.gcPercent)
-	provs, err := cfg.providers.Build(ctx, log)
+	rt, err := cfg.clusterFlags.start(ctx, stderr)
 	if err != nil {
 		return err
 	}
-	engine := mutate.New(provs)
-
-	rc, err := kubeConfig(cfg.kubeconfig, cfg.kubeQPS, cfg.kubeBurst)
-	if err != nil {
-		return err
-	}
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
+	log, engine, rc, client := rt.log, rt.engine, rt.rest, rt.client
 	sas, err := sacache.New(sacache.Config{
 		Client: client, AnnotationPrefixes: engine.AnnotationPrefixes(),
 		LookupGrace: cfg.lookupGrace, LookupQPS: cfg.lookupQPS, LookupBurst: cfg.lookupBurst,

@@ -18,10 +18,8 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
-	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/policy"
 	"github.com/pod-identity/injector/pkg/policywatch"
-	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/sacache"
 	"github.com/pod-identity/injector/pkg/server"
 	idsync "github.com/pod-identity/injector/pkg/sync"
@@ -29,25 +27,18 @@ import (
 
 // syncConfig is the configuration of `injector sync`.
 type syncConfig struct {
-	kubeconfig      string
-	kubeQPS         float32
-	kubeBurst       int
-	metricsAddress  string
-	logFormat       string
-	logLevel        string
-	invalidIdentity string
-	policies        bool
-	leaderElect     bool
-	leaseNamespace  string
-	leaseName       string
-	identity        string
-	resync          time.Duration
-	workers         int
-	providers       *registry.Set
+	clusterFlags
+	metricsAddress string
+	leaderElect    bool
+	leaseNamespace string
+	leaseName      string
+	identity       string
+	resync         time.Duration
+	workers        int
 }
 
 func newSyncCommand() *cobra.Command {
-	cfg := &syncConfig{providers: registry.New()}
+	cfg := &syncConfig{clusterFlags: newClusterFlags()}
 	cmd := &cobra.Command{
 		Use:   "sync",
 		Short: "Policy mode: keep each namespace's IdentityParameters, which the admission policies of deploy/policy inject pods from",
@@ -62,55 +53,33 @@ leader writes (client-go leases), the other takes over.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&cfg.kubeconfig, "kubeconfig", "", "kubeconfig for running outside the cluster (default: in-cluster config)")
-	fs.Float32Var(&cfg.kubeQPS, "kube-api-qps", 20, "queries per second to the Kubernetes API")
-	fs.IntVar(&cfg.kubeBurst, "kube-api-burst", 40, "burst of queries to the Kubernetes API")
 	fs.StringVar(&cfg.metricsAddress, "metrics-address", ":8080", "plain HTTP address of /metrics, /healthz and /readyz")
-	fs.StringVar(&cfg.logFormat, "log-format", "json", "log format: json or text")
-	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warning or error")
-	fs.BoolVar(&cfg.policies, "identity-policies", true, "enforce the cluster's IdentityPolicy objects (the CRD in deploy/manifests must be installed); false ignores them")
 	fs.BoolVar(&cfg.leaderElect, "leader-elect", true, "write only while holding the lease, so that replicas can run side by side")
 	fs.StringVar(&cfg.leaseNamespace, "leader-election-namespace", "", "namespace of the lease (default: the pod's namespace from POD_NAMESPACE, else pod-identity-system)")
 	fs.StringVar(&cfg.leaseName, "leader-election-name", "pod-identity-sync", "name of the lease")
 	fs.StringVar(&cfg.identity, "leader-election-identity", "", "this replica's name in the lease (default: the host name)")
 	fs.DurationVar(&cfg.resync, "resync-period", 10*time.Minute, "how often every namespace is checked again besides on changes")
 	fs.IntVar(&cfg.workers, "workers", 2, "namespaces written at the same time")
-	addInvalidIdentityFlag(fs, &cfg.invalidIdentity)
-	cfg.providers.AddFlags(fs)
+	cfg.clusterFlags.addFlags(fs)
 	return cmd
 }
 
 func (c *syncConfig) validate() error {
-	if c.logFormat != "json" && c.logFormat != "text" {
-		return fmt.Errorf("--log-format %q: expected json or text", c.logFormat)
-	}
-	if _, err := logrus.ParseLevel(c.logLevel); err != nil {
-		return fmt.Errorf("--log-level %q: expected debug, info, warning or error", c.logLevel)
-	}
 	if c.workers < 1 {
 		return fmt.Errorf("--workers %d: expected at least 1", c.workers)
 	}
-	return validateInvalidIdentity(c.invalidIdentity)
+	return c.clusterFlags.validate()
 }
 
 func runSync(ctx context.Context, cfg *syncConfig, stderr io.Writer) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	log := newLogger(cfg.logFormat, cfg.logLevel, stderr)
-	provs, err := cfg.providers.Build(ctx, log)
+	rt, err := cfg.clusterFlags.start(ctx, stderr)
 	if err != nil {
 		return err
 	}
-	engine := mutate.New(provs)
-	rc, err := kubeConfig(cfg.kubeconfig, cfg.kubeQPS, cfg.kubeBurst)
-	if err != nil {
-		return err
-	}
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
+	log, engine, rc, client := rt.log, rt.engine, rt.rest, rt.client
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return err

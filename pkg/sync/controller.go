@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"sort"
 	"strings"
@@ -91,7 +92,7 @@ func New(cfg Config) (*Controller, error) {
 	}
 	if cfg.Log == nil {
 		l := logrus.New()
-		l.SetOutput(discard{})
+		l.SetOutput(io.Discard)
 		cfg.Log = l
 	}
 	if cfg.MaxObjectBytes == 0 {
@@ -132,10 +133,6 @@ func New(cfg Config) (*Controller, error) {
 	})
 	return c, nil
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 func (c *Controller) enqueueObject(obj any) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {

@@ -325,15 +325,21 @@ func TestContainersAddedByALaterWebhookAreInjected(t *testing.T) {
 	if envOf(p.Spec.Containers[2])["AWS_ROLE_ARN"] != roleARN {
 		t.Errorf("the container added after our webhook was not injected on reinvocation: %v", p.Spec.Containers[2].Env)
 	}
+	requireOnce(t, p, "AWS_ROLE_ARN")
+}
+
+// requireOnce fails unless every container of p sets the variable once.
+func requireOnce(t *testing.T, p *corev1.Pod, name string) {
+	t.Helper()
 	for _, c := range allContainers(p) {
 		n := 0
 		for _, e := range c.Env {
-			if e.Name == "AWS_ROLE_ARN" {
+			if e.Name == name {
 				n++
 			}
 		}
 		if n != 1 {
-			t.Errorf("container %s has AWS_ROLE_ARN %d times", c.Name, n)
+			t.Errorf("container %s has %s %d times", c.Name, name, n)
 		}
 	}
 }
