@@ -32,6 +32,10 @@ type Request struct {
 	// ServiceAccount is the pod's ServiceAccount. Only its name, namespace, uid
 	// and annotations are guaranteed to be set.
 	ServiceAccount *corev1.ServiceAccount
+	// Observed, when set, receives what the provider read from the pod in
+	// a way the caller must apply itself: policy mode, which decides for
+	// no pod in particular, applies a pod's token expiration in CEL.
+	Observed *Observed
 	// ServiceAccountOnly says the ServiceAccount is being written and there
 	// is no pod (PodMeta and PodSpec are empty): the provider reports the
 	// identities the ServiceAccount names and its invalid annotations, as
@@ -211,6 +215,22 @@ func (r Request) InvalidPod(provider, annotation, value, expected string) *Inval
 		Annotation: annotation, Value: value, Expected: expected}
 }
 
+// Observed is what a provider read from the pod that policy mode applies
+// itself.
+type Observed struct {
+	// Expiration is the token expiration annotation the provider reads
+	// (TokenExpiration records it).
+	Expiration *ExpirationRule
+}
+
+// ExpirationRule is how a token expiration annotation is read: its key,
+// the value used when it is not a number (Lenient), and the bounds.
+type ExpirationRule struct {
+	Annotation string
+	Default    int64
+	Bounds     Bounds
+}
+
 // Bounds says how a token expiration outside its range is treated.
 type Bounds struct {
 	// Min and Max are the accepted range in seconds.
@@ -257,6 +277,9 @@ func (r Request) object(onPod bool) string {
 // the bounds. It returns the value and a warning when it clamped the value
 // or fell back to def, or an *InvalidError.
 func (r Request) TokenExpiration(provider, key string, def int64, b Bounds) (int64, string, error) {
+	if r.Observed != nil {
+		r.Observed.Expiration = &ExpirationRule{Annotation: key, Default: def, Bounds: b}
+	}
 	raw, onPod := nonEmpty(r.PodMeta.Annotations, key)
 	if !onPod {
 		var ok bool

@@ -273,6 +273,7 @@ func empty(e v1alpha1.Injection) bool {
 // conditions.
 func outcome(p providers.Provider, req providers.Request, opts Options) (v1alpha1.Injection, error) {
 	entry := v1alpha1.Injection{Provider: p.Name()}
+	req.Observed = &providers.Observed{}
 	inj, err := p.Inject(req)
 	switch {
 	case err != nil && providers.IsInvalid(err):
@@ -309,5 +310,9 @@ func outcome(p providers.Provider, req providers.Request, opts Options) (v1alpha
 	entry.OnlyContainersAnnotation = inj.ContainerAnnotations.Only
 	entry.ContainersSeparator = inj.ContainerAnnotations.Separator
 	entry.PodAnnotationPrefixes = p.AnnotationPrefixes()
+	if r := req.Observed.Expiration; r != nil {
+		entry.Expiration = &v1alpha1.Expiration{Annotation: r.Annotation, Default: r.Default, Min: r.Bounds.Min, Max: r.Bounds.Max,
+			Clamp: r.Bounds.Clamp, Lenient: r.Bounds.Lenient, WarnInvalid: opts.WarnInvalid}
+	}
 	return entry, nil
 }

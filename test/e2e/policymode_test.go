@@ -188,6 +188,11 @@ func modeCases() []modeCase {
 		{name: "an invalid identity", sa: map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::12345:role/app"}, denied: true},
 		{name: "no identity", sa: nil},
 		{name: "the azure label on a pod whose serviceaccount has no identity", sa: nil, opts: []podOpt{azureUse}, injects: true},
+		{name: "a token expiration set on the pod", sa: awsAnnotations(), opts: []podOpt{withAnnotations(map[string]string{"eks.amazonaws.com/token-expiration": "7200"})}, injects: true},
+		{name: "a token expiration below the minimum, moved to it", sa: merge(awsAnnotations(), gcpAnnotations()), opts: []podOpt{withAnnotations(map[string]string{
+			"eks.amazonaws.com/token-expiration": "100", "cloud.google.com/token-expiration": "1"})}, injects: true},
+		{name: "a token expiration that is not a number, replaced by the default", sa: awsAnnotations(), opts: []podOpt{withAnnotations(map[string]string{"eks.amazonaws.com/token-expiration": "soon"})}, injects: true},
+		{name: "an azure token expiration out of range, refused", sa: azureAnnotations(), opts: []podOpt{azureUse, withAnnotations(map[string]string{"azure.workload.identity/service-account-token-expiration": "60"})}, denied: true},
 		{name: "the azure label on a pod whose serviceaccount has an aws identity", sa: awsAnnotations(), opts: []podOpt{azureUse}, injects: true},
 	}
 }

@@ -147,11 +147,40 @@ type Injection struct {
 	// ContainersSeparator separates the names in those annotations.
 	// +optional
 	ContainersSeparator string `json:"containersSeparator,omitempty"`
+	// Expiration, when set, is the pod annotation that overrides the token
+	// expiration of the entry's volumes, and how it is read.
+	// +optional
+	Expiration *Expiration `json:"expiration,omitempty"`
 	// PodAnnotationPrefixes are the prefixes of the pod annotations that
 	// tune this provider in webhook mode; in policy mode a pod that sets
 	// one is warned that it is not read.
 	// +optional
 	PodAnnotationPrefixes []string `json:"podAnnotationPrefixes,omitempty"`
+}
+
+// Expiration is how a pod's token expiration annotation is read: a whole
+// number of seconds from Min to Max; outside, moved to the nearest bound
+// (Clamp) or, like a value that is not a number, replaced by Default
+// (Lenient) or refused (neither; with WarnInvalid the provider's identity
+// is left out with a warning instead).
+type Expiration struct {
+	// Annotation is the pod annotation.
+	Annotation string `json:"annotation"`
+	// Default replaces a value that cannot be used, when Lenient.
+	Default int64 `json:"default"`
+	// Min and Max bound the value.
+	Min int64 `json:"min"`
+	Max int64 `json:"max"`
+	// Clamp moves an out-of-range value to the nearest bound.
+	// +optional
+	Clamp bool `json:"clamp,omitempty"`
+	// Lenient uses Default for a value that is not a number.
+	// +optional
+	Lenient bool `json:"lenient,omitempty"`
+	// WarnInvalid admits a pod with a value that cannot be used without
+	// the provider's identity, with a warning (--invalid-identity=warn).
+	// +optional
+	WarnInvalid bool `json:"warnInvalid,omitempty"`
 }
 
 // Volume is a volume the engine adds: a projected ServiceAccount token,
