@@ -54,7 +54,7 @@ func (d dimension) size() int {
 	return 1 + len(d.values)
 }
 
-// pod returns the example pod of one case: the OS and label values of
+// examplePod returns the example pod of one case: the OS and label values of
 // index, one per dimension.
 func examplePod(dims []dimension, index []int, sa *corev1.ServiceAccount) (*metav1.ObjectMeta, *corev1.PodSpec) {
 	meta := &metav1.ObjectMeta{Namespace: sa.Namespace}
