@@ -17,7 +17,8 @@
 // nothing, the floor of any MutatingAdmissionPolicy.
 //
 // -setups selects setups by name; -profile NAME writes the API server's
-// CPU profile while that setup is measured.
+// CPU profile while that setup is measured; -no-identity sends a pod whose
+// ServiceAccount has no identity, as most pods of a cluster are.
 package main
 
 import (
@@ -54,6 +55,7 @@ func main() {
 	flag.StringVar(&only, "setups", "", "measure only the setups whose names this string contains (and no injection)")
 	flag.StringVar(&profile, "profile", "", "write the API server's CPU profile while the setup of this name is measured")
 	flag.StringVar(&profileFile, "profile-file", "apiserver.pprof", "where -profile writes")
+	flag.BoolVar(&plain, "no-identity", false, "POST the pod with a ServiceAccount that has no identity (and no Azure label): what most pods of a cluster cost")
 	flag.Parse()
 	if err := run(*concurrency, *rounds, *duration, *warmup); err != nil {
 		fmt.Fprintln(os.Stderr, "apibench:", err)
@@ -62,7 +64,21 @@ func main() {
 }
 
 // Flags that select what is measured and profiled.
-var only, profile, profileFile string
+var (
+	only, profile, profileFile string
+	plain                      bool
+)
+
+// loadPod is the pod the load sends: the realistic pod, or with
+// -no-identity the same pod running as a ServiceAccount without identity.
+func loadPod() *corev1.Pod {
+	p := pod()
+	if plain {
+		p.Spec.ServiceAccountName = "plain"
+		delete(p.Labels, "azure.workload.identity/use")
+	}
+	return p
+}
 
 type setup struct {
 	name  string
@@ -146,6 +162,9 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 	}
 	const ns = "apibench"
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if _, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "plain"}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
 	if _, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{
@@ -252,7 +271,11 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 			fmt.Fprintf(os.Stderr, "round %d: %-30s %7.0f pods/s, p50 %s, p99 %s, errors %d\n", r+1, s.name, res.rate(), res.percentile(0.5).Round(10*time.Microsecond), res.percentile(0.99).Round(10*time.Microsecond), res.errors)
 		}
 	}
-	fmt.Printf("\nkube-apiserver %s, pods POSTed with dryRun=All, %d in flight, %d interleaved rounds of %s, the load generator on the same machine\n\n", e2e.KubeVersion, concurrency, rounds, duration)
+	what := "with AWS and Azure identities"
+	if plain {
+		what = "without identity"
+	}
+	fmt.Printf("\nkube-apiserver %s, pods %s POSTed with dryRun=All, %d in flight, %d interleaved rounds of %s, the load generator on the same machine\n\n", e2e.KubeVersion, what, concurrency, rounds, duration)
 	fmt.Printf("%-30s %9s %10s %10s %8s %s\n", "setup", "pods/s", "p50", "p99", "errors", "ratio to no injection (median of rounds, range)")
 	for i, s := range setups {
 		var all result
@@ -299,7 +322,7 @@ func load(ctx context.Context, c kubernetes.Interface, ns string, n int, d time.
 			errs := 0
 			for !stop.Load() {
 				s := time.Now()
-				_, err := c.CoreV1().Pods(ns).Create(ctx, pod(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+				_, err := c.CoreV1().Pods(ns).Create(ctx, loadPod(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 				if err != nil {
 					errs++
 					continue
