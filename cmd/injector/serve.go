@@ -138,7 +138,7 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 	}
 	log, engine, rc, client := rt.log, rt.engine, rt.rest, rt.client
 	sas, err := sacache.New(sacache.Config{
-		Client: client, AnnotationPrefixes: engine.AnnotationPrefixes(),
+		Client: client, AnnotationPrefixes: engine.AnnotationPrefixes(), Log: log,
 		LookupGrace: cfg.lookupGrace, LookupQPS: cfg.lookupQPS, LookupBurst: cfg.lookupBurst,
 	})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
@@ -89,6 +90,9 @@ type Config struct {
 	// ReconnectAfter is how long a broken watch is left to client-go before
 	// the cache relists by itself once the API server answers again.
 	ReconnectAfter time.Duration
+	// Log, when set, receives the watch breaking and the cache relisting
+	// after an outage.
+	Log logrus.FieldLogger
 	// OnChange, when set, is called with the namespace of every
 	// ServiceAccount the cache adds, changes or drops (from the informer's
 	// goroutine: it must not block).
@@ -171,12 +175,18 @@ func (c *Cache) newGeneration() *generation {
 			l, err := sas.List(ctx, opts)
 			if err == nil {
 				c.markFresh()
+			} else {
+				c.markBroken(ctx, err)
 			}
 			return l, err
 		},
 		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			w, err := sas.Watch(ctx, opts)
 			if err != nil {
+				// The reflector retries a refused connection itself,
+				// without calling the watch error handler: a broken watch
+				// is noticed here.
+				c.markBroken(ctx, err)
 				return nil, err
 			}
 			// A watch that was opened proves nothing (client-go answers a
@@ -194,7 +204,7 @@ func (c *Cache) newGeneration() *generation {
 	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, c.cfg.Client), &corev1.ServiceAccount{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	_ = inf.SetTransform(Trim(c.cfg.AnnotationPrefixes))
 	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
-		c.broken.CompareAndSwap(0, time.Now().UnixNano())
+		c.markBroken(ctx, err)
 		cache.DefaultWatchErrorHandler(ctx, r, err)
 	})
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -235,6 +245,18 @@ func (c *Cache) List(namespace string) ([]*corev1.ServiceAccount, error) {
 // Namespaces returns the namespaces that have a cached ServiceAccount.
 func (c *Cache) Namespaces() []string {
 	return c.gen.Load().informer.GetIndexer().ListIndexFuncValues(cache.NamespaceIndex)
+}
+
+// markBroken records when the API server stopped answering the watch (the
+// first failure since it last answered); a generation being stopped is
+// not broken.
+func (c *Cache) markBroken(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	if c.broken.CompareAndSwap(0, time.Now().UnixNano()) && c.cfg.Log != nil {
+		c.cfg.Log.WithError(err).Warning("serviceaccount watch broken; answering from the cache")
+	}
 }
 
 func (c *Cache) markFresh() {
@@ -284,8 +306,12 @@ func (c *Cache) superviseWatch(ctx context.Context) {
 		_, err := c.cfg.Client.CoreV1().ServiceAccounts(metav1.NamespaceAll).List(pctx, metav1.ListOptions{Limit: 1})
 		cancel()
 		if err != nil {
+			if c.cfg.Log != nil {
+				c.cfg.Log.WithError(err).Debug("serviceaccount cache: the API server is still unreachable")
+			}
 			continue // still down: keep answering from the cache
 		}
+		t0 := time.Now()
 		next := c.newGeneration()
 		c.run(ctx, next)
 		// Bounded: a fresh informer whose first lists fail backs off as
@@ -299,9 +325,15 @@ func (c *Cache) superviseWatch(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			if c.cfg.Log != nil {
+				c.cfg.Log.Warning("serviceaccount cache: a fresh list did not complete; trying again")
+			}
 			continue
 		}
 		c.gen.Swap(next).stop()
+		if c.cfg.Log != nil {
+			c.cfg.Log.WithField("took", time.Since(t0).String()).Info("serviceaccount cache relisted after the watch broke")
+		}
 	}
 }
 

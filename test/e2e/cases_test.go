@@ -256,8 +256,15 @@ func TestInvalidAnnotationIsDeniedWithTheWholeStory(t *testing.T) {
 	if _, err := cluster.Client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = cluster.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "typo",
-		Annotations: map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::12345:role/app"}}}, metav1.CreateOptions{})
+	typo := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "typo",
+		Annotations: map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::12345:role/app"}}}
+	// The API server selects webhooks by the namespace's labels as its
+	// informer has them, a moment after the update: dry runs until then.
+	until(t, "the namespace is watched", func() bool {
+		_, err := cluster.Client.CoreV1().ServiceAccounts(ns).Create(ctx, typo, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil
+	})
+	_, err = cluster.Client.CoreV1().ServiceAccounts(ns).Create(ctx, typo, metav1.CreateOptions{})
 	requireDenied(t, err, append([]string{`admission webhook "serviceaccounts.pod-identity.io" denied the request: serviceaccount "` + ns + `/typo"`}, story...)...)
 	_, err = createPod(t, ns, podSpec("web", "broken"), false)
 	requireDenied(t, err, append([]string{`serviceaccount "` + ns + `/broken"`}, story...)...)

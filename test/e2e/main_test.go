@@ -36,7 +36,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	defer func() { _ = os.RemoveAll(dir) }()
+	if os.Getenv("E2E_KEEP_DIR") == "" {
+		defer func() { _ = os.RemoveAll(dir) }()
+	} else {
+		fmt.Fprintln(os.Stderr, "e2e: keeping", dir)
+	}
 	if fakes, err = StartFakes(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: fakes:", err)
 		return 1
