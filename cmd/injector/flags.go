@@ -2,16 +2,21 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/policy"
+	"github.com/pod-identity/injector/pkg/policywatch"
 	"github.com/pod-identity/injector/pkg/providers/registry"
+	"github.com/pod-identity/injector/pkg/sacache"
 )
 
 func addInvalidIdentityFlag(fs *pflag.FlagSet, v *string) {
@@ -68,10 +73,35 @@ func (c *clusterFlags) validate() error {
 
 // clusterRuntime is what serve and sync start from.
 type clusterRuntime struct {
-	log    *logrus.Logger
-	engine *mutate.Engine
-	rest   *rest.Config
-	client kubernetes.Interface
+	log     *logrus.Logger
+	engine  *mutate.Engine
+	rest    *rest.Config
+	client  kubernetes.Interface
+	dynamic dynamic.Interface
+}
+
+// identityPolicies returns the store of the cluster's IdentityPolicies and
+// its watcher (not started), or nils with --identity-policies=false.
+// onChange is policywatch.Config's.
+func (rt *clusterRuntime) identityPolicies(on bool, onChange func(namespace string)) (*policy.Store, *policywatch.Watcher, error) {
+	if !on {
+		return nil, nil, nil
+	}
+	store := policy.NewStore()
+	w, err := policywatch.New(policywatch.Config{Client: rt.client, Dynamic: rt.dynamic, Store: store, Log: rt.log, OnChange: onChange})
+	return store, w, err
+}
+
+// cachesSynced says which of the caches serve and sync decide from has not
+// synced yet, or nil.
+func cachesSynced(sas *sacache.Cache, watcher *policywatch.Watcher) error {
+	if !sas.HasSynced() {
+		return errors.New("serviceaccount cache not synced yet")
+	}
+	if watcher != nil && !watcher.HasSynced() {
+		return errors.New("identity policies and namespaces not synced yet (is the IdentityPolicy CRD installed?)")
+	}
+	return nil
 }
 
 // start builds the logger, the enabled providers' engine and the
@@ -90,5 +120,9 @@ func (c *clusterFlags) start(ctx context.Context, stderr io.Writer) (*clusterRun
 	if err != nil {
 		return nil, err
 	}
-	return &clusterRuntime{log: log, engine: mutate.New(provs), rest: rc, client: client}, nil
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &clusterRuntime{log: log, engine: mutate.New(provs), rest: rc, client: client, dynamic: dyn}, nil
 }

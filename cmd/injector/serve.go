@@ -19,8 +19,6 @@ import (
 
 	"github.com/pod-identity/injector/pkg/admission"
 	"github.com/pod-identity/injector/pkg/certwatch"
-	"github.com/pod-identity/injector/pkg/policy"
-	"github.com/pod-identity/injector/pkg/policywatch"
 	"github.com/pod-identity/injector/pkg/sacache"
 	"github.com/pod-identity/injector/pkg/server"
 )
@@ -136,7 +134,7 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, engine, rc, client := rt.log, rt.engine, rt.rest, rt.client
+	log, engine, client := rt.log, rt.engine, rt.client
 	sas, err := sacache.New(sacache.Config{
 		Client: client, AnnotationPrefixes: engine.AnnotationPrefixes(), Log: log,
 		LookupGrace: cfg.lookupGrace, LookupQPS: cfg.lookupQPS, LookupBurst: cfg.lookupBurst,
@@ -145,17 +143,11 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 		return err
 	}
 	sas.Start(ctx)
-	var policies *policy.Store
-	var watcher *policywatch.Watcher
-	if cfg.policies {
-		dyn, err := dynamic.NewForConfig(rc)
-		if err != nil {
-			return err
-		}
-		policies = policy.NewStore()
-		if watcher, err = policywatch.New(policywatch.Config{Client: client, Dynamic: dyn, Store: policies, Log: log}); err != nil {
-			return err
-		}
+	policies, watcher, err := rt.identityPolicies(cfg.policies, nil)
+	if err != nil {
+		return err
+	}
+	if watcher != nil {
 		watcher.Start(ctx)
 	}
 
@@ -194,16 +186,10 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 		return err
 	}
 	ready := func() error {
-		if !sas.HasSynced() {
-			return errors.New("serviceaccount cache not synced yet")
-		}
 		if !certs.Loaded() {
 			return errors.New("no tls certificate loaded")
 		}
-		if watcher != nil && !watcher.HasSynced() {
-			return errors.New("identity policies and namespaces not synced yet (is the IdentityPolicy CRD installed?)")
-		}
-		return nil
+		return cachesSynced(sas, watcher)
 	}
 	log.WithFields(logrus.Fields{"providers": engine.ProviderNames(), "invalid_identity": cfg.invalidIdentity, "identity_policies": cfg.policies}).Info("starting")
 	go func() {

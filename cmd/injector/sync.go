@@ -13,13 +13,10 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
-	"github.com/pod-identity/injector/pkg/policy"
-	"github.com/pod-identity/injector/pkg/policywatch"
 	"github.com/pod-identity/injector/pkg/sacache"
 	"github.com/pod-identity/injector/pkg/server"
 	idsync "github.com/pod-identity/injector/pkg/sync"
@@ -79,11 +76,7 @@ func runSync(ctx context.Context, cfg *syncConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, engine, rc, client := rt.log, rt.engine, rt.rest, rt.client
-	dyn, err := dynamic.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
+	log, engine, client, dyn := rt.log, rt.engine, rt.client, rt.dynamic
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -94,17 +87,13 @@ func runSync(ctx context.Context, cfg *syncConfig, stderr io.Writer) error {
 			ctrl.Changed(ns)
 		}
 	}
-	sas, err := sacache.New(sacache.Config{Client: client, AnnotationPrefixes: engine.AnnotationPrefixes(), OnChange: changed})
+	sas, err := sacache.New(sacache.Config{Client: client, AnnotationPrefixes: engine.AnnotationPrefixes(), Log: log, OnChange: changed})
 	if err != nil {
 		return err
 	}
-	var policies *policy.Store
-	var watcher *policywatch.Watcher
-	if cfg.policies {
-		policies = policy.NewStore()
-		if watcher, err = policywatch.New(policywatch.Config{Client: client, Dynamic: dyn, Store: policies, Log: log, OnChange: changed}); err != nil {
-			return err
-		}
+	policies, watcher, err := rt.identityPolicies(cfg.policies, changed)
+	if err != nil {
+		return err
 	}
 	ctrl, err = idsync.New(idsync.Config{
 		Engine: engine, ServiceAccounts: sas, Policies: policies, Dynamic: dyn, Log: log, Registerer: reg,
@@ -120,16 +109,10 @@ func runSync(ctx context.Context, cfg *syncConfig, stderr io.Writer) error {
 	ctrl.Start(ctx)
 
 	ready := func() error {
-		if !sas.HasSynced() {
-			return errors.New("serviceaccount cache not synced yet")
-		}
 		if !ctrl.HasSynced() {
 			return errors.New("identity parameters not listed yet (is the IdentityParameters CRD of deploy/policy installed?)")
 		}
-		if watcher != nil && !watcher.HasSynced() {
-			return errors.New("identity policies and namespaces not synced yet (is the IdentityPolicy CRD installed?)")
-		}
-		return nil
+		return cachesSynced(sas, watcher)
 	}
 	run := func(ctx context.Context) {
 		log.Info("writing identity parameters")
