@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/pod-identity/injector/internal/filewatch"
 	"github.com/pod-identity/injector/internal/quote"
 )
 
@@ -57,18 +58,15 @@ func ParseIdentities(data []byte) (map[string]IdentityEntry, error) {
 
 // Identities are the ServiceAccounts' roles of an identities file, kept current.
 type Identities struct {
-	w *watchedFile[map[string]IdentityEntry]
+	w *filewatch.Value[map[string]IdentityEntry]
 }
 
 // Lookup returns the entry of the ServiceAccount namespace/name, exact
 // first, then "*/name", and the key it was found under.
 func (i *Identities) Lookup(namespace, name string) (IdentityEntry, string, bool) {
-	m := i.w.v.Load()
-	if m == nil {
-		return IdentityEntry{}, "", false
-	}
+	m := i.w.Load()
 	for _, key := range []string{namespace + "/" + name, "*/" + name} {
-		if e, ok := (*m)[key]; ok {
+		if e, ok := m[key]; ok {
 			return e, key, true
 		}
 	}
@@ -77,7 +75,7 @@ func (i *Identities) Lookup(namespace, name string) (IdentityEntry, string, bool
 
 // WatchIdentities loads file and keeps it current until ctx ends.
 func WatchIdentities(ctx context.Context, file string, log logrus.FieldLogger) (*Identities, error) {
-	w, err := watchFile(ctx, file, "aws identities", ParseIdentities, log)
+	w, err := filewatch.File(ctx, file, "aws identities", ParseIdentities, nil, log)
 	if err != nil {
 		return nil, err
 	}

@@ -4,55 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/pod-identity/injector/internal/filewatch"
 )
-
-// watchedFile is the parsed content of a file, kept current: reloaded
-// whenever the file or its directory changes (a mounted ConfigMap is
-// swapped through a symlink), keeping the last good content when a new one
-// does not parse.
-type watchedFile[T any] struct {
-	v atomic.Pointer[T]
-}
-
-func (w *watchedFile[T]) load(file, what string, parse func([]byte) (T, error)) error {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", what, err)
-	}
-	v, err := parse(data)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", what, file, err)
-	}
-	w.v.Store(&v)
-	return nil
-}
-
-// watchFile loads file and reloads it until ctx ends. The first load must
-// succeed; a later bad file keeps the last good content and is logged.
-func watchFile[T any](ctx context.Context, file, what string, parse func([]byte) (T, error), log logrus.FieldLogger) (*watchedFile[T], error) {
-	w := &watchedFile[T]{}
-	if err := w.load(file, what, parse); err != nil {
-		return nil, err
-	}
-	err := filewatch.Watch(ctx, []string{filepath.Dir(file)}, 0, func() {
-		if err := w.load(file, what, parse); err != nil {
-			log.WithError(err).Warn("keeping the last good " + what)
-			return
-		}
-		log.WithField("file", file).Info("reloaded " + what)
-	}, log)
-	if err != nil {
-		return nil, fmt.Errorf("watch %s: %w", what, err)
-	}
-	return w, nil
-}
 
 // associationFile is the EKS Pod Identity association file's format.
 type associationFile struct {
@@ -65,16 +21,12 @@ type associationFile struct {
 // Associations is the set of namespace/ServiceAccount pairs that use EKS Pod
 // Identity, kept current from a file.
 type Associations struct {
-	w *watchedFile[map[string]struct{}]
+	w *filewatch.Value[map[string]struct{}]
 }
 
 // Has reports whether the ServiceAccount namespace/name uses Pod Identity.
 func (a *Associations) Has(namespace, name string) bool {
-	m := a.w.v.Load()
-	if m == nil {
-		return false
-	}
-	_, ok := (*m)[namespace+"/"+name]
+	_, ok := a.w.Load()[namespace+"/"+name]
 	return ok
 }
 
@@ -98,7 +50,7 @@ func ParseAssociations(data []byte) (map[string]struct{}, error) {
 // first load must succeed; a later bad file keeps the last good set and is
 // logged.
 func WatchAssociations(ctx context.Context, file string, log logrus.FieldLogger) (*Associations, error) {
-	w, err := watchFile(ctx, file, "pod identity associations", ParseAssociations, log)
+	w, err := filewatch.File(ctx, file, "pod identity associations", ParseAssociations, nil, log)
 	if err != nil {
 		return nil, err
 	}
