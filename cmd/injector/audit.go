@@ -22,8 +22,8 @@ import (
 // one page and what it found, so its memory does not grow with the cluster.
 const auditPageSize = 500
 
-func newAuditCommand() *cobra.Command {
-	provs := registry.New()
+func newAuditCommand(args []string) *cobra.Command {
+	provs := registry.New().WithArgs(args)
 	var kubeconfig, namespace string
 	cmd := &cobra.Command{
 		Use:   "audit [-n NAMESPACE] [--kubeconfig FILE]",

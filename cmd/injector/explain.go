@@ -27,9 +27,9 @@ import (
 	"github.com/pod-identity/injector/pkg/render"
 )
 
-func newExplainCommand() *cobra.Command {
+func newExplainCommand(args []string) *cobra.Command {
 	opts := render.Options{}
-	provs := registry.New()
+	provs := registry.New().WithArgs(args)
 	var excluded []string
 	var kubeconfig string
 	cmd := &cobra.Command{

@@ -16,9 +16,8 @@ var fixtures = filepath.Join("..", "..", "test", "fixtures")
 // runInjector runs the injector command line as a user would and returns
 // what it printed and its error.
 func runInjector(args []string, stdin []byte) (stdout, stderr []byte, err error) {
-	cmd := newRootCommand()
+	cmd := newRootCommand(args)
 	var out, errOut bytes.Buffer
-	cmd.SetArgs(args)
 	cmd.SetIn(bytes.NewReader(stdin))
 	cmd.SetOut(&out)
 	cmd.SetErr(&errOut)

@@ -48,7 +48,7 @@ type clusterFlags struct {
 	providers       *registry.Set
 }
 
-func newClusterFlags() clusterFlags { return clusterFlags{providers: registry.New()} }
+func newClusterFlags(args []string) clusterFlags { return clusterFlags{providers: registry.New().WithArgs(args)} }
 
 func (c *clusterFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for running outside the cluster (default: in-cluster config)")

@@ -16,19 +16,23 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := newRootCommand().ExecuteContext(ctx); err != nil {
+	if err := newRootCommand(os.Args[1:]).ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
 }
 
-func newRootCommand() *cobra.Command {
+// newRootCommand builds the command line for args: the declarative
+// providers of the --provider-config files args name have their
+// --enable-<name> flags before the flags are parsed.
+func newRootCommand(args []string) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "injector",
 		Short:         "Give pods their cloud identity from their ServiceAccount's annotations",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newMutateCommand(), newCheckCommand(), newExplainCommand(), newAuditCommand(), newServeCommand(), newSyncCommand())
+	root.AddCommand(newMutateCommand(args), newCheckCommand(args), newExplainCommand(args), newAuditCommand(args), newServeCommand(args), newSyncCommand(args))
+	root.SetArgs(args)
 	return root
 }

@@ -51,8 +51,8 @@ func (c *serveConfig) validate() error {
 	return c.server.Validate()
 }
 
-func newServeCommand() *cobra.Command {
-	cfg := &serveConfig{clusterFlags: newClusterFlags()}
+func newServeCommand(args []string) *cobra.Command {
+	cfg := &serveConfig{clusterFlags: newClusterFlags(args)}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the admission webhooks: pods are injected (and refused by identity policies); ServiceAccount writes are checked",

@@ -34,8 +34,8 @@ type syncConfig struct {
 	workers        int
 }
 
-func newSyncCommand() *cobra.Command {
-	cfg := &syncConfig{clusterFlags: newClusterFlags()}
+func newSyncCommand(args []string) *cobra.Command {
+	cfg := &syncConfig{clusterFlags: newClusterFlags(args)}
 	cmd := &cobra.Command{
 		Use:   "sync",
 		Short: "Policy mode: keep each namespace's IdentityParameters, which the admission policies of deploy/policy inject pods from",

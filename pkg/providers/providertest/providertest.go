@@ -3,7 +3,8 @@
 //
 // A fixture is a folder test/fixtures/<area>/<case>/ holding input.yaml (a
 // stream of ServiceAccounts and workloads), an optional flags file (one
-// flag a line; $CASE is the case folder) and the expectations:
+// flag a line; $CASE is the case folder, and stands for it in error.txt)
+// and the expectations:
 // expected.yaml, warnings.txt and error.txt, an absent file expecting
 // nothing. GOLDEN_UPDATE=1 rewrites the expectations.
 //
@@ -82,7 +83,7 @@ func renderWith(set *registry.Set, file string, flags []string, patch bool) (std
 // providers watch.
 func fromFlags(set *registry.Set, flags []string) (*mutate.Engine, render.Options, context.CancelFunc, error) {
 	fs := pflag.NewFlagSet("mutate", pflag.ContinueOnError)
-	set.AddFlags(fs)
+	set.WithArgs(flags).AddFlags(fs)
 	var opts render.Options
 	fs.StringVar(&opts.InvalidIdentity, "invalid-identity", "deny", "")
 	fs.StringVarP(&opts.Namespace, "namespace", "n", "default", "")
@@ -152,7 +153,8 @@ func runCase(t *testing.T, dir string, r Renderer) {
 	stdout, stderr, err := r(input, flags, false)
 	errText := ""
 	if err != nil {
-		errText = err.Error() + "\n"
+		// A message that names a file of the case names it as the flags do.
+		errText = strings.ReplaceAll(err.Error(), dir, "$CASE") + "\n"
 		if len(stdout) > 0 {
 			t.Errorf("a failed run printed manifests:\n%s", stdout)
 		}

@@ -1,10 +1,14 @@
 // Package registry lists the provider plugins compiled into the binary and
-// builds the enabled ones from flags. Adding a cloud is one line in New.
+// builds the enabled ones from flags, with the declarative providers of
+// --provider-config files after them. Adding a compiled cloud is one line
+// in New.
 package registry
 
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
@@ -12,13 +16,50 @@ import (
 	"github.com/pod-identity/injector/pkg/providers"
 	"github.com/pod-identity/injector/pkg/providers/aws"
 	"github.com/pod-identity/injector/pkg/providers/azure"
+	"github.com/pod-identity/injector/pkg/providers/declarative"
 	"github.com/pod-identity/injector/pkg/providers/gcp"
 )
 
-// Set is every compiled-in provider plugin with its --enable-<name> switch.
+// Set is every compiled-in provider plugin and every declarative provider,
+// each with its --enable-<name> switch.
 type Set struct {
 	plugins []providers.Plugin
 	enabled map[string]*bool
+	configs []string
+	// declared are the declarative providers' names, read before the flags
+	// are parsed (WithArgs); declareErr is why a file could not be read.
+	declared   []string
+	declareErr error
+}
+
+// ConfigFlag is the flag that names a provider config file.
+const ConfigFlag = "provider-config"
+
+// WithArgs reads the provider config files that args (the command line
+// the flags will be parsed from) name, so that AddFlags registers the
+// --enable-<name> flag of each provider they declare, wherever it stands
+// on the command line. It returns s.
+func (s *Set) WithArgs(args []string) *Set {
+	s.declared, s.declareErr = declarative.Names(configArgs(args), os.ReadFile)
+	return s
+}
+
+// configArgs returns the values of --provider-config in args.
+func configArgs(args []string) []string {
+	var files []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		if v, ok := strings.CutPrefix(a, "--"+ConfigFlag+"="); ok {
+			files = append(files, v)
+		} else if a == "--"+ConfigFlag && i+1 < len(args) {
+			files = append(files, args[i+1])
+			i++
+		}
+	}
+	return files
 }
 
 // New returns the set of all compiled-in providers, each enabled by default.
@@ -32,7 +73,8 @@ func NewSet(plugins ...providers.Plugin) *Set {
 	return &Set{plugins: plugins, enabled: map[string]*bool{}}
 }
 
-// Names lists the compiled-in providers in order.
+// Names lists the compiled-in providers in order (the declarative ones
+// are known once Build has read their files).
 func (s *Set) Names() []string {
 	names := make([]string, len(s.plugins))
 	for i, p := range s.plugins {
@@ -41,13 +83,29 @@ func (s *Set) Names() []string {
 	return names
 }
 
-// AddFlags registers --enable-<name> and every provider's own flags on fs.
+// AddFlags registers --provider-config, --enable-<name> for every
+// compiled-in provider and every declarative one WithArgs found, and the
+// compiled-in providers' own flags on fs.
 func (s *Set) AddFlags(fs *pflag.FlagSet) {
-	for _, p := range s.plugins {
+	enable := func(name, what string) {
 		on := true
-		s.enabled[p.Name()] = &on
-		fs.BoolVar(&on, "enable-"+p.Name(), true, fmt.Sprintf("inject %s identities", p.Name()))
+		s.enabled[name] = &on
+		fs.BoolVar(&on, "enable-"+name, true, fmt.Sprintf("inject %s identities%s", name, what))
+	}
+	for _, p := range s.plugins {
+		enable(p.Name(), "")
 		p.AddFlags(fs)
+	}
+	fs.StringArrayVar(&s.configs, ConfigFlag, nil, "file of declarative providers (see docs/providers.md), reloaded when it changes; repeatable")
+	for _, name := range s.declared {
+		if _, ok := s.enabled[name]; !ok {
+			enable(name, " (declared by --"+ConfigFlag+")")
+		}
+	}
+	if s.declareErr != nil {
+		// Build reports what is wrong with the file; a flag of a provider
+		// it would have declared must not hide that behind "unknown flag".
+		fs.ParseErrorsAllowlist.UnknownFlags = true
 	}
 }
 
@@ -63,6 +121,15 @@ func (s *Set) Build(ctx context.Context, log logrus.FieldLogger) ([]providers.Pr
 			return nil, fmt.Errorf("provider %s: %w", p.Name(), err)
 		}
 		out = append(out, pr)
+	}
+	declared, err := declarative.Load(ctx, s.configs, s.Names(), log.WithField("provider", "declarative"))
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range declared {
+		if on, ok := s.enabled[p.Name()]; !ok || *on {
+			out = append(out, p)
+		}
 	}
 	return out, nil
 }

@@ -1,0 +1,213 @@
+package declarative
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pod-identity/injector/internal/filewatch"
+	"github.com/pod-identity/injector/pkg/providers"
+)
+
+// Provider is a declarative provider. Its definition is replaced when its
+// file is reloaded; its name and annotation prefix stay those it started
+// with.
+type Provider struct {
+	name, prefix string
+	def          atomic.Pointer[Definition]
+}
+
+// New returns the provider of a definition that is not reloaded.
+func New(d *Definition) *Provider {
+	p := &Provider{name: d.Name, prefix: d.AnnotationPrefix}
+	p.def.Store(d)
+	return p
+}
+
+// Name implements providers.Provider.
+func (p *Provider) Name() string { return p.name }
+
+// AnnotationPrefixes implements providers.Provider.
+func (p *Provider) AnnotationPrefixes() []string { return []string{p.prefix} }
+
+// PodLabels implements providers.PodLabelReader: the pod label gate, if
+// the provider has one.
+func (p *Provider) PodLabels() map[string][]string {
+	g := p.def.Load().spec.PodLabel
+	if g == nil {
+		return nil
+	}
+	return map[string][]string{g.Name: slices.Clone(g.Values)}
+}
+
+// Inject implements providers.Provider.
+func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
+	d := p.def.Load()
+	s, sa := d.spec, req.ServiceAccount
+	key := s.Identity.Annotation
+	identity, ok := req.Value(key)
+	if !ok {
+		return d.halfConfigured(req), nil
+	}
+	if g := s.PodLabel; g != nil && !req.ServiceAccountOnly && !slices.Contains(g.Values, req.PodMeta.Labels[g.Name]) {
+		return nil, nil
+	}
+	if !d.pattern.MatchString(identity) {
+		return nil, req.Invalid(d.Name, key, sa.Annotations[key], s.Identity.Expected)
+	}
+	inj := &providers.Injection{
+		Provider:   d.Name,
+		Source:     "serviceaccount " + strconv.Quote(req.SARef()) + " annotation " + key,
+		Identities: []providers.Identity{{Field: "identities", Source: "annotation " + key, Value: identity, CaseInsensitive: s.Identity.CaseInsensitive}},
+	}
+	e := d.expiration
+	expiration := e.Default
+	if e.Annotation != "" {
+		var warning string
+		var err error
+		expiration, warning, err = req.TokenExpiration(d.Name, e.Annotation, e.Default,
+			providers.Bounds{Min: e.Min, Max: e.Max, Clamp: e.Clamp, Lenient: e.OnInvalid == "default"})
+		if err != nil {
+			return nil, err
+		}
+		if warning != "" {
+			inj.Warnings = append(inj.Warnings, warning)
+		}
+	}
+	audience := s.Token.Audience
+	if a := s.Token.AudienceAnnotation; a != "" {
+		if v, ok := req.Value(a); ok {
+			audience = v
+		}
+	}
+	vals := values{identity: identity, namespace: sa.Namespace, serviceAccount: sa.Name, tokenPath: d.tokenPath,
+		audience: audience, annotation: req.Value}
+	for _, v := range d.env {
+		value, ok := v.value.render(vals)
+		if !ok {
+			continue
+		}
+		i := slices.IndexFunc(inj.Env, func(g providers.EnvGroup) bool { return g.Name == v.group })
+		if i < 0 {
+			inj.Env = append(inj.Env, providers.EnvGroup{Name: v.group})
+			i = len(inj.Env) - 1
+		}
+		inj.Env[i].Vars = append(inj.Env[i].Vars, corev1.EnvVar{Name: v.name, Value: value})
+	}
+	inj.Volumes = []corev1.Volume{providers.TokenVolume(s.Token.VolumeName, audience, expiration, s.Token.FileName)}
+	inj.Mounts = []providers.Mount{{VolumeName: s.Token.VolumeName, MountPath: s.Token.MountPath}}
+	if c := s.Containers; c != nil {
+		if err := req.Containers(d.Name, c.SkipAnnotation, c.OnlyAnnotation, c.Separator, inj); err != nil {
+			return nil, err
+		}
+	}
+	return inj, nil
+}
+
+// halfConfigured warns about a ServiceAccount that has annotations the
+// provider reads but not the one that turns it on. Nil when it has none.
+func (d *Definition) halfConfigured(req providers.Request) *providers.Injection {
+	var found []string
+	for _, key := range d.reads {
+		if _, ok := req.Value(key); ok {
+			found = append(found, key)
+		}
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	return &providers.Injection{Provider: d.Name, Source: "serviceaccount " + strconv.Quote(req.SARef()), Warnings: []string{
+		fmt.Sprintf("%s: serviceaccount %q has %s but no %s annotation: no %s identity was injected (annotate the serviceaccount with %s)",
+			d.Name, req.SARef(), strings.Join(found, ", "), d.spec.Identity.Annotation, d.Name, d.spec.Identity.Expected)}}
+}
+
+// Load reads the provider config files and returns their providers, in
+// order, reloading each file until ctx ends. A file that does not load
+// at start is an error naming the file and the field. A later change
+// that does not load, or that adds, removes or renames a provider or
+// changes its annotation prefix (which the ServiceAccount cache and the
+// --enable-<name> flags fixed at start), is logged and the file's last
+// good providers are kept. reserved are the compiled-in providers' names.
+func Load(ctx context.Context, files []string, reserved []string, log logrus.FieldLogger) ([]*Provider, error) {
+	var out []*Provider
+	for _, file := range files {
+		taken := append(slices.Clone(reserved), names(out)...)
+		var started []*Provider
+		parse := func(data []byte) ([]*Definition, error) {
+			defs, err := Parse(data, taken...)
+			switch {
+			case err != nil:
+				return nil, err
+			case started == nil: // the first load, before the watch starts
+				for _, d := range defs {
+					started = append(started, New(d))
+				}
+				return defs, nil
+			}
+			return defs, sameShape(started, defs)
+		}
+		_, err := filewatch.File(ctx, file, "provider config", parse, func(defs []*Definition) {
+			for i, d := range defs {
+				started[i].def.Store(d)
+			}
+		}, log)
+		if err != nil {
+			return nil, err // it names the file and the field
+		}
+		out = append(out, started...)
+	}
+	return out, nil
+}
+
+// sameShape says why a reloaded file cannot replace the running one.
+func sameShape(running []*Provider, defs []*Definition) error {
+	was, now := names(running), make([]string, len(defs))
+	for i, d := range defs {
+		now[i] = d.Name
+	}
+	if !slices.Equal(was, now) {
+		return fmt.Errorf("the providers changed from %s to %s: adding, removing, renaming or reordering providers takes a restart",
+			strings.Join(was, ", "), strings.Join(now, ", "))
+	}
+	for i, d := range defs {
+		if d.AnnotationPrefix != running[i].prefix {
+			return fmt.Errorf("providers[%d].annotationPrefix changed from %q to %q: that takes a restart", i, running[i].prefix, d.AnnotationPrefix)
+		}
+	}
+	return nil
+}
+
+func names(ps []*Provider) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.name
+	}
+	return out
+}
+
+// Names reads the names the provider config files declare, for the
+// --enable-<name> flags, which exist before the flags are parsed. It
+// returns the names of the files it could read and the first error.
+func Names(files []string, read func(string) ([]byte, error)) ([]string, error) {
+	var out []string
+	for _, file := range files {
+		data, err := read(file)
+		if err != nil {
+			return out, err
+		}
+		defs, err := Parse(data)
+		if err != nil {
+			return out, err
+		}
+		for _, d := range defs {
+			out = append(out, d.Name)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,212 @@
+package declarative
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pod-identity/injector/pkg/providers"
+)
+
+const vault = `apiVersion: pod-identity.io/v1alpha1
+kind: ProviderConfig
+providers:
+- name: vault
+  annotationPrefix: vault.example.com/
+  identity:
+    annotation: vault.example.com/role
+    pattern: '[a-z]+'
+    expected: 'a role: lower-case letters'
+  podLabel:
+    name: vault.example.com/use
+    values: ["true", "yes"]
+  token:
+    audience: AUDIENCE
+    volumeName: vault-token
+    mountPath: /var/run/secrets/vault
+    fileName: jwt
+  env:
+  - name: VAULT_ROLE
+    value: '{identity}@{namespace}/{serviceAccount} {{literal}}'
+  - name: VAULT_JWT
+    value: '{tokenPath} for {audience}'
+  - name: VAULT_ADDR
+    value: '{annotation:vault.example.com/addr}'
+    group: address
+`
+
+func request(ann map[string]string, labels map[string]string) providers.Request {
+	return providers.Request{Namespace: "ns", PodName: "web",
+		PodMeta: &metav1.ObjectMeta{Labels: labels}, PodSpec: &corev1.PodSpec{},
+		ServiceAccount: &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "sa", Namespace: "ns", Annotations: ann}}}
+}
+
+func TestInject(t *testing.T) {
+	defs, err := Parse([]byte(vault))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(defs[0])
+	use := map[string]string{"vault.example.com/use": "yes"}
+	t.Run("templates fill in every placeholder and escape doubled braces", func(t *testing.T) {
+		inj, err := p.Inject(request(map[string]string{"vault.example.com/role": " reader "}, use))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []corev1.EnvVar{{Name: "VAULT_ROLE", Value: "reader@ns/sa {literal}"}, {Name: "VAULT_JWT", Value: "/var/run/secrets/vault/jwt for AUDIENCE"}}
+		if len(inj.Env) != 1 || inj.Env[0].Name != providers.CredentialGroup || !equalEnv(inj.Env[0].Vars, want) {
+			t.Errorf("env %+v, want one credential group %+v", inj.Env, want)
+		}
+		if len(inj.Identities) != 1 || inj.Identities[0].Value != "reader" || inj.Identities[0].Field != "identities" {
+			t.Errorf("identities %+v", inj.Identities)
+		}
+		src := inj.Volumes[0].Projected.Sources[0].ServiceAccountToken
+		if src.Audience != "AUDIENCE" || *src.ExpirationSeconds != DefaultTokenExpiration || src.Path != "jwt" {
+			t.Errorf("token %+v", src)
+		}
+	})
+	t.Run("a variable whose annotation is set lands in its own group", func(t *testing.T) {
+		inj, _ := p.Inject(request(map[string]string{"vault.example.com/role": "reader", "vault.example.com/addr": "https://vault"}, use))
+		if len(inj.Env) != 2 || inj.Env[1].Name != "address" || inj.Env[1].Vars[0].Value != "https://vault" {
+			t.Errorf("env %+v", inj.Env)
+		}
+	})
+	t.Run("a pod without the label gets nothing, unless only the serviceaccount is judged", func(t *testing.T) {
+		req := request(map[string]string{"vault.example.com/role": "reader"}, map[string]string{"vault.example.com/use": "no"})
+		if inj, err := p.Inject(req); inj != nil || err != nil {
+			t.Errorf("got %+v, %v", inj, err)
+		}
+		req.ServiceAccountOnly = true
+		if inj, err := p.Inject(req); !inj.Injects() || err != nil {
+			t.Errorf("serviceaccount only: got %+v, %v", inj, err)
+		}
+	})
+	t.Run("the pattern must match the whole value", func(t *testing.T) {
+		_, err := p.Inject(request(map[string]string{"vault.example.com/role": "reader2"}, use))
+		if !providers.IsInvalid(err) || !strings.Contains(err.Error(), "expected a role: lower-case letters") {
+			t.Errorf("error %v", err)
+		}
+	})
+	t.Run("the pod label gate is what policy mode asks about", func(t *testing.T) {
+		if got := p.PodLabels(); len(got["vault.example.com/use"]) != 2 {
+			t.Errorf("PodLabels %v", got)
+		}
+	})
+}
+
+func equalEnv(a, b []corev1.EnvVar) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestParseTemplate(t *testing.T) {
+	for _, tc := range []struct{ name, in, err string }{
+		{"an unclosed brace is refused", "a{identity", "a { with no }"},
+		{"a lone closing brace is refused", "a}b", "a } with no {"},
+		{"an annotation placeholder needs a key", "{annotation:}", "not {annotation:}"},
+		{"doubled braces are text", "{{x}}", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseTemplate(tc.in)
+			if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+				t.Errorf("parseTemplate(%q) = %v, want %q", tc.in, err, tc.err)
+			}
+		})
+	}
+}
+
+// TestReload: a changed file replaces the definitions; a bad one, or one
+// that renames a provider, is logged and the last good one is kept.
+func TestReload(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "vault.yaml")
+	write := func(s string) {
+		t.Helper()
+		// Written aside and renamed, as a ConfigMap update swaps files.
+		tmp := filepath.Join(dir, ".tmp")
+		if err := os.WriteFile(tmp, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(strings.Replace(vault, "AUDIENCE", "one", 1))
+	log, hook := test.NewNullLogger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ps, err := Load(ctx, []string{file}, []string{"aws"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audience := func() string {
+		inj, err := ps[0].Inject(request(map[string]string{"vault.example.com/role": "r"}, map[string]string{"vault.example.com/use": "true"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return inj.Volumes[0].Projected.Sources[0].ServiceAccountToken.Audience
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("never saw %s", what)
+			}
+		}
+	}
+	warned := func(part string) func() bool {
+		return func() bool {
+			for _, e := range hook.AllEntries() {
+				if e.Level == logrus.WarnLevel && strings.Contains(e.Data[logrus.ErrorKey].(error).Error(), part) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+
+	write(strings.Replace(vault, "AUDIENCE", "two", 1))
+	waitFor("the new audience", func() bool { return audience() == "two" })
+
+	write(strings.Replace(vault, "pattern: '[a-z]+'", "pattern: '['", 1))
+	waitFor("the bad pattern logged", warned("providers[0].identity.pattern"))
+	if got := audience(); got != "two" {
+		t.Errorf("after a bad file the audience is %q, want the last good one", got)
+	}
+
+	write(strings.Replace(strings.Replace(vault, "name: vault\n", "name: hashicorp\n", 1), "AUDIENCE", "three", 1))
+	waitFor("the rename logged", warned("takes a restart"))
+	if got := audience(); got != "two" || ps[0].Name() != "vault" {
+		t.Errorf("after a rename the provider is %s with audience %q, want vault with the last good one", ps[0].Name(), got)
+	}
+}
+
+func TestLoadRefusesANameTakenInAnotherFile(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	for _, f := range []string{a, b} {
+		if err := os.WriteFile(f, []byte(vault), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log, _ := test.NewNullLogger()
+	_, err := Load(context.Background(), []string{a, b}, nil, log)
+	if err == nil || !strings.Contains(err.Error(), b) || !strings.Contains(err.Error(), `providers[0].name "vault"`) {
+		t.Errorf("error %v, want one naming %s and the field", err, b)
+	}
+}

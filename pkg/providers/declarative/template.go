@@ -1,0 +1,115 @@
+package declarative
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// template is an environment variable's value: literal text and
+// placeholders, parsed once when the file is loaded.
+type template []part
+
+// part is literal text (kind == "") or a placeholder.
+type part struct {
+	kind, text string // text is the literal, or the annotation key
+}
+
+// Placeholder kinds.
+const (
+	identityPH       = "identity"
+	namespacePH      = "namespace"
+	serviceAccountPH = "serviceAccount"
+	tokenPathPH      = "tokenPath"
+	audiencePH       = "audience"
+	annotationPH     = "annotation"
+)
+
+const placeholders = "{identity}, {namespace}, {serviceAccount}, {tokenPath}, {audience} or {annotation:<key>}"
+
+// parseTemplate splits s into literal text and placeholders. {{ and }}
+// stand for { and }.
+func parseTemplate(s string) (template, error) {
+	var out template
+	var lit strings.Builder
+	flush := func() {
+		if lit.Len() > 0 {
+			out = append(out, part{text: lit.String()})
+			lit.Reset()
+		}
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '{' && strings.HasPrefix(s[i:], "{{"), c == '}' && strings.HasPrefix(s[i:], "}}"):
+			lit.WriteByte(c)
+			i++
+		case c == '}':
+			return nil, errors.New("a } with no { before it: write }} for a literal }")
+		case c == '{':
+			end := strings.IndexByte(s[i:], '}')
+			if end < 0 {
+				return nil, errors.New("a { with no } after it: write {{ for a literal {")
+			}
+			name := s[i+1 : i+end]
+			p := part{kind: name}
+			if key, ok := strings.CutPrefix(name, annotationPH+":"); ok && key != "" {
+				p = part{kind: annotationPH, text: key}
+			} else if name != identityPH && name != namespacePH && name != serviceAccountPH && name != tokenPathPH && name != audiencePH {
+				return nil, fmt.Errorf("a value whose placeholders are %s, not {%s}", placeholders, name)
+			}
+			flush()
+			out = append(out, p)
+			i += end
+		default:
+			lit.WriteByte(c)
+		}
+	}
+	flush()
+	return out, nil
+}
+
+// annotations lists the annotation keys the template reads.
+func (t template) annotations() []string {
+	var keys []string
+	for _, p := range t {
+		if p.kind == annotationPH {
+			keys = append(keys, p.text)
+		}
+	}
+	return keys
+}
+
+// values are what a template's placeholders stand for in one pod.
+type values struct {
+	identity, namespace, serviceAccount, tokenPath, audience string
+	annotation                                               func(key string) (string, bool)
+}
+
+// render fills in the placeholders; ok is false when an annotation it
+// reads is not set.
+func (t template) render(v values) (string, bool) {
+	var b strings.Builder
+	for _, p := range t {
+		switch p.kind {
+		case "":
+			b.WriteString(p.text)
+		case identityPH:
+			b.WriteString(v.identity)
+		case namespacePH:
+			b.WriteString(v.namespace)
+		case serviceAccountPH:
+			b.WriteString(v.serviceAccount)
+		case tokenPathPH:
+			b.WriteString(v.tokenPath)
+		case audiencePH:
+			b.WriteString(v.audience)
+		case annotationPH:
+			a, ok := v.annotation(p.text)
+			if !ok {
+				return "", false
+			}
+			b.WriteString(a)
+		}
+	}
+	return b.String(), true
+}
