@@ -48,7 +48,9 @@ type clusterFlags struct {
 	providers       *registry.Set
 }
 
-func newClusterFlags(args []string) clusterFlags { return clusterFlags{providers: registry.New().WithArgs(args)} }
+func newClusterFlags(args []string) clusterFlags {
+	return clusterFlags{providers: registry.New().WithArgs(args)}
+}
 
 func (c *clusterFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for running outside the cluster (default: in-cluster config)")
