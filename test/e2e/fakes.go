@@ -5,6 +5,8 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/xml"
@@ -410,13 +412,22 @@ func (f *FakeGoogle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Fakes are the three clouds' endpoints.
+// Fakes are the clouds' endpoints: the three compiled-in clouds' and
+// those of the declarative providers in deploy/providers.
 type Fakes struct {
-	STS    *FakeSTS
-	Entra  *FakeEntra
-	Google *FakeGoogle
-	stop   []func()
+	STS     *FakeSTS
+	Entra   *FakeEntra
+	Google  *FakeGoogle
+	Alibaba *FakeAlibabaSTS
+	OKE     *FakeOKE
+	stop    []func()
 }
+
+// The OIDC provider ARN and the OKE audience of deploy/providers' examples.
+const (
+	alibabaOIDCProvider = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c0123456789abcdef0123456789abcdef"
+	okeAudience         = "https://kubernetes.default.svc.cluster.local"
+)
 
 // StartFakes serves the fakes on loopback; their verifier is set later by
 // SetVerifier, once the cluster is up.
@@ -441,12 +452,28 @@ func StartFakes() (*Fakes, error) {
 	}
 	f.Entra.Server = httptest.NewTLSServer(f.Entra)
 	f.stop = append(f.stop, f.Entra.Server.Close)
+	f.Alibaba = &FakeAlibabaSTS{provider: alibabaOIDCProvider, trust: map[string]string{}}
+	f.Alibaba.Server = httptest.NewTLSServer(f.Alibaba)
+	f.stop = append(f.stop, f.Alibaba.Server.Close)
+	// Alibaba's credentials library takes no HTTP client: it clones
+	// http.DefaultTransport, so that transport trusts the fake, besides
+	// the system's roots. Nothing in this process leaves loopback.
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	roots.AddCert(f.Alibaba.Server.Certificate())
+	http.DefaultTransport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	if f.OKE, err = startFakeOKE(okeAudience); err != nil {
+		return nil, err
+	}
+	f.stop = append(f.stop, func() { _ = f.OKE.srv.Close() })
 	return f, nil
 }
 
 // SetVerifier makes the fakes check tokens against the cluster.
 func (f *Fakes) SetVerifier(v *Verifier) {
-	f.STS.verifier, f.Entra.verifier, f.Google.verifier = v, v, v
+	f.STS.verifier, f.Entra.verifier, f.Google.verifier, f.Alibaba.verifier, f.OKE.verifier = v, v, v, v, v
 }
 
 // Close stops the fakes.

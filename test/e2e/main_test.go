@@ -13,9 +13,10 @@ import (
 
 // The suite's shared world: one cluster, one injector, the fakes.
 var (
-	cluster *Cluster
-	fakes   *Fakes
-	webCA   *testpki.CA
+	cluster  *Cluster
+	fakes    *Fakes
+	webCA    *testpki.CA
+	repoRoot string
 )
 
 func TestMain(m *testing.M) {
@@ -31,6 +32,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
+	repoRoot = root
 	dir, err := os.MkdirTemp("", "pod-identity-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
@@ -94,6 +96,9 @@ func injectorArgs() []string {
 		"--azure-authority-host=" + fakes.Entra.Server.URL + "/",
 		"--gcp-token-url=" + fakes.Google.URL + "/v1/token",
 		"--gcp-iam-credentials-url=" + fakes.Google.URL,
+		// deploy/providers' examples, as shipped.
+		"--provider-config=" + filepath.Join(repoRoot, "deploy", "providers", "alibaba-rrsa.yaml"),
+		"--provider-config=" + filepath.Join(repoRoot, "deploy", "providers", "oracle-oke.yaml"),
 	}
 }
 

@@ -165,7 +165,12 @@ func withTokenVolume(p *corev1.Pod) {
 		Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: "vault", ExpirationSeconds: &exp, Path: "token"}}}}}})
 }
 
-var azureUse = withLabels(map[string]string{"azure.workload.identity/use": "true"})
+var (
+	azureUse           = withLabels(map[string]string{"azure.workload.identity/use": "true"})
+	ociUse             = withLabels(map[string]string{"oci.pod-identity.io/use": "true"})
+	alibabaAnnotations = map[string]string{"pod-identity.alibabacloud.com/role-name": "oss-reader"}
+	ociAnnotations     = map[string]string{"oci.pod-identity.io/region": "us-ashburn-1"}
+)
 
 func modeCases() []modeCase {
 	all := merge(awsAnnotations(), azureAnnotations(), gcpAnnotations())
@@ -194,6 +199,13 @@ func modeCases() []modeCase {
 		{name: "a token expiration that is not a number, replaced by the default", sa: awsAnnotations(), opts: []podOpt{withAnnotations(map[string]string{"eks.amazonaws.com/token-expiration": "soon"})}, injects: true},
 		{name: "an azure token expiration out of range, refused", sa: azureAnnotations(), opts: []podOpt{azureUse, withAnnotations(map[string]string{"azure.workload.identity/service-account-token-expiration": "60"})}, denied: true},
 		{name: "the azure label on a pod whose serviceaccount has an aws identity", sa: awsAnnotations(), opts: []podOpt{azureUse}, injects: true},
+		// The declarative providers of deploy/providers.
+		{name: "alibaba, declared", sa: alibabaAnnotations, injects: true},
+		{name: "alibaba with an expiration below its minimum", sa: alibabaAnnotations, opts: []podOpt{withAnnotations(map[string]string{
+			"pod-identity.alibabacloud.com/service-account-token-expiration": "60"})}, injects: true},
+		{name: "oci with its label, beside aws", sa: merge(ociAnnotations, awsAnnotations()), opts: []podOpt{ociUse}, injects: true},
+		{name: "oci without its label", sa: ociAnnotations},
+		{name: "an invalid oci region", sa: map[string]string{"oci.pod-identity.io/region": "Ashburn"}, opts: []podOpt{ociUse}, denied: true},
 	}
 }
 

@@ -210,3 +210,35 @@ func TestLoadRefusesANameTakenInAnotherFile(t *testing.T) {
 		t.Errorf("error %v, want one naming %s and the field", err, b)
 	}
 }
+
+// TestTheDocumentedExampleLoads: the YAML blocks of docs/providers.md,
+// and the shipped examples, are provider configs that load.
+func TestTheDocumentedExampleLoads(t *testing.T) {
+	doc, err := os.ReadFile("../../../docs/providers.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(doc), "```yaml\n")[1:]
+	if len(blocks) == 0 {
+		t.Fatal("docs/providers.md has no YAML block")
+	}
+	for i, b := range blocks {
+		b, _, _ = strings.Cut(b, "```")
+		if _, err := Parse([]byte(b)); err != nil {
+			t.Errorf("block %d: %v", i, err)
+		}
+	}
+	shipped, _ := filepath.Glob("../../../deploy/providers/*.yaml")
+	if len(shipped) < 2 {
+		t.Fatalf("deploy/providers has %d files", len(shipped))
+	}
+	for _, f := range shipped {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Parse(data, "aws", "azure", "gcp"); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
