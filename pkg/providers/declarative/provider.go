@@ -86,8 +86,8 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 			audience = v
 		}
 	}
-	vals := values{identity: identity, namespace: sa.Namespace, serviceAccount: sa.Name, tokenPath: d.tokenPath,
-		audience: audience, annotation: req.Value}
+	vals := values{annotation: req.Value, fixed: map[string]string{identityPH: identity, namespacePH: sa.Namespace,
+		serviceAccountPH: sa.Name, tokenPathPH: d.tokenPath, audiencePH: audience}}
 	for _, v := range d.env {
 		value, ok := v.value.render(vals)
 		if !ok {

@@ -79,10 +79,11 @@ func (t template) annotations() []string {
 	return keys
 }
 
-// values are what a template's placeholders stand for in one pod.
+// values are what a template's placeholders stand for in one pod: the
+// fixed placeholders by kind, and the ServiceAccount's annotations.
 type values struct {
-	identity, namespace, serviceAccount, tokenPath, audience string
-	annotation                                               func(key string) (string, bool)
+	fixed      map[string]string
+	annotation func(key string) (string, bool)
 }
 
 // render fills in the placeholders; ok is false when an annotation it
@@ -93,22 +94,14 @@ func (t template) render(v values) (string, bool) {
 		switch p.kind {
 		case "":
 			b.WriteString(p.text)
-		case identityPH:
-			b.WriteString(v.identity)
-		case namespacePH:
-			b.WriteString(v.namespace)
-		case serviceAccountPH:
-			b.WriteString(v.serviceAccount)
-		case tokenPathPH:
-			b.WriteString(v.tokenPath)
-		case audiencePH:
-			b.WriteString(v.audience)
 		case annotationPH:
 			a, ok := v.annotation(p.text)
 			if !ok {
 				return "", false
 			}
 			b.WriteString(a)
+		default:
+			b.WriteString(v.fixed[p.kind])
 		}
 	}
 	return b.String(), true

@@ -14,11 +14,11 @@ import (
 
 func build(t *testing.T, args ...string) ([]string, error) {
 	t.Helper()
-	s := registry.New()
+	s := registry.New().WithArgs(args)
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	s.AddFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
@@ -58,5 +58,36 @@ func TestTheRegistry(t *testing.T) {
 	}
 	if got := strings.Join(registry.New().Names(), ","); got != "aws,azure,gcp" {
 		t.Errorf("Names() = %s", got)
+	}
+}
+
+// TestDeclaredProviders: the providers of --provider-config files come
+// after the compiled-in ones and have their --enable-<name> flag wherever
+// it stands on the command line.
+func TestDeclaredProviders(t *testing.T) {
+	const ali, oci = "../../../deploy/providers/alibaba-rrsa.yaml", "../../../deploy/providers/oracle-oke.yaml"
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+		err  string
+	}{
+		{"both files add their providers after the compiled ones", []string{"--provider-config", ali, "--provider-config=" + oci}, "aws azure gcp alibaba oci", ""},
+		{"an enable flag before the file that declares it counts", []string{"--enable-oci=false", "--provider-config=" + oci, "--enable-aws=false"}, "azure gcp", ""},
+		{"an enable flag of a provider no file declares is unknown", []string{"--enable-oci=false"}, "", "unknown flag: --enable-oci"},
+		{"a file that does not load is reported rather than the flag it would declare", []string{"--enable-oci=false", "--provider-config=missing.yaml"}, "", "read provider config: open missing.yaml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			names, err := build(t, tc.args...)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || strings.Join(names, " ") != tc.want {
+				t.Errorf("providers %v (%v), want %s", names, err, tc.want)
+			}
+		})
 	}
 }
