@@ -272,6 +272,26 @@ func (r Request) object(onPod bool) string {
 	return "serviceaccount " + strconv.Quote(r.SARef())
 }
 
+// MissingIdentity warns about a ServiceAccount that has some of keys
+// (annotations that only tune an identity) but not identityKey, the one
+// that names it and turns the provider on: what names the identity in the
+// message ("Google") and hint what to annotate the ServiceAccount with.
+// Nil when it has none of keys.
+func (r Request) MissingIdentity(provider string, keys []string, identityKey, what, hint string) *Injection {
+	var found []string
+	for _, key := range keys {
+		if _, ok := r.Value(key); ok {
+			found = append(found, key)
+		}
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	return &Injection{Provider: provider, Source: "serviceaccount " + strconv.Quote(r.SARef()), Warnings: []string{
+		fmt.Sprintf("%s: serviceaccount %q has %s but no %s annotation: no %s identity was injected (annotate the serviceaccount with %s)",
+			provider, r.SARef(), strings.Join(found, ", "), identityKey, what, hint)}}
+}
+
 // TokenExpiration resolves a token expiration annotation with the precedence
 // pod > ServiceAccount > def (an empty value counts as absent), then applies
 // the bounds. It returns the value and a warning when it clamped the value

@@ -113,18 +113,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 // halfConfigured warns about a ServiceAccount that has annotations the
 // provider reads but not the one that turns it on. Nil when it has none.
 func (d *Definition) halfConfigured(req providers.Request) *providers.Injection {
-	var found []string
-	for _, key := range d.reads {
-		if _, ok := req.Value(key); ok {
-			found = append(found, key)
-		}
-	}
-	if len(found) == 0 {
-		return nil
-	}
-	return &providers.Injection{Provider: d.Name, Source: "serviceaccount " + strconv.Quote(req.SARef()), Warnings: []string{
-		fmt.Sprintf("%s: serviceaccount %q has %s but no %s annotation: no %s identity was injected (annotate the serviceaccount with %s)",
-			d.Name, req.SARef(), strings.Join(found, ", "), d.spec.Identity.Annotation, d.Name, d.spec.Identity.Expected)}}
+	return req.MissingIdentity(d.Name, d.reads, d.spec.Identity.Annotation, d.Name, d.spec.Identity.Expected)
 }
 
 // Load reads the provider config files and returns their providers, in

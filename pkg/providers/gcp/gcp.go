@@ -234,18 +234,8 @@ type CredentialFormat struct {
 // halfConfigured warns about a ServiceAccount that carries Google
 // annotations but not the one that turns injection on. Nil when it has none.
 func (p *Provider) halfConfigured(req providers.Request) *providers.Injection {
-	var found []string
-	for _, key := range []string{p.keys.email, p.keys.audience, p.keys.expiration, p.keys.lifetime, p.keys.project, p.keys.legacyProject} {
-		if _, ok := req.Value(key); ok {
-			found = append(found, key)
-		}
-	}
-	if len(found) == 0 {
-		return nil
-	}
-	return &providers.Injection{Provider: Name, Source: "serviceaccount " + strconv.Quote(req.SARef()), Warnings: []string{
-		fmt.Sprintf("gcp: serviceaccount %q has %s but no %s annotation: no Google identity was injected (annotate the serviceaccount with its workload identity provider)",
-			req.SARef(), strings.Join(found, ", "), p.keys.provider)}}
+	return req.MissingIdentity(Name, []string{p.keys.email, p.keys.audience, p.keys.expiration, p.keys.lifetime, p.keys.project, p.keys.legacyProject},
+		p.keys.provider, "Google", "its workload identity provider")
 }
 
 // projectUsed words what stands in for an invalid project annotation.
