@@ -135,8 +135,9 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 		return err
 	}
 	log, engine, client := rt.log, rt.engine, rt.client
+	prefixes, keys := engine.CacheKeys()
 	sas, err := sacache.New(sacache.Config{
-		Client: client, AnnotationPrefixes: engine.AnnotationPrefixes(), Log: log,
+		Client: client, AnnotationPrefixes: prefixes, AnnotationKeys: keys, Log: log,
 		LookupGrace: cfg.lookupGrace, LookupQPS: cfg.lookupQPS, LookupBurst: cfg.lookupBurst,
 	})
 	if err != nil {

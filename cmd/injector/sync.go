@@ -87,7 +87,8 @@ func runSync(ctx context.Context, cfg *syncConfig, stderr io.Writer) error {
 			ctrl.Changed(ns)
 		}
 	}
-	sas, err := sacache.New(sacache.Config{Client: client, AnnotationPrefixes: engine.AnnotationPrefixes(), Log: log, OnChange: changed})
+	prefixes, keys := engine.CacheKeys()
+	sas, err := sacache.New(sacache.Config{Client: client, AnnotationPrefixes: prefixes, AnnotationKeys: keys, Log: log, OnChange: changed})
 	if err != nil {
 		return err
 	}

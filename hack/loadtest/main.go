@@ -149,7 +149,8 @@ func serveInjector(certFile, keyFile string, n, policies int) error {
 	client.PrependWatchReactor("serviceaccounts", func(k8stesting.Action) (bool, watch.Interface, error) {
 		return true, watch.NewFake(), nil
 	})
-	sas, err := sacache.New(sacache.Config{Client: client, AnnotationPrefixes: engine.AnnotationPrefixes()})
+	prefixes, keys := engine.CacheKeys()
+	sas, err := sacache.New(sacache.Config{Client: client, AnnotationPrefixes: prefixes, AnnotationKeys: keys})
 	if err != nil {
 		return err
 	}

@@ -338,11 +338,14 @@ func invalidProviders(errs []error) []string {
 	for _, err := range errs {
 		var ie *providers.InvalidError
 		var f *policy.Finding
+		var big *mutate.PatchTooLargeError
 		switch {
 		case errors.As(err, &ie):
 			out = append(out, ie.Provider)
 		case errors.As(err, &f):
 			out = append(out, f.Provider)
+		case errors.As(err, &big):
+			out = append(out, big.Providers...)
 		default:
 			out = append(out, "unknown")
 		}

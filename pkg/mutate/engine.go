@@ -44,6 +44,20 @@ func (e *Engine) AnnotationPrefixes() []string {
 	return out
 }
 
+// CacheKeys returns what the ServiceAccount cache must keep for the
+// providers: the keys named by those that implement providers.KeyReader,
+// and the prefixes of the others.
+func (e *Engine) CacheKeys() (prefixes, keys []string) {
+	for _, p := range e.providers {
+		if kr, ok := p.(providers.KeyReader); ok {
+			keys = append(keys, kr.ServiceAccountKeys()...)
+			continue
+		}
+		prefixes = append(prefixes, p.AnnotationPrefixes()...)
+	}
+	return prefixes, keys
+}
+
 // ProviderNames lists the names of the engine's providers, in order.
 func (e *Engine) ProviderNames() []string {
 	names := make([]string, len(e.providers))
@@ -87,8 +101,9 @@ type Result struct {
 	// is invalid (each an *providers.InvalidError); that provider added nothing.
 	Invalid []error
 	// Denied holds the identity policy rules the pod breaks whose
-	// enforcement is Deny (each a *policy.Finding). A denied pod gets
-	// nothing: Patch and Injected are empty.
+	// enforcement is Deny (each a *policy.Finding), or a
+	// *PatchTooLargeError. A denied pod gets nothing: Patch and Injected
+	// are empty.
 	Denied []error
 }
 
@@ -113,6 +128,10 @@ func (e *Engine) Mutate(t Target, sa *corev1.ServiceAccount) Result {
 	names := make([]string, 0, len(e.providers))
 	vars, mounts := 0, 0
 	for _, p := range e.providers {
+		if err := oversized(p, sa); err != nil {
+			res.Invalid = append(res.Invalid, err)
+			continue
+		}
 		inj, err := p.Inject(req)
 		if err != nil {
 			res.Invalid = append(res.Invalid, err)
@@ -153,8 +172,21 @@ func (e *Engine) Mutate(t Target, sa *corev1.ServiceAccount) Result {
 			res.Injected = append(res.Injected, names[i])
 		}
 	}
+	if n, containers := st.size(); n > MaxPatchBytes {
+		// Refused before a byte of it is encoded.
+		res.Denied = []error{&PatchTooLargeError{Pod: t.Namespace + "/" + nameOr(t.Name), Providers: res.Injected, Bytes: n, Containers: containers}}
+		res.Injected = nil
+		return res
+	}
 	res.Patch = st.patch()
 	return res
+}
+
+func nameOr(name string) string {
+	if name == "" {
+		return "<generated>"
+	}
+	return name
 }
 
 // InvalidAsWarnings returns the invalid configurations as admission
@@ -226,11 +258,7 @@ func (s *state) podRef() string { return podRef(s.t) }
 
 // podRef names the target in messages, quoted: "namespace/name".
 func podRef(t Target) string {
-	name := t.Name
-	if name == "" {
-		name = "<generated>"
-	}
-	return strconv.Quote(t.Namespace + "/" + name)
+	return strconv.Quote(t.Namespace + "/" + nameOr(t.Name))
 }
 
 // identities lists, for the policies, the identities of the injections

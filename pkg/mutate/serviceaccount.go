@@ -44,6 +44,10 @@ func (e *Engine) CheckServiceAccount(old, sa *corev1.ServiceAccount, scope polic
 		ServiceAccount: sa, ServiceAccountOnly: true}
 	var ids []policy.ProviderIdentities
 	for _, p := range e.providers {
+		if err := oversized(p, sa); err != nil {
+			res.Invalid = append(res.Invalid, err)
+			continue
+		}
 		inj, err := p.Inject(req)
 		switch {
 		case err != nil:

@@ -22,6 +22,11 @@ import (
 	"github.com/pod-identity/injector/pkg/providers"
 )
 
+// AudiencesField is the Identity field of a token audience that a
+// ServiceAccount annotation chose (rather than the provider's own): every
+// provider's are governed by spec.tokenAudiences.
+const AudiencesField = "audiences"
+
 // Decisions, as the pod_identity_policy_decisions_total metric counts them.
 const (
 	Allow = "allow"
@@ -49,8 +54,11 @@ type Policy struct {
 	fields    []*fieldRules
 	defaultSA v1alpha1.Rule
 	apiToken  v1alpha1.Rule
-	err       error
-	errReason string
+	// audiences are spec.tokenAudiences: left out, no pattern.
+	audiences    *fieldRules
+	selfProjects v1alpha1.Rule
+	err          error
+	errReason    string
 	// tally counts the policy's decisions; a Store gives every version of
 	// a policy the tally of its name, so that counts survive a change.
 	tally atomic.Pointer[tally]
@@ -85,7 +93,11 @@ func (p *Policy) Ready() (ready bool, reason, message string) {
 func Compile(ip *v1alpha1.IdentityPolicy) *Policy {
 	s := &ip.Spec
 	p := &Policy{name: ip.Name, generation: ip.Generation, enforcement: s.Enforcement,
-		defaultSA: s.DefaultServiceAccount, apiToken: s.APITokenWithIdentity}
+		defaultSA: s.DefaultServiceAccount, apiToken: s.APITokenWithIdentity, selfProjects: s.SelfProjectedTokens}
+	if p.selfProjects == "" {
+		// In a governed namespace, a pod does not mint its own cloud token.
+		p.selfProjects = v1alpha1.RuleDeny
+	}
 	fail := func(reason string, err error) {
 		if p.err == nil {
 			p.err, p.errReason = err, reason
@@ -101,7 +113,7 @@ func Compile(ip *v1alpha1.IdentityPolicy) *Policy {
 	for _, r := range []struct {
 		path string
 		rule *v1alpha1.Rule
-	}{{"spec.defaultServiceAccount", &p.defaultSA}, {"spec.apiTokenWithIdentity", &p.apiToken}} {
+	}{{"spec.defaultServiceAccount", &p.defaultSA}, {"spec.apiTokenWithIdentity", &p.apiToken}, {"spec.selfProjectedTokens", &p.selfProjects}} {
 		switch *r.rule {
 		case "":
 			*r.rule = v1alpha1.Allow
@@ -117,11 +129,11 @@ func Compile(ip *v1alpha1.IdentityPolicy) *Policy {
 		sel = labels.Everything()
 	}
 	p.selector = sel
-	add := func(provider, field, path string, pats *v1alpha1.Patterns) {
-		if pats == nil {
-			return
-		}
+	compile := func(provider, field, path string, pats *v1alpha1.Patterns) *fieldRules {
 		fr := &fieldRules{provider: provider, field: field, path: path, patterns: []pattern{}}
+		if pats == nil {
+			return fr
+		}
 		if len(*pats) > maxPatterns {
 			fail(ReasonInvalidPattern, fmt.Errorf("%s: %d patterns: the limit is %d", path, len(*pats), maxPatterns))
 		}
@@ -133,8 +145,14 @@ func Compile(ip *v1alpha1.IdentityPolicy) *Policy {
 			}
 			fr.patterns = append(fr.patterns, pat)
 		}
-		p.fields = append(p.fields, fr)
+		return fr
 	}
+	add := func(provider, field, path string, pats *v1alpha1.Patterns) {
+		if pats != nil {
+			p.fields = append(p.fields, compile(provider, field, path, pats))
+		}
+	}
+	p.audiences = compile("", AudiencesField, "spec.tokenAudiences", s.TokenAudiences)
 	if s.AWS != nil {
 		add("aws", "roleARNs", "spec.aws.roleARNs", s.AWS.RoleARNs)
 	}
@@ -307,6 +325,9 @@ const (
 	TokenFromPod
 	// TokenFromServiceAccount: the ServiceAccount sets it, the pod does not.
 	TokenFromServiceAccount
+	// TokenProjected: the pod projects a token with no audience (the API
+	// server's) in a volume of its own.
+	TokenProjected
 )
 
 // APIToken says whether and why a pod mounts a Kubernetes API token.
@@ -315,6 +336,19 @@ type APIToken struct {
 	Mounted bool
 	// Source says what decided it.
 	Source TokenSource
+	// Volume names the volume, for TokenProjected.
+	Volume string
+}
+
+// Token is a ServiceAccount token with an audience that a pod has and the
+// injector did not give it: projected by the pod itself, or by another
+// webhook.
+type Token struct {
+	// Volume names the pod's volume; Audience is the token's.
+	Volume, Audience string
+	// Provider names the provider whose cloud the audience is (the
+	// provider's own audience), empty when it is no provider's.
+	Provider string
 }
 
 // Check is one ServiceAccount or pod to evaluate.
@@ -330,6 +364,12 @@ type Check struct {
 	// APIToken, for a pod, says whether it mounts a Kubernetes API token;
 	// nil for a ServiceAccount.
 	APIToken *APIToken
+	// Tokens, for a pod as stored, are the tokens with an audience that
+	// the injector did not give it.
+	Tokens []Token
+	// Uncounted says the decisions are not counted (Store.Decisions): a
+	// second look at a pod already counted, as the enforcement step's.
+	Uncounted bool
 }
 
 // object names what is checked in messages: `pod "ns/name" (serviceaccount
@@ -354,6 +394,8 @@ func (c *Check) why() string {
 		return "the pod sets automountServiceAccountToken: true"
 	case TokenFromServiceAccount:
 		return "serviceaccount " + sa + " sets automountServiceAccountToken: true and the pod does not set it"
+	case TokenProjected:
+		return "the pod projects a serviceaccount token with no audience (the API server's) in volume " + strconv.Quote(c.APIToken.Volume)
 	}
 	return "neither the pod nor serviceaccount " + sa + " sets automountServiceAccountToken, which defaults to true"
 }
@@ -364,13 +406,14 @@ func (c *Check) why() string {
 // about each provider is counted (see Store.Decisions).
 func (sc Scope) Evaluate(c Check) Verdict {
 	var v Verdict
-	if len(sc.policies) == 0 || len(c.Providers) == 0 {
+	if len(sc.policies) == 0 || (len(c.Providers) == 0 && len(c.Tokens) == 0) {
 		return v
 	}
 	subj := subject{namespace: c.Namespace, serviceAccount: c.ServiceAccount}
 	for _, p := range sc.policies {
+		v.Findings = append(v.Findings, p.tokenFindings(&c, subj)...)
 		var token *Finding
-		if c.APIToken != nil && c.APIToken.Mounted && p.apiToken != v1alpha1.Allow {
+		if len(c.Providers) > 0 && c.APIToken != nil && c.APIToken.Mounted && p.apiToken != v1alpha1.Allow {
 			token = p.finding(c.Providers[0].Provider, enforcement(p.apiToken), fmt.Sprintf(
 				"%s: identitypolicy %q does not allow a Kubernetes API token in a pod that gets a cloud identity (spec.apiTokenWithIdentity: %s), and %s: set automountServiceAccountToken: false in the pod spec unless the workload calls the Kubernetes API",
 				c.object(), p.name, p.apiToken, c.why()))
@@ -390,7 +433,7 @@ func (sc Scope) Evaluate(c Check) Verdict {
 				v.Findings = append(v.Findings, f)
 				decision = stricter(decision, f.Enforcement)
 			}
-			if t := p.tally.Load(); t != nil {
+			if t := p.tally.Load(); t != nil && !c.Uncounted {
 				t.add(pi.Provider, decision)
 			}
 		}
@@ -399,6 +442,38 @@ func (sc Scope) Evaluate(c Check) Verdict {
 		}
 	}
 	return v
+}
+
+// tokenFindings checks the tokens with a cloud's audience that the pod has
+// and the injector did not give it: an audience a provider's cloud
+// accepts, or one the policy lists. Other audiences (a service mesh's, a
+// secrets store's) are not the policy's business: only a cloud trust
+// policy that accepts them could make them an identity.
+func (p *Policy) tokenFindings(c *Check, subj subject) []*Finding {
+	var out []*Finding
+	for _, t := range c.Tokens {
+		listed := p.audiences.allows(providers.Identity{Value: t.Audience}, subj)
+		if t.Audience == "" || (t.Provider == "" && !listed) {
+			continue
+		}
+		provider := t.Provider
+		if provider == "" {
+			provider = "unknown"
+		}
+		where := fmt.Sprintf("%s: volume %s has a serviceaccount token for audience %s that the injector did not give the pod (the pod projects it itself, or another webhook added it)",
+			c.object(), strconv.Quote(t.Volume), quote.Value(t.Audience))
+		switch {
+		case p.err != nil:
+			out = append(out, p.finding(provider, p.enforcement, fmt.Sprintf("%s, and identitypolicy %q cannot be applied (%v), so it refuses every cloud token: fix the policy", where, p.name, p.err)))
+		case p.selfProjects != v1alpha1.Allow:
+			out = append(out, p.finding(provider, enforcement(p.selfProjects), fmt.Sprintf(
+				"%s; identitypolicy %q does not allow a pod to get a cloud token that way (spec.selfProjectedTokens: %s): remove the volume and annotate the pod's serviceaccount with the identity instead",
+				where, p.name, p.selfProjects)))
+		case !listed:
+			out = append(out, p.finding(provider, p.enforcement, fmt.Sprintf("%s, and identitypolicy %q does not allow that audience (%s)", where, p.name, p.audiences.describe(subj))))
+		}
+	}
+	return out
 }
 
 func (p *Policy) finding(provider string, e v1alpha1.Enforcement, msg string) *Finding {
@@ -425,8 +500,13 @@ func (p *Policy) identityFindings(c *Check, subj subject, pi ProviderIdentities)
 	return out
 }
 
-// rules returns the rules of a provider's field, nil when it is not set.
+// rules returns the rules of a provider's field, nil when it is not set
+// (it allows anything). Audiences are always governed: spec.tokenAudiences
+// left out allows none beyond the providers' own.
 func (p *Policy) rules(provider, field string) *fieldRules {
+	if field == AudiencesField {
+		return p.audiences
+	}
 	for _, fr := range p.fields {
 		if fr.provider == provider && fr.field == field {
 			return fr
@@ -446,6 +526,9 @@ func (fr *fieldRules) allows(id providers.Identity, subj subject) bool {
 
 // describe says what the field allows for subj, naming at most three patterns.
 func (fr *fieldRules) describe(subj subject) string {
+	if len(fr.patterns) == 0 && fr.field == AudiencesField {
+		return fr.path + " allows no audience beyond each provider's own: add it there if the cloud's trust expects it"
+	}
 	if len(fr.patterns) == 0 {
 		return fr.path + " is empty: it allows no identity"
 	}

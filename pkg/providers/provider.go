@@ -16,6 +16,17 @@ import (
 	"github.com/pod-identity/injector/internal/quote"
 )
 
+// MaxValueBytes bounds every ServiceAccount annotation or label value a
+// provider reads. The longest identity value any cloud we serve accepts is
+// an IAM role ARN, at most 2048 characters (IAM's limit on an ARN); twice
+// that leaves room for the other clouds' names and audiences and for
+// declarative providers, and keeps a ServiceAccount from carrying a value
+// the engine would copy into every container of every pod (a 250 KB value
+// times 500 containers is a 120 MB patch). The engine treats a longer value
+// as an invalid configuration of the provider that reads it, and the
+// ServiceAccount cache keeps no more of it than shows it is too long.
+const MaxValueBytes = 4096
+
 // Request is what a provider is shown: the pod being created and the
 // ServiceAccount it runs as. Providers must treat both as read-only.
 type Request struct {
@@ -156,6 +167,40 @@ type PodLabelReader interface {
 	// change what it injects; "*" stands for any value. Absent, and any
 	// value not listed, is the other case.
 	PodLabels() map[string][]string
+}
+
+// KeyReader is implemented by a provider that can name every
+// ServiceAccount annotation and label key it reads. The ServiceAccount
+// cache then keeps only those keys rather than everything under the
+// provider's prefixes, so a ServiceAccount cannot make the cache hold
+// annotations no provider reads.
+type KeyReader interface {
+	// ServiceAccountKeys lists the keys; they do not change while the
+	// provider runs.
+	ServiceAccountKeys() []string
+}
+
+// Enforcer is implemented by a provider whose identity a pod could get
+// without the injector: by projecting a token with the provider's audience
+// itself, or by setting the variables its SDKs read. The engine's
+// enforcement step checks what a pod has, as stored, against the identity
+// policies with what it says.
+type Enforcer interface {
+	// TokenAudiences are the audiences the provider's cloud accepts; an
+	// item ending in "*" matches any audience that starts with the rest.
+	TokenAudiences() []string
+	// IdentityVariables maps each environment variable that names an
+	// identity of the provider's cloud to the Identity field that governs
+	// it (the field of the identities the provider reports).
+	IdentityVariables() map[string]string
+}
+
+// AudienceIdentity is the Identity of a token audience that a
+// ServiceAccount annotation chose instead of the provider's own: identity
+// policies govern it (spec.tokenAudiences), since a cloud's trust may
+// accept a token for one audience and not for another.
+func AudienceIdentity(annotation, audience string) Identity {
+	return Identity{Field: "audiences", Source: "annotation " + annotation, Value: audience}
 }
 
 // Provider is a cloud identity provider. Implementations live in their own

@@ -32,6 +32,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/pod-identity/injector/pkg/providers"
 )
 
 // Source says where a lookup found its answer.
@@ -76,8 +78,11 @@ const namespaceShare = 4
 type Config struct {
 	// Client reads ServiceAccounts.
 	Client kubernetes.Interface
-	// AnnotationPrefixes are the annotations kept in the cache; all others are dropped.
+	// AnnotationPrefixes and AnnotationKeys are the annotations (and
+	// labels) kept in the cache: those under a prefix and those named; all
+	// others are dropped.
 	AnnotationPrefixes []string
+	AnnotationKeys     []string
 	// LookupGrace bounds the direct GET on a cache miss.
 	LookupGrace time.Duration
 	// LookupQPS and LookupBurst rate-limit the direct GETs, all namespaces
@@ -202,7 +207,7 @@ func (c *Cache) newGeneration() *generation {
 	// As client-go's own informers do: a client that cannot stream the
 	// initial list (the fake one of the tests) is listed, then watched.
 	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, c.cfg.Client), &corev1.ServiceAccount{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-	_ = inf.SetTransform(Trim(c.cfg.AnnotationPrefixes))
+	_ = inf.SetTransform(Trim(c.cfg.AnnotationPrefixes, c.cfg.AnnotationKeys...))
 	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
 		c.markBroken(ctx, err)
 		cache.DefaultWatchErrorHandler(ctx, r, err)
@@ -394,7 +399,7 @@ func (c *Cache) Get(ctx context.Context, namespace, name string) (*corev1.Servic
 		case err != nil:
 			return nil, fmt.Errorf("not in the cache and the direct lookup failed: %w", err)
 		}
-		trimmed, _ := Trim(c.cfg.AnnotationPrefixes)(full)
+		trimmed, _ := Trim(c.cfg.AnnotationPrefixes, c.cfg.AnnotationKeys...)(full)
 		return trimmed, nil
 	})
 	select {
@@ -421,21 +426,42 @@ func (c *Cache) namespaceKnown(g *generation, namespace string) bool {
 
 // Trim returns the informer transform that keeps only the name, namespace,
 // uid, resource version, automountServiceAccountToken (identity policies
-// read it), and the annotations and labels under the given prefixes (a
-// provider may tell a label put on the ServiceAccount instead of the pod).
-func Trim(prefixes []string) cache.TransformFunc {
+// read it), and the annotations and labels under the given prefixes or
+// named by keys (a provider may tell a label put on the ServiceAccount
+// instead of the pod). A value longer than providers.MaxValueBytes is kept cut to one byte over
+// that bound: enough for the engine to refuse it as too long, and what one
+// ServiceAccount can make the cache hold stays bounded (the API server
+// allows 256 KiB of annotations an object).
+func Trim(prefixes []string, keys ...string) cache.TransformFunc {
+	named := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		named[k] = true
+	}
+	wanted := func(k string) bool {
+		if named[k] {
+			return true
+		}
+		for _, p := range prefixes {
+			if strings.HasPrefix(k, p) {
+				return true
+			}
+		}
+		return false
+	}
 	keep := func(in map[string]string) map[string]string {
 		var out map[string]string
 		for k, v := range in {
-			for _, p := range prefixes {
-				if strings.HasPrefix(k, p) {
-					if out == nil {
-						out = map[string]string{}
-					}
-					out[k] = v
-					break
-				}
+			if !wanted(k) {
+				continue
 			}
+			if out == nil {
+				out = map[string]string{}
+			}
+			if len(v) > providers.MaxValueBytes {
+				// A copy: a slice would keep the whole value alive.
+				v = strings.Clone(v[:providers.MaxValueBytes+1])
+			}
+			out[k] = v
 		}
 		return out
 	}

@@ -25,6 +25,42 @@ type wireReview struct {
 	Request    *wireRequest
 }
 
+// errHead stops reviewHead once it has what it wants.
+var errHead = errors.New("head read")
+
+// reviewHead reads the apiVersion and the request's uid from the start of a
+// review, which may be cut anywhere after them (a body over the size
+// limit). An apiVersion it does not find is taken as v1. It reads nothing
+// past the uid, and whatever the input, it returns.
+func reviewHead(head []byte) (apiVersion, uid string) {
+	s := jsonscan.New(head)
+	_ = s.Object(func(key []byte) error {
+		switch string(key) {
+		case "apiVersion":
+			v, err := s.String()
+			apiVersion = v
+			return err
+		case "request":
+			return s.Object(func(key []byte) error {
+				if string(key) != "uid" {
+					return s.Skip()
+				}
+				v, err := s.String()
+				if err == nil {
+					uid = v
+					return errHead
+				}
+				return err
+			})
+		}
+		return s.Skip()
+	})
+	if apiVersion != reviewV1beta1 {
+		apiVersion = reviewV1
+	}
+	return apiVersion, uid
+}
+
 // wireRequest is an AdmissionReview's request.
 type wireRequest struct {
 	UID                string

@@ -283,3 +283,27 @@ func FuzzDeepNesting(f *testing.F) {
 		sameDecode(t, []byte(body))
 	})
 }
+
+func TestReviewHeadReadsTheUIDOfACutReview(t *testing.T) {
+	full := `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","request":{"uid":"u-1","kind":{"kind":"Pod"},"object":{"metadata":{"annotations":{"a":"` + strings.Repeat("\\u003c", 100) + `"}}}}}`
+	tests := []struct {
+		name, head, apiVersion, uid string
+	}{
+		{"a review cut inside its object", full[:len(full)/2], reviewV1beta1, "u-1"},
+		{"a whole review", full, reviewV1beta1, "u-1"},
+		{"a review cut inside its uid", full[:strings.Index(full, "u-1")+1], reviewV1beta1, ""},
+		{"a review whose uid is not a string", `{"apiVersion":"admission.k8s.io/v1","request":{"uid":7}}`, reviewV1, ""},
+		{"a review with no apiVersion before its request", `{"request":{"uid":"u-2"`, reviewV1, "u-2"},
+		{"an unknown apiVersion is answered as v1", `{"apiVersion":"x","request":{"uid":"u-3"`, reviewV1, "u-3"},
+		{"no JSON at all", `<html>`, reviewV1, ""},
+		{"nothing", ``, reviewV1, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, uid := reviewHead([]byte(tt.head))
+			if v != tt.apiVersion || uid != tt.uid {
+				t.Errorf("got %q %q, want %q %q", v, uid, tt.apiVersion, tt.uid)
+			}
+		})
+	}
+}

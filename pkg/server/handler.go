@@ -99,35 +99,56 @@ type reviewHandler struct {
 }
 
 // readBody reads the request body into buf within the size limit, or
-// answers with the 4xx that says why not.
-func (h *reviewHandler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) bool {
+// answers with the 4xx that says why not. A body over the limit is read up
+// to the limit and reported as tooLarge, unanswered: the caller refuses the
+// review rather than let the API server's failure policy decide (with
+// Ignore, a 413 would admit the pod unchecked).
+func (h *reviewHandler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) (ok, tooLarge bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "admission reviews are POSTed", http.StatusMethodNotAllowed)
-		return false
+		return false, false
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		http.Error(w, fmt.Sprintf("content type %s: expected application/json", quote.Value(r.Header.Get("Content-Type"))), http.StatusUnsupportedMediaType)
-		return false
-	}
-	if r.ContentLength > h.limit {
-		http.Error(w, fmt.Sprintf("request body of %d bytes: the limit is %d", r.ContentLength, h.limit), http.StatusRequestEntityTooLarge)
-		return false
+		return false, false
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.limit))
-	var tooLarge *http.MaxBytesError
+	var over *http.MaxBytesError
 	switch {
-	case errors.As(err, &tooLarge):
-		http.Error(w, fmt.Sprintf("request body over the limit of %d bytes", h.limit), http.StatusRequestEntityTooLarge)
-		return false
+	case errors.As(err, &over):
+		return false, true
 	case err != nil:
 		http.Error(w, "reading the request body: "+err.Error(), http.StatusBadRequest)
-		return false
+		return false, false
 	case len(bytes.TrimSpace(buf.Bytes())) == 0:
 		http.Error(w, "empty body: expected an AdmissionReview", http.StatusBadRequest)
-		return false
+		return false, false
 	}
-	return true
+	return true, false
+}
+
+// refuseTooLarge answers a review whose body is over the limit with a
+// denial, when the part read names its uid (the API server writes it
+// first), else with a 413.
+func (h *reviewHandler) refuseTooLarge(w http.ResponseWriter, head []byte) {
+	apiVersion, uid := reviewHead(head)
+	if uid == "" {
+		http.Error(w, fmt.Sprintf("request body over the limit of %d bytes", h.limit), http.StatusRequestEntityTooLarge)
+		return
+	}
+	msg := fmt.Sprintf("admission review %s is over the injector's limit of %d bytes (--max-request-bytes), so its object was not checked: the object is refused rather than admitted unchecked (the API server writes each <, > and & of the object as 6 bytes in a review, so an object of a third of the limit can reach it)",
+		quote.Value(uid), h.limit)
+	h.log.WithField("uid", quote.Prefix(uid)).Warn("refused an admission review over the size limit")
+	out := wireResponse{APIVersion: apiVersion, Kind: "AdmissionReview", Response: denied(uid, msg, nil)}
+	body, err := json.Marshal(&out)
+	if err != nil {
+		http.Error(w, "encoding the response: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write(body)
 }
 
 func (h *reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -135,7 +156,12 @@ func (h *reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	buf := bodyPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer putBody(buf)
-	if !h.readBody(w, r, buf) {
+	if ok, tooLarge := h.readBody(w, r, buf); !ok {
+		if tooLarge {
+			h.refuseTooLarge(w, buf.Bytes())
+			h.metrics.observe(t0, opUnknown, resultTooLarge, 0)
+			return
+		}
 		h.metrics.observe(t0, opUnknown, resultMalformed, 0)
 		return
 	}

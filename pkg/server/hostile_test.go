@@ -129,7 +129,8 @@ func TestHostileRequestsGrowNothing(t *testing.T) {
 		Annotations: map[string]string{"eks.amazonaws.com/role-arn": roleARN}}})
 	// A lookup budget that never throttles: this test is about what the
 	// lookups keep, not how fast they may come (sacache's tests cover that).
-	sas := syncedCache(t, sacache.Config{Client: client, AnnotationPrefixes: engine.AnnotationPrefixes(), LookupQPS: 1e6, LookupBurst: 1e6})
+	prefixes, keys := engine.CacheKeys()
+	sas := syncedCache(t, sacache.Config{Client: client, AnnotationPrefixes: prefixes, AnnotationKeys: keys, LookupQPS: 1e6, LookupBurst: 1e6})
 	reg := prometheus.NewRegistry()
 	policies := testenv.Policies(10) // one of them selects every namespace
 	policies.SetNamespace("ns", map[string]string{"kubernetes.io/metadata.name": "ns"})

@@ -235,8 +235,12 @@ func TestBadRequestsGetAClearAnswer(t *testing.T) {
 		{name: "a review with a null request", method: http.MethodPost, contentType: "application/json", body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`, code: http.StatusBadRequest, says: "no request"},
 		{name: "a JSON array", method: http.MethodPost, contentType: "application/json", body: `[]`, code: http.StatusBadRequest, says: "expected a JSON object"},
 		{name: "an unknown review kind", method: http.MethodPost, contentType: "application/json", body: `{"apiVersion":"admission.k8s.io/v9","kind":"AdmissionReview","request":{}}`, code: http.StatusBadRequest, says: "could not"},
-		{name: "an oversized body", method: http.MethodPost, contentType: "application/json", body: huge, code: http.StatusRequestEntityTooLarge, says: "limit"},
-		{name: "an oversized body sent without a Content-Length", method: http.MethodPost, contentType: "application/json", body: huge, chunked: true, code: http.StatusRequestEntityTooLarge, says: "over the limit"},
+		// Over the limit, a review is refused, never left to the failure
+		// policy (Ignore would admit the pod unchecked)...
+		{name: "an oversized review", method: http.MethodPost, contentType: "application/json", body: huge, code: http.StatusOK, says: `"allowed":false`},
+		{name: "an oversized review sent without a Content-Length", method: http.MethodPost, contentType: "application/json", body: huge, chunked: true, code: http.StatusOK, says: `admission review \"uid-1\" is over the injector's limit`},
+		// ... unless it names no uid to answer.
+		{name: "an oversized body that is no review", method: http.MethodPost, contentType: "application/json", body: `{"pad":"` + strings.Repeat("x", 70<<10) + `"}`, code: http.StatusRequestEntityTooLarge, says: "over the limit"},
 	}
 	for _, tt := range tests {
 		for _, path := range []string{server.MutatePath, server.ValidatePath} {
@@ -434,7 +438,8 @@ func TestAFloodOfMadeUpReviewsDoesNotStarveRealPods(t *testing.T) {
 		return true, nil, apierrors.NewNotFound(corev1.Resource("serviceaccounts"), name)
 	})
 	// The production budget.
-	sas := syncedCache(t, sacache.Config{Client: client, AnnotationPrefixes: engine.AnnotationPrefixes()})
+	prefixes, keys := engine.CacheKeys()
+	sas := syncedCache(t, sacache.Config{Client: client, AnnotationPrefixes: prefixes, AnnotationKeys: keys})
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, Log: log}, prometheus.NewRegistry(), 0)

@@ -14,6 +14,7 @@ const (
 	opUnknown = "other"
 
 	resultMalformed = "malformed" // not a review: answered with a 4xx
+	resultTooLarge  = "too_large" // over --max-request-bytes: refused
 	resultAllowed   = "allowed"
 	resultMutated   = "mutated"
 	resultDenied    = "denied"

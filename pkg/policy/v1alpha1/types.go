@@ -133,9 +133,25 @@ type IdentityPolicySpec struct {
 	// APITokenWithIdentity says what happens to a pod that gets a cloud
 	// identity and also mounts a Kubernetes API token
 	// (automountServiceAccountToken of the pod, else of its
-	// ServiceAccount, else true). Left out: Allow.
+	// ServiceAccount, else true; or a token the pod projects itself with
+	// no audience, which is the API server's). Left out: Allow.
 	// +optional
 	APITokenWithIdentity Rule `json:"apiTokenWithIdentity,omitempty"`
+	// TokenAudiences are the token audiences, beyond each provider's own,
+	// that the namespace's pods may get: an audience a ServiceAccount
+	// annotation chooses (eks.amazonaws.com/audience,
+	// cloud.google.com/audience, a declarative provider's), or that a pod
+	// projects itself where SelfProjectedTokens allows it. Left out or
+	// empty: each provider's own audience only.
+	// +optional
+	TokenAudiences *Patterns `json:"tokenAudiences,omitempty"`
+	// SelfProjectedTokens says what happens to a pod that has a
+	// ServiceAccount token with a cloud's audience that the injector did
+	// not give it (projected by the pod itself, or by another webhook).
+	// Left out: Deny. With Allow, its audience must still be one that
+	// TokenAudiences allows.
+	// +optional
+	SelfProjectedTokens Rule `json:"selfProjectedTokens,omitempty"`
 }
 
 // IdentityPolicyStatus is what the injector reports about a policy.

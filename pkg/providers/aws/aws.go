@@ -100,6 +100,23 @@ func (p *Provider) Name() string { return Name }
 // AnnotationPrefixes implements providers.Provider.
 func (p *Provider) AnnotationPrefixes() []string { return []string{p.cfg.AnnotationPrefix + "/"} }
 
+// ServiceAccountKeys implements providers.KeyReader.
+func (p *Provider) ServiceAccountKeys() []string {
+	k := p.keys
+	return []string{k.roleARN, k.audience, k.regionalSTS, k.expiration, k.sessionName}
+}
+
+// TokenAudiences implements providers.Enforcer: STS's (the default, or
+// the flag's) and EKS Pod Identity's.
+func (p *Provider) TokenAudiences() []string {
+	return []string{DefaultAudience, p.cfg.Audience, p.cfg.PodIdentityAudience}
+}
+
+// IdentityVariables implements providers.Enforcer.
+func (p *Provider) IdentityVariables() map[string]string {
+	return map[string]string{"AWS_ROLE_ARN": "roleARNs"}
+}
+
 // PodLabels implements providers.PodLabelReader: the opt-out label, any
 // value, and the label the EKS webhook gives Pod Identity pods.
 func (p *Provider) PodLabels() map[string][]string {
@@ -185,6 +202,13 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		if v, ok := req.Value(p.keys.audience); ok {
 			audience = v
 		}
+		if audience != p.cfg.Audience {
+			from := p.keys.audience
+			if _, ok := req.Value(p.keys.audience); !ok {
+				from = idSource // the identities file's Audience
+			}
+			inj.Identities = append(inj.Identities, providers.AudienceIdentity(from, audience))
+		}
 		inj.Volumes = []corev1.Volume{providers.TokenVolume(IRSAVolumeName, audience, expiration, IRSATokenPath)}
 		inj.Mounts = []providers.Mount{{VolumeName: IRSAVolumeName, MountPath: p.cfg.MountPath}}
 		inj.Env = append(inj.Env, providers.EnvGroup{Name: providers.CredentialGroup, Vars: []corev1.EnvVar{
@@ -262,7 +286,7 @@ func (p *Provider) roleARN(req providers.Request, v string) (string, error) {
 	if p.cfg.ComposeRoleARN && !strings.HasPrefix(s, "arn:") && roleName.MatchString(s) {
 		s = "arn:" + p.cfg.Partition + ":iam::" + p.cfg.AccountID + ":role/" + s
 	}
-	if !roleARN.MatchString(s) {
+	if !validRoleARN(s) {
 		expected := roleNameExpected
 		if p.cfg.ComposeRoleARN {
 			expected = roleNameExpectedComposable
@@ -270,6 +294,22 @@ func (p *Provider) roleARN(req providers.Request, v string) (string, error) {
 		return "", req.Invalid(Name, p.keys.roleARN, v, expected)
 	}
 	return s, nil
+}
+
+// validRoleARN checks an ARN's form and IAM's limits on its length, the
+// lengths first, so that a long value costs no pattern match.
+func validRoleARN(s string) bool {
+	if len(s) > maxARN {
+		return false
+	}
+	_, rest, ok := strings.Cut(s, ":role")
+	if !ok {
+		return false
+	}
+	if path := rest[:strings.LastIndexByte(rest, '/')+1]; len(path) > maxRolePath {
+		return false
+	}
+	return roleARN.MatchString(s)
 }
 
 // sessionNameFromPod resolves the role-session-name annotation, pod >

@@ -44,6 +44,11 @@ func TestRoleARNValidation(t *testing.T) {
 		{name: "a role name with a space is refused", value: "arn:aws:iam::123456789012:role/my app"},
 		{name: "a bare name is refused without composing", value: "app"},
 		{name: "a bare name is composed when allowed", value: "app", compose: true, want: "arn:aws-us-gov:iam::210987654321:role/app"},
+		{name: "a role whose path is at IAM's limit of 512 is accepted", value: "arn:aws:iam::123456789012:role/" + strings.Repeat("p", 510) + "/app", want: "arn:aws:iam::123456789012:role/" + strings.Repeat("p", 510) + "/app"},
+		{name: "a role whose path is over IAM's limit of 512 is refused", value: "arn:aws:iam::123456789012:role/" + strings.Repeat("p", 511) + "/app"},
+		{name: "an ARN over IAM's limit of 2048 is refused, whatever its path", value: "arn:aws:iam::123456789012:role/" + strings.Repeat("p/", 1010) + "app"},
+		{name: "a 250 KB ARN that matches the form is refused", value: "arn:aws:iam::111122223333:role/tenants/acme/" + strings.Repeat("a/", 125000) + "app"},
+		{name: "a composed bare name over IAM's limits is refused", value: strings.Repeat("p/", 300) + "app", compose: true},
 		{name: "a full ARN passes through when composing", value: "arn:aws:iam::123456789012:role/app", compose: true, want: "arn:aws:iam::123456789012:role/app"},
 	}
 	for _, tt := range tests {

@@ -14,25 +14,29 @@ const (
 	// SkipLabel on a pod opts it out of AWS injection, whatever its value:
 	// the EKS pod identity webhook's opt-out, honoured for clusters that
 	// move from it.
-	SkipLabel                  = "eks.amazonaws.com/skip-pod-identity-webhook"
-	DefaultAnnotationPrefix    = "eks.amazonaws.com"
-	DefaultAudience            = "sts.amazonaws.com"
-	DefaultMountPath           = "/var/run/secrets/eks.amazonaws.com/serviceaccount"
-	DefaultTokenExpiration     = 86400
-	MinTokenExpiration         = 600
-	MaxTokenExpiration         = 86400
-	DefaultPodIdentityFullURI  = "http://169.254.170.23/v1/credentials"
-	PodIdentityAudience        = "pods.eks.amazonaws.com"
-	PodIdentityMountPath       = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount"
-	PodIdentityTokenPath       = "eks-pod-identity-token"
-	PodIdentityVolumeName      = "eks-pod-identity-token"
-	PodIdentityLabel           = "eks.amazonaws.com/pod-identity"
-	IRSAVolumeName             = "aws-iam-token"
-	IRSATokenPath              = "token"
-	windowsMountPrefix         = `C:`
-	accountIDPattern           = `[0-9]{12}`
-	partitionPattern           = `aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b|aws-eusc`
-	roleNameExpected           = "arn:<partition>:iam::<12-digit account>:role/<path/name> with partition aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b or aws-eusc"
+	SkipLabel                 = "eks.amazonaws.com/skip-pod-identity-webhook"
+	DefaultAnnotationPrefix   = "eks.amazonaws.com"
+	DefaultAudience           = "sts.amazonaws.com"
+	DefaultMountPath          = "/var/run/secrets/eks.amazonaws.com/serviceaccount"
+	DefaultTokenExpiration    = 86400
+	MinTokenExpiration        = 600
+	MaxTokenExpiration        = 86400
+	DefaultPodIdentityFullURI = "http://169.254.170.23/v1/credentials"
+	PodIdentityAudience       = "pods.eks.amazonaws.com"
+	PodIdentityMountPath      = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount"
+	PodIdentityTokenPath      = "eks-pod-identity-token"
+	PodIdentityVolumeName     = "eks-pod-identity-token"
+	PodIdentityLabel          = "eks.amazonaws.com/pod-identity"
+	IRSAVolumeName            = "aws-iam-token"
+	IRSATokenPath             = "token"
+	windowsMountPrefix        = `C:`
+	accountIDPattern          = `[0-9]{12}`
+	partitionPattern          = `aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b|aws-eusc`
+	roleNameExpected          = "arn:<partition>:iam::<12-digit account>:role/<path/name> with partition aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b or aws-eusc, within IAM's limits (a path of 512 characters, a name of 64, 2048 in all)"
+	// IAM's limits: an ARN is at most 2048 characters, a role's path at
+	// most 512 (its leading and trailing slash included), its name at most 64.
+	maxARN                     = 2048
+	maxRolePath                = 512
 	roleNameExpectedComposable = roleNameExpected + ", or a bare role name"
 )
 

@@ -47,7 +47,7 @@ func ParseIdentities(data []byte) (map[string]IdentityEntry, error) {
 		switch {
 		case !ok || (ns != "*" && len(validation.IsDNS1123Label(ns)) > 0) || len(validation.IsDNS1123Subdomain(name)) > 0:
 			return nil, fmt.Errorf("key %s: expected namespace/name or */name (the EKS webhook matches no other wildcard)", quote.Value(k))
-		case !roleARN.MatchString(m[k].RoleARN):
+		case !validRoleARN(m[k].RoleARN):
 			return nil, fmt.Errorf("%s: RoleARN %s: expected %s", k, quote.Value(m[k].RoleARN), roleNameExpected)
 		case m[k].TokenExpiration != 0 && (m[k].TokenExpiration < MinTokenExpiration || m[k].TokenExpiration > MaxTokenExpiration):
 			return nil, fmt.Errorf("%s: TokenExpiration %d: expected 0 (the default) or %d to %d seconds", k, m[k].TokenExpiration, MinTokenExpiration, MaxTokenExpiration)

@@ -169,6 +169,26 @@ func New(cfg Config) (*Provider, error) {
 // Name implements providers.Provider.
 func (p *Provider) Name() string { return Name }
 
+// ServiceAccountKeys implements providers.KeyReader: the annotations and
+// the use label, which the ServiceAccount may carry instead of the pod.
+func (p *Provider) ServiceAccountKeys() []string {
+	return []string{ClientIDAnnotation, TenantIDAnnotation, ExpirationAnnotation, UseLabel}
+}
+
+// TokenAudiences implements providers.Enforcer.
+func (p *Provider) TokenAudiences() []string {
+	out := []string{Audience, p.cfg.Audience}
+	if a := p.cfg.TokenEndpoint.Audience; a != "" {
+		out = append(out, a)
+	}
+	return out
+}
+
+// IdentityVariables implements providers.Enforcer.
+func (p *Provider) IdentityVariables() map[string]string {
+	return map[string]string{"AZURE_CLIENT_ID": "clientIDs", "AZURE_TENANT_ID": "tenantIDs"}
+}
+
 // AnnotationPrefixes implements providers.Provider.
 func (p *Provider) AnnotationPrefixes() []string { return []string{Prefix} }
 
@@ -234,6 +254,11 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	}
 	if hasClient {
 		inj.Identities = append(inj.Identities, providers.Identity{Field: "clientIDs", Source: "annotation " + ClientIDAnnotation, Value: clientID, CaseInsensitive: true})
+	} else {
+		// The pod gets the federated token and chooses the client ID
+		// itself: under a policy that governs client IDs, that is no
+		// client ID it allows.
+		inj.Identities = append(inj.Identities, providers.Identity{Field: "clientIDs", Source: "no annotation " + ClientIDAnnotation + " (the workload would choose the client ID):", Value: ""})
 	}
 	tenant, tenantSource := p.cfg.TenantID, "the default tenant (--azure-tenant-id)"
 	if v, ok := req.Value(TenantIDAnnotation); ok {

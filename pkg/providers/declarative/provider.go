@@ -36,6 +36,29 @@ func (p *Provider) Name() string { return p.name }
 // AnnotationPrefixes implements providers.Provider.
 func (p *Provider) AnnotationPrefixes() []string { return []string{p.prefix} }
 
+// TokenAudiences implements providers.Enforcer: the fixed audience, if the
+// provider has one.
+func (p *Provider) TokenAudiences() []string {
+	if a := p.def.Load().spec.Token.Audience; a != "" {
+		return []string{a}
+	}
+	return nil
+}
+
+// IdentityVariables implements providers.Enforcer: the variables whose
+// value holds the identity.
+func (p *Provider) IdentityVariables() map[string]string {
+	out := map[string]string{}
+	for _, v := range p.def.Load().env {
+		for _, part := range v.value {
+			if part.kind == identityPH {
+				out[v.name] = "identities"
+			}
+		}
+	}
+	return out
+}
+
 // PodLabels implements providers.PodLabelReader: the pod label gate, if
 // the provider has one.
 func (p *Provider) PodLabels() map[string][]string {
@@ -82,8 +105,9 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	}
 	audience := s.Token.Audience
 	if a := s.Token.AudienceAnnotation; a != "" {
-		if v, ok := req.Value(a); ok {
+		if v, ok := req.Value(a); ok && v != audience {
 			audience = v
+			inj.Identities = append(inj.Identities, providers.AudienceIdentity(a, v))
 		}
 	}
 	vals := values{annotation: req.Value, fixed: map[string]string{identityPH: identity, namespacePH: sa.Namespace,

@@ -199,6 +199,29 @@ func New(cfg Config) (*Provider, error) {
 // Name implements providers.Provider.
 func (p *Provider) Name() string { return Name }
 
+// ServiceAccountKeys implements providers.KeyReader.
+func (p *Provider) ServiceAccountKeys() []string {
+	k := p.keys
+	return []string{k.provider, k.email, k.audience, k.expiration, k.lifetime, k.project, k.legacyProject}
+}
+
+// TokenAudiences implements providers.Enforcer: every workload identity
+// pool provider's, STS's, and the flag's.
+func (p *Provider) TokenAudiences() []string {
+	out := []string{iamAudiencePrefix + "*", "sts.googleapis.com"}
+	if p.cfg.Audience != "" {
+		out = append(out, p.cfg.Audience)
+	}
+	return out
+}
+
+// IdentityVariables implements providers.Enforcer: a credential
+// configuration file of the container's own names a provider and a
+// service account the policies cannot see.
+func (p *Provider) IdentityVariables() map[string]string {
+	return map[string]string{"GOOGLE_APPLICATION_CREDENTIALS": "workloadIdentityProviders"}
+}
+
 // AnnotationPrefixes implements providers.Provider.
 func (p *Provider) AnnotationPrefixes() []string { return []string{p.cfg.AnnotationPrefix + "/"} }
 
@@ -275,8 +298,9 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	if p.cfg.Audience != "" {
 		tokenAudience = p.cfg.Audience
 	}
-	if v, ok := req.Value(p.keys.audience); ok {
+	if v, ok := req.Value(p.keys.audience); ok && v != tokenAudience {
 		tokenAudience = v
+		inj.Identities = append(inj.Identities, providers.AudienceIdentity(p.keys.audience, v))
 	}
 	cc := CredentialConfig{
 		Type:             "external_account",

@@ -1,0 +1,265 @@
+package mutate
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pod-identity/injector/internal/quote"
+	"github.com/pod-identity/injector/pkg/policy"
+	v1alpha1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
+	"github.com/pod-identity/injector/pkg/providers"
+)
+
+// Enforce checks a pod as it will be stored, after every mutating webhook,
+// against the identity policies of its namespace (t.Policy): whatever gave
+// the pod its identity, and whatever its labels say. It refuses
+//   - an identity its ServiceAccount names that a policy refuses, even when
+//     the pod opted out of injection (another webhook, such as EKS's, reads
+//     the same annotations);
+//   - a token with a cloud's audience that the injector did not give the
+//     pod (the pod projects it itself, or another webhook added it), unless
+//     spec.selfProjectedTokens allows it;
+//   - an identity variable a container sets itself (AWS_ROLE_ARN,
+//     AZURE_CLIENT_ID, ...) to an identity a policy refuses;
+//   - an Azure token with no client ID where a policy governs client IDs.
+//
+// It only ever denies or warns; Patch stays empty. An invalid identity
+// configuration is the mutating step's to answer, and is not repeated.
+// Warnings the mutating step gave already are not repeated either.
+func (e *Engine) Enforce(t Target, sa *corev1.ServiceAccount) Result {
+	var res Result
+	if t.Policy.Empty() || isMirror(t) {
+		return res
+	}
+	req := providers.Request{Namespace: t.Namespace, PodName: t.Name, PodMeta: t.Meta, PodSpec: t.Spec, ServiceAccount: sa}
+	saOnly := providers.Request{Namespace: t.Namespace, PodMeta: &metav1.ObjectMeta{}, PodSpec: &corev1.PodSpec{}, ServiceAccount: sa, ServiceAccountOnly: true}
+	var injected, named, set []policy.ProviderIdentities
+	var ours []*providers.Injection
+	for _, p := range e.providers {
+		if oversized(p, sa) != nil {
+			continue
+		}
+		if inj, err := p.Inject(saOnly); err == nil && inj.Injects() {
+			named = append(named, policy.ProviderIdentities{Provider: p.Name(), Identities: inj.Identities})
+		}
+		if inj, err := p.Inject(req); err == nil && inj.Injects() {
+			ours = append(ours, inj)
+			injected = append(injected, policy.ProviderIdentities{Provider: p.Name(), Identities: inj.Identities})
+		}
+		if en, ok := p.(providers.Enforcer); ok {
+			if ids := variables(t.Spec, en, p.Name(), ours); len(ids) > 0 {
+				set = append(set, policy.ProviderIdentities{Provider: p.Name(), Identities: ids})
+			}
+		}
+	}
+	tokens, projectedAPI := e.foreignTokens(t.Spec, ours)
+	api := apiToken(t.Spec, sa)
+	if !api.Mounted && projectedAPI != "" {
+		api = &policy.APIToken{Mounted: true, Source: policy.TokenProjected, Volume: projectedAPI}
+	}
+	base := policy.Check{Namespace: sa.Namespace, ServiceAccount: sa.Name, Pod: t.Name, PodCheck: true, APIToken: api, Uncounted: true}
+	mutating := base
+	mutating.Providers = injected
+	full := base
+	full.Providers = slices.Concat(injected, named, set)
+	full.Tokens = tokens
+	already := map[string]bool{}
+	for _, w := range t.Policy.Evaluate(mutating).Warnings() {
+		already[w] = true
+	}
+	v := t.Policy.Evaluate(full)
+	seen := map[string]bool{}
+	for _, f := range v.Findings {
+		if seen[f.Message] {
+			continue
+		}
+		seen[f.Message] = true
+		if f.Enforcement == v1alpha1.Deny {
+			res.Denied = append(res.Denied, f)
+		} else if w := f.Warning(); !already[w] {
+			res.Warnings = append(res.Warnings, w)
+		}
+	}
+	return res
+}
+
+// variables returns the identities that the containers of spec set in the
+// provider's identity variables themselves: every value but the one the
+// injector gives (ours).
+func variables(spec *corev1.PodSpec, en providers.Enforcer, provider string, ours []*providers.Injection) []providers.Identity {
+	vars := en.IdentityVariables()
+	if len(vars) == 0 {
+		return nil
+	}
+	var out []providers.Identity
+	for _, list := range [2][]corev1.Container{spec.InitContainers, spec.Containers} {
+		for _, c := range list {
+			for _, ev := range c.Env {
+				field, ok := vars[ev.Name]
+				if !ok || injects(ours, provider, ev) {
+					continue
+				}
+				id := providers.Identity{Field: field, Source: fmt.Sprintf("container %s env %s", strconv.Quote(c.Name), ev.Name), Value: ev.Value,
+					CaseInsensitive: field == "clientIDs" || field == "tenantIDs"}
+				if ev.ValueFrom != nil {
+					id.Source += " (set from a reference the policies cannot read)"
+					id.Value = ""
+				}
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}
+
+// injects reports whether the provider's injection sets ev exactly.
+func injects(ours []*providers.Injection, provider string, ev corev1.EnvVar) bool {
+	for _, inj := range ours {
+		if inj.Provider != provider {
+			continue
+		}
+		for _, g := range inj.Env {
+			for _, v := range g.Vars {
+				if v.Name == ev.Name && v.Value == ev.Value && ev.ValueFrom == nil {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// foreignTokens returns the ServiceAccount tokens with an audience in the
+// pod's projected volumes that are not the injector's (ours), with the
+// provider whose cloud each audience is; and the name of a volume with a
+// token of no audience (the API server's), if there is one.
+func (e *Engine) foreignTokens(spec *corev1.PodSpec, ours []*providers.Injection) (tokens []policy.Token, apiVolume string) {
+	for _, v := range spec.Volumes {
+		if v.Projected == nil || injectedVolume(ours, v) {
+			continue
+		}
+		for _, src := range v.Projected.Sources {
+			t := src.ServiceAccountToken
+			if t == nil {
+				continue
+			}
+			if t.Audience == "" {
+				if apiVolume == "" {
+					apiVolume = v.Name
+				}
+				continue
+			}
+			tokens = append(tokens, policy.Token{Volume: v.Name, Audience: t.Audience, Provider: e.audienceOf(t.Audience)})
+		}
+	}
+	return tokens, apiVolume
+}
+
+func injectedVolume(ours []*providers.Injection, v corev1.Volume) bool {
+	for _, inj := range ours {
+		for _, w := range inj.Volumes {
+			if w.Name == v.Name && sameVolume(v, w) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// audienceOf names the provider whose cloud accepts the audience, "" when
+// none does.
+func (e *Engine) audienceOf(audience string) string {
+	for _, p := range e.providers {
+		en, ok := p.(providers.Enforcer)
+		if !ok {
+			continue
+		}
+		for _, a := range en.TokenAudiences() {
+			if a == audience || (strings.HasSuffix(a, "*") && strings.HasPrefix(audience, strings.TrimSuffix(a, "*"))) {
+				return p.Name()
+			}
+		}
+	}
+	return ""
+}
+
+// downwardAnnotation reads the key of a downward API field path that
+// names an annotation: metadata.annotations['key'].
+var downwardAnnotation = regexp.MustCompile(`^metadata\.annotations\['(.+)'\]$`)
+
+// CheckUpdate refuses an update of a pod that changes, adds or removes an
+// annotation under a provider's prefix that the pod reads through the
+// downward API: such an annotation is a credential configuration the
+// injector wrote (Google's), and changing it after admission would change
+// the identity the pod's SDK uses after every check passed. pod names the
+// pod in messages, "namespace/name".
+func (e *Engine) CheckUpdate(pod string, old, cur *metav1.ObjectMeta, spec *corev1.PodSpec) []error {
+	prefixes := e.AnnotationPrefixes()
+	var out []error
+	for _, ref := range downwardRefs(spec) {
+		m := downwardAnnotation.FindStringSubmatch(ref.path)
+		if m == nil || !hasAnyPrefix(m[1], prefixes) {
+			continue
+		}
+		key := m[1]
+		was, hadIt := old.Annotations[key]
+		now, hasIt := cur.Annotations[key]
+		if was == now && hadIt == hasIt {
+			continue
+		}
+		change := fmt.Sprintf("from %s to %s", quote.Value(was), quote.Value(now))
+		switch {
+		case !hadIt:
+			change = "by adding it"
+		case !hasIt:
+			change = "by removing it"
+		}
+		out = append(out, fmt.Errorf("pod %s: annotation %s is the cloud credential configuration the pod reads through the downward API (%s), and cannot change once the pod exists; this update would change it %s: delete and recreate the pod instead",
+			strconv.Quote(pod), key, ref.where, change))
+	}
+	return out
+}
+
+type downwardRef struct{ path, where string }
+
+// downwardRefs lists the field paths the pod reads through the downward
+// API, in volumes and in environment variables.
+func downwardRefs(spec *corev1.PodSpec) []downwardRef {
+	var out []downwardRef
+	items := func(where string, items []corev1.DownwardAPIVolumeFile) {
+		for _, it := range items {
+			if it.FieldRef != nil {
+				out = append(out, downwardRef{it.FieldRef.FieldPath, where})
+			}
+		}
+	}
+	for _, v := range spec.Volumes {
+		where := "volume " + strconv.Quote(v.Name)
+		if v.DownwardAPI != nil {
+			items(where, v.DownwardAPI.Items)
+		}
+		if v.Projected != nil {
+			for _, src := range v.Projected.Sources {
+				if src.DownwardAPI != nil {
+					items(where, src.DownwardAPI.Items)
+				}
+			}
+		}
+	}
+	for _, list := range [2][]corev1.Container{spec.InitContainers, spec.Containers} {
+		for _, c := range list {
+			for _, ev := range c.Env {
+				if ev.ValueFrom != nil && ev.ValueFrom.FieldRef != nil {
+					out = append(out, downwardRef{ev.ValueFrom.FieldRef.FieldPath, fmt.Sprintf("container %s env %s", strconv.Quote(c.Name), ev.Name)})
+				}
+			}
+		}
+	}
+	return out
+}
