@@ -153,9 +153,10 @@ func TestEverySettingReachesItsObject(t *testing.T) {
 	got := objects(t, helm(t, append([]string{"template", "injector", "chart", "--namespace", "identity"}, nonDefaultValues...)...))
 	var dep appsv1.Deployment
 	var mut admissionregv1.MutatingWebhookConfiguration
-	var val admissionregv1.ValidatingWebhookConfiguration
+	var val, enf admissionregv1.ValidatingWebhookConfiguration
 	for key, into := range map[string]any{"Deployment identity/pod-identity-injector": &dep,
-		"MutatingWebhookConfiguration /pod-identity-injector": &mut, "ValidatingWebhookConfiguration /pod-identity-injector-serviceaccounts": &val} {
+		"MutatingWebhookConfiguration /pod-identity-injector": &mut, "ValidatingWebhookConfiguration /pod-identity-injector-serviceaccounts": &val,
+		"ValidatingWebhookConfiguration /pod-identity-injector-enforce": &enf} {
 		raw, _ := json.Marshal(got[key])
 		if err := json.Unmarshal(raw, into); err != nil || got[key] == nil {
 			t.Fatalf("%s: %v", key, err)
@@ -173,7 +174,9 @@ func TestEverySettingReachesItsObject(t *testing.T) {
 			slices.Contains(c.Args, "--aws-default-region=eu-west-1") && slices.Contains(c.Args, "--client-ca-file=/etc/client-ca/ca.crt")},
 		{"the serving secret", dep.Spec.Template.Spec.Volumes[0].Secret.SecretName == "injector-tls"},
 		{"failure policies and timeout", *mut.Webhooks[0].FailurePolicy == admissionregv1.Fail && *val.Webhooks[0].FailurePolicy == admissionregv1.Fail &&
-			*mut.Webhooks[0].TimeoutSeconds == 3},
+			*enf.Webhooks[0].FailurePolicy == admissionregv1.Fail && *mut.Webhooks[0].TimeoutSeconds == 3 && *enf.Webhooks[0].TimeoutSeconds == 3},
+		{"the enforcement webhook's path and excluded namespaces", *enf.Webhooks[0].ClientConfig.Service.Path == "/enforce" &&
+			slices.Equal(enf.Webhooks[0].NamespaceSelector.MatchExpressions[1].Values, []string{"identity", "kube-system", "monitoring"})},
 		{"the CA bundle instead of cert-manager's injection", string(mut.Webhooks[0].ClientConfig.CABundle) == "-----BEGIN CERTIFICATE-----" &&
 			mut.Annotations["cert-manager.io/inject-ca-from"] == "" && got["Certificate identity/pod-identity-injector-serving"] == nil},
 		{"the release namespace and the extra one excluded", slices.Equal(mut.Webhooks[0].NamespaceSelector.MatchExpressions[1].Values, []string{"identity", "kube-system", "monitoring"}) &&

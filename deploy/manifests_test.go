@@ -202,16 +202,31 @@ func TestManifestsDecodeStrictlyAndAgreeWithTheServer(t *testing.T) {
 		}
 	})
 
-	t.Run("pods cost one webhook call, and serviceaccount writes are checked by the server's paths", func(t *testing.T) {
+	t.Run("pods cost one mutating and one enforcing call, and serviceaccount writes are checked by the server's paths", func(t *testing.T) {
 		muts := find[*admissionregv1.MutatingWebhookConfiguration](objs)
-		vals := find[*admissionregv1.ValidatingWebhookConfiguration](objs)
+		all := find[*admissionregv1.ValidatingWebhookConfiguration](objs)
 		if len(muts) != 1 || len(muts[0].Webhooks) != 1 {
 			t.Fatal("want one mutating webhook")
 		}
-		if len(vals) != 1 || len(vals[0].Webhooks) != 1 {
-			t.Fatal("want one validating webhook, for serviceaccounts")
+		var vals, enfs []*admissionregv1.ValidatingWebhookConfiguration
+		for _, c := range all {
+			if len(c.Webhooks) == 1 && c.Webhooks[0].ClientConfig.Service != nil && c.Webhooks[0].ClientConfig.Service.Path != nil && *c.Webhooks[0].ClientConfig.Service.Path == server.EnforcePath {
+				enfs = append(enfs, c)
+			} else {
+				vals = append(vals, c)
+			}
 		}
-		m, v := muts[0].Webhooks[0], vals[0].Webhooks[0]
+		if len(vals) != 1 || len(vals[0].Webhooks) != 1 || len(enfs) != 1 {
+			t.Fatal("want two validating webhooks: one for serviceaccounts, one enforcing on pods")
+		}
+		m, v, en := muts[0].Webhooks[0], vals[0].Webhooks[0], enfs[0].Webhooks[0]
+		if en.ObjectSelector != nil {
+			t.Errorf("the enforcement webhook has an objectSelector %+v: a pod's labels must not take it out", en.ObjectSelector)
+		}
+		if len(en.Rules) != 1 || !slices.Equal(en.Rules[0].Resources, []string{"pods"}) ||
+			!slices.Equal(en.Rules[0].Operations, []admissionregv1.OperationType{admissionregv1.Create, admissionregv1.Update}) {
+			t.Errorf("enforcement webhook rules %+v: want pods CREATE and UPDATE", en.Rules)
+		}
 		if len(m.MatchConditions) != 1 || !strings.Contains(m.MatchConditions[0].Expression, "'kubernetes.io/config.mirror' in object.metadata.annotations") {
 			t.Errorf("matchConditions %+v: mirror pods must not even cost a call", m.MatchConditions)
 		}
@@ -240,6 +255,7 @@ func TestManifestsDecodeStrictlyAndAgreeWithTheServer(t *testing.T) {
 		for _, h := range []hook{
 			{m.Name, m.ClientConfig, server.MutatePath, m.Rules, m.SideEffects, m.TimeoutSeconds, m.ObjectSelector, m.NamespaceSelector, muts[0].Annotations["cert-manager.io/inject-ca-from"], m.AdmissionReviewVersions},
 			{v.Name, v.ClientConfig, server.ServiceAccountPath, nil, v.SideEffects, v.TimeoutSeconds, v.ObjectSelector, v.NamespaceSelector, vals[0].Annotations["cert-manager.io/inject-ca-from"], v.AdmissionReviewVersions},
+			{en.Name, en.ClientConfig, server.EnforcePath, nil, en.SideEffects, en.TimeoutSeconds, en.ObjectSelector, en.NamespaceSelector, enfs[0].Annotations["cert-manager.io/inject-ca-from"], en.AdmissionReviewVersions},
 		} {
 			s := h.cc.Service
 			if s == nil || s.Name != svc.Name || s.Namespace != svc.Namespace || s.Path == nil || *s.Path != h.path || s.Port == nil || *s.Port != 443 {
@@ -395,75 +411,81 @@ func selects(t *testing.T, sel *metav1.LabelSelector, set string) bool {
 	return s.Matches(ls)
 }
 
-// TestFailClosedOverlayIsOnePatch applies the overlay's patch to the
-// webhook configuration it targets, the pod webhook, and checks that it
-// flips failurePolicy and nothing else.
-func TestFailClosedOverlayIsOnePatch(t *testing.T) {
+// TestFailClosedOverlayFlipsOnlyFailurePolicies applies each of the
+// overlay's patches to the webhook configuration it targets, the pod
+// webhook and the enforcement webhook, and checks that it flips
+// failurePolicy and nothing else.
+func TestFailClosedOverlayFlipsOnlyFailurePolicies(t *testing.T) {
 	k := readKustomization(t, filepath.Join("overlays", "fail-closed"))
-	if len(k.Patches) != 1 {
-		t.Fatalf("want one patch, got %d", len(k.Patches))
-	}
-	patchYAML, err := os.ReadFile(filepath.Join("overlays", "fail-closed", k.Patches[0].Path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	patchJSON, err := yaml.YAMLToJSON(patchYAML)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := jsonpatch.DecodePatch(patchJSON)
-	if err != nil {
-		t.Fatal(err)
+	want := map[string]string{"pod-identity-injector": "MutatingWebhookConfiguration", "pod-identity-injector-enforce": "ValidatingWebhookConfiguration"}
+	if len(k.Patches) != len(want) {
+		t.Fatalf("want %d patches, got %d", len(want), len(k.Patches))
 	}
 	data, _ := os.ReadFile("manifests/webhooks.yaml")
-	patched := 0
-	for _, doc := range strings.Split(string(data), "\n---\n") {
-		js, err := yaml.YAMLToJSON([]byte(doc))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var meta struct {
-			Kind     string `json:"kind"`
-			Metadata struct {
-				Name string `json:"name"`
-			} `json:"metadata"`
-		}
-		if err := yaml.Unmarshal(js, &meta); err != nil {
-			t.Fatal(err)
-		}
-		if meta.Metadata.Name != k.Patches[0].Target.Name {
-			continue
-		}
-		if meta.Kind != "MutatingWebhookConfiguration" {
-			t.Errorf("the overlay targets %s %s: want the pod webhook", meta.Kind, meta.Metadata.Name)
-		}
-		patched++
-		out, err := p.Apply(js)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cfg admissionregv1.MutatingWebhookConfiguration // same webhook shape for failurePolicy
-		if err := yaml.Unmarshal(out, &cfg); err != nil {
-			t.Fatal(err)
-		}
-		if fp := cfg.Webhooks[0].FailurePolicy; fp == nil || *fp != admissionregv1.Fail {
-			t.Errorf("%s: failurePolicy after the overlay = %v", cfg.Name, fp)
-		}
-		// Nothing else: with failurePolicy put back, the object is the base's.
-		var before, after map[string]any
-		if err := yaml.Unmarshal(js, &before); err != nil {
-			t.Fatal(err)
-		}
-		if err := yaml.Unmarshal(out, &after); err != nil {
-			t.Fatal(err)
-		}
-		webhook := func(o map[string]any) map[string]any { return o["webhooks"].([]any)[0].(map[string]any) }
-		webhook(after)["failurePolicy"] = webhook(before)["failurePolicy"]
-		if !reflect.DeepEqual(before, after) {
-			t.Errorf("%s: the overlay changes more than failurePolicy:\nbase    %s\noverlay %s", cfg.Name, js, out)
-		}
-	}
-	if patched != 1 {
-		t.Errorf("the overlay's target matches %d webhook configurations, want the pod webhook only", patched)
+	for _, patch := range k.Patches {
+		t.Run(patch.Target.Name, func(t *testing.T) {
+			patchYAML, err := os.ReadFile(filepath.Join("overlays", "fail-closed", patch.Path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			patchJSON, err := yaml.YAMLToJSON(patchYAML)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := jsonpatch.DecodePatch(patchJSON)
+			if err != nil {
+				t.Fatal(err)
+			}
+			patched := 0
+			for _, doc := range strings.Split(string(data), "\n---\n") {
+				js, err := yaml.YAMLToJSON([]byte(doc))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var meta struct {
+					Kind     string `json:"kind"`
+					Metadata struct {
+						Name string `json:"name"`
+					} `json:"metadata"`
+				}
+				if err := yaml.Unmarshal(js, &meta); err != nil {
+					t.Fatal(err)
+				}
+				if meta.Metadata.Name != patch.Target.Name {
+					continue
+				}
+				if meta.Kind != want[patch.Target.Name] {
+					t.Errorf("the overlay targets %s %s: want a %s", meta.Kind, meta.Metadata.Name, want[patch.Target.Name])
+				}
+				patched++
+				out, err := p.Apply(js)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var cfg admissionregv1.MutatingWebhookConfiguration // same webhook shape for failurePolicy
+				if err := yaml.Unmarshal(out, &cfg); err != nil {
+					t.Fatal(err)
+				}
+				if fp := cfg.Webhooks[0].FailurePolicy; fp == nil || *fp != admissionregv1.Fail {
+					t.Errorf("%s: failurePolicy after the overlay = %v", cfg.Name, fp)
+				}
+				// Nothing else: with failurePolicy put back, the object is the base's.
+				var before, after map[string]any
+				if err := yaml.Unmarshal(js, &before); err != nil {
+					t.Fatal(err)
+				}
+				if err := yaml.Unmarshal(out, &after); err != nil {
+					t.Fatal(err)
+				}
+				webhook := func(o map[string]any) map[string]any { return o["webhooks"].([]any)[0].(map[string]any) }
+				webhook(after)["failurePolicy"] = webhook(before)["failurePolicy"]
+				if !reflect.DeepEqual(before, after) {
+					t.Errorf("%s: the overlay changes more than failurePolicy:\nbase    %s\noverlay %s", cfg.Name, js, out)
+				}
+			}
+			if patched != 1 {
+				t.Errorf("the patch's target matches %d webhook configurations, want 1", patched)
+			}
+		})
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	"github.com/slok/kubewebhook/v2/pkg/webhook"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/pod-identity/injector/internal/quote"
@@ -353,9 +354,105 @@ func invalidProviders(errs []error) []string {
 	return out
 }
 
+// Enforcer is the enforcement webhook: a validating webhook on pods,
+// called after every mutating webhook and whatever the pod's labels (it
+// has no opt-out), that checks the pod as it will be stored against the
+// identity policies of its namespace (mutate.Engine.Enforce), and refuses
+// an update that changes a credential configuration the pod reads through
+// the downward API (mutate.Engine.CheckUpdate).
+type Enforcer struct{ reviewer }
+
+// NewEnforcer returns the enforcement webhook.
+func NewEnforcer(cfg Config) (*Enforcer, error) {
+	r, err := newReviewer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Enforcer{r}, nil
+}
+
+// ID implements webhook.Webhook.
+func (e *Enforcer) ID() string { return "pod-identity-enforce" }
+
+// Kind implements webhook.Webhook.
+func (e *Enforcer) Kind() model.WebhookKind { return model.WebhookKindValidating }
+
+// Review implements webhook.Webhook.
+func (e *Enforcer) Review(ctx context.Context, ar model.AdmissionReview) (model.AdmissionResponse, error) {
+	return review(ctx, ar, e.ReviewPod)
+}
+
+// ReviewPod implements PodWebhook.
+func (e *Enforcer) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *WirePod, podErr error) (model.AdmissionResponse, error) {
+	allowed := &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: true}
+	if ar.Operation == model.OperationUpdate && ar.RequestGVK != nil && ar.RequestGVK.Kind == "Pod" && ar.RequestGVK.Group == "" {
+		return e.reviewUpdate(ar, w, podErr)
+	}
+	pr, err := e.decode(ctx, ar, w, podErr)
+	if errors.Is(err, errNotPodCreate) {
+		return allowed, nil
+	}
+	if err != nil {
+		return &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: false, Message: err.Error()}, nil
+	}
+	if pr.target.Policy.Empty() {
+		return allowed, nil
+	}
+	if pr.sa == nil {
+		// No ServiceAccount to read: what the pod has itself is still checked.
+		saName := pr.pod.Spec.ServiceAccountName
+		if saName == "" {
+			saName = "default"
+		}
+		pr.sa = &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: pr.target.Namespace, Name: saName}}
+	}
+	res := e.cfg.Engine.Enforce(pr.target, pr.sa)
+	if len(res.Denied) > 0 {
+		return e.deny(ar.ID, pr, res.Denied, res.Warnings), nil
+	}
+	allowed.Warnings = res.Warnings
+	return allowed, nil
+}
+
+// reviewUpdate refuses a pod update that changes a credential
+// configuration the pod reads through the downward API.
+func (e *Enforcer) reviewUpdate(ar model.AdmissionReview, w *WirePod, podErr error) (model.AdmissionResponse, error) {
+	deny := func(msg string) (model.AdmissionResponse, error) {
+		return &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: false, Message: msg}, nil
+	}
+	if podErr == nil && w == nil {
+		podErr = errors.New("the request has no object")
+	}
+	if podErr != nil {
+		return deny(fmt.Sprintf("admission request %s: the object is not a pod the injector can read: %v", quote.Value(ar.ID), podErr))
+	}
+	old, err := ReadPod(ar.OldObjectRaw)
+	if err != nil {
+		return deny(fmt.Sprintf("admission request %s: the old object is not a pod the injector can read: %v", quote.Value(ar.ID), err))
+	}
+	var cur, was corev1.Pod
+	w.toPod(&cur)
+	old.toPod(&was)
+	ns := cur.Namespace
+	if ns == "" {
+		ns = ar.Namespace
+	}
+	errs := e.cfg.Engine.CheckUpdate(ns+"/"+cur.Name, &was.ObjectMeta, &cur.ObjectMeta, &was.Spec)
+	if len(errs) == 0 {
+		return &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: true}, nil
+	}
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = err.Error()
+	}
+	e.cfg.Log.WithFields(logrus.Fields{"namespace": ns, "pod": cur.Name}).Info("refused a pod update that changes its credential configuration")
+	return deny(strings.Join(msgs, "; "))
+}
+
 var (
 	_ PodWebhook = (*Mutator)(nil)
 	_ PodWebhook = (*Validator)(nil)
+	_ PodWebhook = (*Enforcer)(nil)
 )
 
 // ServiceAccountValidator is the validating webhook for ServiceAccounts:

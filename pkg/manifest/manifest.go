@@ -221,6 +221,10 @@ type Options struct {
 	// Policies, when set, are the identity policies and namespace labels
 	// to apply.
 	Policies *policy.Store
+	// InvalidAdmitted says an invalid identity configuration is admitted
+	// with a warning (--invalid-identity=warn), so that the enforcement
+	// step still sees the pod; in deny mode the mutating step refuses it.
+	InvalidAdmitted bool
 }
 
 // PodResult is what happened to one pod template.
@@ -336,6 +340,7 @@ func mutateObject(e *mutate.Engine, obj map[string]any, opts Options) (PodResult
 		t.Policy = opts.Policies.Scope(ns)
 	}
 	res.Result = e.Mutate(t, sa)
+	final := t
 	if len(res.Patch) > 0 {
 		patched, err := mutate.ApplyPatch(tmpl, res.Patch)
 		if err != nil {
@@ -348,6 +353,16 @@ func mutateObject(e *mutate.Engine, obj map[string]any, opts Options) (PodResult
 		for i := range res.Patch {
 			res.Patch[i].Path = path + res.Patch[i].Path
 		}
+		var pod corev1.PodTemplateSpec
+		if err := convert(patched, &pod); err != nil {
+			return res, false, fmt.Errorf("%s %s/%s: patched pod template: %w", strings.ToLower(kind), ns, name, err)
+		}
+		final.Meta, final.Spec = &pod.ObjectMeta, &pod.Spec
+	}
+	if len(res.Denied) == 0 && (len(res.Invalid) == 0 || opts.InvalidAdmitted) {
+		// The enforcement webhook's answer, on the pod as it would be stored.
+		en := e.Enforce(final, sa)
+		res.Denied, res.Warnings = en.Denied, append(res.Warnings, en.Warnings...)
 	}
 	return res, true, nil
 }

@@ -2,6 +2,7 @@ package mutate
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -25,13 +26,20 @@ const MaxPatchBytes = 3 << 19 // 1.5 MiB
 // longer than MaxValueBytes, nil when there is none.
 func oversized(p providers.Provider, sa *corev1.ServiceAccount) error {
 	prefixes := p.AnnotationPrefixes()
+	read := func(k string) bool { return hasAnyPrefix(k, prefixes) }
+	if kr, ok := p.(providers.KeyReader); ok {
+		// Only what the provider reads: an annotation under its prefix
+		// that nothing reads is nobody's identity.
+		keys := kr.ServiceAccountKeys()
+		read = func(k string) bool { return slices.Contains(keys, k) }
+	}
 	for _, labels := range [2]bool{false, true} {
 		m, kind := sa.Annotations, "annotation"
 		if labels {
 			m, kind = sa.Labels, "label"
 		}
 		for k, v := range m {
-			if len(v) <= providers.MaxValueBytes || !hasAnyPrefix(k, prefixes) {
+			if len(v) <= providers.MaxValueBytes || !read(k) {
 				continue
 			}
 			return &providers.InvalidError{Provider: p.Name(), Kind: "ServiceAccount", Object: sa.Namespace + "/" + sa.Name,

@@ -42,15 +42,19 @@ func (e *Engine) Enforce(t Target, sa *corev1.ServiceAccount) Result {
 	var injected, named, set []policy.ProviderIdentities
 	var ours []*providers.Injection
 	for _, p := range e.providers {
-		if oversized(p, sa) != nil {
-			continue
-		}
-		if inj, err := p.Inject(saOnly); err == nil && inj.Injects() {
+		if err := oversized(p, sa); err != nil {
+			// The policies cannot read the identity, and another webhook
+			// may inject it whatever this one did.
+			res.Denied = append(res.Denied, unreadable(err))
+		} else if inj, err := p.Inject(saOnly); err != nil {
+			res.Denied = append(res.Denied, unreadable(err))
+		} else if inj.Injects() {
 			named = append(named, policy.ProviderIdentities{Provider: p.Name(), Identities: inj.Identities})
 		}
 		if inj, err := p.Inject(req); err == nil && inj.Injects() {
 			ours = append(ours, inj)
 			injected = append(injected, policy.ProviderIdentities{Provider: p.Name(), Identities: inj.Identities})
+			res.Denied = append(res.Denied, ownCopies(t, inj)...)
 		}
 		if en, ok := p.(providers.Enforcer); ok {
 			if ids := variables(t.Spec, en, p.Name(), ours); len(ids) > 0 {
@@ -87,6 +91,28 @@ func (e *Engine) Enforce(t Target, sa *corev1.ServiceAccount) Result {
 		}
 	}
 	return res
+}
+
+// unreadable words an invalid identity configuration for the enforcement
+// step: in a namespace an identity policy governs, an identity the policy
+// cannot read is refused.
+func unreadable(err error) error {
+	return fmt.Errorf("%w; the identity policies of the namespace cannot check an identity they cannot read, so the pod is refused whatever its labels", err)
+}
+
+// ownCopies refuses pod annotations that the injection writes (a
+// credential configuration the pod reads through the downward API) and
+// that the pod carries with another value: the pod would use its own
+// configuration under the injector's name.
+func ownCopies(t Target, inj *providers.Injection) []error {
+	var out []error
+	for _, k := range sortedKeys(inj.Annotations) {
+		if v, ok := t.Meta.Annotations[k]; ok && v != inj.Annotations[k] {
+			out = append(out, fmt.Errorf("pod %s: annotation %s is not the %s credential configuration the injector writes for serviceaccount %s: a pod may not bring its own (remove the annotation)",
+				podRef(t), k, inj.Provider, strconv.Quote(t.Namespace+"/"+t.Spec.ServiceAccountName)))
+		}
+	}
+	return out
 }
 
 // variables returns the identities that the containers of spec set in the
@@ -173,20 +199,36 @@ func injectedVolume(ours []*providers.Injection, v corev1.Volume) bool {
 }
 
 // audienceOf names the provider whose cloud accepts the audience, "" when
-// none does.
+// none does. The comparison is loose on purpose, as the clouds' are:
+// without regard to case, to a trailing slash, or to an https:// or //
+// in front (Google accepts its provider's name with or without https:).
 func (e *Engine) audienceOf(audience string) string {
+	aud := looseAudience(audience)
 	for _, p := range e.providers {
 		en, ok := p.(providers.Enforcer)
 		if !ok {
 			continue
 		}
 		for _, a := range en.TokenAudiences() {
-			if a == audience || (strings.HasSuffix(a, "*") && strings.HasPrefix(audience, strings.TrimSuffix(a, "*"))) {
+			a = looseAudience(a)
+			if a == aud || (strings.HasSuffix(a, "*") && strings.HasPrefix(aud, strings.TrimSuffix(a, "*"))) {
 				return p.Name()
 			}
 		}
 	}
 	return ""
+}
+
+// looseAudience is an audience as audienceOf compares it.
+func looseAudience(a string) string {
+	a = strings.ToLower(strings.TrimSpace(a))
+	for _, scheme := range []string{"https://", "http://", "//"} {
+		if rest, ok := strings.CutPrefix(a, scheme); ok {
+			a = rest
+			break
+		}
+	}
+	return strings.TrimRight(a, "/")
 }
 
 // downwardAnnotation reads the key of a downward API field path that

@@ -493,9 +493,15 @@ func (p *Policy) identityFindings(c *Check, subj subject, pi ProviderIdentities)
 		if fr == nil || fr.allows(id, subj) {
 			continue
 		}
+		what := id.Source + " " + quote.Value(id.Value)
+		if id.Value == "" {
+			// No value to show: the source says why (a value the pod
+			// chooses, or one the injector cannot read).
+			what = id.Source
+		}
 		out = append(out, p.finding(pi.Provider, p.enforcement, fmt.Sprintf(
-			"%s: %s %s is not allowed by identitypolicy %q (%s)",
-			c.object(), id.Source, quote.Value(id.Value), p.name, fr.describe(subj))))
+			"%s: %s is not allowed by identitypolicy %q (%s)",
+			c.object(), what, p.name, fr.describe(subj))))
 	}
 	return out
 }

@@ -48,7 +48,7 @@ func Check(engine *mutate.Engine, opts Options, stdout, stderr io.Writer) error 
 		r := engine.CheckServiceAccount(nil, sa.ServiceAccount, scope(sa.Namespace))
 		report(sa.Source, append(r.Invalid, r.Denied...), r.Warnings)
 	}
-	results, err := manifest.Mutate(engine, in.docs, manifest.Options{Namespace: opts.Namespace, ServiceAccounts: in.sas, Policies: in.policies})
+	results, err := manifest.Mutate(engine, in.docs, manifest.Options{Namespace: opts.Namespace, ServiceAccounts: in.sas, Policies: in.policies, InvalidAdmitted: opts.InvalidIdentity == "warn"})
 	if err != nil {
 		return err
 	}

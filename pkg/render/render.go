@@ -138,7 +138,7 @@ func Run(engine *mutate.Engine, opts Options, stdout, stderr io.Writer) error {
 		return err
 	}
 	docs := in.docs
-	results, err := manifest.Mutate(engine, docs, manifest.Options{Namespace: opts.Namespace, ServiceAccounts: in.sas, Policies: in.policies})
+	results, err := manifest.Mutate(engine, docs, manifest.Options{Namespace: opts.Namespace, ServiceAccounts: in.sas, Policies: in.policies, InvalidAdmitted: opts.InvalidIdentity == "warn"})
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,8 @@ const (
 	ValidatePath = "/validate"
 	// ServiceAccountPath is where ServiceAccount writes are validated.
 	ServiceAccountPath = "/validate-serviceaccounts"
+	// EnforcePath is where pods are checked as they will be stored.
+	EnforcePath = "/enforce"
 )
 
 // DefaultMaxRequestBytes is the largest AdmissionReview accepted: the API
@@ -50,6 +52,8 @@ type HandlerConfig struct {
 	Mutator, Validator webhook.Webhook
 	// ServiceAccounts, when set, validates ServiceAccount writes.
 	ServiceAccounts webhook.Webhook
+	// Enforcer, when set, checks pods as they will be stored.
+	Enforcer webhook.Webhook
 	// Log receives a debug line per request and the errors.
 	Log logrus.FieldLogger
 	// MaxRequestBytes bounds a request body.
@@ -80,7 +84,7 @@ func NewHandler(cfg HandlerConfig) (http.Handler, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	for path, wh := range map[string]webhook.Webhook{MutatePath: cfg.Mutator, ValidatePath: cfg.Validator, ServiceAccountPath: cfg.ServiceAccounts} {
+	for path, wh := range map[string]webhook.Webhook{MutatePath: cfg.Mutator, ValidatePath: cfg.Validator, ServiceAccountPath: cfg.ServiceAccounts, EnforcePath: cfg.Enforcer} {
 		if wh == nil {
 			continue
 		}

@@ -9,8 +9,8 @@ import (
 	"github.com/pod-identity/injector/pkg/admission"
 )
 
-// NewAdmissionHandler builds the pod webhooks and the ServiceAccount
-// webhook from cfg,
+// NewAdmissionHandler builds the pod webhooks, the enforcement webhook and
+// the ServiceAccount webhook from cfg,
 // with the review metrics and the injector's own metrics registered on
 // reg, and serves them.
 func NewAdmissionHandler(cfg admission.Config, reg prometheus.Registerer, maxRequestBytes int64) (http.Handler, error) {
@@ -35,5 +35,9 @@ func NewAdmissionHandler(cfg admission.Config, reg prometheus.Registerer, maxReq
 	if err != nil {
 		return nil, err
 	}
-	return NewHandler(HandlerConfig{Mutator: m, Validator: v, ServiceAccounts: sa, Log: cfg.Log, MaxRequestBytes: maxRequestBytes, Metrics: reg})
+	en, err := admission.NewEnforcer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return NewHandler(HandlerConfig{Mutator: m, Validator: v, ServiceAccounts: sa, Enforcer: en, Log: cfg.Log, MaxRequestBytes: maxRequestBytes, Metrics: reg})
 }

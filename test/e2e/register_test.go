@@ -23,6 +23,9 @@ func registerWebhooks(ctx context.Context, root string) error {
 	if _, err := ar.ValidatingWebhookConfigurations().Create(ctx, hooks.ServiceAccounts, metav1.CreateOptions{}); err != nil {
 		return err
 	}
+	if _, err := ar.ValidatingWebhookConfigurations().Create(ctx, hooks.Enforce, metav1.CreateOptions{}); err != nil {
+		return err
+	}
 	// Probe with dry-run pods until the webhook's configuration is live.
 	cv1 := cluster.Client.CoreV1()
 	if _, err := cv1.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-probe"}}, metav1.CreateOptions{}); err != nil {

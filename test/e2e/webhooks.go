@@ -10,11 +10,12 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Webhooks are the shipped webhook configurations: the pod webhook and
-// the ServiceAccount webhook.
+// Webhooks are the shipped webhook configurations: the pod webhook, the
+// ServiceAccount webhook and the enforcement webhook.
 type Webhooks struct {
 	Pods            *admissionregv1.MutatingWebhookConfiguration
 	ServiceAccounts *admissionregv1.ValidatingWebhookConfiguration
+	Enforce         *admissionregv1.ValidatingWebhookConfiguration
 }
 
 // ShippedWebhooks reads the webhook configurations of deploy/manifests and
@@ -47,19 +48,29 @@ func ShippedWebhooks(repoRoot, url string, caPEM []byte) (Webhooks, error) {
 			if err := yaml.UnmarshalStrict([]byte(doc), val); err != nil {
 				return out, err
 			}
+			enforce := false
 			for i, w := range val.Webhooks {
-				if len(w.Rules) != 1 || len(w.Rules[0].Resources) != 1 || w.Rules[0].Resources[0] != "serviceaccounts" {
-					return out, fmt.Errorf("validating webhook %s is not for serviceaccounts: a pod must cost one webhook call", w.Name)
+				switch {
+				case len(w.Rules) == 1 && len(w.Rules[0].Resources) == 1 && w.Rules[0].Resources[0] == "serviceaccounts":
+				case len(w.Rules) == 1 && len(w.Rules[0].Resources) == 1 && w.Rules[0].Resources[0] == "pods" && w.ClientConfig.Service != nil &&
+					w.ClientConfig.Service.Path != nil && *w.ClientConfig.Service.Path == "/enforce":
+					enforce = true
+				default:
+					return out, fmt.Errorf("validating webhook %s is neither the serviceaccount nor the enforcement webhook", w.Name)
 				}
 				val.Webhooks[i].ClientConfig = loopback(w.ClientConfig, url, caPEM)
 			}
-			out.ServiceAccounts = val
+			if enforce {
+				out.Enforce = val
+			} else {
+				out.ServiceAccounts = val
+			}
 		default:
 			return out, fmt.Errorf("webhooks.yaml has a %s", meta.Kind)
 		}
 	}
-	if out.Pods == nil || out.ServiceAccounts == nil {
-		return out, fmt.Errorf("webhooks.yaml lacks the pod or the serviceaccount configuration")
+	if out.Pods == nil || out.ServiceAccounts == nil || out.Enforce == nil {
+		return out, fmt.Errorf("webhooks.yaml lacks the pod, the serviceaccount or the enforcement configuration")
 	}
 	return out, nil
 }

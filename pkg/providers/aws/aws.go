@@ -106,10 +106,10 @@ func (p *Provider) ServiceAccountKeys() []string {
 	return []string{k.roleARN, k.audience, k.regionalSTS, k.expiration, k.sessionName}
 }
 
-// TokenAudiences implements providers.Enforcer: STS's (the default, or
-// the flag's) and EKS Pod Identity's.
+// TokenAudiences implements providers.Enforcer: STS's (the default, its
+// China regions', or the flag's) and EKS Pod Identity's.
 func (p *Provider) TokenAudiences() []string {
-	return []string{DefaultAudience, p.cfg.Audience, p.cfg.PodIdentityAudience}
+	return []string{DefaultAudience, DefaultAudience + ".cn", p.cfg.Audience, p.cfg.PodIdentityAudience}
 }
 
 // IdentityVariables implements providers.Enforcer.

@@ -177,7 +177,9 @@ func (p *Provider) ServiceAccountKeys() []string {
 
 // TokenAudiences implements providers.Enforcer.
 func (p *Provider) TokenAudiences() []string {
-	out := []string{Audience, p.cfg.Audience}
+	// Entra's exchange audience in the public cloud, and in the US
+	// Government and China clouds.
+	out := []string{Audience, Audience + "USGov", Audience + "China", p.cfg.Audience}
 	if a := p.cfg.TokenEndpoint.Audience; a != "" {
 		out = append(out, a)
 	}
@@ -258,7 +260,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		// The pod gets the federated token and chooses the client ID
 		// itself: under a policy that governs client IDs, that is no
 		// client ID it allows.
-		inj.Identities = append(inj.Identities, providers.Identity{Field: "clientIDs", Source: "no annotation " + ClientIDAnnotation + " (the workload would choose the client ID):", Value: ""})
+		inj.Identities = append(inj.Identities, providers.Identity{Field: "clientIDs", Source: "no annotation " + ClientIDAnnotation + " (the workload would choose the client ID)", Value: ""})
 	}
 	tenant, tenantSource := p.cfg.TenantID, "the default tenant (--azure-tenant-id)"
 	if v, ok := req.Value(TenantIDAnnotation); ok {

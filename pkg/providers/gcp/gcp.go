@@ -208,7 +208,7 @@ func (p *Provider) ServiceAccountKeys() []string {
 // TokenAudiences implements providers.Enforcer: every workload identity
 // pool provider's, STS's, and the flag's.
 func (p *Provider) TokenAudiences() []string {
-	out := []string{iamAudiencePrefix + "*", "sts.googleapis.com"}
+	out := []string{iamAudiencePrefix + "*", "https://iam.googleapis.com/*", "sts.googleapis.com"}
 	if p.cfg.Audience != "" {
 		out = append(out, p.cfg.Audience)
 	}

@@ -90,31 +90,16 @@ func runWebhookCase(t *testing.T, dir string) {
 		if meta, ok := d.Object["metadata"].(map[string]any); ok && meta["namespace"] != nil {
 			ns = meta["namespace"].(string)
 		}
-		review := fmt.Sprintf(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":%q,"operation":"CREATE","userInfo":{},"object":%s}}`, ns, raw)
-		if len(wantErr) > 0 {
-			r := call(t, h, server.ValidatePath, review)
-			if r.Response.Allowed || r.Response.Status == nil || r.Response.Status.Message != wantMessage {
-				t.Errorf("validator answer %+v, want a denial with %q", r.Response, wantMessage)
-			}
-			// The mutator denies it in the same call, with the same
-			// message, and adds nothing, not even the clouds that are
-			// valid, until the pod is fixed.
-			m := call(t, h, server.MutatePath, review)
-			if m.Response.Allowed || len(m.Response.Patch) > 0 || m.Response.Status == nil || m.Response.Status.Message != wantMessage {
-				t.Errorf("mutator answer %+v, want a denial with %q and no patch", m.Response, wantMessage)
-			}
-			continue
+		reviewOf := func(obj []byte) string {
+			return fmt.Sprintf(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":%q,"operation":"CREATE","userInfo":{},"object":%s}}`, ns, obj)
 		}
-		r := call(t, h, server.MutatePath, review)
-		for _, w := range r.Response.Warnings {
-			if !strings.Contains(string(wantWarnings), "Warning: "+offlineWording(w)+"\n") {
-				t.Errorf("the webhook warns %q, which warnings.txt does not have", w)
-			}
-		}
-		webhookWarnings += len(r.Response.Warnings)
+		review := reviewOf(raw)
+		// As the API server does: the mutating webhook, its patch applied,
+		// then the enforcement webhook on the pod as it would be stored.
+		m := call(t, h, server.MutatePath, review)
 		got := raw
-		if len(r.Response.Patch) > 0 {
-			p, err := jsonpatch.DecodePatch(r.Response.Patch)
+		if len(m.Response.Patch) > 0 {
+			p, err := jsonpatch.DecodePatch(m.Response.Patch)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,6 +107,37 @@ func runWebhookCase(t *testing.T, dir string) {
 				t.Fatal(err)
 			}
 		}
+		if len(wantErr) > 0 {
+			if m.Response.Allowed {
+				// Admitted by the mutating step: the enforcement step refuses it.
+				e := call(t, h, server.EnforcePath, reviewOf(got))
+				if e.Response.Allowed || e.Response.Status == nil || e.Response.Status.Message != wantMessage {
+					t.Errorf("enforcement answer %+v, want a denial with %q", e.Response, wantMessage)
+				}
+				continue
+			}
+			r := call(t, h, server.ValidatePath, review)
+			if r.Response.Allowed || r.Response.Status == nil || r.Response.Status.Message != wantMessage {
+				t.Errorf("validator answer %+v, want a denial with %q", r.Response, wantMessage)
+			}
+			// The mutator denies it in the same call, with the same
+			// message, and adds nothing, not even the clouds that are
+			// valid, until the pod is fixed.
+			if len(m.Response.Patch) > 0 || m.Response.Status == nil || m.Response.Status.Message != wantMessage {
+				t.Errorf("mutator answer %+v, want a denial with %q and no patch", m.Response, wantMessage)
+			}
+			continue
+		}
+		e := call(t, h, server.EnforcePath, reviewOf(got))
+		if !e.Response.Allowed {
+			t.Errorf("the enforcement step denied a pod injected as expected: %+v", e.Response.Status)
+		}
+		for _, w := range append(m.Response.Warnings, e.Response.Warnings...) {
+			if !strings.Contains(string(wantWarnings), "Warning: "+offlineWording(w)+"\n") {
+				t.Errorf("the webhook warns %q, which warnings.txt does not have", w)
+			}
+		}
+		webhookWarnings += len(m.Response.Warnings) + len(e.Response.Warnings)
 		want, _ := json.Marshal(expected[i].Object)
 		if !jsonpatch.Equal(got, want) {
 			t.Errorf("document %d: webhook result differs from expected.yaml\n got %s\nwant %s", i+1, got, want)
