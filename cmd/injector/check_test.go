@@ -36,3 +36,15 @@ func TestCheckFixtures(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckReportsAmbiguousPlaceholders(t *testing.T) {
+	dir := filepath.Join(fixtures, "policy", "isolation-ambiguous-placeholders-are-reported")
+	_, stderr, err := runInjector([]string{"check", "-f", filepath.Join(dir, "input.yaml")}, nil)
+	if err != nil {
+		t.Fatalf("an ambiguous pattern is a warning, not a problem: %v", err)
+	}
+	want := `Warning: identitypolicy "flat-roles": spec.aws.roleARNs[0] "arn:aws:iam::111122223333:role/{namespace}-{serviceaccount}": {namespace} and {serviceaccount} are separated by "-", which both could hold`
+	if !strings.Contains(string(stderr), want) {
+		t.Errorf("stderr %q lacks %q", stderr, want)
+	}
+}

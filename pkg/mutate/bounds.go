@@ -34,9 +34,9 @@ func oversized(p providers.Provider, sa *corev1.ServiceAccount) error {
 		read = func(k string) bool { return slices.Contains(keys, k) }
 	}
 	for _, labels := range [2]bool{false, true} {
-		m, kind := sa.Annotations, "annotation"
+		m, kind := sa.Annotations, "an annotation"
 		if labels {
-			m, kind = sa.Labels, "label"
+			m, kind = sa.Labels, "a label"
 		}
 		for k, v := range m {
 			if len(v) <= providers.MaxValueBytes || !read(k) {
@@ -44,7 +44,7 @@ func oversized(p providers.Provider, sa *corev1.ServiceAccount) error {
 			}
 			return &providers.InvalidError{Provider: p.Name(), Kind: "ServiceAccount", Object: sa.Namespace + "/" + sa.Name,
 				Annotation: k, Value: cut(v),
-				Expected: fmt.Sprintf("a %s value of at most %d bytes, and this one has more (the longest identity value a cloud accepts, an IAM role ARN, is at most 2048 characters)", kind, providers.MaxValueBytes)}
+				Expected: fmt.Sprintf("%s value of at most %d bytes, and this one has more (the longest identity value a cloud accepts, an IAM role ARN, is at most 2048 characters)", kind, providers.MaxValueBytes)}
 		}
 	}
 	return nil
@@ -52,7 +52,7 @@ func oversized(p providers.Provider, sa *corev1.ServiceAccount) error {
 
 // cut returns the first bytes of an oversized value, for its message.
 func cut(v string) string {
-	n := quote.MaxBytes
+	n := quote.MaxBytes - len("…") // short enough to be quoted whole
 	for n > 0 && !utf8.RuneStart(v[n]) {
 		n--
 	}

@@ -161,3 +161,64 @@ func matchAt(seg []piece, v string, i int, s subject, fold bool) (int, bool) {
 	}
 	return i, true
 }
+
+// Characters a namespace name (a DNS label) and a ServiceAccount name (a
+// DNS subdomain) may hold.
+const (
+	namespaceChars      = "abcdefghijklmnopqrstuvwxyz0123456789-"
+	serviceAccountChars = namespaceChars + "."
+)
+
+// ambiguity says why two subjects could fill a pattern with the same
+// identity, "" when they cannot. Two variable parts (a placeholder, or a
+// star) with a literal L between them are ambiguous when both could hold
+// L: then "team" + "-" + "admin-deployer" and "team-admin" + "-" +
+// "deployer" are one string, and namespace team's ServiceAccount
+// admin-deployer gets the role meant for namespace team-admin's deployer.
+func ambiguity(raw string) string {
+	type item struct {
+		name, chars string // chars "" stands for any (a star)
+	}
+	var items []item
+	var lits []string // lits[i] is the literal before items[i]
+	lit := ""
+	for rest := raw; rest != ""; {
+		switch {
+		case strings.HasPrefix(rest, namespacePlaceholder):
+			items, lits, lit = append(items, item{namespacePlaceholder, namespaceChars}), append(lits, lit), ""
+			rest = rest[len(namespacePlaceholder):]
+		case strings.HasPrefix(rest, serviceAccountPlaceholder):
+			items, lits, lit = append(items, item{serviceAccountPlaceholder, serviceAccountChars}), append(lits, lit), ""
+			rest = rest[len(serviceAccountPlaceholder):]
+		case rest[0] == '*':
+			items, lits, lit = append(items, item{"*", ""}), append(lits, lit), ""
+			rest = rest[1:]
+		default:
+			lit += rest[:1]
+			rest = rest[1:]
+		}
+	}
+	holds := func(it item, s string) bool {
+		for i := 0; i < len(s); i++ {
+			if it.chars != "" && strings.IndexByte(it.chars, s[i]) < 0 {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 1; i < len(items); i++ {
+		a, b, between := items[i-1], items[i], lits[i]
+		if a.chars == "" && b.chars == "" {
+			continue // two stars: no placeholder to confuse
+		}
+		if holds(a, between) && holds(b, between) {
+			sep := "nothing"
+			if between != "" {
+				sep = quote.Value(between)
+			}
+			return fmt.Sprintf("%s and %s are separated by %s, which both could hold, so two different namespaces or serviceaccounts can fill the pattern with the same identity: separate each placeholder with a character no name holds, such as \"/\" or \":\"",
+				a.name, b.name, sep)
+		}
+	}
+	return ""
+}

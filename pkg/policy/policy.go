@@ -59,6 +59,9 @@ type Policy struct {
 	selfProjects v1alpha1.Rule
 	err          error
 	errReason    string
+	// ambiguous says, for each pattern two subjects could fill with the
+	// same identity, why.
+	ambiguous []string
 	// tally counts the policy's decisions; a Store gives every version of
 	// a policy the tally of its name, so that counts survive a change.
 	tally atomic.Pointer[tally]
@@ -70,6 +73,9 @@ const (
 	ReasonInvalidPattern  = "InvalidPattern"
 	ReasonInvalidSelector = "InvalidSelector"
 	ReasonInvalidSetting  = "InvalidSetting"
+	// ReasonAmbiguousPlaceholder: in force, but a pattern lets one
+	// namespace or ServiceAccount use what another's name would match.
+	ReasonAmbiguousPlaceholder = "AmbiguousPlaceholder"
 )
 
 // Name is the policy's name.
@@ -79,10 +85,24 @@ func (p *Policy) Name() string { return p.name }
 // reason and message say why (the policy then refuses every identity in
 // the namespaces it may select).
 func (p *Policy) Ready() (ready bool, reason, message string) {
+	if p.err == nil && len(p.ambiguous) > 0 {
+		return true, ReasonAmbiguousPlaceholder, "the policy is in force, but " + strings.Join(p.ambiguous, "; ")
+	}
 	if p.err == nil {
 		return true, ReasonCompiled, "the policy is in force"
 	}
 	return false, p.errReason, p.err.Error() + "; until it is fixed, the policy refuses every cloud identity in the namespaces it selects (every namespace, when the selector is what is wrong)"
+}
+
+// Warnings say what in the policy is in force but likely not what its
+// author meant: patterns whose placeholders two subjects could fill with
+// the same identity.
+func (p *Policy) Warnings() []string {
+	out := make([]string, len(p.ambiguous))
+	for i, a := range p.ambiguous {
+		out[i] = fmt.Sprintf("identitypolicy %q: %s", p.name, a)
+	}
+	return out
 }
 
 // Compile compiles an IdentityPolicy. It never fails: a policy that cannot
@@ -144,6 +164,9 @@ func Compile(ip *v1alpha1.IdentityPolicy) *Policy {
 				continue
 			}
 			fr.patterns = append(fr.patterns, pat)
+			if why := ambiguity(string(raw)); why != "" {
+				p.ambiguous = append(p.ambiguous, fmt.Sprintf("%s[%d] %s: %s", path, i, quote.Value(string(raw)), why))
+			}
 		}
 		return fr
 	}
@@ -221,6 +244,14 @@ func NewCompiledSet(ps []*Policy) *Set {
 	ps = slices.Clone(ps)
 	slices.SortFunc(ps, func(a, b *Policy) int { return strings.Compare(a.name, b.name) })
 	return &Set{policies: ps}
+}
+
+// All returns the policies, ordered by name.
+func (s *Set) All() []*Policy {
+	if s == nil {
+		return nil
+	}
+	return slices.Clone(s.policies)
 }
 
 // Len returns the number of policies.

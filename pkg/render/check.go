@@ -40,6 +40,13 @@ func Check(engine *mutate.Engine, opts Options, stdout, stderr io.Writer) error 
 			_, _ = fmt.Fprintf(stderr, "Warning: %s: %s\n", source, w)
 		}
 	}
+	if in.policies != nil {
+		for _, p := range in.policies.Policies().All() {
+			for _, w := range p.Warnings() {
+				_, _ = fmt.Fprintf(stderr, "Warning: %s\n", w)
+			}
+		}
+	}
 	sas, err := manifest.ServiceAccountsOf(in.docs, opts.Namespace)
 	if err != nil {
 		return err

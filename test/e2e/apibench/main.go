@@ -191,6 +191,7 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 	deleteAll := func(ctx context.Context) {
 		_ = ar.MutatingWebhookConfigurations().Delete(ctx, mut.Name, metav1.DeleteOptions{})
 		_ = ar.ValidatingWebhookConfigurations().Delete(ctx, val.Name, metav1.DeleteOptions{})
+		_ = ar.ValidatingWebhookConfigurations().Delete(ctx, hooks.Enforce.Name, metav1.DeleteOptions{})
 		_ = cluster.DeleteAdmissionPolicies(ctx, policies)
 		_ = cluster.DeleteAdmissionPolicies(ctx, floor)
 	}
@@ -205,9 +206,22 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 	}
 	setups := []setup{
 		{"no injection", func(ctx context.Context) error { deleteAll(ctx); return waitInjected(ctx, fast, ns, false) }},
-		{"webhook, one call (shipped)", func(ctx context.Context) error {
+		{"webhook, one call (before enforcement)", func(ctx context.Context) error {
 			deleteAll(ctx)
 			if _, err := ar.MutatingWebhookConfigurations().Create(ctx, mut.DeepCopy(), metav1.CreateOptions{}); err != nil {
+				return err
+			}
+			return waitInjected(ctx, fast, ns, true)
+		}},
+		// The shipped webhooks for pods: the mutating call and the
+		// enforcement call after it (this namespace has no policy, so
+		// the second call is answered at once: its floor).
+		{"webhook and enforcement (shipped)", func(ctx context.Context) error {
+			deleteAll(ctx)
+			if _, err := ar.MutatingWebhookConfigurations().Create(ctx, mut.DeepCopy(), metav1.CreateOptions{}); err != nil {
+				return err
+			}
+			if _, err := ar.ValidatingWebhookConfigurations().Create(ctx, hooks.Enforce.DeepCopy(), metav1.CreateOptions{}); err != nil {
 				return err
 			}
 			return waitInjected(ctx, fast, ns, true)

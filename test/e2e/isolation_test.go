@@ -1,0 +1,159 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// TestIsolationHoldsAgainstWhoeverCanCreateAPod acts as a tenant with
+// namespaced rights under a policy that lets the namespace use only its
+// own AWS roles, no Azure client ID and its own Google pool: each way
+// around the injector is refused by the enforcement webhook, with a
+// message naming the pod, the container, the variable or audience and
+// the policy, while a compliant pod is still injected.
+func TestIsolationHoldsAgainstWhoeverCanCreateAPod(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, map[string]string{policyLabel: "true"})
+	own := "arn:aws:iam::111122223333:role/tenants/" + ns + "/app"
+	// Annotated before the policy existed (or while its webhook failed open).
+	legacy := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "legacy", Annotations: map[string]string{"eks.amazonaws.com/role-arn": adminRole}},
+		AutomountServiceAccountToken: ptrBool(false)}
+	if _, err := cluster.Client.CoreV1().ServiceAccounts(ns).Create(ctx, legacy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	name := "e2e-isolation-" + randomHex(3)
+	if err := createPolicy(t, identityPolicy(name, map[string]any{
+		"namespaceSelector": map[string]any{"matchLabels": map[string]any{policyLabel: "true"}},
+		"aws":               map[string]any{"roleARNs": []any{"arn:aws:iam::111122223333:role/tenants/{namespace}/*"}},
+		"azure":             map[string]any{"clientIDs": []any{}},
+		"gcp":               map[string]any{"workloadIdentityProviders": []any{wifProvider}},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	serviceAccount(t, ns, "app", map[string]string{"eks.amazonaws.com/role-arn": own})
+	serviceAccount(t, ns, "plain", nil)
+	serviceAccount(t, ns, "google", gcpAnnotations())
+	pod := func(name, sa string, opts ...podOpt) *corev1.Pod {
+		p := podSpec(name, sa, opts...)
+		p.Spec.AutomountServiceAccountToken = ptrBool(false)
+		return p
+	}
+	ownToken := func(audience string, env ...corev1.EnvVar) podOpt {
+		return func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "mine", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: audience, Path: "token"}}}}}})
+			p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, env...)
+		}
+	}
+	until(t, "the policy is enforced", func() bool {
+		_, err := createPod(t, ns, pod("probe", "legacy"), true)
+		return err != nil
+	})
+	wantPolicy := fmt.Sprintf("identitypolicy %q", name)
+
+	t.Run("the compliant pod is injected", func(t *testing.T) {
+		got, err := createPod(t, ns, pod("web", "app"), true)
+		if err != nil || envOf(got.Spec.Containers[0])["AWS_ROLE_ARN"] != own {
+			t.Fatalf("compliant pod: %v", err)
+		}
+	})
+	t.Run("a pod that projects its own AWS token and names a refused role is refused", func(t *testing.T) {
+		_, err := createPod(t, ns, pod("own-aws", "plain", ownToken("sts.amazonaws.com",
+			corev1.EnvVar{Name: "AWS_ROLE_ARN", Value: adminRole}, corev1.EnvVar{Name: "AWS_WEB_IDENTITY_TOKEN_FILE", Value: "/t/token"})), true)
+		requireDenied(t, err, fmt.Sprintf(`pod "%s/own-aws"`, ns), `volume "mine" has a serviceaccount token for audience "sts.amazonaws.com"`,
+			`container "app" env AWS_ROLE_ARN "`+adminRole+`" is not allowed by `+wantPolicy, "spec.selfProjectedTokens: Deny")
+	})
+	t.Run("a pod that projects its own Azure token is refused", func(t *testing.T) {
+		_, err := createPod(t, ns, pod("own-azure", "plain", ownToken("api://AzureADTokenExchange",
+			corev1.EnvVar{Name: "AZURE_CLIENT_ID", Value: clientID})), true)
+		requireDenied(t, err, `audience "api://AzureADTokenExchange"`, `container "app" env AZURE_CLIENT_ID`, wantPolicy)
+	})
+	t.Run("the Azure label on a serviceaccount with no client ID is refused where client IDs are governed", func(t *testing.T) {
+		_, err := createPod(t, ns, pod("azure-label", "plain", withLabels(map[string]string{"azure.workload.identity/use": "true"})), true)
+		requireDenied(t, err, "no annotation azure.workload.identity/client-id (the workload would choose the client ID) is not allowed by "+wantPolicy)
+	})
+	t.Run("the opt-out label does not exempt a pod from enforcement", func(t *testing.T) {
+		_, err := createPod(t, ns, pod("opted-out", "legacy", withLabels(map[string]string{"pod-identity.io/inject": "false"})), true)
+		requireDenied(t, err, fmt.Sprintf(`annotation eks.amazonaws.com/role-arn "%s" is not allowed by %s`, adminRole, wantPolicy))
+	})
+	t.Run("the EKS Pod Identity label does not exempt a pod either", func(t *testing.T) {
+		_, err := createPod(t, ns, pod("pod-identity", "legacy", withLabels(map[string]string{"eks.amazonaws.com/pod-identity": "enabled"})), true)
+		requireDenied(t, err, fmt.Sprintf(`annotation eks.amazonaws.com/role-arn "%s" is not allowed by %s`, adminRole, wantPolicy))
+	})
+	t.Run("an audience naming another pool is refused", func(t *testing.T) {
+		other := strings.Replace("https://iam.googleapis.com/"+wifProvider, wifPool, "victim", 1)
+		_, err := createPod(t, ns, pod("other-pool", "plain", ownToken(other)), true)
+		requireDenied(t, err, `audience "`+other+`"`, wantPolicy)
+	})
+	t.Run("kubectl annotate --overwrite of the Google credential configuration is refused", func(t *testing.T) {
+		stored := storedPod(t, ns, pod("google", "google"))
+		key := "cloud.google.com/external-credentials-json"
+		if stored.Annotations[key] == "" {
+			t.Fatalf("the pod has no %s annotation to edit", key)
+		}
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, key, `{"type":"external_account","audience":"//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/victim/providers/p"}`)
+		_, err := cluster.Client.CoreV1().Pods(ns).Patch(ctx, stored.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		requireDenied(t, err, fmt.Sprintf(`pod "%s/google": annotation %s is the cloud credential configuration the pod reads through the downward API`, ns, key), "cannot change once the pod exists")
+		// Another annotation still changes.
+		if err := annotatePod(ns, stored.Name, "team", "search"); err != nil {
+			t.Errorf("an unrelated annotation was refused: %v", err)
+		}
+	})
+}
+
+func annotatePod(ns, name, key, value string) error {
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, key, value)
+	_, err := cluster.Client.CoreV1().Pods(ns).Patch(context.Background(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	return err
+}
+
+// TestALongRoleARNIsRefusedAndTheInjectorStaysUp: a ServiceAccount
+// written while the webhooks did not look (its namespace excluded) holds
+// a well-formed role ARN of 250 KB; a pod at the container cap that runs
+// as it would have made a patch of over 100 MB. It is refused with a
+// message naming the annotation and IAM's limit, and the injector's peak
+// resident memory stays under its 256 MiB limit.
+func TestALongRoleARNIsRefusedAndTheInjectorStaysUp(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, map[string]string{"pod-identity.io/inject": "disabled"})
+	long := "arn:aws:iam::111122223333:role/tenants/" + ns + "/" + strings.Repeat("a/", 125000) + "app"
+	serviceAccount(t, ns, "big", map[string]string{"eks.amazonaws.com/role-arn": long})
+	nsObj, err := cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(nsObj.Labels, "pod-identity.io/inject")
+	if _, err := cluster.Client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "wide"}, Spec: corev1.PodSpec{ServiceAccountName: "big", AutomountServiceAccountToken: ptrBool(false)}}
+	for i := range 500 {
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", i), Image: "registry.example.com/app:1"})
+	}
+	var lastErr error
+	until(t, "the pod is refused", func() bool {
+		_, lastErr = createPod(t, ns, p, true)
+		return lastErr != nil
+	})
+	// The cache keeps no more of the value than shows it is over the
+	// engine's bound, which says why.
+	requireDenied(t, lastErr, fmt.Sprintf(`serviceaccount "%s/big": annotation eks.amazonaws.com/role-arn has invalid value "arn:aws:iam::111122223333:role/tenants/`, ns),
+		"at most 4096 bytes, and this one has more", "2048 characters")
+	if len(lastErr.Error()) > 4096 {
+		t.Errorf("the denial is %d bytes long: it must quote a prefix of the value, not the value", len(lastErr.Error()))
+	}
+	rss, peak, err := cluster.InjectorMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("injector after the refusal: RSS %.1f MiB, peak %.1f MiB", float64(rss)/1024, float64(peak)/1024)
+	if peak/1024 >= 256 {
+		t.Errorf("peak resident memory %.1f MiB is over the 256 MiB limit", float64(peak)/1024)
+	}
+}
