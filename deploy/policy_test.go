@@ -23,10 +23,41 @@ import (
 func TestPolicyModeBase(t *testing.T) {
 	objs := decodeBase(t, "policy")
 	maps := find[*admissionregv1.MutatingAdmissionPolicy](objs)
-	vaps := find[*admissionregv1.ValidatingAdmissionPolicy](objs)
-	if len(maps) != 1 || len(vaps) != 2 {
-		t.Fatalf("want one MutatingAdmissionPolicy and two ValidatingAdmissionPolicies, got %d and %d", len(maps), len(vaps))
+	var vaps []*admissionregv1.ValidatingAdmissionPolicy
+	var writers *admissionregv1.ValidatingAdmissionPolicy
+	for _, v := range find[*admissionregv1.ValidatingAdmissionPolicy](objs) {
+		if v.Name == "pod-identity-parameters-writers" {
+			writers = v
+			continue
+		}
+		vaps = append(vaps, v)
 	}
+	if len(maps) != 1 || len(vaps) != 2 || writers == nil {
+		t.Fatalf("want one MutatingAdmissionPolicy, two ValidatingAdmissionPolicies on pods and the writers' policy, got %d, %d and %v", len(maps), len(vaps), writers != nil)
+	}
+
+	t.Run("only sync's serviceaccount may write IdentityParameters", func(t *testing.T) {
+		var sa *corev1.ServiceAccount
+		for _, s := range find[*corev1.ServiceAccount](objs) {
+			sa = s
+		}
+		want := "system:serviceaccount:" + sa.Namespace + ":" + sa.Name
+		if writers.Spec.FailurePolicy == nil || *writers.Spec.FailurePolicy != admissionregv1.Fail || len(writers.Spec.Validations) != 1 ||
+			!strings.Contains(writers.Spec.Validations[0].Expression, "'"+want+"'") {
+			t.Errorf("the writers' policy must fail closed and name %s: %+v", want, writers.Spec)
+		}
+		r := writers.Spec.MatchConstraints.ResourceRules
+		if len(r) != 1 || !slices.Equal(r[0].Resources, []string{"identityparameters"}) || len(r[0].Operations) != 3 {
+			t.Errorf("the writers' policy matches %+v, want identityparameters CREATE, UPDATE and DELETE", r)
+		}
+		var bound bool
+		for _, b := range find[*admissionregv1.ValidatingAdmissionPolicyBinding](objs) {
+			bound = bound || (b.Spec.PolicyName == writers.Name && slices.Equal(b.Spec.ValidationActions, []admissionregv1.ValidationAction{admissionregv1.Deny}) && b.Spec.MatchResources == nil)
+		}
+		if !bound {
+			t.Error("the writers' policy has no Deny binding over every namespace")
+		}
+	})
 
 	t.Run("no webhook, no Service and no certificate", func(t *testing.T) {
 		if n := len(find[*admissionregv1.MutatingWebhookConfiguration](objs)) + len(find[*admissionregv1.ValidatingWebhookConfiguration](objs)) + len(find[*corev1.Service](objs)); n != 0 {
@@ -101,7 +132,12 @@ func TestPolicyModeBase(t *testing.T) {
 			}
 		}
 		mbs := find[*admissionregv1.MutatingAdmissionPolicyBinding](objs)
-		vbs := find[*admissionregv1.ValidatingAdmissionPolicyBinding](objs)
+		var vbs []*admissionregv1.ValidatingAdmissionPolicyBinding
+		for _, b := range find[*admissionregv1.ValidatingAdmissionPolicyBinding](objs) {
+			if b.Spec.PolicyName != writers.Name {
+				vbs = append(vbs, b)
+			}
+		}
 		if len(mbs) != 1 || len(vbs) != 2 {
 			t.Fatalf("want 1 and 2 bindings, got %d and %d", len(mbs), len(vbs))
 		}

@@ -48,3 +48,10 @@ func TestCheckReportsAmbiguousPlaceholders(t *testing.T) {
 		t.Errorf("stderr %q lacks %q", stderr, want)
 	}
 }
+
+func TestServeRefusesClientNamesWithoutAClientCA(t *testing.T) {
+	_, _, err := runInjector([]string{"serve", "--tls-cert-file=x", "--tls-key-file=y", "--client-names=kube-apiserver"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "--client-names needs --client-ca-file") {
+		t.Fatalf("serve = %v", err)
+	}
+}

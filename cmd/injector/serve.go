@@ -45,6 +45,9 @@ func (c *serveConfig) validate() error {
 	if c.lookupGrace <= 0 {
 		return fmt.Errorf("--serviceaccount-lookup-grace %s: expected a positive duration", c.lookupGrace)
 	}
+	if len(c.server.ClientNames) > 0 && c.clientCAFile == "" {
+		return errors.New("--client-names needs --client-ca-file: names are read from verified client certificates")
+	}
 	if err := c.clusterFlags.validate(); err != nil {
 		return err
 	}
@@ -67,6 +70,7 @@ func newServeCommand(args []string) *cobra.Command {
 	fs.StringVar(&cfg.certFile, "tls-cert-file", "", "serving certificate (PEM), reloaded when it changes")
 	fs.StringVar(&cfg.keyFile, "tls-key-file", "", "serving key (PEM), reloaded when it changes")
 	fs.StringVar(&cfg.clientCAFile, "client-ca-file", "", "PEM bundle of CAs: when set, only clients with a certificate they signed (the API server, configured as the README shows) may send reviews; reloaded when it changes")
+	fs.StringSliceVar(&cfg.server.ClientNames, "client-names", nil, "with --client-ca-file: the only common names or DNS names a client certificate may carry (the API server's webhook client certificate), so that other certificates the same CA signed are refused")
 	fs.DurationVar(&cfg.certPoll, "tls-reload-interval", time.Minute, "how often the certificate files are re-read besides on change events")
 	fs.StringVar(&cfg.server.TLSMinVersion, "tls-min-version", "1.2", "minimum TLS version: 1.2 or 1.3")
 	fs.StringSliceVar(&cfg.server.TLSCipherSuites, "tls-cipher-suites", nil, "comma-separated TLS 1.2 cipher suite names (default: Go's secure defaults)")

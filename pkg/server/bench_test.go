@@ -10,6 +10,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 
 	"github.com/pod-identity/injector/internal/staticsa"
 	"github.com/pod-identity/injector/internal/testenv"
@@ -82,4 +84,75 @@ func readBenchBody(b *testing.B) []byte {
 		b.Fatal(err)
 	}
 	return body
+}
+
+// BenchmarkEnforceHandler serves the shared pod, as the mutating webhook
+// left it, to the enforcement webhook: with no identity policy (the
+// namespace is not governed: answered at once) and with 100 loaded (20
+// govern the pod's namespace: every check runs).
+func BenchmarkEnforceHandler(b *testing.B) {
+	benchBody := readBenchBody(b)
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	engine, err := testenv.Engine(context.Background(), log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sas := staticsa.Set{}.Add(testenv.PodServiceAccount())
+	for _, n := range []int{0, 100} {
+		b.Run(fmt.Sprintf("%d policies", n), func(b *testing.B) {
+			h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, Log: log, Policies: testenv.Policies(n)}, prometheus.NewRegistry(), 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			stored := storedReview(b, h, benchBody)
+			b.ReportAllocs()
+			for b.Loop() {
+				w := serveReviewAt(h, server.EnforcePath, stored)
+				if w.Code != 200 || !bytes.Contains(w.Body.Bytes(), []byte(`"allowed":true`)) {
+					b.Fatal(w.Body.String())
+				}
+			}
+		})
+	}
+}
+
+// storedReview returns body's review with its pod as the mutating
+// webhook's patch leaves it.
+func storedReview(b *testing.B, h http.Handler, body []byte) []byte {
+	b.Helper()
+	var rev map[string]any
+	if err := json.Unmarshal(body, &rev); err != nil {
+		b.Fatal(err)
+	}
+	var out struct {
+		Response struct {
+			Patch []byte `json:"patch"`
+		} `json:"response"`
+	}
+	if err := json.Unmarshal(serveReview(h, body).Body.Bytes(), &out); err != nil {
+		b.Fatal(err)
+	}
+	req := rev["request"].(map[string]any)
+	obj, _ := json.Marshal(req["object"])
+	p, err := jsonpatch.DecodePatch(out.Response.Patch)
+	if err != nil {
+		b.Fatal(err)
+	}
+	patched, err := p.Apply(obj)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req["object"] = json.RawMessage(patched)
+	stored, _ := json.Marshal(rev)
+	return stored
+}
+
+// serveReviewAt sends body to h at path.
+func serveReviewAt(h http.Handler, path string, body []byte) *httptest.ResponseRecorder {
+	req := httptest.NewRequest("POST", path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
 }

@@ -358,10 +358,16 @@ func TestAClientCertificateCanBeRequired(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := serveTLS(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }), tc)
-	get := func(ca *testpki.CA) error {
+	pinned := server.Config{ClientCAs: clientCAs.Pool, ClientNames: []string{"kube-apiserver"}}
+	ptc, err := pinned.TLSConfig(certs.GetCertificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinnedURL := serveTLS(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }), ptc)
+	getAs := func(url, cn string, ca *testpki.CA) error {
 		tlsc := &tls.Config{RootCAs: serving.Pool(), MinVersion: tls.VersionTLS12}
 		if ca != nil {
-			c, k, err := ca.IssueClient("kube-apiserver")
+			c, k, err := ca.IssueClient(cn)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -382,6 +388,15 @@ func TestAClientCertificateCanBeRequired(t *testing.T) {
 		}
 		return nil
 	}
+	get := func(ca *testpki.CA) error { return getAs(url, "kube-apiserver", ca) }
+	t.Run("with --client-names, another certificate of the same CA is refused", func(t *testing.T) {
+		if err := getAs(pinnedURL, "kube-apiserver", apiCA); err != nil {
+			t.Fatalf("the named client: %v", err)
+		}
+		if err := getAs(pinnedURL, "system:node:worker-1", apiCA); err == nil {
+			t.Fatal("served a client the CA signed under another name")
+		}
+	})
 	t.Run("the API server's certificate is accepted", func(t *testing.T) {
 		if err := get(apiCA); err != nil {
 			t.Fatal(err)

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
+
+	"github.com/pod-identity/injector/internal/quote"
 )
 
 // Config configures the listeners.
@@ -32,6 +34,12 @@ type Config struct {
 	// ClientCAs, when set, makes a client certificate signed by one of the
 	// CAs it returns (at the time of the handshake) required.
 	ClientCAs func() *x509.CertPool
+	// ClientNames, when set with ClientCAs (without, they are ignored:
+	// the command refuses them), are the only names a client
+	// certificate may carry (its common name or a DNS name): a CA that
+	// signs other clients' certificates too (a cluster's own CA does)
+	// does not let them in.
+	ClientNames []string
 	// ShutdownDelay is how long the server keeps serving while unready after
 	// SIGTERM, so that endpoints drop it before it stops accepting.
 	ShutdownDelay time.Duration
@@ -83,6 +91,12 @@ func (c *Config) TLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate,
 	}
 	if c.ClientCAs != nil {
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
+		if len(c.ClientNames) > 0 {
+			names := slices.Clone(c.ClientNames)
+			tc.VerifyConnection = func(cs tls.ConnectionState) error {
+				return allowedClient(cs, names)
+			}
+		}
 		base := tc
 		// The bundle may change while the server runs: each handshake
 		// checks against the current one.
@@ -93,6 +107,24 @@ func (c *Config) TLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate,
 		}}, nil
 	}
 	return tc, nil
+}
+
+// allowedClient checks that the verified client certificate names one of
+// names.
+func allowedClient(cs tls.ConnectionState, names []string) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("no client certificate")
+	}
+	leaf := cs.PeerCertificates[0]
+	if slices.Contains(names, leaf.Subject.CommonName) {
+		return nil
+	}
+	for _, n := range leaf.DNSNames {
+		if slices.Contains(names, n) {
+			return nil
+		}
+	}
+	return fmt.Errorf("client certificate %s is not one of --client-names", quote.Value(leaf.Subject.CommonName))
 }
 
 // Validate checks the configuration.

@@ -15,7 +15,8 @@ import (
 )
 
 // TestOnlyTheAPIServerMayAskForReviews: the injector runs with
-// --client-ca-file, so a client without the API server's certificate
+// --client-ca-file and --client-names, so a client without the API
+// server's certificate (even one the same CA signed under another name)
 // cannot ask it about any namespace's identities, while every other test
 // in the suite shows that the API server, presenting the certificate its
 // AdmissionConfiguration names, is served.
@@ -43,6 +44,19 @@ func TestOnlyTheAPIServerMayAskForReviews(t *testing.T) {
 	}
 	if code, err := post([]tls.Certificate{pair}); err != nil || code != http.StatusOK {
 		t.Fatalf("with the API server's certificate: HTTP %d, %v", code, err)
+	}
+	// A certificate the same CA signed for another client (a node, a
+	// user): refused by --client-names.
+	c, k, err := cluster.WebhookClient.CA.IssueClient("system:node:worker-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := tls.X509KeyPair(c, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := post([]tls.Certificate{other}); err == nil {
+		t.Fatalf("a certificate of the same CA under another name got HTTP %d", code)
 	}
 }
 

@@ -65,6 +65,8 @@ type Cluster struct {
 // WebhookClientCert is the API server's client certificate for webhooks.
 type WebhookClientCert struct {
 	CAFile, CertFile, KeyFile string
+	// CA signed it, and can sign other clients' certificates.
+	CA *testpki.CA
 }
 
 // InjectorEndpoints are where the injector under test listens.
@@ -376,7 +378,7 @@ func (c *Cluster) writeAdmissionConfig(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	c.WebhookClient = WebhookClientCert{
+	c.WebhookClient = WebhookClientCert{CA: ca,
 		CAFile: filepath.Join(dir, "webhook-client-ca.crt"), CertFile: filepath.Join(dir, "webhook-client.crt"), KeyFile: filepath.Join(dir, "webhook-client.key"),
 	}
 	kubeconfig := filepath.Join(dir, "webhook-admission-kubeconfig.yaml")
@@ -468,14 +470,15 @@ func (s *Sync) Stop() { s.p.stop(10 * time.Second) }
 func (s *Sync) Log() string { return s.p.Tail() }
 
 // StartSync builds and starts `injector sync` out of cluster (policy
-// mode), with leader election in the default namespace, and returns it
+// mode), as its shipped ServiceAccount with its shipped RBAC (leader
+// election in its own namespace), and returns it
 // once it is ready. The cluster stops it at the end.
 func (c *Cluster) StartSync(ctx context.Context, extraArgs ...string) (*Sync, error) {
 	bin, err := c.binary()
 	if err != nil {
 		return nil, err
 	}
-	kubeconfig, err := c.kubeconfigFor("sync-kubeconfig", c.APIURL)
+	kubeconfig, err := c.syncKubeconfig(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -486,7 +489,7 @@ func (c *Cluster) StartSync(ctx context.Context, extraArgs ...string) (*Sync, er
 	addr := fmt.Sprintf("127.0.0.1:%d", mp)
 	name := "sync-" + randomHex(4)
 	args := append([]string{bin, "sync", "--kubeconfig=" + kubeconfig, "--metrics-address=" + addr,
-		"--log-format=text", "--leader-election-namespace=default", "--leader-election-identity=" + name}, extraArgs...)
+		"--log-format=text", "--leader-election-namespace=" + SyncNamespace, "--leader-election-identity=" + name}, extraArgs...)
 	p, err := c.start(name, args, nil)
 	if err != nil {
 		return nil, err

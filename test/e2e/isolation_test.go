@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 )
 
 // TestIsolationHoldsAgainstWhoeverCanCreateAPod acts as a tenant with
@@ -155,5 +158,54 @@ func TestALongRoleARNIsRefusedAndTheInjectorStaysUp(t *testing.T) {
 	t.Logf("injector after the refusal: RSS %.1f MiB, peak %.1f MiB", float64(rss)/1024, float64(peak)/1024)
 	if peak/1024 >= 256 {
 		t.Errorf("peak resident memory %.1f MiB is over the 256 MiB limit", float64(peak)/1024)
+	}
+}
+
+// TestOnlySyncWritesIdentityParameters: in policy mode the API server
+// injects whatever a namespace's IdentityParameters say, so the shipped
+// writers' policy refuses a forged write by anyone else (here a
+// cluster administrator, whom RBAC would let do anything), while sync,
+// running as its shipped ServiceAccount, keeps writing.
+func TestOnlySyncWritesIdentityParameters(t *testing.T) {
+	startPolicyMode(t)
+	ctx := context.Background()
+	ns := policyNamespace(t)
+	serviceAccount(t, ns, "app", awsAnnotations())
+	if _, err := cluster.WaitForParameters(ctx, ns, "app", 30*time.Second); err != nil {
+		t.Fatalf("sync, as its own serviceaccount, did not write the parameters: %v\n%s", err, syncLog())
+	}
+	dyn, err := dynamic.NewForConfig(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := dyn.Resource(IdentityParametersGVR).Namespace(ns)
+	// The entry sync wrote, with another role: a well-formed forgery.
+	cur, err := params.Get(ctx, "pod-identity", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := cur.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), roleARN) {
+		t.Fatalf("the parameters do not hold the role %s: %s", roleARN, raw)
+	}
+	forged := &unstructured.Unstructured{}
+	if err := forged.UnmarshalJSON([]byte(strings.ReplaceAll(string(raw), roleARN, adminRole))); err != nil {
+		t.Fatal(err)
+	}
+	_, err = params.Update(ctx, forged, metav1.UpdateOptions{})
+	requireDenied(t, err, fmt.Sprintf("identityparameters %s/pod-identity: only injector sync (serviceaccount pod-identity-system/pod-identity-sync) writes IdentityParameters, not e2e-admin", ns))
+	err = params.Delete(ctx, "pod-identity", metav1.DeleteOptions{})
+	requireDenied(t, err, "only injector sync")
+	other := namespace(t, nil)
+	_, err = dyn.Resource(IdentityParametersGVR).Namespace(other).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "pod-identity.io/v1alpha1", "kind": "IdentityParameters", "metadata": map[string]any{"name": "pod-identity"}, "spec": map[string]any{}}}, metav1.CreateOptions{})
+	requireDenied(t, err, "only injector sync")
+	// Sync still writes: a second identity reaches the parameters.
+	serviceAccount(t, ns, "second", awsAnnotations())
+	if _, err := cluster.WaitForParameters(ctx, ns, "second", 30*time.Second); err != nil {
+		t.Fatalf("sync's later write: %v\n%s", err, syncLog())
 	}
 }

@@ -92,6 +92,8 @@ func injectorArgs() []string {
 		// Only the API server, with its AdmissionConfiguration's client
 		// certificate, may send reviews.
 		"--client-ca-file=" + cluster.WebhookClient.CAFile,
+		// And only under its own name: the CA's other certificates are refused.
+		"--client-names=kube-apiserver",
 		"--aws-default-region=us-west-2",
 		"--azure-authority-host=" + fakes.Entra.Server.URL + "/",
 		"--gcp-token-url=" + fakes.Google.URL + "/v1/token",

@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -14,6 +19,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
 )
 
 // RenderKustomization builds a kustomize base of the repository (a path
@@ -35,6 +41,10 @@ func RenderKustomization(repoRoot, dir string) ([]*unstructured.Unstructured, er
 	return out, nil
 }
 
+// ParameterWriters names the policy (and binding) that lets only sync
+// write IdentityParameters.
+const ParameterWriters = "pod-identity-parameters-writers"
+
 // AdmissionPolicies returns the admission policies and bindings of
 // deploy/policy. When selector is set, the bindings match only the
 // namespaces it selects (label=value) instead of the shipped selector, so
@@ -49,7 +59,7 @@ func AdmissionPolicies(repoRoot string, selector map[string]string) ([]*unstruct
 		if o.GroupVersionKind().Group != "admissionregistration.k8s.io" {
 			continue
 		}
-		if selector != nil && (o.GetKind() == "MutatingAdmissionPolicyBinding" || o.GetKind() == "ValidatingAdmissionPolicyBinding") {
+		if selector != nil && (o.GetKind() == "MutatingAdmissionPolicyBinding" || o.GetKind() == "ValidatingAdmissionPolicyBinding") && o.GetName() != ParameterWriters {
 			sel := map[string]any{}
 			for k, v := range selector {
 				sel[k] = v
@@ -60,8 +70,8 @@ func AdmissionPolicies(repoRoot string, selector map[string]string) ([]*unstruct
 		}
 		out = append(out, o)
 	}
-	if len(out) != 6 {
-		return nil, fmt.Errorf("deploy/policy holds %d admission policies and bindings, want 6", len(out))
+	if len(out) != 8 {
+		return nil, fmt.Errorf("deploy/policy holds %d admission policies and bindings, want 8", len(out))
 	}
 	return out, nil
 }
@@ -134,3 +144,91 @@ func (c *Cluster) WaitForParameters(ctx context.Context, ns, sa string, timeout 
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// syncKubeconfig installs what deploy/policy gives `injector sync` (its
+// namespace, ServiceAccount and RBAC, as shipped) and writes a kubeconfig
+// holding a token of that ServiceAccount: sync runs with its shipped
+// rights, as the one user the parameters' writers policy admits.
+func (c *Cluster) syncKubeconfig(ctx context.Context) (string, error) {
+	cs := c.Client
+	for _, file := range []string{"namespace.yaml", "rbac.yaml"} {
+		data, err := os.ReadFile(filepath.Join(c.repoRoot, "deploy", "policy", file))
+		if err != nil {
+			return "", err
+		}
+		for _, doc := range strings.Split(string(data), "\n---\n") {
+			var meta struct{ Kind string }
+			if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+				return "", err
+			}
+			var err error
+			switch meta.Kind {
+			case "Namespace":
+				var o corev1.Namespace
+				if err = yaml.UnmarshalStrict([]byte(doc), &o); err == nil {
+					_, err = cs.CoreV1().Namespaces().Create(ctx, &o, metav1.CreateOptions{})
+				}
+			case "ServiceAccount":
+				var o corev1.ServiceAccount
+				if err = yaml.UnmarshalStrict([]byte(doc), &o); err == nil {
+					_, err = cs.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
+				}
+			case "ClusterRole":
+				var o rbacv1.ClusterRole
+				if err = yaml.UnmarshalStrict([]byte(doc), &o); err == nil {
+					_, err = cs.RbacV1().ClusterRoles().Create(ctx, &o, metav1.CreateOptions{})
+				}
+			case "ClusterRoleBinding":
+				var o rbacv1.ClusterRoleBinding
+				if err = yaml.UnmarshalStrict([]byte(doc), &o); err == nil {
+					_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, &o, metav1.CreateOptions{})
+				}
+			case "Role":
+				var o rbacv1.Role
+				if err = yaml.UnmarshalStrict([]byte(doc), &o); err == nil {
+					_, err = cs.RbacV1().Roles(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
+				}
+			case "RoleBinding":
+				var o rbacv1.RoleBinding
+				if err = yaml.UnmarshalStrict([]byte(doc), &o); err == nil {
+					_, err = cs.RbacV1().RoleBindings(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
+				}
+			default:
+				return "", fmt.Errorf("deploy/policy/%s: unexpected %s", file, meta.Kind)
+			}
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				return "", fmt.Errorf("deploy/policy/%s: %s: %w", file, meta.Kind, err)
+			}
+		}
+	}
+	exp := int64(24 * 3600)
+	tr, err := cs.CoreV1().ServiceAccounts(SyncNamespace).CreateToken(ctx, SyncServiceAccount,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("a token for sync's serviceaccount: %w", err)
+	}
+	path := filepath.Join(c.Dir, "sync-kubeconfig")
+	data := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: %s
+    certificate-authority: %s
+users:
+- name: sync
+  user:
+    token: %s
+contexts:
+- name: e2e
+  context: {cluster: e2e, user: sync}
+current-context: e2e
+`, c.APIURL, c.CAFile, tr.Status.Token)
+	return path, os.WriteFile(path, []byte(data), 0o600)
+}
+
+// Sync's namespace and ServiceAccount, as deploy/policy ships them.
+const (
+	SyncNamespace      = "pod-identity-system"
+	SyncServiceAccount = "pod-identity-sync"
+)

@@ -45,7 +45,7 @@ func syncLog() string {
 func syncArgs() []string {
 	var out []string
 	for _, a := range injectorArgs() {
-		if !strings.HasPrefix(a, "--client-ca-file") {
+		if !strings.HasPrefix(a, "--client-ca-file") && !strings.HasPrefix(a, "--client-names") {
 			out = append(out, a)
 		}
 	}
