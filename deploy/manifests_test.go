@@ -4,6 +4,7 @@ package deploy_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"testing"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -31,6 +34,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1alpha1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
+	"github.com/pod-identity/injector/pkg/providers"
+	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/server"
 )
 
@@ -222,6 +227,17 @@ func TestManifestsDecodeStrictlyAndAgreeWithTheServer(t *testing.T) {
 		m, v, en := muts[0].Webhooks[0], vals[0].Webhooks[0], enfs[0].Webhooks[0]
 		if en.ObjectSelector != nil {
 			t.Errorf("the enforcement webhook has an objectSelector %+v: a pod's labels must not take it out", en.ObjectSelector)
+		}
+		var mayCarry string
+		for _, c := range en.MatchConditions {
+			if c.Name == "may-carry-an-identity" {
+				mayCarry = c.Expression
+			}
+		}
+		for _, v := range identityVariables(t) {
+			if !strings.Contains(mayCarry, "'"+v+"'") {
+				t.Errorf("the enforcement webhook's matchCondition may-carry-an-identity does not name %s: a pod that sets only it would skip the check", v)
+			}
 		}
 		if len(en.Rules) != 1 || !slices.Equal(en.Rules[0].Resources, []string{"pods"}) ||
 			!slices.Equal(en.Rules[0].Operations, []admissionregv1.OperationType{admissionregv1.Create, admissionregv1.Update}) {
@@ -488,4 +504,38 @@ func TestFailClosedOverlayFlipsOnlyFailurePolicies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// identityVariables lists the identity variables of the compiled
+// providers and of the shipped provider files.
+func identityVariables(t *testing.T) []string {
+	t.Helper()
+	args := []string{"--provider-config=providers/alibaba-rrsa.yaml", "--provider-config=providers/oracle-oke.yaml"}
+	set := registry.New().WithArgs(args)
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	set.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	ps, err := set.Build(ctx, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range ps {
+		if en, ok := p.(providers.Enforcer); ok {
+			for v := range en.IdentityVariables() {
+				out = append(out, v)
+			}
+		}
+	}
+	slices.Sort(out)
+	if len(out) < 6 {
+		t.Fatalf("identity variables %v: expected those of aws, azure, gcp, alibaba and oci", out)
+	}
+	return out
 }

@@ -32,8 +32,8 @@ func TestPolicyModeBase(t *testing.T) {
 		}
 		vaps = append(vaps, v)
 	}
-	if len(maps) != 1 || len(vaps) != 2 || writers == nil {
-		t.Fatalf("want one MutatingAdmissionPolicy, two ValidatingAdmissionPolicies on pods and the writers' policy, got %d, %d and %v", len(maps), len(vaps), writers != nil)
+	if len(maps) != 1 || len(vaps) != 3 || writers == nil {
+		t.Fatalf("want one MutatingAdmissionPolicy, three ValidatingAdmissionPolicies on pods and the writers' policy, got %d, %d and %v", len(maps), len(vaps), writers != nil)
 	}
 
 	t.Run("only sync's serviceaccount may write IdentityParameters", func(t *testing.T) {
@@ -127,7 +127,11 @@ func TestPolicyModeBase(t *testing.T) {
 			if ref == nil || ref.Name != syncv1.Name || ref.Namespace != "" || ref.ParameterNotFoundAction == nil || *ref.ParameterNotFoundAction != admissionregv1.AllowAction {
 				t.Errorf("%s: paramRef %+v, want name %s in the pod's namespace, Allow when absent", name, ref, syncv1.Name)
 			}
-			if mr == nil || !reflect.DeepEqual(mr.NamespaceSelector, hook.NamespaceSelector) || !reflect.DeepEqual(mr.ObjectSelector, hook.ObjectSelector) {
+			wantObjects := hook.ObjectSelector
+			if name == "pod-identity-enforce" {
+				wantObjects = nil // as the enforcement webhook: a pod's labels cannot take it out
+			}
+			if mr == nil || !reflect.DeepEqual(mr.NamespaceSelector, hook.NamespaceSelector) || !reflect.DeepEqual(mr.ObjectSelector, wantObjects) {
 				t.Errorf("%s: selectors differ from the webhook's", name)
 			}
 		}
@@ -138,8 +142,8 @@ func TestPolicyModeBase(t *testing.T) {
 				vbs = append(vbs, b)
 			}
 		}
-		if len(mbs) != 1 || len(vbs) != 2 {
-			t.Fatalf("want 1 and 2 bindings, got %d and %d", len(mbs), len(vbs))
+		if len(mbs) != 1 || len(vbs) != 3 {
+			t.Fatalf("want 1 and 3 bindings, got %d and %d", len(mbs), len(vbs))
 		}
 		check(mbs[0].Name, mbs[0].Spec.ParamRef, mbs[0].Spec.MatchResources)
 		actions := map[string][]admissionregv1.ValidationAction{}
@@ -148,7 +152,8 @@ func TestPolicyModeBase(t *testing.T) {
 			actions[b.Spec.PolicyName] = b.Spec.ValidationActions
 		}
 		if !slices.Equal(actions["pod-identity-deny"], []admissionregv1.ValidationAction{admissionregv1.Deny}) ||
-			!slices.Equal(actions["pod-identity-warn"], []admissionregv1.ValidationAction{admissionregv1.Warn}) {
+			!slices.Equal(actions["pod-identity-warn"], []admissionregv1.ValidationAction{admissionregv1.Warn}) ||
+			!slices.Equal(actions["pod-identity-enforce"], []admissionregv1.ValidationAction{admissionregv1.Deny}) {
 			t.Errorf("validation actions %v", actions)
 		}
 	})

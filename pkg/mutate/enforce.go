@@ -132,7 +132,7 @@ func variables(spec *corev1.PodSpec, en providers.Enforcer, provider string, our
 					continue
 				}
 				id := providers.Identity{Field: field, Source: fmt.Sprintf("container %s env %s", strconv.Quote(c.Name), ev.Name), Value: ev.Value,
-					CaseInsensitive: field == "clientIDs" || field == "tenantIDs"}
+					CaseInsensitive: CaseInsensitiveField(field)}
 				if ev.ValueFrom != nil {
 					id.Source += " (set from a reference the policies cannot read)"
 					id.Value = ""
@@ -143,6 +143,10 @@ func variables(spec *corev1.PodSpec, en providers.Enforcer, provider string, our
 	}
 	return out
 }
+
+// CaseInsensitiveField says whether the cloud compares the values of an
+// identity field without regard to case (Entra's GUIDs).
+func CaseInsensitiveField(field string) bool { return field == "clientIDs" || field == "tenantIDs" }
 
 // injects reports whether the provider's injection sets ev exactly.
 func injects(ours []*providers.Injection, provider string, ev corev1.EnvVar) bool {
@@ -203,14 +207,14 @@ func injectedVolume(ours []*providers.Injection, v corev1.Volume) bool {
 // without regard to case, to a trailing slash, or to an https:// or //
 // in front (Google accepts its provider's name with or without https:).
 func (e *Engine) audienceOf(audience string) string {
-	aud := looseAudience(audience)
+	aud := LooseAudience(audience)
 	for _, p := range e.providers {
 		en, ok := p.(providers.Enforcer)
 		if !ok {
 			continue
 		}
 		for _, a := range en.TokenAudiences() {
-			a = looseAudience(a)
+			a = LooseAudience(a)
 			if a == aud || (strings.HasSuffix(a, "*") && strings.HasPrefix(aud, strings.TrimSuffix(a, "*"))) {
 				return p.Name()
 			}
@@ -219,8 +223,9 @@ func (e *Engine) audienceOf(audience string) string {
 	return ""
 }
 
-// looseAudience is an audience as audienceOf compares it.
-func looseAudience(a string) string {
+// LooseAudience is an audience as the enforcement step compares it: in
+// lower case, with no scheme and no trailing slash.
+func LooseAudience(a string) string {
 	a = strings.ToLower(strings.TrimSpace(a))
 	for _, scheme := range []string{"https://", "http://", "//"} {
 		if rest, ok := strings.CutPrefix(a, scheme); ok {

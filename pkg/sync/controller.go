@@ -283,10 +283,19 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 		size = len(defJSON)
 	}
 	var dropped []string
+	if !scope.Empty() {
+		spec.Enforcement = Enforcement(c.cfg.Engine, scope, ns)
+	}
 	for _, sa := range sas {
 		p, _, err := Parameters(c.cfg.Engine, sa, scope, c.cfg.Options)
 		if err != nil {
 			return spec, nil, err
+		}
+		if len(p.Denied) > 0 && spec.Enforcement != nil {
+			if spec.Enforcement.ServiceAccountDenied == nil {
+				spec.Enforcement.ServiceAccountDenied = map[string][]string{}
+			}
+			spec.Enforcement.ServiceAccountDenied[sa.Name] = p.Denied
 		}
 		b, _ := json.Marshal(p)
 		if string(b) == strings.ReplaceAll(string(defJSON), ServiceAccountPlaceholder, sa.Name) {
@@ -322,7 +331,7 @@ func (c *Controller) Sync(ctx context.Context, ns string) error {
 	if err != nil {
 		return err
 	}
-	if len(spec.ServiceAccounts) == 0 && spec.Default == nil {
+	if len(spec.ServiceAccounts) == 0 && spec.Default == nil && spec.Enforcement == nil {
 		if !exists {
 			return nil
 		}

@@ -316,3 +316,46 @@ func outcome(p providers.Provider, req providers.Request, opts Options) (v1alpha
 	}
 	return entry, nil
 }
+
+// Enforcement returns what pod-identity-enforce checks in a namespace the
+// policies of scope govern: the providers' cloud audiences, each policy's
+// rule on a cloud token the injector did not give, and each policy's rule
+// on every identity variable of a provider whose field it governs.
+func Enforcement(e *mutate.Engine, scope policy.Scope, ns string) *v1alpha1.Enforcement {
+	out := &v1alpha1.Enforcement{}
+	seen := map[string]bool{}
+	for _, p := range e.Providers() {
+		en, ok := p.(providers.Enforcer)
+		if !ok {
+			continue
+		}
+		for _, a := range en.TokenAudiences() {
+			a = mutate.LooseAudience(a)
+			if a != "" && !seen[a] {
+				seen[a] = true
+				out.CloudAudiences = append(out.CloudAudiences, v1alpha1.CloudAudience{Provider: p.Name(), Audience: a})
+			}
+		}
+		vars := en.IdentityVariables()
+		names := make([]string, 0, len(vars))
+		for name := range vars {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			field := vars[name]
+			var rules []v1alpha1.FieldRule
+			for _, r := range scope.FieldRules(ns, p.Name(), field, mutate.CaseInsensitiveField(field)) {
+				rules = append(rules, v1alpha1.FieldRule{Policy: r.Policy, Enforcement: r.Enforcement, Patterns: r.Patterns, Describe: r.Describe, Broken: r.Broken})
+			}
+			if len(rules) > 0 {
+				out.Variables = append(out.Variables, v1alpha1.VariableRule{Name: name, Provider: p.Name(), Rules: rules})
+			}
+		}
+	}
+	for _, r := range scope.TokenRules(ns) {
+		out.Tokens = append(out.Tokens, v1alpha1.TokenRule{Policy: r.Policy, Enforcement: r.Enforcement, SelfProjected: r.SelfProjected,
+			Audiences: r.Audiences, Describe: r.Describe, Broken: r.Broken})
+	}
+	return out
+}

@@ -195,3 +195,57 @@ func (f fixed) Inject(req providers.Request) (*providers.Injection, error) {
 		Mounts: []providers.Mount{{VolumeName: f.volume.Name, MountPath: "/var/run/fixed"}},
 		Env:    []providers.EnvGroup{{Name: providers.CredentialGroup, Vars: []corev1.EnvVar{{Name: "FIXED", Value: "1"}}}}}, nil
 }
+
+func TestEnforcement(t *testing.T) {
+	e := engine(t)
+	pol := &policyv1.IdentityPolicy{ObjectMeta: metav1.ObjectMeta{Name: "tenants"}, Spec: policyv1.IdentityPolicySpec{
+		AWS:            &policyv1.AWSRules{RoleARNs: &policyv1.Patterns{"arn:aws:iam::111122223333:role/tenants/{namespace}/{serviceaccount}.*"}},
+		Azure:          &policyv1.AzureRules{ClientIDs: &policyv1.Patterns{}},
+		TokenAudiences: &policyv1.Patterns{"vault.{namespace}.example.com"},
+	}}
+	scope := policy.NewSet(pol).Select(nil)
+	en := Enforcement(e, scope, "team.a")
+	t.Run("every provider's cloud audiences, compared loosely", func(t *testing.T) {
+		got := map[string]string{}
+		for _, a := range en.CloudAudiences {
+			got[a.Audience] = a.Provider
+		}
+		for aud, provider := range map[string]string{"sts.amazonaws.com": "aws", "pods.eks.amazonaws.com": "aws",
+			"api://azureadtokenexchange": "azure", "iam.googleapis.com/*": "gcp"} {
+			if got[aud] != provider {
+				t.Errorf("audience %s: provider %q, want %q (all: %v)", aud, got[aud], provider, got)
+			}
+		}
+	})
+	t.Run("only the governed fields' variables, with regular expressions for the namespace", func(t *testing.T) {
+		byName := map[string]v1alpha1.VariableRule{}
+		for _, v := range en.Variables {
+			byName[v.Name] = v
+		}
+		if _, ok := byName["GOOGLE_APPLICATION_CREDENTIALS"]; ok {
+			t.Error("a variable of a field no policy governs has rules")
+		}
+		aws := byName["AWS_ROLE_ARN"]
+		if len(aws.Rules) != 1 || len(aws.Rules[0].Patterns) != 1 {
+			t.Fatalf("AWS_ROLE_ARN rules %+v", aws.Rules)
+		}
+		re := aws.Rules[0].Patterns[0]
+		if want := `^(?s)arn:aws:iam::111122223333:role/tenants/team\.a/{serviceaccount}\..*$`; re != want {
+			t.Errorf("pattern %s, want %s", re, want)
+		}
+		az := byName["AZURE_CLIENT_ID"]
+		if len(az.Rules) != 1 || len(az.Rules[0].Patterns) != 0 || !strings.Contains(az.Rules[0].Describe, "allows no identity") {
+			t.Errorf("AZURE_CLIENT_ID rules %+v: an empty list allows nothing", az.Rules)
+		}
+	})
+	t.Run("each policy's token rule", func(t *testing.T) {
+		if len(en.Tokens) != 1 {
+			t.Fatalf("tokens %+v", en.Tokens)
+		}
+		r := en.Tokens[0]
+		if r.Policy != "tenants" || r.SelfProjected != "Deny" || r.Enforcement != "Deny" ||
+			len(r.Audiences) != 1 || r.Audiences[0] != `^(?s)vault\.team\.a\.example\.com$` {
+			t.Errorf("token rule %+v", r)
+		}
+	})
+}

@@ -195,6 +195,12 @@ func TestOnlySyncWritesIdentityParameters(t *testing.T) {
 	if err := forged.UnmarshalJSON([]byte(strings.ReplaceAll(string(raw), roleARN, adminRole))); err != nil {
 		t.Fatal(err)
 	}
+	// The API server takes a moment to see a policy just applied: probe
+	// with dry runs, which run admission and write nothing.
+	until(t, "the writers' policy is in force", func() bool {
+		_, err := params.Update(ctx, forged.DeepCopy(), metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil
+	})
 	_, err = params.Update(ctx, forged, metav1.UpdateOptions{})
 	requireDenied(t, err, fmt.Sprintf("identityparameters %s/pod-identity: only injector sync (serviceaccount pod-identity-system/pod-identity-sync) writes IdentityParameters, not e2e-admin", ns))
 	err = params.Delete(ctx, "pod-identity", metav1.DeleteOptions{})
@@ -208,4 +214,100 @@ func TestOnlySyncWritesIdentityParameters(t *testing.T) {
 	if _, err := cluster.WaitForParameters(ctx, ns, "second", 30*time.Second); err != nil {
 		t.Fatalf("sync's later write: %v\n%s", err, syncLog())
 	}
+}
+
+// TestPolicyModeIsolationHolds: the same tenant in policy mode, where the
+// ValidatingAdmissionPolicy pod-identity-enforce checks the pod as it
+// will be stored, from what sync writes for the governed namespace.
+func TestPolicyModeIsolationHolds(t *testing.T) {
+	ctx := context.Background()
+	ns := policyNamespace(t)
+	n, err := cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Labels[policyLabel+"-policy-mode"] = "true"
+	if _, err := cluster.Client.CoreV1().Namespaces().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	own := "arn:aws:iam::111122223333:role/tenants/" + ns + "/app"
+	serviceAccount(t, ns, "legacy", map[string]string{"eks.amazonaws.com/role-arn": adminRole})
+	serviceAccount(t, ns, "app", map[string]string{"eks.amazonaws.com/role-arn": own})
+	serviceAccount(t, ns, "plain", nil)
+	serviceAccount(t, ns, "google", gcpAnnotations())
+	waitForAdmission(t, ns)
+	name := "e2e-policy-isolation-" + randomHex(3)
+	if err := createPolicy(t, identityPolicy(name, map[string]any{
+		"namespaceSelector": map[string]any{"matchLabels": map[string]any{policyLabel + "-policy-mode": "true"}},
+		"aws":               map[string]any{"roleARNs": []any{"arn:aws:iam::111122223333:role/tenants/{namespace}/*", "arn:aws:iam::*:role/e2e-*"}},
+		"azure":             map[string]any{"clientIDs": []any{}},
+		"gcp":               map[string]any{"workloadIdentityProviders": []any{wifProvider}},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	pod := func(name, sa string, opts ...podOpt) *corev1.Pod {
+		p := podSpec(name, sa, opts...)
+		p.Spec.AutomountServiceAccountToken = ptrBool(false)
+		return p
+	}
+	ownToken := func(audience string, env ...corev1.EnvVar) podOpt {
+		return func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "mine", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: audience, Path: "token"}}}}}})
+			p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, env...)
+		}
+	}
+	ownAWS := pod("own-aws", "plain", ownToken("sts.amazonaws.com",
+		corev1.EnvVar{Name: "AWS_ROLE_ARN", Value: adminRole}, corev1.EnvVar{Name: "AWS_WEB_IDENTITY_TOKEN_FILE", Value: "/t/token"}))
+	var denial error
+	took := until(t, "the enforcement policy refuses a pod's own token", func() bool {
+		_, denial = createPod(t, ns, ownAWS, true)
+		return denial != nil
+	})
+	t.Logf("policy created: enforced in policy mode %s later", took.Round(time.Millisecond))
+	wantPolicy := fmt.Sprintf("identitypolicy %q", name)
+
+	t.Run("a pod that projects its own AWS token and names a refused role is refused", func(t *testing.T) {
+		requireDenied(t, denial, "pod-identity-enforce", fmt.Sprintf(`pod "%s/own-aws" (serviceaccount "%s/plain")`, ns, ns),
+			`volume "mine" has a serviceaccount token for audience "sts.amazonaws.com"`, "spec.selfProjectedTokens: Deny",
+			`container "app" env AWS_ROLE_ARN "`+adminRole+`" is not allowed by `+wantPolicy)
+	})
+	t.Run("the compliant pod is injected", func(t *testing.T) {
+		got, err := createPod(t, ns, pod("web", "app"), true)
+		if err != nil || envOf(got.Spec.Containers[0])["AWS_ROLE_ARN"] != own {
+			t.Fatalf("compliant pod: %v", err)
+		}
+	})
+	t.Run("a pod that projects its own Azure token is refused", func(t *testing.T) {
+		_, err := createPod(t, ns, pod("own-azure", "plain", ownToken("api://AzureADTokenExchange",
+			corev1.EnvVar{Name: "AZURE_CLIENT_ID", Value: clientID})), true)
+		requireDenied(t, err, `audience "api://AzureADTokenExchange"`, `container "app" env AZURE_CLIENT_ID`, wantPolicy)
+	})
+	t.Run("an audience naming another pool is refused, in another spelling too", func(t *testing.T) {
+		other := strings.Replace("https://IAM.googleapis.com/"+wifProvider+"/", wifPool, "victim", 1)
+		_, err := createPod(t, ns, pod("other-pool", "plain", ownToken(other)), true)
+		requireDenied(t, err, `audience "`+other+`"`, wantPolicy)
+	})
+	t.Run("a mesh's token is not a cloud's", func(t *testing.T) {
+		if _, err := createPod(t, ns, pod("mesh", "plain", ownToken("istio-ca")), true); err != nil {
+			t.Fatalf("a token for istio-ca was refused: %v", err)
+		}
+	})
+	t.Run("the opt-out label does not exempt a pod from enforcement", func(t *testing.T) {
+		_, err := createPod(t, ns, pod("opted-out", "legacy", withLabels(map[string]string{"pod-identity.io/inject": "false"})), true)
+		requireDenied(t, err, "pod-identity-enforce", fmt.Sprintf(`annotation eks.amazonaws.com/role-arn "%s" is not allowed by %s`, adminRole, wantPolicy))
+	})
+	t.Run("kubectl annotate --overwrite of the Google credential configuration is refused", func(t *testing.T) {
+		stored := storedPod(t, ns, pod("google", "google"))
+		key := "cloud.google.com/external-credentials-json"
+		if stored.Annotations[key] == "" {
+			t.Fatalf("the pod has no %s annotation to edit", key)
+		}
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, key, `{"type":"external_account"}`)
+		_, err := cluster.Client.CoreV1().Pods(ns).Patch(ctx, stored.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		requireDenied(t, err, fmt.Sprintf(`pod "%s/google": annotation %s is the cloud credential configuration the pod reads through the downward API`, ns, key), "cannot change once the pod exists")
+		if err := annotatePod(ns, stored.Name, "team", "search"); err != nil {
+			t.Errorf("an unrelated annotation was refused: %v", err)
+		}
+	})
 }

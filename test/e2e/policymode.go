@@ -70,8 +70,8 @@ func AdmissionPolicies(repoRoot string, selector map[string]string) ([]*unstruct
 		}
 		out = append(out, o)
 	}
-	if len(out) != 8 {
-		return nil, fmt.Errorf("deploy/policy holds %d admission policies and bindings, want 8", len(out))
+	if len(out) != 10 {
+		return nil, fmt.Errorf("deploy/policy holds %d admission policies and bindings, want 10", len(out))
 	}
 	return out, nil
 }

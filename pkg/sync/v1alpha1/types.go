@@ -48,6 +48,95 @@ type IdentityParametersSpec struct {
 	// "{serviceaccount}", which the admission policies replace.
 	// +optional
 	Default *ServiceAccountParameters `json:"default,omitempty"`
+	// Enforcement is what the ValidatingAdmissionPolicy
+	// pod-identity-enforce checks on every pod of the namespace, whatever
+	// its labels; set where an IdentityPolicy governs the namespace.
+	// +optional
+	Enforcement *Enforcement `json:"enforcement,omitempty"`
+}
+
+// Enforcement is what the identity policies of a namespace say about what
+// a pod has that the injector did not give it: tokens with a cloud's
+// audience, and identity variables its containers set.
+type Enforcement struct {
+	// CloudAudiences are the audiences the providers' clouds accept,
+	// written as audiences are compared: in lower case, with no scheme and
+	// no trailing slash. One that ends in "*" is a prefix.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	CloudAudiences []CloudAudience `json:"cloudAudiences,omitempty"`
+	// Tokens are each governing policy's rule on such a token.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	Tokens []TokenRule `json:"tokens,omitempty"`
+	// Variables are the providers' identity variables, with what each
+	// governing policy allows in them.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	Variables []VariableRule `json:"variables,omitempty"`
+	// ServiceAccountDenied holds, by ServiceAccount, why a policy refuses
+	// its identity: refused even for a pod that opts out of injection
+	// (another webhook, such as EKS's, reads the same annotations).
+	// +optional
+	ServiceAccountDenied map[string][]string `json:"serviceAccountDenied,omitempty"`
+}
+
+// CloudAudience is an audience of a provider's cloud.
+type CloudAudience struct {
+	// Provider names the provider.
+	Provider string `json:"provider"`
+	// Audience is the audience, or a prefix ending in "*".
+	Audience string `json:"audience"`
+}
+
+// TokenRule is one policy's rule on a cloud token a pod has that the
+// injector did not give it. "{serviceaccount}" in its expressions stands
+// for the pod's ServiceAccount's regexp-quoted name, in its texts for the
+// name.
+type TokenRule struct {
+	// Policy names the IdentityPolicy.
+	Policy string `json:"policy"`
+	// Enforcement is the policy's; SelfProjected is its
+	// spec.selfProjectedTokens.
+	Enforcement   string `json:"enforcement"`
+	SelfProjected string `json:"selfProjected"`
+	// Audiences are the audiences it allows, as anchored regular expressions.
+	// +optional
+	Audiences []string `json:"audiences,omitempty"`
+	// Describe says what it allows, for the message.
+	// +optional
+	Describe string `json:"describe,omitempty"`
+	// Broken, when set, says why the policy cannot be applied.
+	// +optional
+	Broken string `json:"broken,omitempty"`
+}
+
+// VariableRule is an identity variable of a provider, and what each
+// governing policy allows in it.
+type VariableRule struct {
+	// Name is the variable's; Provider the provider's.
+	Name     string `json:"name"`
+	Provider string `json:"provider"`
+	// Rules are the policies' rules on its field.
+	Rules []FieldRule `json:"rules"`
+}
+
+// FieldRule is what one policy allows in an identity field.
+// "{serviceaccount}" in its expressions stands for the pod's
+// ServiceAccount's regexp-quoted name, in its texts for the name.
+type FieldRule struct {
+	// Policy names the IdentityPolicy; Enforcement is its enforcement.
+	Policy      string `json:"policy"`
+	Enforcement string `json:"enforcement"`
+	// Patterns are the values it allows, as anchored regular expressions.
+	// +optional
+	Patterns []string `json:"patterns,omitempty"`
+	// Describe says what it allows, for the message.
+	// +optional
+	Describe string `json:"describe,omitempty"`
+	// Broken, when set, says why the policy cannot be applied.
+	// +optional
+	Broken string `json:"broken,omitempty"`
 }
 
 // ServiceAccountParameters is what the pods of one ServiceAccount get.
