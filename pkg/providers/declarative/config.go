@@ -69,6 +69,21 @@ type Spec struct {
 	// Containers, when set, names the pod annotations that list the
 	// containers to leave out, or the only ones to inject.
 	Containers *ContainersSpec `json:"containers,omitempty"`
+	// Annotations declare, by key, the values allowed in every other
+	// ServiceAccount annotation the provider reads (token.audienceAnnotation
+	// and each {annotation:<key>} of a template): a ServiceAccount is
+	// hostile input, and a value that does not match is an invalid
+	// configuration, refused with Expected in the message.
+	Annotations map[string]AnnotationSpec `json:"annotations,omitempty"`
+}
+
+// AnnotationSpec is what a ServiceAccount annotation may hold.
+type AnnotationSpec struct {
+	// Pattern is the regular expression (RE2) a value must match as a
+	// whole, surrounding spaces trimmed.
+	Pattern string `json:"pattern"`
+	// Expected describes a valid value to a person.
+	Expected string `json:"expected"`
 }
 
 // IdentitySpec is the ServiceAccount annotation that names the identity.
@@ -304,6 +319,15 @@ type Definition struct {
 	env        []envVar
 	reads      []string // ServiceAccount annotations besides the identity's
 	expiration ExpirationSpec
+	// values are the compiled patterns of Spec.Annotations.
+	values map[string]*regexp.Regexp
+}
+
+// keys lists, sorted, the ServiceAccount annotations the definition reads.
+func (d *Definition) keys() []string {
+	out := append([]string{d.spec.Identity.Annotation}, d.reads...)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // envVar is a variable with its parsed template.
@@ -380,6 +404,9 @@ func compile(field string, s Spec) (*Definition, error) {
 	if err := d.compileEnv(field, s.Env, underPrefix); err != nil {
 		return nil, err
 	}
+	if err := d.compileAnnotations(field, s.Annotations); err != nil {
+		return nil, err
+	}
 	if c := s.Containers; c != nil {
 		if len(validation.IsQualifiedName(c.SkipAnnotation)) > 0 {
 			return nil, fieldErr(field+".containers.skipAnnotation", c.SkipAnnotation, "a pod annotation key")
@@ -392,6 +419,43 @@ func compile(field string, s Spec) (*Definition, error) {
 		}
 	}
 	return d, nil
+}
+
+// compileAnnotations requires a pattern for every annotation the provider
+// reads but the identity's and the expiration's (a number, read as such),
+// and no pattern for one it does not read.
+func (d *Definition) compileAnnotations(field string, specs map[string]AnnotationSpec) error {
+	d.values = map[string]*regexp.Regexp{}
+	for _, key := range d.reads {
+		if key == d.expiration.Annotation {
+			continue
+		}
+		a, ok := specs[key]
+		f := field + ".annotations[" + strconv.Quote(key) + "]"
+		switch {
+		case !ok:
+			return fieldErr(f, nil, "the pattern and expected form of annotation %s, which the provider reads: a ServiceAccount's values are checked before they reach a pod", key)
+		case a.Pattern == "":
+			return fieldErr(f+".pattern", nil, "a regular expression (RE2 syntax) a valid value matches as a whole")
+		case strings.TrimSpace(a.Expected) == "":
+			return fieldErr(f+".expected", nil, "a description of a valid value for people, shown when a value does not match")
+		}
+		if _, err := regexp.Compile(a.Pattern); err != nil {
+			return fieldErr(f+".pattern", a.Pattern, "a regular expression in RE2 syntax (%v)", err)
+		}
+		d.values[key] = regexp.MustCompile(`^(?:` + a.Pattern + `)$`)
+	}
+	keys := make([]string, 0, len(specs))
+	for key := range specs {
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
+		if _, ok := d.values[key]; !ok {
+			return fieldErr(field+".annotations["+strconv.Quote(key)+"]", nil, "an annotation the provider reads (token.audienceAnnotation or an {annotation:<key>} of a template); it reads no %s", key)
+		}
+	}
+	return nil
 }
 
 func (d *Definition) compileExpiration(field string, e ExpirationSpec, underPrefix func(f, key string) error) error {

@@ -20,12 +20,15 @@ import (
 // with.
 type Provider struct {
 	name, prefix string
-	def          atomic.Pointer[Definition]
+	// keys are the ServiceAccount annotations it reads, fixed at start
+	// (the ServiceAccount cache keeps those).
+	keys []string
+	def  atomic.Pointer[Definition]
 }
 
 // New returns the provider of a definition that is not reloaded.
 func New(d *Definition) *Provider {
-	p := &Provider{name: d.Name, prefix: d.AnnotationPrefix}
+	p := &Provider{name: d.Name, prefix: d.AnnotationPrefix, keys: d.keys()}
 	p.def.Store(d)
 	return p
 }
@@ -35,6 +38,11 @@ func (p *Provider) Name() string { return p.name }
 
 // AnnotationPrefixes implements providers.Provider.
 func (p *Provider) AnnotationPrefixes() []string { return []string{p.prefix} }
+
+// ServiceAccountKeys implements providers.KeyReader: the identity's
+// annotation and every other the definition it started with reads (a
+// reload that reads others takes a restart).
+func (p *Provider) ServiceAccountKeys() []string { return slices.Clone(p.keys) }
 
 // TokenAudiences implements providers.Enforcer: the fixed audience, if the
 // provider has one.
@@ -101,6 +109,15 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		}
 		if warning != "" {
 			inj.Warnings = append(inj.Warnings, warning)
+		}
+	}
+	for _, key := range d.reads {
+		// Every annotation the provider reads is checked before it
+		// reaches a pod: a ServiceAccount is hostile input.
+		if re, ok := d.values[key]; ok {
+			if v, set := req.Value(key); set && !re.MatchString(v) {
+				return nil, req.Invalid(d.Name, key, sa.Annotations[key], s.Annotations[key].Expected)
+			}
 		}
 	}
 	audience := s.Token.Audience
@@ -191,6 +208,10 @@ func sameShape(running []*Provider, defs []*Definition) error {
 	for i, d := range defs {
 		if d.AnnotationPrefix != running[i].prefix {
 			return fmt.Errorf("providers[%d].annotationPrefix changed from %q to %q: that takes a restart", i, running[i].prefix, d.AnnotationPrefix)
+		}
+		if was, now := running[i].keys, d.keys(); !slices.Equal(was, now) {
+			return fmt.Errorf("providers[%d] now reads the serviceaccount annotations %s instead of %s: that takes a restart (the serviceaccount cache keeps only those read at start)",
+				i, strings.Join(now, ", "), strings.Join(was, ", "))
 		}
 	}
 	return nil

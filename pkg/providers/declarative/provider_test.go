@@ -41,6 +41,10 @@ providers:
   - name: VAULT_ADDR
     value: '{annotation:vault.example.com/addr}'
     group: address
+  annotations:
+    vault.example.com/addr:
+      pattern: 'https://[a-z0-9.-]+(:[0-9]+)?'
+      expected: 'a Vault address such as https://vault.example.com:8200'
 `
 
 func request(ann map[string]string, labels map[string]string) providers.Request {
@@ -95,11 +99,44 @@ func TestInject(t *testing.T) {
 			t.Errorf("error %v", err)
 		}
 	})
+	t.Run("an annotation the provider reads must match its declared pattern", func(t *testing.T) {
+		_, err := p.Inject(request(map[string]string{"vault.example.com/role": "reader", "vault.example.com/addr": "http://evil"}, use))
+		if !providers.IsInvalid(err) || !strings.Contains(err.Error(), `serviceaccount "ns/sa": annotation vault.example.com/addr has invalid value "http://evil": expected a Vault address`) {
+			t.Errorf("error %v", err)
+		}
+	})
+	t.Run("the cache keeps the annotations it reads", func(t *testing.T) {
+		if got := strings.Join(p.ServiceAccountKeys(), ","); got != "vault.example.com/addr,vault.example.com/role" {
+			t.Errorf("keys %s", got)
+		}
+	})
 	t.Run("the pod label gate is what policy mode asks about", func(t *testing.T) {
 		if got := p.PodLabels(); len(got["vault.example.com/use"]) != 2 {
 			t.Errorf("PodLabels %v", got)
 		}
 	})
+}
+
+func TestEveryAnnotationReadNeedsAPattern(t *testing.T) {
+	for _, tt := range []struct{ name, from, to, want string }{
+		{"a template annotation without one", "  annotations:\n    vault.example.com/addr:\n      pattern: 'https://[a-z0-9.-]+(:[0-9]+)?'\n      expected: 'a Vault address such as https://vault.example.com:8200'\n", "",
+			`providers[0].annotations["vault.example.com/addr"]: expected the pattern and expected form of annotation vault.example.com/addr`},
+		{"a pattern that does not compile", "pattern: 'https://[a-z0-9.-]+(:[0-9]+)?'", "pattern: '(['", `providers[0].annotations["vault.example.com/addr"].pattern "(["`},
+		{"no expected form", "expected: 'a Vault address such as https://vault.example.com:8200'", "expected: ' '", `.expected: expected a description`},
+		{"a pattern for an annotation it does not read", "    vault.example.com/addr:\n", "    vault.example.com/other:\n      pattern: x\n      expected: x\n    vault.example.com/addr:\n",
+			`providers[0].annotations["vault.example.com/other"]: expected an annotation the provider reads`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := strings.Replace(vault, tt.from, tt.to, 1)
+			if cfg == vault {
+				t.Fatal("the test changed nothing")
+			}
+			_, err := Parse([]byte(cfg))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
 }
 
 func equalEnv(a, b []corev1.EnvVar) bool {
@@ -193,6 +230,15 @@ func TestReload(t *testing.T) {
 	waitFor("the rename logged", warned("takes a restart"))
 	if got := audience(); got != "two" || ps[0].Name() != "vault" {
 		t.Errorf("after a rename the provider is %s with audience %q, want vault with the last good one", ps[0].Name(), got)
+	}
+
+	// Reading another annotation: the cache keeps only those read at start.
+	more := strings.Replace(strings.Replace(vault, "AUDIENCE", "four", 1), "  annotations:\n", "  annotations:\n    vault.example.com/ns:\n      pattern: '[a-z]+'\n      expected: a namespace\n", 1)
+	more = strings.Replace(more, "  annotations:", "  - name: VAULT_NAMESPACE\n    value: '{annotation:vault.example.com/ns}'\n    group: ns\n  annotations:", 1)
+	write(more)
+	waitFor("the new annotation logged", warned("now reads the serviceaccount annotations"))
+	if got := audience(); got != "two" {
+		t.Errorf("after a file that reads another annotation the audience is %q, want the last good one", got)
 	}
 }
 
