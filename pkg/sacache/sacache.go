@@ -160,10 +160,11 @@ type generation struct {
 
 // New returns a cache; call Start to fill it.
 func New(cfg Config) (*Cache, error) {
-	cfg.defaults()
+	// Checked as given: zero is "the default", negative is an error.
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	cfg.defaults()
 	c := &Cache{
 		cfg:     cfg,
 		budget:  newFairLimiter(cfg.LookupQPS, cfg.LookupBurst),

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -223,7 +224,8 @@ func TestTheCacheRelistsAsSoonAsTheAPIServerIsBack(t *testing.T) {
 		mu.Unlock()
 		return true, w, nil
 	})
-	c := started(t, sacache.Config{Client: client, AnnotationPrefixes: []string{prefix}, ReconnectAfter: 300 * time.Millisecond})
+	log, hook := logtest.NewNullLogger()
+	c := started(t, sacache.Config{Client: client, AnnotationPrefixes: []string{prefix}, ReconnectAfter: 300 * time.Millisecond, Log: log})
 
 	down.Store(true)
 	mu.Lock()
@@ -258,6 +260,14 @@ func TestTheCacheRelistsAsSoonAsTheAPIServerIsBack(t *testing.T) {
 	}
 	if c.Age() > time.Second {
 		t.Errorf("cache age after relisting = %s", c.Age())
+	}
+	// The cache's own relist did it, not client-go's backoff.
+	relisted := false
+	for _, e := range hook.AllEntries() {
+		relisted = relisted || e.Message == "serviceaccount cache relisted after the watch broke"
+	}
+	if !relisted {
+		t.Error("the cache never relisted by itself")
 	}
 }
 
