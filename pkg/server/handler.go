@@ -141,18 +141,28 @@ func (h *reviewHandler) refuseTooLarge(w http.ResponseWriter, head []byte) {
 		http.Error(w, fmt.Sprintf("request body over the limit of %d bytes", h.limit), http.StatusRequestEntityTooLarge)
 		return
 	}
-	msg := fmt.Sprintf("admission review %s is over the injector's limit of %d bytes (--max-request-bytes), so its object was not checked: the object is refused rather than admitted unchecked (the API server writes each <, > and & of the object as 6 bytes in a review, so an object of a third of the limit can reach it)",
+	msg := fmt.Sprintf("admission review %s is over the injector's limit of %d bytes (--max-request-bytes), so its object was not checked: the object is refused rather than admitted unchecked (the API server writes each <, > and & of the object as 6 bytes in a review, so an object of a sixth of the limit can reach it)",
 		quote.Value(uid), h.limit)
 	h.log.WithField("uid", quote.Prefix(uid)).Warn("refused an admission review over the size limit")
-	out := wireResponse{APIVersion: apiVersion, Kind: "AdmissionReview", Response: denied(uid, msg, nil)}
+	writeReview(w, wireResponse{APIVersion: apiVersion, Kind: "AdmissionReview", Response: denied(uid, msg, nil)}, http.StatusOK)
+}
+
+// writeReview writes a review response with its HTTP status; it reports
+// whether it could.
+func writeReview(w http.ResponseWriter, out wireResponse, status int) bool {
+	// encoding/json, not a writer of our own: one measured 2 µs faster for
+	// this pod's response (3.8 against 5.9 µs), under 3% of the handler's
+	// 78 µs and nothing a user would notice at the API server.
 	body, err := json.Marshal(&out)
 	if err != nil {
 		http.Error(w, "encoding the response: "+err.Error(), http.StatusInternalServerError)
-		return
+		return false
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
 	_, _ = w.Write(body)
+	return true
 }
 
 func (h *reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -193,18 +203,9 @@ func (h *reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp, err = h.wh.Review(r.Context(), ar)
 	}
 	out, status := h.respond(&rev, resp, err)
-	// encoding/json, not a writer of our own: one measured 2 µs faster for
-	// this pod's response (3.8 against 5.9 µs), under 3% of the handler's
-	// 78 µs and nothing a user would notice at the API server.
-	body, err := json.Marshal(&out)
-	if err != nil {
-		http.Error(w, "encoding the response: "+err.Error(), http.StatusInternalServerError)
+	if !writeReview(w, out, status) {
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
 	h.metrics.observe(t0, operation(rev.Request.Operation), result(&out.Response, status), len(out.Response.Warnings))
 	if l, ok := h.log.(*logrus.Logger); !ok || l.IsLevelEnabled(logrus.DebugLevel) {
 		h.log.WithFields(logrus.Fields{

@@ -248,14 +248,7 @@ func TestInvalidAnnotationIsDeniedWithTheWholeStory(t *testing.T) {
 	story := []string{"eks.amazonaws.com/role-arn", `"arn:aws:iam::12345:role/app"`, "expected arn:<partition>:iam::<12-digit account>:role/"}
 	ns := namespace(t, map[string]string{"pod-identity.io/inject": "disabled"})
 	serviceAccount(t, ns, "broken", map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::12345:role/app"})
-	nsObj, err := cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	delete(nsObj.Labels, "pod-identity.io/inject")
-	if _, err := cluster.Client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	setNamespaceLabel(t, ns, "pod-identity.io/inject", "")
 	typo := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "typo",
 		Annotations: map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::12345:role/app"}}}
 	// The API server selects webhooks by the namespace's labels as its
@@ -264,7 +257,7 @@ func TestInvalidAnnotationIsDeniedWithTheWholeStory(t *testing.T) {
 		_, err := cluster.Client.CoreV1().ServiceAccounts(ns).Create(ctx, typo, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		return err != nil
 	})
-	_, err = cluster.Client.CoreV1().ServiceAccounts(ns).Create(ctx, typo, metav1.CreateOptions{})
+	_, err := cluster.Client.CoreV1().ServiceAccounts(ns).Create(ctx, typo, metav1.CreateOptions{})
 	requireDenied(t, err, append([]string{`admission webhook "serviceaccounts.pod-identity.io" denied the request: serviceaccount "` + ns + `/typo"`}, story...)...)
 	_, err = createPod(t, ns, podSpec("web", "broken"), false)
 	requireDenied(t, err, append([]string{`serviceaccount "` + ns + `/broken"`}, story...)...)

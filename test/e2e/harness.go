@@ -418,10 +418,12 @@ plugins:
 
 // Kubeconfig writes a kubeconfig for the admin token and returns its path.
 func (c *Cluster) Kubeconfig() (string, error) {
-	return c.kubeconfigFor("kubeconfig", c.APIURL)
+	return c.kubeconfigFor("kubeconfig", c.APIURL, c.Token)
 }
 
-func (c *Cluster) kubeconfigFor(name, server string) (string, error) {
+// kubeconfigFor writes a kubeconfig named name in the cluster's folder
+// for server, authenticating with token.
+func (c *Cluster) kubeconfigFor(name, server, token string) (string, error) {
 	path := filepath.Join(c.Dir, name)
 	data := fmt.Sprintf(`apiVersion: v1
 kind: Config
@@ -431,14 +433,14 @@ clusters:
     server: %s
     certificate-authority: %s
 users:
-- name: admin
+- name: e2e
   user:
     token: %s
 contexts:
 - name: e2e
-  context: {cluster: e2e, user: admin}
+  context: {cluster: e2e, user: e2e}
 current-context: e2e
-`, server, c.CAFile, c.Token)
+`, server, c.CAFile, token)
 	return path, os.WriteFile(path, []byte(data), 0o600)
 }
 
@@ -514,7 +516,7 @@ func (c *Cluster) StartInjector(ctx context.Context, certFile, keyFile string, c
 		}
 		c.APIProxy = p
 	}
-	kubeconfig, err := c.kubeconfigFor("injector-kubeconfig", "https://"+c.APIProxy.Addr())
+	kubeconfig, err := c.kubeconfigFor("injector-kubeconfig", "https://"+c.APIProxy.Addr(), c.Token)
 	if err != nil {
 		return err
 	}

@@ -42,18 +42,7 @@ func TestIsolationHoldsAgainstWhoeverCanCreateAPod(t *testing.T) {
 	serviceAccount(t, ns, "app", map[string]string{"eks.amazonaws.com/role-arn": own})
 	serviceAccount(t, ns, "plain", nil)
 	serviceAccount(t, ns, "google", gcpAnnotations())
-	pod := func(name, sa string, opts ...podOpt) *corev1.Pod {
-		p := podSpec(name, sa, opts...)
-		p.Spec.AutomountServiceAccountToken = ptrBool(false)
-		return p
-	}
-	ownToken := func(audience string, env ...corev1.EnvVar) podOpt {
-		return func(p *corev1.Pod) {
-			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "mine", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: audience, Path: "token"}}}}}})
-			p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, env...)
-		}
-	}
+	pod := tenantPod
 	until(t, "the policy is enforced", func() bool {
 		_, err := createPod(t, ns, pod("probe", "legacy"), true)
 		return err != nil
@@ -110,6 +99,41 @@ func TestIsolationHoldsAgainstWhoeverCanCreateAPod(t *testing.T) {
 	})
 }
 
+// tenantPod is a pod of sa that mounts no Kubernetes API token.
+func tenantPod(name, sa string, opts ...podOpt) *corev1.Pod {
+	p := podSpec(name, sa, opts...)
+	p.Spec.AutomountServiceAccountToken = ptrBool(false)
+	return p
+}
+
+// ownToken makes a pod project a token for audience itself and give its
+// first container env.
+func ownToken(audience string, env ...corev1.EnvVar) podOpt {
+	return func(p *corev1.Pod) {
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "mine", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: audience, Path: "token"}}}}}})
+		p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, env...)
+	}
+}
+
+// setNamespaceLabel sets (or, with value "", removes) a label of ns.
+func setNamespaceLabel(t *testing.T, ns, key, value string) {
+	t.Helper()
+	ctx := context.Background()
+	n, err := cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if value == "" {
+		delete(n.Labels, key)
+	} else {
+		n.Labels[key] = value
+	}
+	if _, err := cluster.Client.CoreV1().Namespaces().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func annotatePod(ns, name, key, value string) error {
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, key, value)
 	_, err := cluster.Client.CoreV1().Pods(ns).Patch(context.Background(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
@@ -123,18 +147,10 @@ func annotatePod(ns, name, key, value string) error {
 // message naming the annotation and IAM's limit, and the injector's peak
 // resident memory stays under its 256 MiB limit.
 func TestALongRoleARNIsRefusedAndTheInjectorStaysUp(t *testing.T) {
-	ctx := context.Background()
 	ns := namespace(t, map[string]string{"pod-identity.io/inject": "disabled"})
 	long := "arn:aws:iam::111122223333:role/tenants/" + ns + "/" + strings.Repeat("a/", 125000) + "app"
 	serviceAccount(t, ns, "big", map[string]string{"eks.amazonaws.com/role-arn": long})
-	nsObj, err := cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	delete(nsObj.Labels, "pod-identity.io/inject")
-	if _, err := cluster.Client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	setNamespaceLabel(t, ns, "pod-identity.io/inject", "")
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "wide"}, Spec: corev1.PodSpec{ServiceAccountName: "big", AutomountServiceAccountToken: ptrBool(false)}}
 	for i := range 500 {
 		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", i), Image: "registry.example.com/app:1"})
@@ -222,14 +238,7 @@ func TestOnlySyncWritesIdentityParameters(t *testing.T) {
 func TestPolicyModeIsolationHolds(t *testing.T) {
 	ctx := context.Background()
 	ns := policyNamespace(t)
-	n, err := cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Labels[policyLabel+"-policy-mode"] = "true"
-	if _, err := cluster.Client.CoreV1().Namespaces().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	setNamespaceLabel(t, ns, policyLabel+"-policy-mode", "true")
 	own := "arn:aws:iam::111122223333:role/tenants/" + ns + "/app"
 	serviceAccount(t, ns, "legacy", map[string]string{"eks.amazonaws.com/role-arn": adminRole})
 	serviceAccount(t, ns, "app", map[string]string{"eks.amazonaws.com/role-arn": own})
@@ -245,18 +254,7 @@ func TestPolicyModeIsolationHolds(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
-	pod := func(name, sa string, opts ...podOpt) *corev1.Pod {
-		p := podSpec(name, sa, opts...)
-		p.Spec.AutomountServiceAccountToken = ptrBool(false)
-		return p
-	}
-	ownToken := func(audience string, env ...corev1.EnvVar) podOpt {
-		return func(p *corev1.Pod) {
-			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "mine", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: audience, Path: "token"}}}}}})
-			p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, env...)
-		}
-	}
+	pod := tenantPod
 	ownAWS := pod("own-aws", "plain", ownToken("sts.amazonaws.com",
 		corev1.EnvVar{Name: "AWS_ROLE_ARN", Value: adminRole}, corev1.EnvVar{Name: "AWS_WEB_IDENTITY_TOKEN_FILE", Value: "/t/token"}))
 	var denial error

@@ -243,10 +243,13 @@ func TestIdentityPoliciesAreEnforcedWhenServiceAccountsAreAnnotatedAndWhenPodsAr
 		}
 		p := podSpec("fresh", "fresh")
 		p.Spec.AutomountServiceAccountToken = ptrBool(false)
-		got, err := createPod(t, ns, p, true)
-		if err != nil || envOf(got.Spec.Containers[0])["AWS_ROLE_ARN"] != own {
-			t.Fatalf("pod of the compliant serviceaccount: %v", err)
-		}
+		// The injector's cache sees the annotation a moment after the
+		// write that the API server acknowledged.
+		took := until(t, "its pods are injected", func() bool {
+			got, err := createPod(t, ns, p, true)
+			return err == nil && envOf(got.Spec.Containers[0])["AWS_ROLE_ARN"] == own
+		})
+		t.Logf("injected %s after the annotation was written", took.Round(time.Millisecond))
 	})
 	t.Run("an identity on the default serviceaccount is refused", func(t *testing.T) {
 		_, err := cluster.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default",

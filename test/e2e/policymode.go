@@ -207,24 +207,7 @@ func (c *Cluster) syncKubeconfig(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("a token for sync's serviceaccount: %w", err)
 	}
-	path := filepath.Join(c.Dir, "sync-kubeconfig")
-	data := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: e2e
-  cluster:
-    server: %s
-    certificate-authority: %s
-users:
-- name: sync
-  user:
-    token: %s
-contexts:
-- name: e2e
-  context: {cluster: e2e, user: sync}
-current-context: e2e
-`, c.APIURL, c.CAFile, tr.Status.Token)
-	return path, os.WriteFile(path, []byte(data), 0o600)
+	return c.kubeconfigFor("sync-kubeconfig", c.APIURL, tr.Status.Token)
 }
 
 // Sync's namespace and ServiceAccount, as deploy/policy ships them.
