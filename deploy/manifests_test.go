@@ -234,9 +234,10 @@ func TestManifestsDecodeStrictlyAndAgreeWithTheServer(t *testing.T) {
 				mayCarry = c.Expression
 			}
 		}
-		for _, v := range identityVariables(t) {
+		vars, names := identityNames(t)
+		for _, v := range append(vars, names...) {
 			if !strings.Contains(mayCarry, "'"+v+"'") {
-				t.Errorf("the enforcement webhook's matchCondition may-carry-an-identity does not name %s: a pod that sets only it would skip the check", v)
+				t.Errorf("the enforcement webhook's matchCondition may-carry-an-identity does not name %s: a pod that has only it would skip the check", v)
 			}
 		}
 		if len(en.Rules) != 1 || !slices.Equal(en.Rules[0].Resources, []string{"pods"}) ||
@@ -506,9 +507,10 @@ func TestFailClosedOverlayFlipsOnlyFailurePolicies(t *testing.T) {
 	}
 }
 
-// identityVariables lists the identity variables of the compiled
-// providers and of the shipped provider files.
-func identityVariables(t *testing.T) []string {
+// identityNames lists the identity variables of the compiled providers
+// and of the shipped provider files, and the volumes and pod annotations
+// their injections add.
+func identityNames(t *testing.T) (vars, added []string) {
 	t.Helper()
 	args := []string{"--provider-config=providers/alibaba-rrsa.yaml", "--provider-config=providers/oracle-oke.yaml"}
 	set := registry.New().WithArgs(args)
@@ -525,17 +527,35 @@ func identityVariables(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
+	// A ServiceAccount set up for every provider.
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "sa", Annotations: map[string]string{
+		"eks.amazonaws.com/role-arn":                  "arn:aws:iam::111122223333:role/app",
+		"azure.workload.identity/client-id":           "11111111-2222-3333-4444-555555555555",
+		"cloud.google.com/workload-identity-provider": "projects/1/locations/global/workloadIdentityPools/pool/providers/prov",
+		"pod-identity.alibabacloud.com/role-name":     "role",
+		"oci.pod-identity.io/region":                  "us-ashburn-1",
+	}, Labels: map[string]string{"azure.workload.identity/use": "true"}}}
+	req := providers.Request{Namespace: "ns", PodMeta: &metav1.ObjectMeta{}, PodSpec: &corev1.PodSpec{}, ServiceAccount: sa, ServiceAccountOnly: true}
 	for _, p := range ps {
 		if en, ok := p.(providers.Enforcer); ok {
 			for v := range en.IdentityVariables() {
-				out = append(out, v)
+				vars = append(vars, v)
 			}
 		}
+		inj, err := p.Inject(req)
+		if err != nil || !inj.Injects() {
+			t.Fatalf("provider %s injects nothing for the test serviceaccount: %v", p.Name(), err)
+		}
+		for _, v := range inj.Volumes {
+			added = append(added, v.Name)
+		}
+		for k := range inj.Annotations {
+			added = append(added, k)
+		}
 	}
-	slices.Sort(out)
-	if len(out) < 6 {
-		t.Fatalf("identity variables %v: expected those of aws, azure, gcp, alibaba and oci", out)
+	slices.Sort(vars)
+	if len(vars) < 6 || len(added) < 6 {
+		t.Fatalf("identity variables %v, volumes and annotations %v: expected those of aws, azure, gcp, alibaba and oci", vars, added)
 	}
-	return out
+	return vars, added
 }

@@ -32,7 +32,7 @@ func buildEngine(ctx context.Context, set *registry.Set, stderr io.Writer) (*mut
 	if err != nil {
 		return nil, err
 	}
-	return mutate.New(ps), nil
+	return mutate.New(ps).WithAPIAudiences(set.APIAudiences()), nil
 }
 
 // clusterFlags are the settings serve and sync share: the cluster
@@ -126,5 +126,5 @@ func (c *clusterFlags) start(ctx context.Context, stderr io.Writer) (*clusterRun
 	if err != nil {
 		return nil, err
 	}
-	return &clusterRuntime{log: log, engine: mutate.New(provs), rest: rc, client: client, dynamic: dyn}, nil
+	return &clusterRuntime{log: log, engine: mutate.New(provs).WithAPIAudiences(c.providers.APIAudiences()), rest: rc, client: client, dynamic: dyn}, nil
 }

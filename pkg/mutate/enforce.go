@@ -54,7 +54,7 @@ func (e *Engine) Enforce(t Target, sa *corev1.ServiceAccount) Result {
 		if inj, err := p.Inject(req); err == nil && inj.Injects() {
 			ours = append(ours, inj)
 			injected = append(injected, policy.ProviderIdentities{Provider: p.Name(), Identities: inj.Identities})
-			res.Denied = append(res.Denied, ownCopies(t, inj)...)
+			res.Denied = append(res.Denied, ownCopies(t, sa, inj)...)
 		}
 		if en, ok := p.(providers.Enforcer); ok {
 			if ids := variables(t.Spec, en, p.Name(), ours); len(ids) > 0 {
@@ -102,14 +102,26 @@ func unreadable(err error) error {
 
 // ownCopies refuses pod annotations that the injection writes (a
 // credential configuration the pod reads through the downward API) and
-// that the pod carries with another value: the pod would use its own
+// that the pod carries with another value, and volumes with the name of
+// one the injection adds and other content: the pod would use its own
 // configuration under the injector's name.
-func ownCopies(t Target, inj *providers.Injection) []error {
+func ownCopies(t Target, sa *corev1.ServiceAccount, inj *providers.Injection) []error {
 	var out []error
 	for _, k := range sortedKeys(inj.Annotations) {
 		if v, ok := t.Meta.Annotations[k]; ok && v != inj.Annotations[k] {
 			out = append(out, fmt.Errorf("pod %s: annotation %s is not the %s credential configuration the injector writes for serviceaccount %s: a pod may not bring its own (remove the annotation)",
-				podRef(t), k, inj.Provider, strconv.Quote(t.Namespace+"/"+t.Spec.ServiceAccountName)))
+				podRef(t), k, inj.Provider, strconv.Quote(sa.Namespace+"/"+sa.Name)))
+		}
+	}
+	// A volume of its own under the injection's volume's name would hand
+	// the containers, at the injector's paths and variables, a credential
+	// configuration or token the injector did not write.
+	for _, want := range inj.Volumes {
+		for _, v := range t.Spec.Volumes {
+			if v.Name == want.Name && !sameVolume(v, want) {
+				out = append(out, fmt.Errorf("pod %s: volume %s has the name of the %s injection's volume but not its content: the injector cannot vouch for what it holds (rename the volume)",
+					podRef(t), strconv.Quote(v.Name), inj.Provider))
+			}
 		}
 	}
 	return out
@@ -179,13 +191,16 @@ func (e *Engine) foreignTokens(spec *corev1.PodSpec, ours []*providers.Injection
 			if t == nil {
 				continue
 			}
-			if t.Audience == "" {
+			provider := e.audienceOf(t.Audience)
+			if t.Audience == "" || (provider == "" && slices.Contains(e.apiAudiences, LooseAudience(t.Audience))) {
+				// The API server's audience (a cloud's that is also the
+				// API server's, as OKE's, stays the cloud's).
 				if apiVolume == "" {
 					apiVolume = v.Name
 				}
 				continue
 			}
-			tokens = append(tokens, policy.Token{Volume: v.Name, Audience: t.Audience, Provider: e.audienceOf(t.Audience)})
+			tokens = append(tokens, policy.Token{Volume: v.Name, Audience: t.Audience, Provider: provider})
 		}
 	}
 	return tokens, apiVolume
@@ -226,7 +241,16 @@ func (e *Engine) audienceOf(audience string) string {
 // LooseAudience is an audience as the enforcement step compares it: in
 // lower case, with no scheme and no trailing slash.
 func LooseAudience(a string) string {
-	a = strings.ToLower(strings.TrimSpace(a))
+	a = strings.TrimSpace(a)
+	// ASCII only, as the admission policy's lowerAscii: a character
+	// outside it is no cloud's audience either way.
+	b := []byte(a)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	a = string(b)
 	for _, scheme := range []string{"https://", "http://", "//"} {
 		if rest, ok := strings.CutPrefix(a, scheme); ok {
 			a = rest

@@ -24,6 +24,23 @@ import (
 // Engine applies the enabled providers to pods.
 type Engine struct {
 	providers []providers.Provider
+	// apiAudiences are those of tokens the API server accepts, loosely
+	// compared (LooseAudience).
+	apiAudiences []string
+}
+
+// WithAPIAudiences sets the audiences the API server accepts tokens for:
+// a token a pod has with one of them (and no provider's) is a Kubernetes
+// API token, as one with no audience is. It returns e; call it before the
+// engine is used.
+func (e *Engine) WithAPIAudiences(audiences []string) *Engine {
+	e.apiAudiences = nil
+	for _, a := range audiences {
+		if a = LooseAudience(a); a != "" {
+			e.apiAudiences = append(e.apiAudiences, a)
+		}
+	}
+	return e
 }
 
 // New returns an engine for the given providers, applied in order.

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -79,7 +80,7 @@ func TestAPITokenProjectedByThePodIsNamed(t *testing.T) {
 		Providers: []ProviderIdentities{{Provider: "aws", Identities: []providers.Identity{{Field: "roleARNs", Source: "annotation x", Value: "r"}}}},
 		APIToken:  &APIToken{Mounted: true, Source: TokenProjected, Volume: "kube"}}
 	got := messages(compiled("p", v1alpha1.IdentityPolicySpec{APITokenWithIdentity: v1alpha1.RuleDeny}).Evaluate(c).Findings)
-	if !strings.Contains(got, `the pod projects a serviceaccount token with no audience (the API server's) in volume "kube"`) {
+	if !strings.Contains(got, `the pod projects a serviceaccount token the API server accepts (no audience, or one of its own) in volume "kube"`) {
 		t.Errorf("findings %q", got)
 	}
 }
@@ -146,5 +147,18 @@ func TestReadySaysWhichPlaceholderIsAmbiguous(t *testing.T) {
 	}
 	if why := ambiguity("role/{namespace}{serviceaccount}"); !strings.Contains(why, "separated by nothing") {
 		t.Errorf("adjacent placeholders: %q", why)
+	}
+}
+
+func TestAPolicyThatCannotBeReadRefusesEveryCloudTokenWithoutFailing(t *testing.T) {
+	sc := Scope{policies: []*Policy{Broken("unreadable", 1, errors.New("the policy cannot be read"))}}
+	c := Check{Namespace: "acme", ServiceAccount: "app", Pod: "web", PodCheck: true,
+		Tokens: []Token{{Volume: "mesh", Audience: "istio-ca"}, {Volume: "mine", Audience: "sts.amazonaws.com", Provider: "aws"}}}
+	got := messages(sc.Evaluate(c).Findings)
+	if !strings.Contains(got, `Deny: pod "acme/web" (serviceaccount "acme/app"): volume "mine"`) || !strings.Contains(got, "cannot be applied (the policy cannot be read)") || strings.Contains(got, "istio-ca") {
+		t.Errorf("findings:\n%s", got)
+	}
+	if r := sc.TokenRules("acme"); len(r) != 1 || r[0].Broken == "" || r[0].SelfProjected != "Deny" {
+		t.Errorf("token rules %+v", r)
 	}
 }

@@ -207,14 +207,16 @@ func ambiguity(raw string) string {
 		return true
 	}
 	for i := 1; i < len(items); i++ {
-		a, b, between := items[i-1], items[i], lits[i]
+		// Lower case: a cloud that compares names without regard to case
+		// (IAM's role names, Entra's GUIDs, RAM's) reads "Role" as "role".
+		a, b, between := items[i-1], items[i], strings.ToLower(lits[i])
 		if a.chars == "" && b.chars == "" {
 			continue // two stars: no placeholder to confuse
 		}
 		if holds(a, between) && holds(b, between) {
 			sep := "nothing"
 			if between != "" {
-				sep = quote.Value(between)
+				sep = quote.Value(lits[i])
 			}
 			return fmt.Sprintf("%s and %s are separated by %s, which both could hold, so two different namespaces or serviceaccounts can fill the pattern with the same identity: separate each placeholder with a character no name holds, such as \"/\" or \":\"",
 				a.name, b.name, sep)

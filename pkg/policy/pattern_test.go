@@ -22,6 +22,8 @@ func TestAmbiguousPlaceholdersAreFound(t *testing.T) {
 		// A dot can be in a serviceaccount name, never in a namespace's.
 		{"arn:aws:iam::111122223333:role/{namespace}.{serviceaccount}", false},
 		{"arn:aws:iam::111122223333:role/{namespace}-app", false},
+		// A separator in another case holds too where the cloud ignores case.
+		{"{namespace}Role{serviceaccount}", true},
 		// The first character of a name's alphabet holds too.
 		{"arn:aws:iam::111122223333:role/{namespace}a{serviceaccount}", true},
 		{"*@{namespace}-prj.iam.gserviceaccount.com", false},

@@ -206,7 +206,8 @@ func Compile(ip *v1alpha1.IdentityPolicy) *Policy {
 // all: it selects every namespace and denies every identity, saying why.
 func Broken(name string, generation int64, err error) *Policy {
 	return &Policy{name: name, generation: generation, selector: labels.Everything(), enforcement: v1alpha1.Deny,
-		defaultSA: v1alpha1.Allow, apiToken: v1alpha1.Allow, err: err, errReason: ReasonInvalidSetting}
+		defaultSA: v1alpha1.Allow, apiToken: v1alpha1.Allow, selfProjects: v1alpha1.RuleDeny, err: err, errReason: ReasonInvalidSetting,
+		audiences: &fieldRules{field: AudiencesField, path: "spec.tokenAudiences", patterns: []pattern{}}}
 }
 
 // selector converts a namespace selector; nil or empty selects everything.
@@ -426,7 +427,7 @@ func (c *Check) why() string {
 	case TokenFromServiceAccount:
 		return "serviceaccount " + sa + " sets automountServiceAccountToken: true and the pod does not set it"
 	case TokenProjected:
-		return "the pod projects a serviceaccount token with no audience (the API server's) in volume " + strconv.Quote(c.APIToken.Volume)
+		return "the pod projects a serviceaccount token the API server accepts (no audience, or one of its own) in volume " + strconv.Quote(c.APIToken.Volume)
 	}
 	return "neither the pod nor serviceaccount " + sa + " sets automountServiceAccountToken, which defaults to true"
 }
@@ -553,6 +554,9 @@ func (p *Policy) rules(provider, field string) *fieldRules {
 }
 
 func (fr *fieldRules) allows(id providers.Identity, subj subject) bool {
+	if fr == nil {
+		return false // a policy that could not be read allows nothing
+	}
 	for _, pat := range fr.patterns {
 		if pat.match(id.Value, subj, id.CaseInsensitive) {
 			return true

@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -167,6 +168,17 @@ func writeReview(w http.ResponseWriter, out wireResponse, status int) bool {
 
 func (h *reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t0 := time.Now()
+	// A bug must not take the server down with every review in flight:
+	// the review gets a 500 (the failure policy decides) and the log says
+	// where, without the request.
+	defer func() {
+		if v := recover(); v != nil {
+			h.log.WithFields(logrus.Fields{"webhook": h.wh.ID(), "panic": quote.Prefix(fmt.Sprint(v)), "stack": string(debug.Stack())}).
+				Error("admission review handler panicked")
+			http.Error(w, "the injector failed on this review; see its log", http.StatusInternalServerError)
+			h.metrics.observe(t0, opUnknown, resultError, 0)
+		}
+	}()
 	buf := bodyPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer putBody(buf)

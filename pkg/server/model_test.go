@@ -215,3 +215,19 @@ func TestABodyThatCannotBeReadIsABadRequest(t *testing.T) {
 		t.Fatalf("HTTP %d %s", rec.Code, rec.Body)
 	}
 }
+
+type panicking struct{ recorder }
+
+func (p *panicking) Review(context.Context, model.AdmissionReview) (model.AdmissionResponse, error) {
+	panic("a bug")
+}
+
+func TestAPanickingWebhookGetsA500AndTheServerLives(t *testing.T) {
+	h := handlerWith(t, &panicking{}, nil, 0)
+	body := review("v1", "CREATE", "Pod", podJSON("app", ""), false)
+	for range 2 {
+		if rec := serve(h, server.ValidatePath, body); rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "see its log") {
+			t.Fatalf("HTTP %d %s", rec.Code, rec.Body)
+		}
+	}
+}

@@ -83,6 +83,17 @@ func TestIsolationHoldsAgainstWhoeverCanCreateAPod(t *testing.T) {
 		_, err := createPod(t, ns, pod("other-pool", "plain", ownToken(other)), true)
 		requireDenied(t, err, `audience "`+other+`"`, wantPolicy)
 	})
+	t.Run("a pod's own Google credential configuration is refused", func(t *testing.T) {
+		own := pod("own-config", "google", withAnnotations(map[string]string{"cloud.google.com/external-credentials-json": `{"type":"external_account","service_account_impersonation_url":"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/owner@victim.iam.gserviceaccount.com:generateAccessToken"}`}))
+		_, err := createPod(t, ns, own, true)
+		requireDenied(t, err, fmt.Sprintf(`pod "%s/own-config": annotation cloud.google.com/external-credentials-json is not the gcp credential configuration the injector writes for serviceaccount "%s/google"`, ns, ns))
+		clash := pod("own-volume", "google", func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "gcp-workload-identity", VolumeSource: corev1.VolumeSource{
+				ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "my-config"}}}})
+		})
+		_, err = createPod(t, ns, clash, true)
+		requireDenied(t, err, fmt.Sprintf(`pod "%s/own-volume": volume "gcp-workload-identity" has the name of the gcp injection's volume but not its content`, ns))
+	})
 	t.Run("kubectl annotate --overwrite of the Google credential configuration is refused", func(t *testing.T) {
 		stored := storedPod(t, ns, pod("google", "google"))
 		key := "cloud.google.com/external-credentials-json"
@@ -294,6 +305,17 @@ func TestPolicyModeIsolationHolds(t *testing.T) {
 	t.Run("the opt-out label does not exempt a pod from enforcement", func(t *testing.T) {
 		_, err := createPod(t, ns, pod("opted-out", "legacy", withLabels(map[string]string{"pod-identity.io/inject": "false"})), true)
 		requireDenied(t, err, "pod-identity-enforce", fmt.Sprintf(`annotation eks.amazonaws.com/role-arn "%s" is not allowed by %s`, adminRole, wantPolicy))
+	})
+	t.Run("a pod's own Google credential configuration is refused", func(t *testing.T) {
+		own := pod("own-config", "google", withAnnotations(map[string]string{"cloud.google.com/external-credentials-json": `{"type":"external_account","service_account_impersonation_url":"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/owner@victim.iam.gserviceaccount.com:generateAccessToken"}`}))
+		_, err := createPod(t, ns, own, true)
+		requireDenied(t, err, fmt.Sprintf(`pod "%s/own-config": annotation cloud.google.com/external-credentials-json is not the gcp credential configuration the injector writes for serviceaccount "%s/google"`, ns, ns))
+		clash := pod("own-volume", "google", func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "gcp-workload-identity", VolumeSource: corev1.VolumeSource{
+				ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "my-config"}}}})
+		})
+		_, err = createPod(t, ns, clash, true)
+		requireDenied(t, err, fmt.Sprintf(`pod "%s/own-volume": volume "gcp-workload-identity" has the name of the gcp injection's volume but not its content`, ns))
 	})
 	t.Run("kubectl annotate --overwrite of the Google credential configuration is refused", func(t *testing.T) {
 		stored := storedPod(t, ns, pod("google", "google"))

@@ -134,7 +134,8 @@ type IdentityPolicySpec struct {
 	// identity and also mounts a Kubernetes API token
 	// (automountServiceAccountToken of the pod, else of its
 	// ServiceAccount, else true; or a token the pod projects itself with
-	// no audience, which is the API server's). Left out: Allow.
+	// no audience or the API server's, as --kubernetes-api-audiences names
+	// it). Left out: Allow.
 	// +optional
 	APITokenWithIdentity Rule `json:"apiTokenWithIdentity,omitempty"`
 	// TokenAudiences are the token audiences, beyond each provider's own,

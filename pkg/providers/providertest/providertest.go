@@ -99,7 +99,7 @@ func fromFlags(set *registry.Set, flags []string) (*mutate.Engine, render.Option
 		cancel()
 		return nil, opts, nil, err
 	}
-	return mutate.New(provs), opts, cancel, nil
+	return mutate.New(provs).WithAPIAudiences(set.APIAudiences()), opts, cancel, nil
 }
 
 // Cases lists the case folders below dir: dir itself when it holds an

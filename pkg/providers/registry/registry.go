@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -30,7 +31,20 @@ type Set struct {
 	// are parsed (WithArgs); declareErr is why a file could not be read.
 	declared   []string
 	declareErr error
+	// apiAudiences are --kubernetes-api-audiences.
+	apiAudiences []string
 }
+
+// DefaultAPIAudiences are the audiences the API server accepts tokens for
+// in most clusters: its in-cluster names. A cluster whose API server is
+// given --api-audiences (or whose issuer differs, which is the default
+// audience) names its own with --kubernetes-api-audiences.
+var DefaultAPIAudiences = []string{"https://kubernetes.default.svc", "https://kubernetes.default.svc.cluster.local"}
+
+// APIAudiences returns the audiences of tokens the API server accepts
+// (--kubernetes-api-audiences): a token a pod has with one of them is a
+// Kubernetes API token, as one with no audience is.
+func (s *Set) APIAudiences() []string { return slices.Clone(s.apiAudiences) }
 
 // ConfigFlag is the flag that names a provider config file.
 const ConfigFlag = "provider-config"
@@ -97,6 +111,7 @@ func (s *Set) AddFlags(fs *pflag.FlagSet) {
 		p.AddFlags(fs)
 	}
 	fs.StringArrayVar(&s.configs, ConfigFlag, nil, "file of declarative providers (see docs/providers.md), reloaded when it changes; repeatable")
+	fs.StringSliceVar(&s.apiAudiences, "kubernetes-api-audiences", DefaultAPIAudiences, "audiences the API server accepts tokens for (its --api-audiences, or its issuer): a token a pod projects with one counts as a Kubernetes API token for IdentityPolicy spec.apiTokenWithIdentity")
 	for _, name := range s.declared {
 		if _, ok := s.enabled[name]; !ok {
 			enable(name, " (declared by --"+ConfigFlag+")")
