@@ -112,7 +112,7 @@ func Parameters(e *mutate.Engine, sa *corev1.ServiceAccount, scope policy.Scope,
 		out.Denied = append(out.Denied, err.Error())
 	}
 	for _, p := range e.Providers() {
-		entries, err := providerEntries(p, sa, opts)
+		entries, err := providerEntries(p, sa, scope, opts)
 		if err != nil {
 			return out, false, err
 		}
@@ -127,7 +127,7 @@ func Parameters(e *mutate.Engine, sa *corev1.ServiceAccount, scope policy.Scope,
 
 // providerEntries asks p about every case and returns one entry per case
 // it tells apart, leaving out the cases where it does nothing.
-func providerEntries(p providers.Provider, sa *corev1.ServiceAccount, opts Options) ([]v1alpha1.Injection, error) {
+func providerEntries(p providers.Provider, sa *corev1.ServiceAccount, scope policy.Scope, opts Options) ([]v1alpha1.Injection, error) {
 	dims := []dimension{{}}
 	if r, ok := p.(providers.PodLabelReader); ok {
 		labels := r.PodLabels()
@@ -151,7 +151,7 @@ func providerEntries(p providers.Provider, sa *corev1.ServiceAccount, opts Optio
 	for n := range total {
 		decode(dims, n, index)
 		meta, spec := examplePod(dims, index, sa)
-		entry, err := outcome(p, providers.Request{Namespace: sa.Namespace, PodName: PodPlaceholder, PodMeta: meta, PodSpec: spec, ServiceAccount: sa}, opts)
+		entry, err := outcome(p, providers.Request{Namespace: sa.Namespace, PodName: PodPlaceholder, PodMeta: meta, PodSpec: spec, ServiceAccount: sa}, scope, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -271,7 +271,7 @@ func empty(e v1alpha1.Injection) bool {
 
 // outcome is what p does for one example pod, as an entry without
 // conditions.
-func outcome(p providers.Provider, req providers.Request, opts Options) (v1alpha1.Injection, error) {
+func outcome(p providers.Provider, req providers.Request, scope policy.Scope, opts Options) (v1alpha1.Injection, error) {
 	entry := v1alpha1.Injection{Provider: p.Name()}
 	req.Observed = &providers.Observed{}
 	inj, err := p.Inject(req)
@@ -290,6 +290,18 @@ func outcome(p providers.Provider, req providers.Request, opts Options) (v1alpha
 	}
 	entry.Warnings = inj.Warnings
 	if !inj.Injects() {
+		return entry, nil
+	}
+	// What the injection hands this case's pods, as the webhook judges
+	// it for a pod: an identity the pod's labels bring (Azure's label
+	// with no client ID on the ServiceAccount) is one the
+	// ServiceAccount's own check does not see.
+	v := scope.Evaluate(policy.Check{Namespace: req.Namespace, ServiceAccount: req.ServiceAccount.Name, Pod: PodPlaceholder, PodCheck: true,
+		Providers: []policy.ProviderIdentities{{Provider: p.Name(), Identities: inj.Identities}}, Uncounted: true})
+	if denied := v.Denied(); len(denied) > 0 {
+		for _, err := range denied {
+			entry.Denied = append(entry.Denied, err.Error())
+		}
 		return entry, nil
 	}
 	entry.Source = inj.Source

@@ -297,6 +297,10 @@ func TestPolicyModeIsolationHolds(t *testing.T) {
 		_, err := createPod(t, ns, pod("other-pool", "plain", ownToken(other)), true)
 		requireDenied(t, err, `audience "`+other+`"`, wantPolicy)
 	})
+	t.Run("the Azure label on a serviceaccount with no client ID is refused where client IDs are governed", func(t *testing.T) {
+		_, err := createPod(t, ns, pod("azure-label", "plain", withLabels(map[string]string{"azure.workload.identity/use": "true"})), true)
+		requireDenied(t, err, fmt.Sprintf(`pod "%s/azure-label" (serviceaccount "%s/plain"): no annotation azure.workload.identity/client-id (the workload would choose the client ID) is not allowed by %s`, ns, ns, wantPolicy))
+	})
 	t.Run("a mesh's token is not a cloud's", func(t *testing.T) {
 		if _, err := createPod(t, ns, pod("mesh", "plain", ownToken("istio-ca")), true); err != nil {
 			t.Fatalf("a token for istio-ca was refused: %v", err)
