@@ -41,6 +41,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
@@ -243,6 +244,8 @@ type target struct {
 	client    *http.Client
 	url       string
 	wantPatch bool
+	// body, when set, is what this server is sent instead of the review.
+	body      []byte
 	idle      int
 	latencies []time.Duration
 	errors    int
@@ -296,22 +299,35 @@ func run(concurrency int, duration, warmup time.Duration, n, rounds int, minRati
 		return fmt.Errorf("%s: %w", withPolicies, err)
 	}
 	targets = append(targets, t)
+	// A fifth is the enforcement webhook of an injector with the same
+	// policies, sent the pod as the mutating call's patch leaves it.
+	stored, err := storedReview(body, patchFile)
+	if err != nil {
+		return err
+	}
+	enforcing := fmt.Sprintf("enforcement+%d policies", policies)
+	if t, err = start(enforcing, "injector", ca, certFile, keyFile, concurrency, n, "-policies="+strconv.Itoa(policies)); err != nil {
+		return fmt.Errorf("%s: %w", enforcing, err)
+	}
+	t.url, t.body, t.wantPatch = strings.TrimSuffix(t.url, server.MutatePath)+server.EnforcePath, stored, false
+	targets = append(targets, t)
 	for _, t := range targets {
-		load(t.client, t.url, body, t.wantPatch, concurrency, warmup)
+		load(t.client, t.url, t.bodyOr(body), t.wantPatch, concurrency, warmup)
 	}
 	// Rounds alternate between the servers so that both see the same machine.
-	var ratios, patchRatios, policyRatios []float64
+	var ratios, patchRatios, policyRatios, enforceRatios []float64
 	for r := 1; r <= rounds; r++ {
-		var rps [4]float64
+		var rps [5]float64
 		for i, t := range targets {
-			lat, errs, elapsed := load(t.client, t.url, body, t.wantPatch, concurrency, duration)
+			lat, errs, elapsed := load(t.client, t.url, t.bodyOr(body), t.wantPatch, concurrency, duration)
 			t.latencies, t.errors, t.elapsed = append(t.latencies, lat...), t.errors+errs, t.elapsed+elapsed
 			rps[i] = float64(len(lat)) / elapsed.Seconds()
 		}
 		ratios, patchRatios = append(ratios, rps[1]/rps[0]), append(patchRatios, rps[1]/rps[2])
 		policyRatios = append(policyRatios, rps[3]/rps[1])
-		fmt.Printf("round %d: floor %.0f req/s, injector %.0f req/s, floor+patch %.0f req/s, %s %.0f req/s; injector/floor %.2f, injector/floor+patch %.2f, with policies/without %.3f\n",
-			r, rps[0], rps[1], rps[2], withPolicies, rps[3], rps[1]/rps[0], rps[1]/rps[2], rps[3]/rps[1])
+		enforceRatios = append(enforceRatios, rps[4]/rps[3])
+		fmt.Printf("round %d: floor %.0f req/s, injector %.0f req/s, floor+patch %.0f req/s, %s %.0f req/s, %s %.0f req/s; injector/floor %.2f, injector/floor+patch %.2f, with policies/without %.3f, enforcement/mutation %.2f\n",
+			r, rps[0], rps[1], rps[2], withPolicies, rps[3], enforcing, rps[4], rps[1]/rps[0], rps[1]/rps[2], rps[3]/rps[1], rps[4]/rps[3])
 	}
 	var results []result
 	for _, t := range targets {
@@ -339,7 +355,10 @@ func run(concurrency int, duration, warmup time.Duration, n, rounds int, minRati
 	slices.Sort(policyRatios)
 	fmt.Printf("%s/injector throughput ratio: %.3f (median of %d rounds, %.3f to %.3f); p99 %s against %s\n", withPolicies,
 		policyRatios[len(policyRatios)/2], len(policyRatios), policyRatios[0], policyRatios[len(policyRatios)-1], results[3].p99.Round(time.Microsecond), inj.p99.Round(time.Microsecond))
-	if inj.errors > 0 || floor.errors > 0 || results[3].errors > 0 {
+	slices.Sort(enforceRatios)
+	fmt.Printf("%s/%s throughput ratio: %.2f (median of %d rounds, %.2f to %.2f); p99 %s against %s\n", enforcing, withPolicies,
+		enforceRatios[len(enforceRatios)/2], len(enforceRatios), enforceRatios[0], enforceRatios[len(enforceRatios)-1], results[4].p99.Round(time.Microsecond), results[3].p99.Round(time.Microsecond))
+	if inj.errors > 0 || floor.errors > 0 || results[3].errors > 0 || results[4].errors > 0 {
 		return errors.New("requests failed")
 	}
 	if ratio < minRatio {
@@ -380,6 +399,42 @@ func start(name, mode string, ca *testpki.CA, certFile, keyFile string, concurre
 		}}}
 	t.idle, _ = memory(cmd.Process.Pid)
 	return t, nil
+}
+
+// bodyOr returns what t is sent: its own body, else body.
+func (t *target) bodyOr(body []byte) []byte {
+	if t.body != nil {
+		return t.body
+	}
+	return body
+}
+
+// storedReview returns the review with its pod as the patch in patchFile
+// leaves it: what the enforcement webhook is sent.
+func storedReview(body []byte, patchFile string) ([]byte, error) {
+	raw, err := os.ReadFile(patchFile)
+	if err != nil {
+		return nil, err
+	}
+	p, err := jsonpatch.DecodePatch(raw)
+	if err != nil {
+		return nil, err
+	}
+	var rev map[string]any
+	if err := json.Unmarshal(body, &rev); err != nil {
+		return nil, err
+	}
+	req := rev["request"].(map[string]any)
+	obj, err := json.Marshal(req["object"])
+	if err != nil {
+		return nil, err
+	}
+	patched, err := p.Apply(obj)
+	if err != nil {
+		return nil, err
+	}
+	req["object"] = json.RawMessage(patched)
+	return json.Marshal(rev)
 }
 
 // savePatch asks the injector for its patch for body and writes it to file.
