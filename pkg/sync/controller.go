@@ -285,6 +285,8 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 	var dropped []string
 	if !scope.Empty() {
 		spec.Enforcement = Enforcement(c.cfg.Engine, scope, ns)
+		b, _ := json.Marshal(spec.Enforcement)
+		size += len(b)
 	}
 	for _, sa := range sas {
 		p, _, err := Parameters(c.cfg.Engine, sa, scope, c.cfg.Options)
@@ -292,6 +294,17 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 			return spec, nil, err
 		}
 		if len(p.Denied) > 0 && spec.Enforcement != nil {
+			// Within the object's bound too: a namespace's own
+			// ServiceAccounts must not make its parameters unwritable.
+			n := len(sa.Name)
+			for _, m := range p.Denied {
+				n += len(m)
+			}
+			if size+n > c.cfg.MaxObjectBytes {
+				dropped = append(dropped, sa.Name)
+				continue
+			}
+			size += n
 			if spec.Enforcement.ServiceAccountDenied == nil {
 				spec.Enforcement.ServiceAccountDenied = map[string][]string{}
 			}

@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 
+	"github.com/pod-identity/injector/pkg/policy"
+	policyv1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
 	"github.com/pod-identity/injector/pkg/sync/v1alpha1"
 )
 
@@ -113,6 +115,43 @@ func TestController(t *testing.T) {
 		}
 		if n, err := testutil.GatherAndCount(reg, "pod_identity_sync_writes_total"); err != nil || n != 1 {
 			t.Errorf("registered writes series %d, %v", n, err)
+		}
+	})
+	t.Run("a governed namespace gets the enforcement rules, with its refused serviceaccounts, within the bound", func(t *testing.T) {
+		sas := serviceAccounts{"team": {named("team", "default", nil), named("team", "admin", map[string]string{"eks.amazonaws.com/role-arn": role})}, "free": {named("free", "default", nil)}}
+		c, _, _ := newController(t, sas, 0)
+		store := policy.NewStore()
+		store.SetPolicies(policy.NewSet(&policyv1.IdentityPolicy{ObjectMeta: metav1.ObjectMeta{Name: "tenants"}, Spec: policyv1.IdentityPolicySpec{
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"governed": "yes"}},
+			AWS:               &policyv1.AWSRules{RoleARNs: &policyv1.Patterns{"arn:aws:iam::111122223333:role/tenants/*"}}}}))
+		store.SetNamespace("team", map[string]string{"governed": "yes"})
+		store.SetNamespace("free", nil)
+		c.cfg.Policies = store
+		spec, _, err := c.Desired("team")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if spec.Enforcement == nil || len(spec.Enforcement.Tokens) != 1 || len(spec.Enforcement.ServiceAccountDenied["admin"]) != 1 {
+			t.Fatalf("enforcement %+v", spec.Enforcement)
+		}
+		if free, _, _ := c.Desired("free"); free.Enforcement != nil {
+			t.Errorf("an ungoverned namespace has enforcement rules: %+v", free.Enforcement)
+		}
+		// Room for the refusal but not for the serviceaccount's
+		// parameters: its pods are still refused (pod-identity-enforce
+		// reads the refusal of a serviceaccount that is not listed).
+		small, _, _ := newController(t, sas, 3000)
+		small.cfg.Policies = store
+		spec, dropped, err := small.Desired("team")
+		if _, listed := spec.ServiceAccounts["admin"]; err != nil || listed || len(spec.Enforcement.ServiceAccountDenied["admin"]) != 1 || len(dropped) != 1 {
+			t.Errorf("over the bound: listed %v, denied %v, dropped %v, %v", keys(spec.ServiceAccounts), spec.Enforcement.ServiceAccountDenied, dropped, err)
+		}
+		// No room even for the refusal: left out, and reported.
+		tiny, _, _ := newController(t, sas, 2400)
+		tiny.cfg.Policies = store
+		spec, dropped, _ = tiny.Desired("team")
+		if len(spec.Enforcement.ServiceAccountDenied) != 0 || len(dropped) != 1 || dropped[0] != "admin" {
+			t.Errorf("far over the bound: denied %v, dropped %v", spec.Enforcement.ServiceAccountDenied, dropped)
 		}
 	})
 	t.Run("a namespace with nothing to hold and no object is left alone", func(t *testing.T) {
