@@ -32,7 +32,7 @@ func newRootCommand(args []string) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newMutateCommand(args), newCheckCommand(args), newExplainCommand(args), newAuditCommand(args), newServeCommand(args), newSyncCommand(args))
+	root.AddCommand(newMutateCommand(args), newCheckCommand(args), newExplainCommand(args), newAuditCommand(args), newServeCommand(args), newSyncCommand(args), newTrustCommand(args))
 	root.SetArgs(args)
 	return root
 }

@@ -95,3 +95,27 @@ func (e *Engine) identityAnnotations(sa *corev1.ServiceAccount) map[string]strin
 	}
 	return out
 }
+
+// ServiceAccountInjections returns what each provider hands the pods of
+// sa, judged as for a ServiceAccount being written (every label and case
+// a pod could bring), and the invalid configurations, one per provider.
+func (e *Engine) ServiceAccountInjections(sa *corev1.ServiceAccount) ([]*providers.Injection, []error) {
+	req := providers.Request{Namespace: sa.Namespace, PodMeta: &metav1.ObjectMeta{}, PodSpec: &corev1.PodSpec{},
+		ServiceAccount: sa, ServiceAccountOnly: true}
+	var out []*providers.Injection
+	var invalid []error
+	for _, p := range e.providers {
+		if err := oversized(p, sa); err != nil {
+			invalid = append(invalid, err)
+			continue
+		}
+		inj, err := p.Inject(req)
+		switch {
+		case err != nil:
+			invalid = append(invalid, err)
+		case inj.Injects():
+			out = append(out, inj)
+		}
+	}
+	return out, invalid
+}
