@@ -433,11 +433,7 @@ func serveMutator(t *testing.T, name string, patch func(*corev1.Pod) []map[strin
 // setContainerEnv set up, as the application in the pod would.
 func awsCredentials(t *testing.T) aws.Credentials {
 	t.Helper()
-	cfg, err := config.LoadDefaultConfig(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds, err := cfg.Credentials.Retrieve(context.Background())
+	creds, err := awsConfig(t).Credentials.Retrieve(context.Background())
 	if err != nil {
 		t.Fatalf("aws-sdk-go-v2 could not get credentials from the injected environment: %v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -160,6 +161,103 @@ type FakeSTS struct {
 	mu       sync.Mutex
 	trust    map[string]string // role ARN -> subject
 	sessions map[string]string // access key handed out -> RoleSessionName asked for
+	// policies are roles' trust policies, evaluated as IAM does; a role
+	// with one is judged by it instead of trust.
+	policies map[string]iamPolicy
+}
+
+// iamPolicy is the part of an IAM trust policy the fake evaluates.
+type iamPolicy struct {
+	Statement []struct {
+		Effect    string
+		Principal map[string]any
+		Action    any
+		Condition map[string]map[string]any
+	}
+}
+
+// TrustPolicy makes role trust what the IAM trust policy doc (JSON) says.
+func (f *FakeSTS) TrustPolicy(role string, doc []byte) error {
+	var p iamPolicy
+	if err := json.Unmarshal(doc, &p); err != nil {
+		return fmt.Errorf("trust policy of %s: %w", role, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.policies == nil {
+		f.policies = map[string]iamPolicy{}
+	}
+	f.policies[role] = p
+	return nil
+}
+
+// allows evaluates the policy as IAM does for AssumeRoleWithWebIdentity:
+// some Allow statement for the action whose Federated principal is the
+// token issuer's OIDC provider, and every condition of it met by the
+// token's claims (StringEquals exactly, StringLike with * and ?). A
+// condition on a key the fake does not know fails, as a missing context
+// key does in IAM.
+func (p iamPolicy) allows(c *Claims, aud string) bool {
+	hp := strings.TrimSuffix(strings.TrimPrefix(c.Issuer, "https://"), "/")
+	values := map[string]string{hp + ":sub": c.Subject, hp + ":aud": aud}
+	for _, st := range p.Statement {
+		fed, _ := st.Principal["Federated"].(string)
+		if st.Effect != "Allow" || !strings.HasSuffix(fed, ":oidc-provider/"+hp) || !actionAllows(st.Action, "sts:AssumeRoleWithWebIdentity") {
+			continue
+		}
+		ok := true
+		for op, conds := range st.Condition {
+			for key, want := range conds {
+				have, known := values[key]
+				ok = ok && known && conditionHolds(op, have, want)
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func actionAllows(action any, want string) bool {
+	switch a := action.(type) {
+	case string:
+		return a == want
+	case []any:
+		for _, x := range a {
+			if s, _ := x.(string); s == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func conditionHolds(op, have string, want any) bool {
+	var wants []string
+	switch w := want.(type) {
+	case string:
+		wants = []string{w}
+	case []any:
+		for _, x := range w {
+			if s, ok := x.(string); ok {
+				wants = append(wants, s)
+			}
+		}
+	}
+	for _, w := range wants {
+		switch op {
+		case "StringEquals":
+			if have == w {
+				return true
+			}
+		case "StringLike":
+			if ok, _ := path.Match(w, have); ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // SessionName is the RoleSessionName of the request that got accessKey.
@@ -195,7 +293,11 @@ func (f *FakeSTS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	allowed, ok := f.trust[role]
+	policy, hasPolicy := f.policies[role]
 	f.mu.Unlock()
+	if hasPolicy {
+		allowed, ok = claims.Subject, policy.allows(claims, "sts.amazonaws.com")
+	}
 	if !ok || allowed != claims.Subject {
 		stsError(w, "AccessDenied", fmt.Sprintf("Not authorized to perform sts:AssumeRoleWithWebIdentity: %s may not assume %s", claims.Subject, role))
 		return

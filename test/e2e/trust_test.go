@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+)
+
+// TestThePrintedTrustIsWhatTheCloudNeeds: `injector trust` prints each
+// ServiceAccount's IAM trust policy for the cluster's issuer; the fake STS
+// evaluates those documents as IAM does. A pod's injected token is
+// accepted by its own ServiceAccount's role and refused by another's.
+func TestThePrintedTrustIsWhatTheCloudNeeds(t *testing.T) {
+	ns := namespace(t, nil)
+	roleOf := map[string]string{"reports": "arn:aws:iam::111122223333:role/trust-" + ns + "-reports", "billing": "arn:aws:iam::111122223333:role/trust-" + ns + "-billing"}
+	var manifests []string
+	for name, role := range roleOf {
+		sa := serviceAccount(t, ns, name, map[string]string{"eks.amazonaws.com/role-arn": role})
+		sa.TypeMeta.APIVersion, sa.TypeMeta.Kind = "v1", "ServiceAccount"
+		b, err := yaml.Marshal(sa)
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifests = append(manifests, string(b))
+	}
+	file := filepath.Join(t.TempDir(), "serviceaccounts.yaml")
+	if err := os.WriteFile(file, []byte(strings.Join(manifests, "---\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := cluster.binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, "trust", "-f", file, "--issuer", cluster.Issuer, "-o", "json")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("injector trust: %v\n%s", err, stderr.String())
+	}
+	var docs []struct {
+		ServiceAccount, Target string
+		Object                 json.RawMessage
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &docs); err != nil || len(docs) != 2 {
+		t.Fatalf("injector trust printed %d documents (%v):\n%s", len(docs), err, stdout.String())
+	}
+	for _, d := range docs {
+		if err := fakes.STS.TrustPolicy(d.Target, d.Object); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	stored := storedPod(t, ns, podSpec("web", "reports"))
+	c := stored.Spec.Containers[0]
+	t.Run("the pod's own token is accepted by its role's printed trust", func(t *testing.T) {
+		files := podFiles{t.TempDir()}
+		projectToken(t, stored, "aws-iam-token", files)
+		setContainerEnv(t, c, files, map[string]string{"AWS_ENDPOINT_URL_STS": fakes.STS.URL})
+		if creds := awsCredentials(t); creds.AccessKeyID != AccessKeyFor(roleOf["reports"], Subject(ns, "reports")) {
+			t.Errorf("credentials %s", creds.AccessKeyID)
+		}
+	})
+	t.Run("another serviceaccount's token is refused by it", func(t *testing.T) {
+		files := podFiles{t.TempDir()}
+		writeToken(t, ns, "billing", "sts.amazonaws.com", ptr.To[int64](3600), nil, "/var/run/secrets/eks.amazonaws.com/serviceaccount/token", files)
+		setContainerEnv(t, c, files, map[string]string{"AWS_ENDPOINT_URL_STS": fakes.STS.URL})
+		_, err := awsConfig(t).Credentials.Retrieve(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "AccessDenied") {
+			t.Errorf("the reports role accepted billing's token: %v", err)
+		}
+	})
+}
+
+// awsConfig loads the AWS SDK's configuration from the environment.
+func awsConfig(t *testing.T) aws.Config {
+	t.Helper()
+	cfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
