@@ -14,12 +14,14 @@ import (
 
 	"github.com/pod-identity/injector/pkg/manifest"
 	"github.com/pod-identity/injector/pkg/providers/registry"
+	"github.com/pod-identity/injector/pkg/render"
 	"github.com/pod-identity/injector/pkg/trust"
 )
 
 func newTrustCommand(args []string) *cobra.Command {
 	var files []string
 	var issuer, output, namespace string
+	var policyOpts render.Options
 	provs := registry.New().WithArgs(args)
 	cmd := &cobra.Command{
 		Use:   "trust -f FILE --issuer URL",
@@ -29,8 +31,9 @@ identity they name, the object its cloud must hold so that exactly that
 ServiceAccount's tokens, from the cluster's issuer, are accepted: an IAM role's
 trust policy (the issuer's OIDC provider, the exact subject and audience), an
 Entra federated identity credential, a Google workload identity pool provider
-and IAM binding. No wildcard subject is ever printed. -o commands prints the
-cloud CLIs' commands instead.`,
+and IAM binding. No wildcard subject is ever printed, and nothing is printed for
+an identity the IdentityPolicies of the input (or of --policy) refuse: the
+command fails naming it. -o commands prints the cloud CLIs' commands instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(files) == 0 {
@@ -63,10 +66,20 @@ cloud CLIs' commands instead.`,
 				if err != nil {
 					return err
 				}
+				policies, err := render.PolicyStore(in, policyOpts)
+				if err != nil {
+					return err
+				}
 				for _, sa := range sas {
 					injs, invalid := engine.ServiceAccountInjections(sa.ServiceAccount)
 					if len(invalid) > 0 {
 						return fmt.Errorf("%s: %w", sa.Source, errors.Join(invalid...))
+					}
+					if policies != nil {
+						// The cloud must not trust what the cluster refuses.
+						if denied := engine.CheckServiceAccount(nil, sa.ServiceAccount, policies.Scope(sa.Namespace)).Denied; len(denied) > 0 {
+							return fmt.Errorf("%s: %w", sa.Source, errors.Join(denied...))
+						}
 					}
 					d, err := trust.For(issuer, sa.ServiceAccount, injs)
 					if err != nil {
@@ -92,6 +105,7 @@ cloud CLIs' commands instead.`,
 	fs.StringVar(&issuer, "issuer", "", "the cluster's service account issuer URL")
 	fs.StringVarP(&output, "output", "o", "yaml", "json, yaml or commands")
 	fs.StringVarP(&namespace, "namespace", "n", "default", "namespace of ServiceAccounts that name none")
+	policyOpts.AddPolicyFlags(fs)
 	provs.AddFlags(fs)
 	cmd.AddCommand(newTrustCheckCommand())
 	return cmd

@@ -53,6 +53,8 @@ func TestTrustRefusesBadInput(t *testing.T) {
 		{"an issuer that is not HTTPS", []string{"trust", "-f", good, "--issuer", "http://oidc.example.com"}, `issuer "http://oidc.example.com": expected an https:// URL`},
 		{"an invalid identity", []string{"trust", "-f", bad, "--issuer", testIssuer}, `annotation eks.amazonaws.com/role-arn has invalid value "nope"`},
 		{"an unknown output", []string{"trust", "-f", good, "--issuer", testIssuer, "-o", "xml"}, `-o "xml": expected json, yaml or commands`},
+		{"an identity a policy refuses", []string{"trust", "-f", good, "--issuer", testIssuer, "--policy", filepath.Join(fixtures, "policy", "isolation-own-aws-token-denied", "input.yaml")},
+			`serviceaccount "acme/billing": annotation eks.amazonaws.com/role-arn "arn:aws-cn:iam::444455556666:role/billing" is not allowed by identitypolicy "tenants"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			stdout, _, err := runInjector(tt.args, nil)
