@@ -358,6 +358,51 @@ type FakeEntra struct {
 	verifier *Verifier
 	mu       sync.Mutex
 	trust    map[string]string // tenant/client -> subject
+	// credentials are applications' federated identity credentials,
+	// matched as Entra matches them (issuer, subject and an audience,
+	// exactly); an application with any is judged by them instead of trust.
+	credentials map[string][]federatedCredential // client ID -> credentials
+}
+
+// federatedCredential is what the fake reads of an Entra federated
+// identity credential.
+type federatedCredential struct {
+	Issuer    string   `json:"issuer"`
+	Subject   string   `json:"subject"`
+	Audiences []string `json:"audiences"`
+}
+
+// AddCredential adds a federated identity credential (JSON, as the Graph
+// API takes it) to the application clientID.
+func (f *FakeEntra) AddCredential(clientID string, doc []byte) error {
+	var c federatedCredential
+	if err := json.Unmarshal(doc, &c); err != nil || c.Issuer == "" || c.Subject == "" || len(c.Audiences) == 0 {
+		return fmt.Errorf("federated credential of %s: issuer, subject and audiences are required: %v", clientID, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.credentials == nil {
+		f.credentials = map[string][]federatedCredential{}
+	}
+	f.credentials[clientID] = append(f.credentials[clientID], c)
+	return nil
+}
+
+// matches says whether one of the application's credentials admits the
+// token's claims: the same issuer and subject, byte for byte, and one of
+// its audiences among the token's.
+func matches(creds []federatedCredential, c *Claims) bool {
+	for _, cr := range creds {
+		if cr.Issuer != c.Issuer || cr.Subject != c.Subject {
+			continue
+		}
+		for _, a := range cr.Audiences {
+			if slices.Contains(c.Audience, a) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Trust lets subject get tokens for the application clientID of tenant.
@@ -416,7 +461,11 @@ func (f *FakeEntra) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		f.mu.Lock()
 		allowed, ok := f.trust[tenant+"/"+clientID]
+		creds, hasCreds := f.credentials[clientID]
 		f.mu.Unlock()
+		if hasCreds {
+			allowed, ok = claims.Subject, matches(creds, claims)
+		}
 		if !ok || allowed != claims.Subject {
 			oauthError(w, "invalid_client", fmt.Sprintf("AADSTS70021: No matching federated identity record found for presented assertion subject %q", claims.Subject))
 			return

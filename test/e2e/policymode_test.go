@@ -412,6 +412,15 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 		return denial != nil
 	})
 	t.Logf("policy created: enforced in policy mode %s later", enforced.Round(time.Millisecond))
+	// For a moment the API server's policies may read different versions
+	// of the parameters: the mutating policy the old one (it injects the
+	// role) and pod-identity-enforce the new one (it refuses what it sees
+	// injected as the pod's own). Refused either way; once they agree,
+	// pod-identity-deny refuses with the webhook's words.
+	until(t, "the refusal comes from pod-identity-deny", func() bool {
+		_, denial = createPod(t, ns, podSpec("legacy", "legacy", noToken), true)
+		return denial != nil && strings.Contains(denial.Error(), "pod-identity-deny")
+	})
 	want := fmt.Sprintf(`annotation eks.amazonaws.com/role-arn "%s" is not allowed by identitypolicy %q`, adminRole, name)
 	if !strings.Contains(denial.Error(), want) || !strings.Contains(denial.Error(), "pod-identity-deny") {
 		t.Errorf("refusal %q, want the ValidatingAdmissionPolicy pod-identity-deny with %q", denial, want)

@@ -81,6 +81,67 @@ func TestThePrintedTrustIsWhatTheCloudNeeds(t *testing.T) {
 	})
 }
 
+// TestThePrintedFederatedCredentialIsWhatEntraNeeds: the Entra fake
+// matches the credential `injector trust` prints as Entra does.
+func TestThePrintedFederatedCredentialIsWhatEntraNeeds(t *testing.T) {
+	ns := namespace(t, nil)
+	app := "7c1e4b2a-0d3f-4e6a-9b8c-" + randomHex(6)
+	var manifests []string
+	for _, name := range []string{"agent", "other"} {
+		ann := map[string]string{"azure.workload.identity/client-id": app, "azure.workload.identity/tenant-id": tenantID}
+		if name == "other" {
+			ann = map[string]string{"azure.workload.identity/client-id": clientID, "azure.workload.identity/tenant-id": tenantID}
+		}
+		sa := serviceAccount(t, ns, name, ann)
+		sa.TypeMeta.APIVersion, sa.TypeMeta.Kind = "v1", "ServiceAccount"
+		b, err := yaml.Marshal(sa)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "agent" {
+			manifests = append(manifests, string(b))
+		}
+	}
+	file := filepath.Join(t.TempDir(), "serviceaccounts.yaml")
+	if err := os.WriteFile(file, []byte(strings.Join(manifests, "---\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := cluster.binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "trust", "-f", file, "--issuer", cluster.Issuer, "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("injector trust: %v", err)
+	}
+	var docs []struct {
+		Target string
+		Object json.RawMessage
+	}
+	if err := json.Unmarshal(out, &docs); err != nil || len(docs) != 1 || docs[0].Target != app {
+		t.Fatalf("injector trust printed %s (%v)", out, err)
+	}
+	if err := fakes.Entra.AddCredential(app, docs[0].Object); err != nil {
+		t.Fatal(err)
+	}
+	stored := storedPod(t, ns, podSpec("web", "agent", withLabels(map[string]string{"azure.workload.identity/use": "true"})))
+	c := stored.Spec.Containers[0]
+	t.Run("the pod's own token gets a token for its application", func(t *testing.T) {
+		files := podFiles{t.TempDir()}
+		projectToken(t, stored, "azure-identity-token", files)
+		if _, err := azureToken(t, c, files); err != nil {
+			t.Fatalf("azidentity with the printed credential: %v", err)
+		}
+	})
+	t.Run("another serviceaccount's token does not", func(t *testing.T) {
+		files := podFiles{t.TempDir()}
+		writeToken(t, ns, "other", "api://AzureADTokenExchange", ptr.To[int64](3600), nil, "/var/run/secrets/azure/tokens/azure-identity-token", files)
+		if _, err := azureToken(t, c, files); err == nil || !strings.Contains(err.Error(), "No matching federated identity record") {
+			t.Errorf("error %v, want Entra's refusal", err)
+		}
+	})
+}
+
 // awsConfig loads the AWS SDK's configuration from the environment.
 func awsConfig(t *testing.T) aws.Config {
 	t.Helper()
