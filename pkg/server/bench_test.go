@@ -33,6 +33,21 @@ import (
 // namespace and allow its identities).
 func BenchmarkInjectorHandler(b *testing.B) {
 	benchBody := readBenchBody(b)
+	withPolicies(b, func(b *testing.B, h http.Handler) {
+		b.ReportAllocs()
+		for b.Loop() {
+			w := serveReview(h, benchBody)
+			if w.Code != 200 || !bytes.Contains(w.Body.Bytes(), []byte(`"patch"`)) {
+				b.Fatal(w.Body.String())
+			}
+		}
+	})
+}
+
+// withPolicies runs f on the admission handler with no identity policy,
+// and with 100 loaded (testenv.Policies: 20 select the pod's namespace
+// and allow its identities).
+func withPolicies(b *testing.B, f func(*testing.B, http.Handler)) {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	log.SetFormatter(&logrus.JSONFormatter{})
@@ -47,13 +62,7 @@ func BenchmarkInjectorHandler(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.ReportAllocs()
-			for b.Loop() {
-				w := serveReview(h, benchBody)
-				if w.Code != 200 || !bytes.Contains(w.Body.Bytes(), []byte(`"patch"`)) {
-					b.Fatal(w.Body.String())
-				}
-			}
+			f(b, h)
 		})
 	}
 }
@@ -69,11 +78,7 @@ func BenchmarkFloorHandler(b *testing.B) {
 
 // serveReview sends body to h's /mutate as the API server would.
 func serveReview(h http.Handler, body []byte) *httptest.ResponseRecorder {
-	req := httptest.NewRequest("POST", "/mutate", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, req)
-	return w
+	return serveReviewAt(h, server.MutatePath, body)
 }
 
 // readBenchBody reads the review of a realistic three-container pod.
@@ -92,29 +97,16 @@ func readBenchBody(b *testing.B) []byte {
 // govern the pod's namespace: every check runs).
 func BenchmarkEnforceHandler(b *testing.B) {
 	benchBody := readBenchBody(b)
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	engine, err := testenv.Engine(context.Background(), log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sas := staticsa.Set{}.Add(testenv.PodServiceAccount())
-	for _, n := range []int{0, 100} {
-		b.Run(fmt.Sprintf("%d policies", n), func(b *testing.B) {
-			h, err := server.NewAdmissionHandler(admission.Config{Engine: engine, ServiceAccounts: sas, Log: log, Policies: testenv.Policies(n)}, prometheus.NewRegistry(), 0)
-			if err != nil {
-				b.Fatal(err)
+	withPolicies(b, func(b *testing.B, h http.Handler) {
+		stored := storedReview(b, h, benchBody)
+		b.ReportAllocs()
+		for b.Loop() {
+			w := serveReviewAt(h, server.EnforcePath, stored)
+			if w.Code != 200 || !bytes.Contains(w.Body.Bytes(), []byte(`"allowed":true`)) {
+				b.Fatal(w.Body.String())
 			}
-			stored := storedReview(b, h, benchBody)
-			b.ReportAllocs()
-			for b.Loop() {
-				w := serveReviewAt(h, server.EnforcePath, stored)
-				if w.Code != 200 || !bytes.Contains(w.Body.Bytes(), []byte(`"allowed":true`)) {
-					b.Fatal(w.Body.String())
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // storedReview returns body's review with its pod as the mutating

@@ -8,6 +8,7 @@ package sync
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 
@@ -349,12 +350,7 @@ func Enforcement(e *mutate.Engine, scope policy.Scope, ns string) *v1alpha1.Enfo
 			}
 		}
 		vars := en.IdentityVariables()
-		names := make([]string, 0, len(vars))
-		for name := range vars {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for _, name := range names {
+		for _, name := range slices.Sorted(maps.Keys(vars)) {
 			field := vars[name]
 			var rules []v1alpha1.FieldRule
 			for _, r := range scope.FieldRules(ns, p.Name(), field, mutate.CaseInsensitiveField(field)) {

@@ -83,31 +83,41 @@ func TestIsolationHoldsAgainstWhoeverCanCreateAPod(t *testing.T) {
 		_, err := createPod(t, ns, pod("other-pool", "plain", ownToken(other)), true)
 		requireDenied(t, err, `audience "`+other+`"`, wantPolicy)
 	})
-	t.Run("a pod's own Google credential configuration is refused", func(t *testing.T) {
-		own := pod("own-config", "google", withAnnotations(map[string]string{"cloud.google.com/external-credentials-json": `{"type":"external_account","service_account_impersonation_url":"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/owner@victim.iam.gserviceaccount.com:generateAccessToken"}`}))
-		_, err := createPod(t, ns, own, true)
-		requireDenied(t, err, fmt.Sprintf(`pod "%s/own-config": annotation cloud.google.com/external-credentials-json is not the gcp credential configuration the injector writes for serviceaccount "%s/google"`, ns, ns))
-		clash := pod("own-volume", "google", func(p *corev1.Pod) {
-			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "gcp-workload-identity", VolumeSource: corev1.VolumeSource{
-				ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "my-config"}}}})
-		})
-		_, err = createPod(t, ns, clash, true)
-		requireDenied(t, err, fmt.Sprintf(`pod "%s/own-volume": volume "gcp-workload-identity" has the name of the gcp injection's volume but not its content`, ns))
-	})
+	t.Run("a pod's own Google credential configuration is refused", func(t *testing.T) { ownGoogleConfigurationIsRefused(t, ns) })
 	t.Run("kubectl annotate --overwrite of the Google credential configuration is refused", func(t *testing.T) {
-		stored := storedPod(t, ns, pod("google", "google"))
-		key := "cloud.google.com/external-credentials-json"
-		if stored.Annotations[key] == "" {
-			t.Fatalf("the pod has no %s annotation to edit", key)
-		}
-		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, key, `{"type":"external_account","audience":"//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/victim/providers/p"}`)
-		_, err := cluster.Client.CoreV1().Pods(ns).Patch(ctx, stored.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
-		requireDenied(t, err, fmt.Sprintf(`pod "%s/google": annotation %s is the cloud credential configuration the pod reads through the downward API`, ns, key), "cannot change once the pod exists")
-		// Another annotation still changes.
-		if err := annotatePod(ns, stored.Name, "team", "search"); err != nil {
-			t.Errorf("an unrelated annotation was refused: %v", err)
-		}
+		googleConfigurationEditIsRefused(t, ns, `{"type":"external_account","audience":"//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/victim/providers/p"}`)
 	})
+}
+
+// ownGoogleConfigurationIsRefused: a pod of the governed namespace's
+// "google" ServiceAccount that brings its own credential configuration,
+// as the annotation or as a volume under the injector's name, is refused.
+func ownGoogleConfigurationIsRefused(t *testing.T, ns string) {
+	own := tenantPod("own-config", "google", withAnnotations(map[string]string{"cloud.google.com/external-credentials-json": `{"type":"external_account","service_account_impersonation_url":"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/owner@victim.iam.gserviceaccount.com:generateAccessToken"}`}))
+	_, err := createPod(t, ns, own, true)
+	requireDenied(t, err, fmt.Sprintf(`pod "%s/own-config": annotation cloud.google.com/external-credentials-json is not the gcp credential configuration the injector writes for serviceaccount "%s/google"`, ns, ns))
+	clash := tenantPod("own-volume", "google", func(p *corev1.Pod) {
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "gcp-workload-identity", VolumeSource: corev1.VolumeSource{
+			ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "my-config"}}}})
+	})
+	_, err = createPod(t, ns, clash, true)
+	requireDenied(t, err, fmt.Sprintf(`pod "%s/own-volume": volume "gcp-workload-identity" has the name of the gcp injection's volume but not its content`, ns))
+}
+
+// googleConfigurationEditIsRefused: kubectl annotate --overwrite of a
+// stored pod's credential configuration (to value) is refused; an
+// unrelated annotation still changes.
+func googleConfigurationEditIsRefused(t *testing.T, ns, value string) {
+	stored := storedPod(t, ns, tenantPod("google", "google"))
+	key := "cloud.google.com/external-credentials-json"
+	if stored.Annotations[key] == "" {
+		t.Fatalf("the pod has no %s annotation to edit", key)
+	}
+	err := annotatePod(ns, stored.Name, key, value)
+	requireDenied(t, err, fmt.Sprintf(`pod "%s/google": annotation %s is the cloud credential configuration the pod reads through the downward API`, ns, key), "cannot change once the pod exists")
+	if err := annotatePod(ns, stored.Name, "team", "search"); err != nil {
+		t.Errorf("an unrelated annotation was refused: %v", err)
+	}
 }
 
 // tenantPod is a pod of sa that mounts no Kubernetes API token.
@@ -247,7 +257,6 @@ func TestOnlySyncWritesIdentityParameters(t *testing.T) {
 // ValidatingAdmissionPolicy pod-identity-enforce checks the pod as it
 // will be stored, from what sync writes for the governed namespace.
 func TestPolicyModeIsolationHolds(t *testing.T) {
-	ctx := context.Background()
 	ns := policyNamespace(t)
 	setNamespaceLabel(t, ns, policyLabel+"-policy-mode", "true")
 	own := "arn:aws:iam::111122223333:role/tenants/" + ns + "/app"
@@ -310,28 +319,8 @@ func TestPolicyModeIsolationHolds(t *testing.T) {
 		_, err := createPod(t, ns, pod("opted-out", "legacy", withLabels(map[string]string{"pod-identity.io/inject": "false"})), true)
 		requireDenied(t, err, "pod-identity-enforce", fmt.Sprintf(`annotation eks.amazonaws.com/role-arn "%s" is not allowed by %s`, adminRole, wantPolicy))
 	})
-	t.Run("a pod's own Google credential configuration is refused", func(t *testing.T) {
-		own := pod("own-config", "google", withAnnotations(map[string]string{"cloud.google.com/external-credentials-json": `{"type":"external_account","service_account_impersonation_url":"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/owner@victim.iam.gserviceaccount.com:generateAccessToken"}`}))
-		_, err := createPod(t, ns, own, true)
-		requireDenied(t, err, fmt.Sprintf(`pod "%s/own-config": annotation cloud.google.com/external-credentials-json is not the gcp credential configuration the injector writes for serviceaccount "%s/google"`, ns, ns))
-		clash := pod("own-volume", "google", func(p *corev1.Pod) {
-			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "gcp-workload-identity", VolumeSource: corev1.VolumeSource{
-				ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "my-config"}}}})
-		})
-		_, err = createPod(t, ns, clash, true)
-		requireDenied(t, err, fmt.Sprintf(`pod "%s/own-volume": volume "gcp-workload-identity" has the name of the gcp injection's volume but not its content`, ns))
-	})
+	t.Run("a pod's own Google credential configuration is refused", func(t *testing.T) { ownGoogleConfigurationIsRefused(t, ns) })
 	t.Run("kubectl annotate --overwrite of the Google credential configuration is refused", func(t *testing.T) {
-		stored := storedPod(t, ns, pod("google", "google"))
-		key := "cloud.google.com/external-credentials-json"
-		if stored.Annotations[key] == "" {
-			t.Fatalf("the pod has no %s annotation to edit", key)
-		}
-		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, key, `{"type":"external_account"}`)
-		_, err := cluster.Client.CoreV1().Pods(ns).Patch(ctx, stored.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
-		requireDenied(t, err, fmt.Sprintf(`pod "%s/google": annotation %s is the cloud credential configuration the pod reads through the downward API`, ns, key), "cannot change once the pod exists")
-		if err := annotatePod(ns, stored.Name, "team", "search"); err != nil {
-			t.Errorf("an unrelated annotation was refused: %v", err)
-		}
+		googleConfigurationEditIsRefused(t, ns, `{"type":"external_account"}`)
 	})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 )
@@ -23,36 +24,13 @@ import (
 func TestThePrintedTrustIsWhatTheCloudNeeds(t *testing.T) {
 	ns := namespace(t, nil)
 	roleOf := map[string]string{"reports": "arn:aws:iam::111122223333:role/trust-" + ns + "-reports", "billing": "arn:aws:iam::111122223333:role/trust-" + ns + "-billing"}
-	var manifests []string
+	var sas []*corev1.ServiceAccount
 	for name, role := range roleOf {
-		sa := serviceAccount(t, ns, name, map[string]string{"eks.amazonaws.com/role-arn": role})
-		sa.TypeMeta.APIVersion, sa.TypeMeta.Kind = "v1", "ServiceAccount"
-		b, err := yaml.Marshal(sa)
-		if err != nil {
-			t.Fatal(err)
-		}
-		manifests = append(manifests, string(b))
+		sas = append(sas, serviceAccount(t, ns, name, map[string]string{"eks.amazonaws.com/role-arn": role}))
 	}
-	file := filepath.Join(t.TempDir(), "serviceaccounts.yaml")
-	if err := os.WriteFile(file, []byte(strings.Join(manifests, "---\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bin, err := cluster.binary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(bin, "trust", "-f", file, "--issuer", cluster.Issuer, "-o", "json")
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("injector trust: %v\n%s", err, stderr.String())
-	}
-	var docs []struct {
-		ServiceAccount, Target string
-		Object                 json.RawMessage
-	}
-	if err := json.Unmarshal(stdout.Bytes(), &docs); err != nil || len(docs) != 2 {
-		t.Fatalf("injector trust printed %d documents (%v):\n%s", len(docs), err, stdout.String())
+	docs := printTrust(t, sas...)
+	if len(docs) != 2 {
+		t.Fatalf("injector trust printed %d documents, want 2", len(docs))
 	}
 	for _, d := range docs {
 		if err := fakes.STS.TrustPolicy(d.Target, d.Object); err != nil {
@@ -86,40 +64,11 @@ func TestThePrintedTrustIsWhatTheCloudNeeds(t *testing.T) {
 func TestThePrintedFederatedCredentialIsWhatEntraNeeds(t *testing.T) {
 	ns := namespace(t, nil)
 	app := "7c1e4b2a-0d3f-4e6a-9b8c-" + randomHex(6)
-	var manifests []string
-	for _, name := range []string{"agent", "other"} {
-		ann := map[string]string{"azure.workload.identity/client-id": app, "azure.workload.identity/tenant-id": tenantID}
-		if name == "other" {
-			ann = map[string]string{"azure.workload.identity/client-id": clientID, "azure.workload.identity/tenant-id": tenantID}
-		}
-		sa := serviceAccount(t, ns, name, ann)
-		sa.TypeMeta.APIVersion, sa.TypeMeta.Kind = "v1", "ServiceAccount"
-		b, err := yaml.Marshal(sa)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if name == "agent" {
-			manifests = append(manifests, string(b))
-		}
-	}
-	file := filepath.Join(t.TempDir(), "serviceaccounts.yaml")
-	if err := os.WriteFile(file, []byte(strings.Join(manifests, "---\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bin, err := cluster.binary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(bin, "trust", "-f", file, "--issuer", cluster.Issuer, "-o", "json").Output()
-	if err != nil {
-		t.Fatalf("injector trust: %v", err)
-	}
-	var docs []struct {
-		Target string
-		Object json.RawMessage
-	}
-	if err := json.Unmarshal(out, &docs); err != nil || len(docs) != 1 || docs[0].Target != app {
-		t.Fatalf("injector trust printed %s (%v)", out, err)
+	agent := serviceAccount(t, ns, "agent", map[string]string{"azure.workload.identity/client-id": app, "azure.workload.identity/tenant-id": tenantID})
+	serviceAccount(t, ns, "other", map[string]string{"azure.workload.identity/client-id": clientID, "azure.workload.identity/tenant-id": tenantID})
+	docs := printTrust(t, agent)
+	if len(docs) != 1 || docs[0].Target != app {
+		t.Fatalf("injector trust printed %+v, want the credential of %s", docs, app)
 	}
 	if err := fakes.Entra.AddCredential(app, docs[0].Object); err != nil {
 		t.Fatal(err)
@@ -140,6 +89,47 @@ func TestThePrintedFederatedCredentialIsWhatEntraNeeds(t *testing.T) {
 			t.Errorf("error %v, want Entra's refusal", err)
 		}
 	})
+}
+
+// trustDocument is what the tests read of `injector trust -o json`.
+type trustDocument struct {
+	ServiceAccount, Target string
+	Object                 json.RawMessage
+}
+
+// printTrust runs the built injector's `trust` on the ServiceAccounts,
+// for the cluster's issuer.
+func printTrust(t *testing.T, sas ...*corev1.ServiceAccount) []trustDocument {
+	t.Helper()
+	var manifests []string
+	for _, sa := range sas {
+		sa = sa.DeepCopy()
+		sa.TypeMeta.APIVersion, sa.TypeMeta.Kind = "v1", "ServiceAccount"
+		b, err := yaml.Marshal(sa)
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifests = append(manifests, string(b))
+	}
+	file := filepath.Join(t.TempDir(), "serviceaccounts.yaml")
+	if err := os.WriteFile(file, []byte(strings.Join(manifests, "---\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := cluster.binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, "trust", "-f", file, "--issuer", cluster.Issuer, "-o", "json")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("injector trust: %v\n%s", err, stderr.String())
+	}
+	var docs []trustDocument
+	if err := json.Unmarshal(stdout.Bytes(), &docs); err != nil {
+		t.Fatalf("injector trust printed %s: %v", stdout.String(), err)
+	}
+	return docs
 }
 
 // awsConfig loads the AWS SDK's configuration from the environment.
