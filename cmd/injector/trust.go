@@ -10,141 +10,323 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
 	"github.com/pod-identity/injector/pkg/manifest"
+	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/policy"
+	"github.com/pod-identity/injector/pkg/providers"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/render"
 	"github.com/pod-identity/injector/pkg/trust"
 )
 
+// trustSource is one ServiceAccount to print trust for, and the policies
+// that govern its namespace.
+type trustSource struct {
+	sa     *corev1.ServiceAccount
+	name   string // in messages: the file and document, or the object
+	policy policy.Scope
+	// named says the user named the ServiceAccount: one with no identity
+	// is then an error.
+	named bool
+}
+
 func newTrustCommand(args []string) *cobra.Command {
 	var files []string
-	var issuer, output, namespace string
+	var output, namespace string
+	var all bool
+	var o trust.Options
 	var policyOpts render.Options
+	kube := newKubeOptions()
 	provs := registry.New().WithArgs(args)
 	cmd := &cobra.Command{
-		Use:   "trust -f FILE --issuer URL",
+		Use:   "trust [-f FILE | NAME...] [--issuer URL]",
 		Short: "Print the cloud-side trust each annotated ServiceAccount needs, exactly as narrow as the ServiceAccount",
-		Long: `Reads the ServiceAccounts of a YAML or JSON stream and prints, for each
-identity they name, the object its cloud must hold so that exactly that
-ServiceAccount's tokens, from the cluster's issuer, are accepted: an IAM role's
-trust policy (the issuer's OIDC provider, the exact subject and audience), an
-Entra federated identity credential, a Google workload identity pool provider
-and IAM binding. No wildcard subject is ever printed, and nothing is printed for
-an identity the IdentityPolicies of the input (or of --policy) refuse: the
-command fails naming it. -o commands prints the cloud CLIs' commands instead.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(files) == 0 {
-				return errors.New("-f is required: a file of ServiceAccounts, or - for stdin")
-			}
-			if issuer == "" {
-				return errors.New("--issuer is required: the cluster's service account issuer, as the API server's --service-account-issuer (kubectl get --raw /.well-known/openid-configuration shows it)")
-			}
-			if err := trust.ValidIssuer(issuer); err != nil {
-				return err
-			}
+		Long: `Prints, for each identity the ServiceAccounts name, the object its cloud must
+hold so that exactly that ServiceAccount's tokens, from the cluster's issuer, are
+accepted: an IAM role's trust policy (the issuer's OIDC provider, the exact
+subject and audience), or with --eks-cluster an EKS Pod Identity association
+and its trust policy; an Entra federated identity credential; a Google
+workload identity pool provider (its attribute condition admits exactly the
+ServiceAccounts that name it) and IAM binding; and what a declarative
+provider's file declares (trust:), such as an Alibaba Cloud RAM trust policy.
+
+With -f it reads the ServiceAccounts of a YAML or JSON stream; without, it
+reads the cluster's (kubectl's configuration: --kubeconfig, $KUBECONFIG,
+~/.kube/config, --context), those named or all of the namespace (-n, default
+the context's; -A every namespace), and --issuer defaults to the API server's.
+
+No wildcard subject is ever printed, and nothing is printed for an identity
+the IdentityPolicies refuse (those of the input or of --policy, or the
+cluster's): the command fails naming it. -o commands prints the cloud CLIs'
+commands instead.`,
+		RunE: func(cmd *cobra.Command, names []string) error {
 			if output != "json" && output != "yaml" && output != "commands" {
 				return fmt.Errorf("-o %q: expected json, yaml or commands", output)
 			}
+			live := len(files) == 0
+			if !live && (len(names) > 0 || all) {
+				return errors.New("NAME arguments and -A read the cluster: give them without -f")
+			}
+			if !live && o.Issuer == "" && o.EKSCluster == "" {
+				return errors.New("--issuer is required with -f: the cluster's service account issuer, as the API server's --service-account-issuer (kubectl get --raw /.well-known/openid-configuration shows it)")
+			}
+			if err := o.Validate(false); err != nil {
+				return err
+			}
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
+			cmd.SilenceUsage = true
 			engine, err := buildEngine(ctx, provs, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			cmd.SilenceUsage = true
-			var docs []trust.Document
-			seen := map[string]bool{}
-			for _, f := range files {
-				in, err := readStream(f, cmd.InOrStdin())
-				if err != nil {
-					return err
-				}
-				sas, err := manifest.ServiceAccountsOf(in, namespace)
-				if err != nil {
-					return err
-				}
-				policies, err := render.PolicyStore(in, policyOpts)
-				if err != nil {
-					return err
-				}
-				for _, sa := range sas {
-					injs, invalid := engine.ServiceAccountInjections(sa.ServiceAccount)
-					if len(invalid) > 0 {
-						return fmt.Errorf("%s: %w", sa.Source, errors.Join(invalid...))
-					}
-					if policies != nil {
-						// The cloud must not trust what the cluster refuses.
-						if denied := engine.CheckServiceAccount(nil, sa.ServiceAccount, policies.Scope(sa.Namespace)).Denied; len(denied) > 0 {
-							return fmt.Errorf("%s: %w", sa.Source, errors.Join(denied...))
-						}
-					}
-					d, err := trust.For(issuer, sa.ServiceAccount, injs)
-					if err != nil {
-						return fmt.Errorf("%s: %w", sa.Source, err)
-					}
-					for _, doc := range d {
-						// A pool provider serves every ServiceAccount: once.
-						if doc.Kind == trust.KindPoolProvider {
-							if seen[doc.Target] {
-								continue
-							}
-							seen[doc.Target] = true
-						}
-						docs = append(docs, doc)
-					}
-				}
+			o.Describers = describers(engine)
+			var sources []trustSource
+			if live {
+				sources, err = liveTrustSources(ctx, kube, &o, namespace, all, names)
+			} else {
+				sources, err = fileTrustSources(files, namespace, policyOpts, cmd.InOrStdin())
+			}
+			if err != nil {
+				return err
+			}
+			docs, err := trustDocuments(engine, o, sources)
+			if err != nil {
+				return err
 			}
 			return writeTrust(cmd.OutOrStdout(), docs, output)
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringArrayVarP(&files, "filename", "f", nil, "file of ServiceAccounts, - for stdin (repeatable)")
-	fs.StringVar(&issuer, "issuer", "", "the cluster's service account issuer URL")
+	fs.StringArrayVarP(&files, "filename", "f", nil, "file of ServiceAccounts, - for stdin (repeatable); without it the cluster's are read")
+	fs.StringVar(&o.Issuer, "issuer", "", "the cluster's service account issuer URL (default without -f: the API server's)")
+	fs.StringVar(&o.EKSCluster, "eks-cluster", "", "ARN of the EKS cluster whose pods get AWS roles through EKS Pod Identity: print associations and Pod Identity trust instead of IRSA trust")
 	fs.StringVarP(&output, "output", "o", "yaml", "json, yaml or commands")
-	fs.StringVarP(&namespace, "namespace", "n", "default", "namespace of ServiceAccounts that name none")
+	fs.StringVarP(&namespace, "namespace", "n", "", "namespace of the ServiceAccounts (with -f: of those that name none, default \"default\"; live: default the context's)")
+	fs.BoolVarP(&all, "all-namespaces", "A", false, "every namespace's ServiceAccounts (live only)")
 	policyOpts.AddPolicyFlags(fs)
+	kube.addFlags(fs)
 	provs.AddFlags(fs)
 	cmd.AddCommand(newTrustCheckCommand())
 	return cmd
 }
 
+// describers are the providers that describe their own trust.
+func describers(engine *mutate.Engine) map[string]providers.TrustDescriber {
+	out := map[string]providers.TrustDescriber{}
+	for _, p := range engine.Providers() {
+		if d, ok := p.(providers.TrustDescriber); ok {
+			out[p.Name()] = d
+		}
+	}
+	return out
+}
+
+func fileTrustSources(files []string, namespace string, opts render.Options, stdin io.Reader) ([]trustSource, error) {
+	if namespace == "" {
+		namespace = "default"
+	}
+	var out []trustSource
+	for _, f := range files {
+		in, err := readStream(f, stdin)
+		if err != nil {
+			return nil, err
+		}
+		sas, err := manifest.ServiceAccountsOf(in, namespace)
+		if err != nil {
+			return nil, err
+		}
+		policies, err := render.PolicyStore(in, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, sa := range sas {
+			s := trustSource{sa: sa.ServiceAccount, name: sa.Source}
+			if policies != nil {
+				s.policy = policies.Scope(sa.Namespace)
+			}
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// liveTrustSources reads the cluster's ServiceAccounts, policies and, when
+// o names none, its issuer.
+func liveTrustSources(ctx context.Context, kube *kubeOptions, o *trust.Options, namespace string, all bool, names []string) ([]trustSource, error) {
+	_, client, dyn, contextNS, err := kube.clients()
+	if err != nil {
+		return nil, err
+	}
+	if namespace == "" {
+		namespace = contextNS
+	}
+	if all && len(names) > 0 {
+		return nil, errors.New("-A reads every ServiceAccount: name none with it")
+	}
+	if o.Issuer == "" {
+		if o.Issuer, err = apiServerIssuer(ctx, client); err != nil {
+			return nil, err
+		}
+	}
+	store, err := livePolicies(ctx, dyn)
+	if err != nil {
+		return nil, err
+	}
+	var sas []corev1.ServiceAccount
+	named := false
+	switch {
+	case len(names) > 0:
+		for _, n := range names {
+			sa, err := client.CoreV1().ServiceAccounts(namespace).Get(ctx, n, metav1.GetOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("serviceaccount %q: %w", namespace+"/"+n, err)
+			}
+			sas = append(sas, *sa)
+		}
+		named = true
+	default:
+		ns := namespace
+		if all {
+			ns = metav1.NamespaceAll
+		}
+		list, err := client.CoreV1().ServiceAccounts(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("list serviceaccounts: %w", err)
+		}
+		sas = list.Items
+	}
+	seen := map[string]bool{}
+	var out []trustSource
+	for i := range sas {
+		sa := &sas[i]
+		if !seen[sa.Namespace] {
+			seen[sa.Namespace] = true
+			nsObj, err := client.CoreV1().Namespaces().Get(ctx, sa.Namespace, metav1.GetOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("namespace %q: %w", sa.Namespace, err)
+			}
+			store.SetNamespace(sa.Namespace, nsObj.Labels)
+		}
+		out = append(out, trustSource{sa: sa, name: "serviceaccount " + fmt.Sprintf("%q", sa.Namespace+"/"+sa.Name), policy: store.Scope(sa.Namespace), named: named})
+	}
+	return out, nil
+}
+
+// apiServerIssuer reads the issuer from the API server's discovery
+// document.
+func apiServerIssuer(ctx context.Context, client kubernetes.Interface) (string, error) {
+	body, err := client.Discovery().RESTClient().Get().AbsPath("/.well-known/openid-configuration").Do(ctx).Raw()
+	if err != nil {
+		return "", fmt.Errorf("the API server's issuer (/.well-known/openid-configuration): %w; give it with --issuer", err)
+	}
+	var d struct {
+		Issuer string `json:"issuer"`
+	}
+	if err := json.Unmarshal(body, &d); err != nil || d.Issuer == "" {
+		return "", errors.New("the API server's /.well-known/openid-configuration names no issuer; give it with --issuer")
+	}
+	return d.Issuer, nil
+}
+
+// trustDocuments builds every source's documents; the first refused or
+// invalid identity fails the whole, so nothing is half-printed.
+func trustDocuments(engine *mutate.Engine, o trust.Options, sources []trustSource) ([]trust.Document, error) {
+	var docs []trust.Document
+	for _, s := range sources {
+		injs, invalid := engine.ServiceAccountInjections(s.sa)
+		if len(invalid) > 0 {
+			return nil, fmt.Errorf("%s: %w", s.name, errors.Join(invalid...))
+		}
+		// The cloud must not trust what the cluster refuses.
+		if denied := engine.CheckServiceAccount(nil, s.sa, s.policy).Denied; len(denied) > 0 {
+			return nil, fmt.Errorf("%s: %w", s.name, errors.Join(denied...))
+		}
+		d, err := trust.For(o, s.sa, injs)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		if len(d) == 0 && s.named {
+			return nil, fmt.Errorf("%s names no identity the cloud must trust: expected an identity annotation such as eks.amazonaws.com/role-arn, azure.workload.identity/client-id or cloud.google.com/workload-identity-provider (injector explain serviceaccount/%s says what it gets)", s.name, s.sa.Name)
+		}
+		docs = append(docs, d...)
+	}
+	if len(docs) == 0 {
+		var names []string
+		for _, s := range sources {
+			names = append(names, s.sa.Namespace+"/"+s.sa.Name)
+		}
+		if len(names) > 5 {
+			names = append(names[:5], fmt.Sprintf("and %d more", len(names)-5))
+		}
+		return nil, fmt.Errorf("no identity to trust: none of the serviceaccounts read (%s) names an identity with a cloud object this command knows", strings.Join(names, ", "))
+	}
+	return trust.Merge(docs), nil
+}
+
 func newTrustCheckCommand() *cobra.Command {
-	var issuer string
+	var issuer, identity string
+	var policyOpts render.Options
 	cmd := &cobra.Command{
 		Use:   "check --issuer URL FILE...",
-		Short: "Say which ServiceAccounts an IAM role trust policy admits, and whether it is wider than they need",
-		Long: `Reads IAM role trust policies (JSON, as aws iam get-role prints their
-AssumeRolePolicyDocument) and prints the ServiceAccount subjects each admits
-exactly, and a line for everything wider than one ServiceAccount of the
-cluster's issuer needs: a statement for another issuer, no subject condition,
-a wildcard subject, no audience condition. Exits non-zero on a finding, for CI.`,
+		Short: "Say which ServiceAccounts a trust document admits, and whether it is wider than they need",
+		Long: `Reads trust documents as the clouds' CLIs print them, JSON or YAML: IAM role
+trust policies (alone or as aws iam get-role prints them; IRSA and EKS Pod
+Identity), Alibaba Cloud RAM role trust policies, Entra federated identity
+credentials (one, a list, or a Graph API page), Google workload identity pool
+providers and Google IAM policies. It prints the ServiceAccount subjects each
+admits exactly, and a line for everything wider than one ServiceAccount of the
+cluster's issuer needs (another issuer, an issuer that differs by a trailing
+slash, no subject condition or a wildcard one, no audience condition, a
+principalSet). With --policy, it also says which admitted ServiceAccounts an
+IdentityPolicy refuses the identity the document belongs to (--identity, when
+the document does not name it). Exits non-zero on a finding, for CI.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
 			if issuer == "" {
 				return errors.New("--issuer is required: the cluster's service account issuer")
 			}
+			if err := trust.ValidIssuer(issuer); err != nil {
+				return err
+			}
 			cmd.SilenceUsage = true
+			policies, err := render.PolicyStore(nil, policyOpts)
+			if err != nil {
+				return err
+			}
+			var lines []string
 			found := 0
 			for _, f := range files {
-				data, err := os.ReadFile(f)
+				data, err := readLimited(f, trust.MaxDocumentBytes)
 				if err != nil {
 					return err
 				}
-				subjects, findings, err := trust.CheckIAM(data, issuer)
+				r, err := trust.Check(data, issuer)
 				if err != nil {
 					return fmt.Errorf("%s: %w", f, err)
 				}
-				for _, s := range subjects {
-					_, _ = fmt.Fprintf(cmd.OutOrStdout(), "%s: admits %s\n", f, s)
+				target := r.Target
+				if identity != "" {
+					target = identity
 				}
-				for _, fd := range findings {
+				for _, s := range r.Subjects {
+					lines = append(lines, fmt.Sprintf("%s: %s admits %s", f, r.Kind, s))
+					for _, d := range refusedBy(policies, r, target, s) {
+						found++
+						lines = append(lines, fmt.Sprintf("%s: %v", f, d))
+					}
+				}
+				for _, fd := range r.Findings {
 					found++
-					_, _ = fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", f, fd.Message)
+					lines = append(lines, fmt.Sprintf("%s: %s", f, fd.Message))
 				}
 			}
+			_, _ = fmt.Fprintln(cmd.OutOrStdout(), strings.Join(lines, "\n"))
 			if found > 0 {
 				return fmt.Errorf("%d finding(s)", found)
 			}
@@ -152,7 +334,37 @@ a wildcard subject, no audience condition. Exits non-zero on a finding, for CI.`
 		},
 	}
 	cmd.Flags().StringVar(&issuer, "issuer", "", "the cluster's service account issuer URL")
+	cmd.Flags().StringVar(&identity, "identity", "", "the identity the documents belong to (role ARN, client ID, Google service account email), for --policy")
+	policyOpts.AddPolicyFlags(cmd.Flags())
 	return cmd
+}
+
+// refusedBy says why the policies refuse the subject the identity.
+func refusedBy(policies *policy.Store, r *trust.Report, identity, subject string) []error {
+	ns, name, ok := strings.Cut(strings.TrimPrefix(subject, "system:serviceaccount:"), ":")
+	if policies == nil || identity == "" || !ok {
+		return nil
+	}
+	v := policies.Scope(ns).Evaluate(policy.Check{Namespace: ns, ServiceAccount: name, Uncounted: true,
+		Providers: []policy.ProviderIdentities{{Provider: r.Provider, Identities: []providers.Identity{{Field: r.Field, Source: "the trust document", Value: identity}}}}})
+	return v.Denied()
+}
+
+// readLimited reads a file of at most limit bytes.
+func readLimited(name string, limit int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes, more than any trust document", name, limit)
+	}
+	return data, nil
 }
 
 // readStream reads the documents of a file, - for stdin.
@@ -171,12 +383,23 @@ func readStream(name string, stdin io.Reader) ([]*manifest.Document, error) {
 func writeTrust(w io.Writer, docs []trust.Document, output string) error {
 	switch output {
 	case "commands":
+		var b strings.Builder
 		for _, d := range docs {
-			if _, err := fmt.Fprintf(w, "# %s %s: %s for %s\n%s\n", d.Provider, d.ServiceAccount, d.Kind, d.Target, d.Command); err != nil {
-				return err
+			fmt.Fprintf(&b, "# %s %s: %s for %s\n", d.Provider, d.ServiceAccount, d.Kind, d.Target)
+			if d.Command != "" {
+				b.WriteString(d.Command + "\n")
+				continue
 			}
+			// No CLI applies it: the document itself, commented.
+			text, ok := d.Object.(string)
+			if !ok {
+				j, _ := json.Marshal(d.Object)
+				text = string(j)
+			}
+			b.WriteString("#   " + strings.ReplaceAll(text, "\n", "\n#   ") + "\n")
 		}
-		return nil
+		_, err := io.WriteString(w, b.String())
+		return err
 	case "json":
 		b, err := json.MarshalIndent(docs, "", "  ")
 		if err != nil {

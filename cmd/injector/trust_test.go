@@ -44,6 +44,10 @@ func TestTrustRefusesBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := filepath.Join(fixtures, "trust", "aws-irsa", "serviceaccounts.yaml")
+	plain := filepath.Join(dir, "plain.yaml")
+	if err := os.WriteFile(plain, []byte("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: plain, namespace: team}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -52,6 +56,8 @@ func TestTrustRefusesBadInput(t *testing.T) {
 		{"no issuer", []string{"trust", "-f", good}, "--issuer is required"},
 		{"an issuer that is not HTTPS", []string{"trust", "-f", good, "--issuer", "http://oidc.example.com"}, `issuer "http://oidc.example.com": expected an https:// URL`},
 		{"an invalid identity", []string{"trust", "-f", bad, "--issuer", testIssuer}, `annotation eks.amazonaws.com/role-arn has invalid value "nope"`},
+		{"a serviceaccount with no identity", []string{"trust", "-f", plain, "--issuer", testIssuer}, `no identity to trust: none of the serviceaccounts read (team/plain) names an identity`},
+		{"an EKS cluster that is not an ARN", []string{"trust", "-f", good, "--eks-cluster", "prod"}, `EKS cluster "prod": expected an EKS cluster ARN`},
 		{"an unknown output", []string{"trust", "-f", good, "--issuer", testIssuer, "-o", "xml"}, `-o "xml": expected json, yaml or commands`},
 		{"an identity a policy refuses", []string{"trust", "-f", good, "--issuer", testIssuer, "--policy", filepath.Join(fixtures, "policy", "isolation-own-aws-token-denied", "input.yaml")},
 			`serviceaccount "acme/billing": annotation eks.amazonaws.com/role-arn "arn:aws-cn:iam::444455556666:role/billing" is not allowed by identitypolicy "tenants"`},
@@ -87,6 +93,28 @@ func TestTrustCheck(t *testing.T) {
 			[]string{"has no condition on " + hp + ":sub: any ServiceAccount of the cluster"}, true},
 		{"another issuer is reported", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":"arn:aws:iam::111122223333:oidc-provider/other.example.com"},"Action":["sts:AssumeRoleWithWebIdentity"],"Condition":{"StringEquals":{"other.example.com:sub":"system:serviceaccount:a:b","other.example.com:aud":"sts.amazonaws.com"}}}]}`,
 			[]string{`trusts web identities of "arn:aws:iam::111122223333:oidc-provider/other.example.com", not of this cluster's issuer`}, true},
+		{"an EKS Pod Identity trust pinned to one serviceaccount passes", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":["sts:AssumeRole","sts:TagSession"],"Condition":{"StringEquals":{"aws:RequestTag/eks-cluster-arn":"arn:aws:eks:us-west-2:111122223333:cluster/prod","aws:RequestTag/kubernetes-namespace":"acme","aws:RequestTag/kubernetes-service-account":"reports"}}}]}`,
+			[]string{"IAM role trust policy (EKS Pod Identity) admits system:serviceaccount:acme:reports"}, false},
+		{"an EKS Pod Identity trust without session tag conditions is reported", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":["sts:AssumeRole","sts:TagSession"]}]}`,
+			[]string{"any EKS Pod Identity association in the account may assume the role"}, true},
+		{"a RAM trust for this issuer passes", `{"Version":"1","Statement":[{"Effect":"Allow","Principal":{"Federated":["acs:ram::1234567890123456:oidc-provider/ack-rrsa-c01"]},"Action":"sts:AssumeRole","Condition":{"StringEquals":{"oidc:iss":"` + testIssuer + `","oidc:aud":"sts.aliyuncs.com","oidc:sub":"system:serviceaccount:acme:reports"}}}]}`,
+			[]string{"RAM role trust policy admits system:serviceaccount:acme:reports"}, false},
+		{"a RAM trust with no issuer condition is reported", `{"Version":"1","Statement":[{"Effect":"Allow","Principal":{"Federated":["acs:ram::1234567890123456:oidc-provider/ack-rrsa-c01"]},"Action":"sts:AssumeRole","Condition":{"StringEquals":{"oidc:aud":"sts.aliyuncs.com","oidc:sub":"system:serviceaccount:acme:reports"}}}]}`,
+			[]string{"has no condition on oidc:iss"}, true},
+		{"an Entra credential for one serviceaccount passes", `{"name":"kubernetes-acme-reports","issuer":"` + testIssuer + `","subject":"system:serviceaccount:acme:reports","audiences":["api://AzureADTokenExchange"]}`,
+			[]string{"Entra federated identity credentials admits system:serviceaccount:acme:reports"}, false},
+		{"an Entra credential whose issuer has a trailing slash is reported", `[{"name":"slash","issuer":"` + testIssuer + `/","subject":"system:serviceaccount:acme:reports","audiences":["api://AzureADTokenExchange"]}]`,
+			[]string{`credential "slash": issuer "` + testIssuer + `/" differs from the cluster's ` + testIssuer + ` only by a trailing slash`}, true},
+		{"an Entra credential matching claims by expression is reported", `{"value":[{"name":"flex","issuer":"` + testIssuer + `","subject":"","claimsMatchingExpression":{"value":"claims['sub'] matches 'system:serviceaccount:acme:*'"},"audiences":["api://AzureADTokenExchange"]}]}`,
+			[]string{`credential "flex": matches subjects by the expression`}, true},
+		{"an Entra credential of another issuer is reported", `{"name":"other","issuer":"https://other.example.com","subject":"system:serviceaccount:acme:reports","audiences":["api://AzureADTokenExchange"]}`,
+			[]string{`credential "other": trusts the issuer "https://other.example.com"`}, true},
+		{"a Google pool provider whose condition lists subjects passes", "name: projects/1/locations/global/workloadIdentityPools/p/providers/k\noidc:\n  issuerUri: " + testIssuer + "\nattributeMapping:\n  google.subject: assertion.sub\nattributeCondition: assertion.sub in ['system:serviceaccount:acme:reports', 'system:serviceaccount:acme:billing']\n",
+			[]string{"Google workload identity pool provider admits system:serviceaccount:acme:billing", "admits system:serviceaccount:acme:reports"}, false},
+		{"a Google pool provider with no attribute condition is reported", `{"name":"projects/1/locations/global/workloadIdentityPools/p/providers/k","oidc":{"issuerUri":"` + testIssuer + `"},"attributeMapping":{"google.subject":"assertion.sub"}}`,
+			[]string{"has no attributeCondition: every ServiceAccount of the issuer"}, true},
+		{"a Google IAM policy granting a principalSet is reported", `{"bindings":[{"role":"roles/iam.workloadIdentityUser","members":["principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/subject/system:serviceaccount:acme:reports","principalSet://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/*"]}]}`,
+			[]string{"Google IAM policy admits system:serviceaccount:acme:reports", "grants every identity of the set it names"}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-")+".json")
@@ -104,11 +132,21 @@ func TestTrustCheck(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a serviceaccount a policy refuses the role is reported", func(t *testing.T) {
+		role := filepath.Join(dir, "get-role.json")
+		_ = os.WriteFile(role, []byte(`{"Role":{"Arn":"arn:aws:iam::111122223333:role/billing","AssumeRolePolicyDocument":{"Version":"2012-10-17","Statement":[{"Effect":"Allow",`+fed+`,"Condition":{"StringEquals":{"`+hp+`:sub":"system:serviceaccount:acme:reports","`+hp+`:aud":"sts.amazonaws.com"}}}]}}}`), 0o600)
+		pol := filepath.Join(dir, "policy.yaml")
+		_ = os.WriteFile(pol, []byte("apiVersion: pod-identity.io/v1alpha1\nkind: IdentityPolicy\nmetadata:\n  name: acme-roles\nspec:\n  aws:\n    roleARNs: ['arn:aws:iam::111122223333:role/{namespace}-*']\n"), 0o600)
+		stdout, _, err := runInjector([]string{"trust", "check", "--issuer", testIssuer, "--policy", pol, role}, nil)
+		if err == nil || !strings.Contains(string(stdout), `identitypolicy "acme-roles"`) || !strings.Contains(string(stdout), "arn:aws:iam::111122223333:role/billing") {
+			t.Errorf("error %v, output %s: want the policy's refusal of the role", err, stdout)
+		}
+	})
 	t.Run("malformed JSON is a clear error", func(t *testing.T) {
 		f := filepath.Join(dir, "bad.json")
 		_ = os.WriteFile(f, []byte(`{"Statement":`), 0o600)
 		_, _, err := runInjector([]string{"trust", "check", "--issuer", testIssuer, f}, nil)
-		if err == nil || !strings.Contains(err.Error(), "bad.json: not an IAM policy document") {
+		if err == nil || !strings.Contains(err.Error(), "bad.json: malformed JSON at byte 13") {
 			t.Errorf("error %v", err)
 		}
 	})

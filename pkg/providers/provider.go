@@ -203,6 +203,30 @@ func AudienceIdentity(annotation, audience string) Identity {
 	return Identity{Field: "audiences", Source: "annotation " + annotation, Value: audience}
 }
 
+// TrustObject is the object a cloud must hold so that it accepts one
+// ServiceAccount's tokens: what `injector trust` prints.
+type TrustObject struct {
+	// Kind says what the object is, e.g. "RAM role trust policy".
+	Kind string
+	// Target is what the object belongs to, e.g. the role's ARN.
+	Target string
+	// Object is the document as the cloud's API takes it: parsed JSON, or
+	// text.
+	Object any
+	// Command applies it with the cloud's CLI; empty when there is none.
+	Command string
+}
+
+// TrustDescriber is implemented by a provider that can say what its cloud
+// must hold to trust a ServiceAccount (the compiled-in clouds are known to
+// pkg/trust itself).
+type TrustDescriber interface {
+	// Trust returns the objects for the injection inj that the provider
+	// made for sa alone, with tokens of the cluster's issuer (an https
+	// URL, already checked).
+	Trust(issuer string, sa *corev1.ServiceAccount, inj *Injection) ([]TrustObject, error)
+}
+
 // Provider is a cloud identity provider. Implementations live in their own
 // package under pkg/providers and register a Factory.
 type Provider interface {

@@ -8,10 +8,8 @@ package trust
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
-	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,8 +31,8 @@ type Document struct {
 	Target string `json:"target"`
 	// Object is the document itself, as the cloud's API takes it.
 	Object any `json:"object"`
-	// Command applies it with the cloud's CLI.
-	Command string `json:"command"`
+	// Command applies it with the cloud's CLI; empty when there is none.
+	Command string `json:"command,omitempty"`
 }
 
 // KindPoolProvider is the Kind of a Google workload identity pool
@@ -57,28 +55,73 @@ func ValidIssuer(issuer string) error {
 	return nil
 }
 
-// For returns the documents the injections of sa (what its providers hand
-// its pods, as for a ServiceAccount being written) need in their clouds,
-// for the cluster's issuer. Providers with no cloud object it knows of
-// (EKS Pod Identity, whose association names the role) are left out.
-func For(issuer string, sa *corev1.ServiceAccount, injections []*providers.Injection) ([]Document, error) {
-	if err := ValidIssuer(issuer); err != nil {
-		return nil, err
+// Options say what the trust is for.
+type Options struct {
+	// Issuer is the cluster's service account issuer: an https URL.
+	Issuer string
+	// EKSCluster, when set, is the ARN of the EKS cluster whose pods get
+	// their AWS roles through EKS Pod Identity: each role gets a Pod
+	// Identity association and its trust policy instead of an IRSA one,
+	// and needs no issuer.
+	EKSCluster string
+	// Describers are the providers that describe their own trust (the
+	// declarative ones), by name.
+	Describers map[string]providers.TrustDescriber
+}
+
+// Validate checks the issuer, unless only EKS Pod Identity is asked for
+// (needsIssuer false), and the cluster ARN.
+func (o Options) Validate(needsIssuer bool) error {
+	if o.EKSCluster != "" {
+		if _, _, err := eksCluster(o.EKSCluster); err != nil {
+			return err
+		}
 	}
+	if o.Issuer == "" && !needsIssuer {
+		return nil
+	}
+	return ValidIssuer(o.Issuer)
+}
+
+// For returns the documents the injections of sa (what its providers hand
+// its pods, as for a ServiceAccount being written) need in their clouds.
+// An injection with no cloud object (an EKS Pod Identity association the
+// injector only learns of from its file, a declarative provider whose file
+// declares no trust) is left out.
+func For(o Options, sa *corev1.ServiceAccount, injections []*providers.Injection) ([]Document, error) {
+	ref := sa.Namespace + "/" + sa.Name
 	var out []Document
 	for _, inj := range injections {
 		var docs []Document
 		var err error
+		needsIssuer := !(inj.Provider == "aws" && o.EKSCluster != "")
+		if needsIssuer && len(inj.Identities) > 0 {
+			if err := ValidIssuer(o.Issuer); err != nil {
+				return nil, fmt.Errorf("serviceaccount %q (%s): %w", ref, inj.Provider, err)
+			}
+		}
 		switch inj.Provider {
 		case "aws":
-			docs, err = aws(issuer, sa, inj)
+			if o.EKSCluster != "" {
+				docs, err = podIdentity(o.EKSCluster, sa, inj)
+			} else {
+				docs, err = aws(o.Issuer, sa, inj)
+			}
 		case "azure":
-			docs = azure(issuer, sa, inj)
+			docs = azure(o.Issuer, sa, inj)
 		case "gcp":
-			docs, err = gcp(issuer, sa, inj)
+			docs, err = gcp(o.Issuer, sa, inj)
+		default:
+			if d, ok := o.Describers[inj.Provider]; ok {
+				var objs []providers.TrustObject
+				objs, err = d.Trust(o.Issuer, sa, inj)
+				for _, t := range objs {
+					docs = append(docs, Document{Provider: inj.Provider, ServiceAccount: ref, Kind: t.Kind, Target: t.Target, Object: t.Object, Command: t.Command})
+				}
+			}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("serviceaccount %q: %w", sa.Namespace+"/"+sa.Name, err)
+			return nil, fmt.Errorf("serviceaccount %q: %w", ref, err)
 		}
 		out = append(out, docs...)
 	}
@@ -134,10 +177,11 @@ type IAMStatement struct {
 func aws(issuer string, sa *corev1.ServiceAccount, inj *providers.Injection) ([]Document, error) {
 	var out []Document
 	for _, arn := range identities(inj, "roleARNs") {
-		parts := strings.SplitN(arn, ":", 6)
-		if len(parts) != 6 || !strings.HasPrefix(parts[5], "role/") {
-			return nil, fmt.Errorf("role %s: not an IAM role ARN", quote.Value(arn))
+		name, err := roleName(arn)
+		if err != nil {
+			return nil, err
 		}
+		parts := strings.SplitN(arn, ":", 6)
 		partition, account := parts[1], parts[4]
 		hp := hostPath(issuer)
 		doc := IAMPolicy{Version: "2012-10-17", Statement: []IAMStatement{{
@@ -149,10 +193,9 @@ func aws(issuer string, sa *corev1.ServiceAccount, inj *providers.Injection) ([]
 				hp + ":aud": audience(inj),
 			}},
 		}}}
-		name := parts[5][strings.LastIndexByte(parts[5], '/')+1:]
 		body, _ := json.Marshal(doc)
 		out = append(out, Document{Provider: "aws", ServiceAccount: sa.Namespace + "/" + sa.Name, Kind: "IAM role trust policy", Target: arn, Object: doc,
-			Command: "aws iam update-assume-role-policy --role-name " + name + " --policy-document " + shellQuote(string(body))})
+			Command: "aws iam update-assume-role-policy --role-name " + name + " --policy-document " + quote.Shell(string(body))})
 	}
 	return out, nil
 }
@@ -171,7 +214,7 @@ func azure(issuer string, sa *corev1.ServiceAccount, inj *providers.Injection) [
 		fic := FederatedCredential{Name: credentialName(sa), Issuer: issuer, Subject: Subject(sa.Namespace, sa.Name), Audiences: []string{audience(inj)}}
 		body, _ := json.Marshal(fic)
 		out = append(out, Document{Provider: "azure", ServiceAccount: sa.Namespace + "/" + sa.Name, Kind: "Entra federated identity credential", Target: id, Object: fic,
-			Command: "az ad app federated-credential create --id " + id + " --parameters " + shellQuote(string(body))})
+			Command: "az ad app federated-credential create --id " + id + " --parameters " + quote.Shell(string(body))})
 	}
 	return out
 }
@@ -204,125 +247,76 @@ func gcp(issuer string, sa *corev1.ServiceAccount, inj *providers.Injection) ([]
 		pool := strings.Join(parts[:6], "/")
 		principal := "principal://iam.googleapis.com/" + pool + "/subject/" + Subject(sa.Namespace, sa.Name)
 		ref := sa.Namespace + "/" + sa.Name
-		mapping := map[string]any{"name": provider, "oidc": map[string]any{"issuerUri": issuer, "allowedAudiences": []string{audience(inj)}},
-			"attributeMapping": map[string]string{"google.subject": "assertion.sub"}}
-		out = append(out, Document{Provider: "gcp", ServiceAccount: ref, Kind: KindPoolProvider, Target: provider, Object: mapping,
-			Command: fmt.Sprintf("gcloud iam workload-identity-pools providers update-oidc %s --location=global --workload-identity-pool=%s --project=%s --issuer-uri=%s --allowed-audiences=%s --attribute-mapping=google.subject=assertion.sub",
-				parts[7], parts[5], parts[1], shellQuote(issuer), shellQuote(audience(inj)))})
+		out = append(out, poolProviderDocument(ref, provider, issuer, audience(inj), []string{Subject(sa.Namespace, sa.Name)}))
 		emails := identities(inj, "serviceAccountEmails")
 		if len(emails) == 0 {
 			out = append(out, Document{Provider: "gcp", ServiceAccount: ref, Kind: "Google IAM principal (grant it roles on resources directly)", Target: pool, Object: map[string]string{"member": principal},
-				Command: "gcloud projects add-iam-policy-binding PROJECT --role=ROLE --member=" + shellQuote(principal)})
+				Command: "gcloud projects add-iam-policy-binding PROJECT --role=ROLE --member=" + quote.Shell(principal)})
 		}
 		for _, email := range emails {
 			b := IAMBinding{Resource: email, Role: "roles/iam.workloadIdentityUser", Member: principal}
 			out = append(out, Document{Provider: "gcp", ServiceAccount: ref, Kind: "Google IAM binding", Target: email, Object: b,
-				Command: "gcloud iam service-accounts add-iam-policy-binding " + email + " --role=roles/iam.workloadIdentityUser --member=" + shellQuote(principal)})
+				Command: "gcloud iam service-accounts add-iam-policy-binding " + email + " --role=roles/iam.workloadIdentityUser --member=" + quote.Shell(principal)})
 		}
 	}
 	return out, nil
 }
 
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+// PoolProvider is a Google workload identity pool provider, as far as
+// trust goes.
+type PoolProvider struct {
+	Name string `json:"name"`
+	OIDC struct {
+		IssuerURI        string   `json:"issuerUri"`
+		AllowedAudiences []string `json:"allowedAudiences"`
+	} `json:"oidc"`
+	AttributeMapping   map[string]string `json:"attributeMapping"`
+	AttributeCondition string            `json:"attributeCondition"`
 }
 
-// Finding is something a trust document admits that it should not.
-type Finding struct {
-	// Statement is the index of the statement.
-	Statement int `json:"statement"`
-	// Message says what and why.
-	Message string `json:"message"`
+// poolProviderDocument is the provider that admits exactly subjects.
+func poolProviderDocument(ref, provider, issuer, audience string, subjects []string) Document {
+	parts := strings.Split(provider, "/")
+	p := PoolProvider{Name: provider, AttributeMapping: map[string]string{"google.subject": "assertion.sub"}}
+	p.OIDC.IssuerURI, p.OIDC.AllowedAudiences = issuer, []string{audience}
+	quoted := make([]string, len(subjects))
+	for i, s := range subjects {
+		quoted[i] = `"` + s + `"`
+	}
+	p.AttributeCondition = "assertion.sub == " + quoted[0]
+	if len(quoted) > 1 {
+		p.AttributeCondition = "assertion.sub in [" + strings.Join(quoted, ", ") + "]"
+	}
+	return Document{Provider: "gcp", ServiceAccount: ref, Kind: KindPoolProvider, Target: provider, Object: p,
+		Command: fmt.Sprintf("gcloud iam workload-identity-pools providers update-oidc %s --location=global --workload-identity-pool=%s --project=%s --issuer-uri=%s --allowed-audiences=%s --attribute-mapping=google.subject=assertion.sub --attribute-condition=%s",
+			parts[7], parts[5], parts[1], quote.Shell(issuer), quote.Shell(audience), quote.Shell(p.AttributeCondition))}
 }
 
-// CheckIAM reads an IAM trust policy and says what it admits wider than
-// one ServiceAccount of the cluster's issuer needs: a statement for web
-// identities of another issuer, no subject condition or a wildcard one,
-// no audience condition. It also returns the subjects it admits exactly.
-func CheckIAM(data []byte, issuer string) (subjects []string, findings []Finding, err error) {
-	if err := ValidIssuer(issuer); err != nil {
-		return nil, nil, err
-	}
-	var doc IAMPolicy
-	dec := json.NewDecoder(strings.NewReader(string(data)))
-	if err := dec.Decode(&doc); err != nil {
-		return nil, nil, fmt.Errorf("not an IAM policy document: %w", err)
-	}
-	if len(doc.Statement) == 0 {
-		return nil, nil, errors.New("not an IAM policy document: no Statement")
-	}
-	hp := hostPath(issuer)
-	for i, st := range doc.Statement {
-		if st.Effect != "Allow" || !hasAction(st.Action, "sts:AssumeRoleWithWebIdentity") {
+// Merge joins the documents of one pool provider, which serves every
+// ServiceAccount that names it, into one whose attribute condition admits
+// exactly those ServiceAccounts (in the order first seen); the others stay
+// as they are. The provider's audience is the first ServiceAccount's.
+func Merge(docs []Document) []Document {
+	var out []Document
+	at := map[string]int{}
+	subjects := map[string][]string{}
+	for _, d := range docs {
+		p, ok := d.Object.(PoolProvider)
+		if d.Kind != KindPoolProvider || !ok {
+			out = append(out, d)
 			continue
 		}
-		fed, _ := st.Principal["Federated"].(string)
-		at := func(format string, args ...any) {
-			findings = append(findings, Finding{Statement: i, Message: fmt.Sprintf("Statement[%d]: ", i) + fmt.Sprintf(format, args...)})
-		}
-		if !strings.HasSuffix(fed, ":oidc-provider/"+hp) {
-			at("trusts web identities of %s, not of this cluster's issuer %s", quote.Value(fed), hp)
+		subs, _ := ConditionSubjects(p.AttributeCondition)
+		i, seen := at[d.Target]
+		if !seen {
+			at[d.Target] = len(out)
+			out = append(out, d)
+			subjects[d.Target] = subs
 			continue
 		}
-		sub, subOp := condition(st.Condition, hp+":sub")
-		aud, _ := condition(st.Condition, hp+":aud")
-		switch {
-		case len(sub) == 0:
-			at("has no condition on %s:sub: any ServiceAccount of the cluster, and any pod that projects its own token, may assume the role", hp)
-		case subOp != "StringEquals":
-			for _, s := range sub {
-				if strings.ContainsAny(s, "*?") {
-					at("admits the subjects %s (%s): every ServiceAccount they match, not one", quote.Value(s), subOp)
-				} else {
-					subjects = append(subjects, s)
-				}
-			}
-		default:
-			subjects = append(subjects, sub...)
-		}
-		if len(aud) == 0 {
-			at("has no condition on %s:aud: a token of any audience (one the pod projects for another service) is accepted", hp)
-		}
+		subjects[d.Target] = append(subjects[d.Target], subs...)
+		first := out[i].Object.(PoolProvider)
+		out[i] = poolProviderDocument(out[i].ServiceAccount+", "+d.ServiceAccount, d.Target, first.OIDC.IssuerURI, first.OIDC.AllowedAudiences[0], subjects[d.Target])
 	}
-	sort.Strings(subjects)
-	return subjects, findings, nil
-}
-
-func hasAction(action any, want string) bool {
-	switch a := action.(type) {
-	case string:
-		return a == want || a == "sts:*" || a == "*"
-	case []any:
-		for _, x := range a {
-			if s, ok := x.(string); ok && hasAction(s, want) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// condition returns the values of key under StringEquals or StringLike
-// (and their ForAnyValue forms), and the operator.
-func condition(c map[string]map[string]any, key string) ([]string, string) {
-	for _, op := range []string{"StringEquals", "StringLike", "ForAnyValue:StringEquals", "ForAnyValue:StringLike"} {
-		v, ok := c[op][key]
-		if !ok {
-			continue
-		}
-		switch x := v.(type) {
-		case string:
-			return []string{x}, strings.TrimPrefix(op, "ForAnyValue:")
-		case []any:
-			var out []string
-			for _, e := range x {
-				if s, ok := e.(string); ok {
-					out = append(out, s)
-				}
-			}
-			return out, strings.TrimPrefix(op, "ForAnyValue:")
-		}
-	}
-	return nil, ""
+	return out
 }

@@ -11,6 +11,7 @@ package declarative
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
@@ -75,6 +76,27 @@ type Spec struct {
 	// hostile input, and a value that does not match is an invalid
 	// configuration, refused with Expected in the message.
 	Annotations map[string]AnnotationSpec `json:"annotations,omitempty"`
+	// Trust, when set, is the object the provider's cloud must hold to
+	// accept one ServiceAccount's tokens, which `injector trust` prints.
+	Trust *TrustSpec `json:"trust,omitempty"`
+}
+
+// TrustSpec is the cloud-side object of one ServiceAccount's identity,
+// as templates: besides the placeholders of env values they may use
+// {issuer} (the cluster's issuer URL) and {subject} (the token subject,
+// system:serviceaccount:<namespace>:<name>), and Command {document}.
+type TrustSpec struct {
+	// Kind says what the object is, e.g. "RAM role trust policy".
+	Kind string `json:"kind"`
+	// Target names what the object belongs to, e.g. the role's ARN.
+	Target string `json:"target"`
+	// Document is the object itself: a text template, or a JSON document
+	// (written as YAML) each of whose strings, keys included, is a
+	// template.
+	Document any `json:"document"`
+	// Command applies it with the cloud's CLI; {document} is the
+	// document (as compact JSON, or the text), one shell word.
+	Command string `json:"command,omitempty"`
 }
 
 // AnnotationSpec is what a ServiceAccount annotation may hold.
@@ -321,6 +343,15 @@ type Definition struct {
 	expiration ExpirationSpec
 	// values are the compiled patterns of Spec.Annotations.
 	values map[string]*regexp.Regexp
+	trust  *trustTemplates
+}
+
+// trustTemplates are the parsed templates of a TrustSpec.
+type trustTemplates struct {
+	kind            string
+	target, command template
+	// document is a template, or a JSON value whose strings are.
+	document any
 }
 
 // keys lists, sorted, the ServiceAccount annotations the definition reads.
@@ -402,6 +433,9 @@ func compile(field string, s Spec) (*Definition, error) {
 	}
 	d.tokenPath = t.MountPath + "/" + t.FileName
 	if err := d.compileEnv(field, s.Env, underPrefix); err != nil {
+		return nil, err
+	}
+	if err := d.compileTrust(field+".trust", s.Trust, underPrefix); err != nil {
 		return nil, err
 	}
 	if err := d.compileAnnotations(field, s.Annotations); err != nil {
@@ -486,6 +520,94 @@ func (d *Definition) compileExpiration(field string, e ExpirationSpec, underPref
 	}
 	d.expiration = e
 	return nil
+}
+
+func (d *Definition) compileTrust(field string, t *TrustSpec, underPrefix func(f, key string) error) error {
+	if t == nil {
+		return nil
+	}
+	if strings.TrimSpace(t.Kind) == "" {
+		return fieldErr(field+".kind", nil, "what the object is, such as RAM role trust policy")
+	}
+	tt := &trustTemplates{kind: t.Kind}
+	parse := func(f, value string) (template, error) {
+		extra := []string{issuerPH, subjectPH}
+		if f == field+".command" {
+			extra = append(extra, documentPH)
+		}
+		tmpl, err := parseTemplate(value, extra...)
+		if err != nil {
+			return nil, fieldErr(f, value, "%v", err)
+		}
+		for _, key := range tmpl.annotations() {
+			if err := underPrefix(f, key); err != nil {
+				return nil, fieldErr(f, value, "{annotation:<key>} placeholders whose key is under the annotationPrefix, %s (the ServiceAccount cache keeps no other)", d.AnnotationPrefix)
+			}
+			if !slices.Contains(d.reads, key) {
+				d.reads = append(d.reads, key)
+			}
+		}
+		return tmpl, nil
+	}
+	var err error
+	if strings.TrimSpace(t.Target) == "" {
+		return fieldErr(field+".target", nil, "a template of what the object belongs to, such as acs:ram::<account>:role/{identity}")
+	}
+	if tt.target, err = parse(field+".target", t.Target); err != nil {
+		return err
+	}
+	if tt.command, err = parse(field+".command", t.Command); err != nil {
+		return err
+	}
+	if t.Document == nil || t.Document == "" {
+		return fieldErr(field+".document", nil, "the object: text, or a JSON document written as YAML")
+	}
+	if tt.document, err = parseDocument(field+".document", t.Document, parse); err != nil {
+		return err
+	}
+	d.trust = tt
+	return nil
+}
+
+// parseDocument parses every string of a document, keys included, as a
+// template.
+func parseDocument(field string, v any, parse func(f, value string) (template, error)) (any, error) {
+	switch x := v.(type) {
+	case string:
+		return parse(field, x)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		keys := slices.Sorted(maps.Keys(x))
+		for _, k := range keys {
+			f := field + "." + k
+			kt, err := parse(f, k)
+			if err != nil {
+				return nil, err
+			}
+			vt, err := parseDocument(f, x[k], parse)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = keyed{key: kt, value: vt}
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			var err error
+			if out[i], err = parseDocument(fmt.Sprintf("%s[%d]", field, i), e, parse); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	return v, nil // numbers, booleans and null stay as they are
+}
+
+// keyed is an object member whose key and value are templates.
+type keyed struct {
+	key   template
+	value any
 }
 
 func (d *Definition) compileEnv(field string, vars []EnvSpec, underPrefix func(f, key string) error) error {

@@ -2,7 +2,9 @@ package declarative
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/pod-identity/injector/internal/filewatch"
+	"github.com/pod-identity/injector/internal/quote"
 	"github.com/pod-identity/injector/pkg/providers"
 )
 
@@ -244,4 +247,79 @@ func Names(files []string, read func(string) ([]byte, error)) ([]string, error) 
 		}
 	}
 	return out, nil
+}
+
+// Trust implements providers.TrustDescriber from the file's trust
+// templates; nil when the file declares none.
+func (p *Provider) Trust(issuer string, sa *corev1.ServiceAccount, inj *providers.Injection) ([]providers.TrustObject, error) {
+	d := p.def.Load()
+	t := d.trust
+	if t == nil || inj == nil || len(inj.Identities) == 0 {
+		return nil, nil
+	}
+	audience := d.spec.Token.Audience
+	for _, id := range inj.Identities {
+		if id.Field == "audiences" {
+			audience = id.Value
+		}
+	}
+	fixed := map[string]string{identityPH: inj.Identities[0].Value, namespacePH: sa.Namespace, serviceAccountPH: sa.Name,
+		tokenPathPH: d.tokenPath, audiencePH: audience, issuerPH: issuer, subjectPH: "system:serviceaccount:" + sa.Namespace + ":" + sa.Name}
+	annotation := func(key string) (string, bool) {
+		v, ok := sa.Annotations[key]
+		return strings.TrimSpace(v), ok
+	}
+	v := values{fixed: fixed, annotation: annotation}
+	target, ok := t.target.render(v)
+	if !ok {
+		return nil, fmt.Errorf("%s trust: the target reads an annotation serviceaccount %q does not set", d.Name, sa.Namespace+"/"+sa.Name)
+	}
+	object, ok := renderDocument(t.document, v)
+	if !ok {
+		return nil, fmt.Errorf("%s trust: the document reads an annotation serviceaccount %q does not set", d.Name, sa.Namespace+"/"+sa.Name)
+	}
+	doc, isText := object.(string)
+	if !isText {
+		compact, err := json.Marshal(object)
+		if err != nil {
+			return nil, fmt.Errorf("%s trust for serviceaccount %q: %w", d.Name, sa.Namespace+"/"+sa.Name, err)
+		}
+		doc = string(compact)
+	}
+	withDoc := maps.Clone(fixed)
+	withDoc[documentPH] = doc
+	// Every value is one word of the command, whatever it holds.
+	command, _ := t.command.render(values{fixed: withDoc, annotation: annotation, escape: quote.Shell})
+	return []providers.TrustObject{{Kind: t.kind, Target: target, Object: object, Command: command}}, nil
+}
+
+// renderDocument fills in a parsed document's templates.
+func renderDocument(doc any, v values) (any, bool) {
+	switch x := doc.(type) {
+	case template:
+		return x.render(v)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for _, m := range x {
+			kv := m.(keyed)
+			k, ok := kv.key.render(v)
+			if !ok {
+				return nil, false
+			}
+			if out[k], ok = renderDocument(kv.value, v); !ok {
+				return nil, false
+			}
+		}
+		return out, true
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			var ok bool
+			if out[i], ok = renderDocument(e, v); !ok {
+				return nil, false
+			}
+		}
+		return out, true
+	}
+	return doc, true
 }

@@ -3,6 +3,7 @@ package declarative
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -23,13 +24,18 @@ const (
 	tokenPathPH      = "tokenPath"
 	audiencePH       = "audience"
 	annotationPH     = "annotation"
+	// Only in trust templates.
+	issuerPH   = "issuer"
+	subjectPH  = "subject"
+	documentPH = "document"
 )
 
 const placeholders = "{identity}, {namespace}, {serviceAccount}, {tokenPath}, {audience} or {annotation:<key>}"
 
 // parseTemplate splits s into literal text and placeholders. {{ and }}
-// stand for { and }.
-func parseTemplate(s string) (template, error) {
+// stand for { and }. extra names placeholders allowed besides the env
+// values' ones.
+func parseTemplate(s string, extra ...string) (template, error) {
 	var out template
 	var lit strings.Builder
 	flush := func() {
@@ -54,8 +60,12 @@ func parseTemplate(s string) (template, error) {
 			p := part{kind: name}
 			if key, ok := strings.CutPrefix(name, annotationPH+":"); ok && key != "" {
 				p = part{kind: annotationPH, text: key}
-			} else if name != identityPH && name != namespacePH && name != serviceAccountPH && name != tokenPathPH && name != audiencePH {
-				return nil, fmt.Errorf("a value whose placeholders are %s, not {%s}", placeholders, name)
+			} else if name != identityPH && name != namespacePH && name != serviceAccountPH && name != tokenPathPH && name != audiencePH && !slices.Contains(extra, name) {
+				allowed := placeholders
+				for _, e := range extra {
+					allowed = "{" + e + "}, " + allowed
+				}
+				return nil, fmt.Errorf("a value whose placeholders are %s, not {%s}", allowed, name)
 			}
 			flush()
 			out = append(out, p)
@@ -84,6 +94,15 @@ func (t template) annotations() []string {
 type values struct {
 	fixed      map[string]string
 	annotation func(key string) (string, bool)
+	// escape, when set, is applied to every value filled in.
+	escape func(string) string
+}
+
+func (v values) escaped(s string) string {
+	if v.escape == nil {
+		return s
+	}
+	return v.escape(s)
 }
 
 // render fills in the placeholders; ok is false when an annotation it
@@ -99,9 +118,9 @@ func (t template) render(v values) (string, bool) {
 			if !ok {
 				return "", false
 			}
-			b.WriteString(a)
+			b.WriteString(v.escaped(a))
 		default:
-			b.WriteString(v.fixed[p.kind])
+			b.WriteString(v.escaped(v.fixed[p.kind]))
 		}
 	}
 	return b.String(), true

@@ -1,0 +1,89 @@
+package trust
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pod-identity/injector/internal/quote"
+	"github.com/pod-identity/injector/pkg/providers"
+)
+
+// PodIdentityService is the service principal EKS Pod Identity assumes
+// roles as.
+const PodIdentityService = "pods.eks.amazonaws.com"
+
+// The session tags EKS Pod Identity sets when it assumes a role, which a
+// trust policy's conditions read.
+const (
+	tagClusterARN     = "aws:RequestTag/eks-cluster-arn"
+	tagNamespace      = "aws:RequestTag/kubernetes-namespace"
+	tagServiceAccount = "aws:RequestTag/kubernetes-service-account"
+)
+
+// PodIdentityAssociation is an EKS Pod Identity association, as
+// `aws eks create-pod-identity-association` takes it.
+type PodIdentityAssociation struct {
+	ClusterName    string `json:"clusterName"`
+	Namespace      string `json:"namespace"`
+	ServiceAccount string `json:"serviceAccount"`
+	RoleARN        string `json:"roleArn"`
+}
+
+// eksCluster splits an EKS cluster ARN into its account and name.
+func eksCluster(arn string) (account, name string, err error) {
+	// arn:<partition>:eks:<region>:<account>:cluster/<name>
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) != 6 || parts[0] != "arn" || parts[2] != "eks" || parts[3] == "" || len(parts[4]) != 12 || !strings.HasPrefix(parts[5], "cluster/") || len(parts[5]) == len("cluster/") {
+		return "", "", fmt.Errorf("EKS cluster %s: expected an EKS cluster ARN, arn:aws:eks:<region>:<12-digit account>:cluster/<name>", quote.Value(arn))
+	}
+	return parts[4], strings.TrimPrefix(parts[5], "cluster/"), nil
+}
+
+// podIdentity returns, for each role of inj, the association of sa with it
+// and the role's trust policy, which admits EKS Pod Identity for that
+// cluster, namespace and ServiceAccount only (its session tags).
+func podIdentity(cluster string, sa *corev1.ServiceAccount, inj *providers.Injection) ([]Document, error) {
+	account, name, err := eksCluster(cluster)
+	if err != nil {
+		return nil, err
+	}
+	ref := sa.Namespace + "/" + sa.Name
+	var out []Document
+	for _, arn := range identities(inj, "roleARNs") {
+		role, err := roleName(arn)
+		if err != nil {
+			return nil, err
+		}
+		assoc := PodIdentityAssociation{ClusterName: name, Namespace: sa.Namespace, ServiceAccount: sa.Name, RoleARN: arn}
+		out = append(out, Document{Provider: "aws", ServiceAccount: ref, Kind: "EKS Pod Identity association", Target: cluster, Object: assoc,
+			Command: "aws eks create-pod-identity-association --cluster-name " + quote.Shell(name) + " --namespace " + quote.Shell(sa.Namespace) +
+				" --service-account " + quote.Shell(sa.Name) + " --role-arn " + quote.Shell(arn)})
+		doc := IAMPolicy{Version: "2012-10-17", Statement: []IAMStatement{{
+			Effect:    "Allow",
+			Principal: map[string]any{"Service": PodIdentityService},
+			Action:    []string{"sts:AssumeRole", "sts:TagSession"},
+			Condition: map[string]map[string]any{"StringEquals": {
+				"aws:SourceAccount": account,
+				tagClusterARN:       cluster,
+				tagNamespace:        sa.Namespace,
+				tagServiceAccount:   sa.Name,
+			}},
+		}}}
+		body, _ := json.Marshal(doc)
+		out = append(out, Document{Provider: "aws", ServiceAccount: ref, Kind: "IAM role trust policy (EKS Pod Identity)", Target: arn, Object: doc,
+			Command: "aws iam update-assume-role-policy --role-name " + role + " --policy-document " + quote.Shell(string(body))})
+	}
+	return out, nil
+}
+
+// roleName is the name of an IAM role, from its ARN.
+func roleName(arn string) (string, error) {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) != 6 || !strings.HasPrefix(parts[5], "role/") {
+		return "", fmt.Errorf("role %s: not an IAM role ARN", quote.Value(arn))
+	}
+	return parts[5][strings.LastIndexByte(parts[5], '/')+1:], nil
+}
