@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
@@ -21,8 +20,6 @@ import (
 	"github.com/pod-identity/injector/pkg/explain"
 	"github.com/pod-identity/injector/pkg/manifest"
 	"github.com/pod-identity/injector/pkg/mutate"
-	"github.com/pod-identity/injector/pkg/policy"
-	v1alpha1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/render"
 )
@@ -84,18 +81,9 @@ func explainLive(ctx context.Context, engine *mutate.Engine, kubeconfig, namespa
 	if err != nil {
 		return err
 	}
-	store := policy.NewStore()
-	if list, err := dyn.Resource(v1alpha1.GroupVersionResource).List(ctx, metav1.ListOptions{}); err == nil {
-		var ps []*v1alpha1.IdentityPolicy
-		for _, u := range list.Items {
-			ip := &v1alpha1.IdentityPolicy{}
-			if runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, ip) == nil {
-				ps = append(ps, ip)
-			}
-		}
-		store.SetPolicies(policy.NewSet(ps...))
-	} else if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("list identitypolicies: %w", err)
+	store, err := livePolicies(ctx, dyn)
+	if err != nil {
+		return err
 	}
 	var nsLabels map[string]string
 	if ns, err := client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{}); err == nil {

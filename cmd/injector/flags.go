@@ -8,9 +8,15 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/pod-identity/injector/pkg/policy/v1alpha1"
 
 	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/policy"
@@ -127,4 +133,75 @@ func (c *clusterFlags) start(ctx context.Context, stderr io.Writer) (*clusterRun
 		return nil, err
 	}
 	return &clusterRuntime{log: log, engine: mutate.New(provs).WithAPIAudiences(c.providers.APIAudiences()), rest: rc, client: client, dynamic: dyn}, nil
+}
+
+// kubeOptions load the cluster connection as kubectl does: --kubeconfig,
+// else $KUBECONFIG, else ~/.kube/config, else the in-cluster config;
+// --context picks a context, and the context's namespace is the default.
+type kubeOptions struct {
+	loading   *clientcmd.ClientConfigLoadingRules
+	overrides clientcmd.ConfigOverrides
+}
+
+func newKubeOptions() *kubeOptions {
+	return &kubeOptions{loading: clientcmd.NewDefaultClientConfigLoadingRules()}
+}
+
+func (k *kubeOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&k.loading.ExplicitPath, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else the in-cluster config)")
+	fs.StringVar(&k.overrides.CurrentContext, "context", "", "kubeconfig context to use (default: the current context)")
+}
+
+// clientConfig is the kubeconfig as loaded.
+func (k *kubeOptions) clientConfig() clientcmd.ClientConfig {
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(k.loading, &k.overrides)
+}
+
+// clients returns the REST config and the clients, and the namespace the
+// context names (default when none).
+func (k *kubeOptions) clients() (*rest.Config, kubernetes.Interface, dynamic.Interface, string, error) {
+	cc := k.clientConfig()
+	rc, err := cc.ClientConfig()
+	if err != nil {
+		return nil, nil, nil, "", fmt.Errorf("kubernetes client config: %w", err)
+	}
+	rc.UserAgent = "pod-identity-injector"
+	ns, _, err := cc.Namespace()
+	if err != nil {
+		return nil, nil, nil, "", fmt.Errorf("kubernetes client config: %w", err)
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	return rc, client, dyn, ns, nil
+}
+
+// livePolicies reads the cluster's IdentityPolicies into a store (empty
+// without the CRD). A policy that cannot be decoded is kept as broken, so
+// that it refuses every identity under it, as serve does.
+func livePolicies(ctx context.Context, dyn dynamic.Interface) (*policy.Store, error) {
+	store := policy.NewStore()
+	list, err := dyn.Resource(v1alpha1.GroupVersionResource).List(ctx, metav1.ListOptions{})
+	if apierrors.IsNotFound(err) {
+		return store, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list identitypolicies: %w", err)
+	}
+	var ps []*policy.Policy
+	for _, u := range list.Items {
+		ip := &v1alpha1.IdentityPolicy{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, ip); err != nil {
+			ps = append(ps, policy.Broken(u.GetName(), u.GetGeneration(), err))
+			continue
+		}
+		ps = append(ps, policy.Compile(ip))
+	}
+	store.SetPolicies(policy.NewCompiledSet(ps))
+	return store, nil
 }
