@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -18,9 +19,24 @@ func main() {
 	defer stop()
 	if err := newRootCommand(os.Args[1:]).ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
-		os.Exit(1)
+		code := 1
+		var ec *exitCodeError
+		if errors.As(err, &ec) {
+			code = ec.code
+		}
+		os.Exit(code)
 	}
 }
+
+// exitCodeError is an error that ends the command with an exit code other
+// than 1, for commands whose codes say what they found.
+type exitCodeError struct {
+	code int
+	err  error
+}
+
+func (e *exitCodeError) Error() string { return e.err.Error() }
+func (e *exitCodeError) Unwrap() error { return e.err }
 
 // newRootCommand builds the command line for args: the declarative
 // providers of the --provider-config files args name have their
@@ -32,7 +48,7 @@ func newRootCommand(args []string) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newMutateCommand(args), newCheckCommand(args), newExplainCommand(args), newAuditCommand(args), newServeCommand(args), newSyncCommand(args), newTrustCommand(args))
+	root.AddCommand(newMutateCommand(args), newCheckCommand(args), newExplainCommand(args), newAuditCommand(args), newServeCommand(args), newSyncCommand(args), newTrustCommand(args), newIssuerCommand())
 	root.SetArgs(args)
 	return root
 }

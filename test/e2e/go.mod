@@ -8,6 +8,7 @@ require (
 	github.com/aliyun/credentials-go v1.4.14
 	github.com/aws/aws-sdk-go-v2 v1.48.0
 	github.com/aws/aws-sdk-go-v2/config v1.33.18
+	github.com/go-jose/go-jose/v4 v4.1.9
 	github.com/oracle/oci-go-sdk/v65 v65.130.0
 	github.com/pod-identity/injector v0.0.0-00010101000000-000000000000
 	golang.org/x/oauth2 v0.38.0

@@ -259,6 +259,10 @@ func StartCluster(ctx context.Context, dir, repoRoot string, log io.Writer) (*Cl
 		"--cert-dir=" + certDir,
 		"--token-auth-file=" + filepath.Join(dir, "tokens.csv"),
 		"--service-account-issuer=" + c.Issuer,
+		// As a self-managed cluster with a public issuer sets it: the
+		// discovery document then names the public host's JWKS, not the
+		// API server's own address.
+		"--service-account-jwks-uri=" + c.Issuer + "/openid/v1/jwks",
 		"--service-account-key-file=" + filepath.Join(dir, "sa.pub"),
 		"--service-account-signing-key-file=" + filepath.Join(dir, "sa.key"),
 		"--authorization-mode=RBAC",
