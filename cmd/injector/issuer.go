@@ -246,4 +246,3 @@ every key rotation; injector issuer check says when the copy is stale.`,
 	kube.addFlags(cmd.Flags())
 	return cmd
 }
-
