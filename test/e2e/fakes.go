@@ -496,8 +496,114 @@ type FakeGoogle struct {
 	mu       sync.Mutex
 	// impersonators maps a service account email to the subject allowed to impersonate it.
 	impersonators map[string]string
-	// federated maps an issued federated token to its subject.
+	// federated maps an issued federated token to its subject, or to its
+	// principal when a provider set by SetProvider issued it.
 	federated map[string]string
+	// providers are the pool providers set by SetProvider, by resource
+	// name; bindings the workloadIdentityUser members by email.
+	providers map[string]googleProvider
+	bindings  map[string][]string
+}
+
+// googleProvider is a workload identity pool provider, as Google evaluates
+// it.
+type googleProvider struct {
+	issuer, condition string
+	audiences         []string
+}
+
+// SetProvider configures a pool provider from its description (what
+// gcloud ... providers describe prints), which the exchange then
+// evaluates as Google does: the token's issuer, an allowed audience (the
+// provider's own resource name when none is listed), and the attribute
+// condition over the mapped attributes.
+func (f *FakeGoogle) SetProvider(doc []byte) error {
+	var p struct {
+		Name string `json:"name"`
+		OIDC struct {
+			IssuerURI        string   `json:"issuerUri"`
+			AllowedAudiences []string `json:"allowedAudiences"`
+		} `json:"oidc"`
+		AttributeMapping   map[string]string `json:"attributeMapping"`
+		AttributeCondition string            `json:"attributeCondition"`
+	}
+	if err := json.Unmarshal(doc, &p); err != nil {
+		return err
+	}
+	if p.Name == "" || p.OIDC.IssuerURI == "" || p.AttributeMapping["google.subject"] != "assertion.sub" {
+		return fmt.Errorf("pool provider %s: this fake maps google.subject from assertion.sub only", doc)
+	}
+	if _, err := evalCondition(p.AttributeCondition, ""); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.providers[p.Name] = googleProvider{issuer: p.OIDC.IssuerURI, condition: p.AttributeCondition, audiences: p.OIDC.AllowedAudiences}
+	return nil
+}
+
+// AddBinding adds an IAM binding on a Google service account
+// ({resource, role, member}); only roles/iam.workloadIdentityUser lets the
+// member impersonate it.
+func (f *FakeGoogle) AddBinding(doc []byte) error {
+	var b struct{ Resource, Role, Member string }
+	if err := json.Unmarshal(doc, &b); err != nil {
+		return err
+	}
+	if b.Role != "roles/iam.workloadIdentityUser" {
+		return fmt.Errorf("binding %s: not roles/iam.workloadIdentityUser", doc)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.bindings[b.Resource] = append(f.bindings[b.Resource], b.Member)
+	return nil
+}
+
+// evalCondition evaluates the CEL conditions this fake knows, as Google
+// would: terms joined by ||, each assertion.sub == 'x' or assertion.sub
+// in ['x', 'y'] (either quote). An empty condition admits everything.
+func evalCondition(cond, sub string) (bool, error) {
+	if strings.TrimSpace(cond) == "" {
+		return true, nil
+	}
+	unquote := func(s string) (string, bool) {
+		s = strings.TrimSpace(s)
+		if len(s) >= 2 && (s[0] == '\'' || s[0] == '"') && s[len(s)-1] == s[0] {
+			return s[1 : len(s)-1], true
+		}
+		return "", false
+	}
+	ok := false
+	for _, term := range strings.Split(cond, "||") {
+		term = strings.TrimSpace(term)
+		if rest, found := strings.CutPrefix(term, "assertion.sub"); found {
+			rest = strings.TrimSpace(rest)
+			if v, found := strings.CutPrefix(rest, "=="); found {
+				want, good := unquote(v)
+				if !good {
+					return false, fmt.Errorf("condition %q: a quoted string after ==", cond)
+				}
+				ok = ok || want == sub
+				continue
+			}
+			if v, found := strings.CutPrefix(rest, "in"); found {
+				v = strings.TrimSpace(v)
+				if !strings.HasPrefix(v, "[") || !strings.HasSuffix(v, "]") {
+					return false, fmt.Errorf("condition %q: a list after in", cond)
+				}
+				for _, item := range strings.Split(v[1:len(v)-1], ",") {
+					want, good := unquote(item)
+					if !good {
+						return false, fmt.Errorf("condition %q: quoted strings in the list", cond)
+					}
+					ok = ok || want == sub
+				}
+				continue
+			}
+		}
+		return false, fmt.Errorf("condition %q: this fake reads only assertion.sub == and in", cond)
+	}
+	return ok, nil
 }
 
 // AllowImpersonation lets subject impersonate email.
@@ -532,8 +638,37 @@ func (f *FakeGoogle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, "invalid_request", "not a workload identity token exchange")
 			return
 		}
-		// A provider accepts tokens for its own resource name by default.
-		claims, err := f.verifier.Verify(r.PostForm.Get("subject_token"), aud)
+		name := strings.TrimPrefix(aud, "//iam.googleapis.com/")
+		f.mu.Lock()
+		p, configured := f.providers[name]
+		f.mu.Unlock()
+		var claims *Claims
+		var err error
+		principal := ""
+		if !configured {
+			// A provider accepts tokens for its own resource name by default.
+			claims, err = f.verifier.Verify(r.PostForm.Get("subject_token"), aud)
+		} else {
+			audiences := p.audiences
+			if len(audiences) == 0 {
+				audiences = []string{aud, "https://iam.googleapis.com/" + name}
+			}
+			for _, a := range audiences {
+				if claims, err = f.verifier.Verify(r.PostForm.Get("subject_token"), a); err == nil {
+					break
+				}
+			}
+			if err == nil && claims.Issuer != p.issuer {
+				err = fmt.Errorf("issuer %q is not the provider's %q", claims.Issuer, p.issuer)
+			}
+			if err == nil {
+				if admitted, _ := evalCondition(p.condition, claims.Subject); !admitted {
+					oauthError(w, "unauthorized_client", "The given credential is rejected by the attribute condition.")
+					return
+				}
+				principal = "principal://iam.googleapis.com/" + name[:strings.Index(name, "/providers/")] + "/subject/" + claims.Subject
+			}
+		}
 		if err != nil {
 			oauthError(w, "invalid_grant", "The audience in ID Token does not match the expected audience or the token is invalid: "+err.Error())
 			return
@@ -541,6 +676,9 @@ func (f *FakeGoogle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		tok := FederatedTokenFor(claims.Subject)
 		f.mu.Lock()
 		f.federated[tok] = claims.Subject
+		if principal != "" {
+			f.federated[tok] = principal
+		}
 		f.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]any{"access_token": tok, "issued_token_type": "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer", "expires_in": 3600})
 	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/projects/-/serviceAccounts/") && strings.HasSuffix(r.URL.Path, ":generateAccessToken"):
@@ -548,6 +686,12 @@ func (f *FakeGoogle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		subject, ok := f.federated[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]
 		allowed := f.impersonators[email]
+		if members := f.bindings[email]; len(members) > 0 {
+			allowed = ""
+			if slices.Contains(members, subject) {
+				allowed = subject
+			}
+		}
 		f.mu.Unlock()
 		if !ok {
 			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}})
@@ -586,7 +730,7 @@ func StartFakes() (*Fakes, error) {
 	f := &Fakes{
 		STS:    &FakeSTS{trust: map[string]string{}},
 		Entra:  &FakeEntra{trust: map[string]string{}},
-		Google: &FakeGoogle{impersonators: map[string]string{}, federated: map[string]string{}},
+		Google: &FakeGoogle{impersonators: map[string]string{}, federated: map[string]string{}, providers: map[string]googleProvider{}, bindings: map[string][]string{}},
 	}
 	for _, h := range []struct {
 		handler http.Handler

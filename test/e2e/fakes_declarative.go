@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +35,77 @@ type FakeAlibabaSTS struct {
 	verifier *Verifier
 	mu       sync.Mutex
 	trust    map[string]string // role ARN -> subject
+	policies map[string]ramPolicy
+}
+
+// ramPolicy is a RAM role trust policy, as far as RRSA reads it.
+type ramPolicy struct {
+	Statement []struct {
+		Effect    string
+		Action    any
+		Principal struct{ Federated any }
+		Condition map[string]map[string]any
+	}
+}
+
+// TrustPolicy sets role's trust policy (JSON, as `injector trust` prints
+// it): RAM then lets a token assume the role when a statement allows
+// sts:AssumeRole to this OIDC provider and every StringEquals condition on
+// oidc:iss, oidc:aud and oidc:sub holds for the token's claims.
+func (f *FakeAlibabaSTS) TrustPolicy(role string, doc []byte) error {
+	var p ramPolicy
+	if err := json.Unmarshal(doc, &p); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.policies == nil {
+		f.policies = map[string]ramPolicy{}
+	}
+	f.policies[role] = p
+	return nil
+}
+
+// allows evaluates p for a token's claims.
+func (p ramPolicy) allows(provider string, c *Claims) bool {
+	list := func(v any) []string {
+		switch x := v.(type) {
+		case string:
+			return []string{x}
+		case []any:
+			var out []string
+			for _, e := range x {
+				s, _ := e.(string)
+				out = append(out, s)
+			}
+			return out
+		}
+		return nil
+	}
+	claim := map[string]string{"oidc:iss": c.Issuer, "oidc:sub": c.Subject}
+	for _, st := range p.Statement {
+		if st.Effect != "Allow" || !slices.Contains(list(st.Action), "sts:AssumeRole") || !slices.Contains(list(st.Principal.Federated), provider) {
+			continue
+		}
+		holds := len(st.Condition["StringEquals"]) > 0
+		for op, conds := range st.Condition {
+			for key, want := range conds {
+				var have []string
+				if key == "oidc:aud" {
+					have = c.Audience
+				} else if v, ok := claim[key]; ok {
+					have = []string{v}
+				}
+				if op != "StringEquals" || !slices.ContainsFunc(have, func(h string) bool { return slices.Contains(list(want), h) }) {
+					holds = false
+				}
+			}
+		}
+		if holds {
+			return true
+		}
+	}
+	return false
 }
 
 // Trust lets subject assume role.
@@ -71,7 +143,11 @@ func (f *FakeAlibabaSTS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	allowed, ok := f.trust[role]
+	policy, hasPolicy := f.policies[role]
 	f.mu.Unlock()
+	if hasPolicy {
+		ok, allowed = policy.allows(f.provider, claims), claims.Subject
+	}
 	if !ok || allowed != claims.Subject {
 		fail(http.StatusForbidden, "NoPermission", fmt.Sprintf("%s may not assume %s", claims.Subject, role))
 		return

@@ -101,6 +101,12 @@ type trustDocument struct {
 // for the cluster's issuer.
 func printTrust(t *testing.T, sas ...*corev1.ServiceAccount) []trustDocument {
 	t.Helper()
+	return printTrustWith(t, nil, sas...)
+}
+
+// printTrustWith is printTrust with more flags.
+func printTrustWith(t *testing.T, flags []string, sas ...*corev1.ServiceAccount) []trustDocument {
+	t.Helper()
 	var manifests []string
 	for _, sa := range sas {
 		sa = sa.DeepCopy()
@@ -120,7 +126,7 @@ func printTrust(t *testing.T, sas ...*corev1.ServiceAccount) []trustDocument {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(bin, "trust", "-f", file, "--issuer", cluster.Issuer, "-o", "json")
+	cmd := exec.Command(bin, append([]string{"trust", "-f", file, "--issuer", cluster.Issuer, "-o", "json"}, flags...)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("injector trust: %v\n%s", err, stderr.String())
@@ -140,4 +146,91 @@ func awsConfig(t *testing.T) aws.Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// TestThePrintedPoolProviderAndBindingAreWhatGoogleNeeds: the Google fake
+// evaluates the pool provider and the IAM binding `injector trust` prints
+// as Google does (issuer, audience, attribute condition, binding member).
+// The client library gets a token with the pod's own token; another
+// ServiceAccount that names the same provider and service account is
+// refused by the provider's condition.
+func TestThePrintedPoolProviderAndBindingAreWhatGoogleNeeds(t *testing.T) {
+	ns := namespace(t, nil)
+	provider := "projects/123456789012/locations/global/workloadIdentityPools/e2e-trust/providers/p-" + randomHex(4)
+	email := "trust-" + randomHex(4) + "@e2e-project.iam.gserviceaccount.com"
+	annotations := map[string]string{"cloud.google.com/workload-identity-provider": provider, "cloud.google.com/service-account-email": email}
+	reader := serviceAccount(t, ns, "reader", annotations)
+	serviceAccount(t, ns, "other", annotations)
+	docs := printTrust(t, reader)
+	if len(docs) != 2 {
+		t.Fatalf("injector trust printed %d documents, want the provider and the binding", len(docs))
+	}
+	for _, d := range docs {
+		var err error
+		if d.Target == provider {
+			err = fakes.Google.SetProvider(d.Object)
+		} else {
+			err = fakes.Google.AddBinding(d.Object)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := storedPod(t, ns, podSpec("web", "reader"))
+	t.Run("the pod's own token gets the service account's access token", func(t *testing.T) {
+		files := podFiles{t.TempDir()}
+		projectToken(t, stored, "gcp-iam-token", files)
+		tok, err := googleToken(t, stored, files)
+		if err != nil {
+			t.Fatalf("the client library with the printed trust: %v", err)
+		}
+		if tok != ImpersonatedTokenFor(email) {
+			t.Errorf("token %q", tok)
+		}
+	})
+	t.Run("another serviceaccount's token is refused by the provider's condition", func(t *testing.T) {
+		files := podFiles{t.TempDir()}
+		writeToken(t, ns, "other", "//iam.googleapis.com/"+provider, ptr.To[int64](3600), nil, "/var/run/secrets/sts.googleapis.com/serviceaccount/token", files)
+		if _, err := googleToken(t, stored, files); err == nil || !strings.Contains(err.Error(), "rejected by the attribute condition") {
+			t.Errorf("error %v, want the condition's refusal", err)
+		}
+	})
+}
+
+// TestThePrintedRAMTrustIsWhatAlibabaNeeds: the trust policy that
+// deploy/providers/alibaba-rrsa.yaml declares, as `injector trust` prints
+// it, evaluated by the fake RAM as RAM does; Alibaba's credentials library
+// assumes the role with the pod's token, and another ServiceAccount naming
+// the same role is refused.
+func TestThePrintedRAMTrustIsWhatAlibabaNeeds(t *testing.T) {
+	ns := namespace(t, nil)
+	name := "trust-" + randomHex(4)
+	role := "acs:ram::1234567890123456:role/" + name
+	reader := serviceAccount(t, ns, "reader", map[string]string{"pod-identity.alibabacloud.com/role-name": name})
+	serviceAccount(t, ns, "intruder", map[string]string{"pod-identity.alibabacloud.com/role-name": name})
+	docs := printTrustWith(t, []string{"--provider-config", filepath.Join(cluster.repoRoot, "deploy", "providers", "alibaba-rrsa.yaml")}, reader)
+	if len(docs) != 1 || docs[0].Target != role {
+		t.Fatalf("injector trust printed %+v, want the trust policy of %s", docs, role)
+	}
+	if err := fakes.Alibaba.TrustPolicy(role, docs[0].Object); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, sa string
+		admitted bool
+	}{{"the pod's own token assumes the role", "reader", true}, {"another serviceaccount's token is refused", "intruder", false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			stored := storedPod(t, ns, podSpec("web-"+tt.sa, tt.sa))
+			files := podFiles{t.TempDir()}
+			projectToken(t, stored, "rrsa-oidc-token", files)
+			setContainerEnv(t, stored.Spec.Containers[0], files, nil)
+			key, err := alibabaCredentials()
+			switch {
+			case tt.admitted && (err != nil || key != AlibabaAccessKeyFor(role, Subject(ns, tt.sa))):
+				t.Errorf("credentials-go with the printed trust: %q, %v", key, err)
+			case !tt.admitted && (err == nil || !strings.Contains(err.Error(), "may not assume")):
+				t.Errorf("error %v, want the fake's refusal", err)
+			}
+		})
+	}
 }
