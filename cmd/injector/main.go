@@ -48,7 +48,7 @@ func newRootCommand(args []string) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newMutateCommand(args), newCheckCommand(args), newExplainCommand(args), newAuditCommand(args), newServeCommand(args), newSyncCommand(args), newTrustCommand(args), newIssuerCommand())
+	root.AddCommand(newMutateCommand(args), newCheckCommand(args), newExplainCommand(args), newAuditCommand(args), newServeCommand(args), newSyncCommand(args), newTrustCommand(args), newIssuerCommand(), newVerifyCommand(args))
 	root.SetArgs(args)
 	return root
 }

@@ -157,7 +157,7 @@ func fileTrustSources(files []string, namespace string, opts render.Options, std
 }
 
 // liveTrustSources reads the cluster's ServiceAccounts, policies and, when
-// o names none, its issuer.
+// o (non-nil) names none, its issuer.
 func liveTrustSources(ctx context.Context, kube *kubeOptions, o *trust.Options, namespace string, all bool, names []string) ([]trustSource, error) {
 	_, client, dyn, contextNS, err := kube.clients()
 	if err != nil {
@@ -169,7 +169,7 @@ func liveTrustSources(ctx context.Context, kube *kubeOptions, o *trust.Options, 
 	if all && len(names) > 0 {
 		return nil, errors.New("-A reads every ServiceAccount: name none with it")
 	}
-	if o.Issuer == "" {
+	if o != nil && o.Issuer == "" {
 		if o.Issuer, err = apiServerIssuer(ctx, client); err != nil {
 			return nil, err
 		}

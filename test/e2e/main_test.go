@@ -88,12 +88,19 @@ func run(m *testing.M) int {
 // injectorArgs are the flags the suite runs the injector with: the fakes
 // stand in for the clouds' endpoints.
 func injectorArgs() []string {
-	return []string{
+	return append([]string{
 		// Only the API server, with its AdmissionConfiguration's client
 		// certificate, may send reviews.
 		"--client-ca-file=" + cluster.WebhookClient.CAFile,
 		// And only under its own name: the CA's other certificates are refused.
 		"--client-names=kube-apiserver",
+	}, providerArgs()...)
+}
+
+// providerArgs are the e2e injector's provider flags: the fakes' endpoints
+// and deploy/providers' examples.
+func providerArgs() []string {
+	return []string{
 		"--aws-default-region=us-west-2",
 		"--azure-authority-host=" + fakes.Entra.Server.URL + "/",
 		"--gcp-token-url=" + fakes.Google.URL + "/v1/token",
