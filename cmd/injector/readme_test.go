@@ -8,20 +8,26 @@ import (
 )
 
 // TestREADMECommandsPrintWhatTheREADMEShows runs every `$ injector ...`
-// command of the README's console blocks, from the repository root, and
+// command of the console blocks of the README and of docs/*.md, from the
+// repository root, and
 // requires the lines the README shows after it to appear together, in
 // that order, in what the command prints (stdout, stderr, then an
 // "error: ..." line when it fails, as the binary prints it); it must fail
 // exactly when the README shows an error line.
 func TestREADMECommandsPrintWhatTheREADMEShows(t *testing.T) {
 	root := filepath.Join("..", "..")
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
+	docs, _ := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	var text strings.Builder
+	for _, name := range append([]string{filepath.Join(root, "README.md")}, docs...) {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text.Write(b)
 	}
 	t.Chdir(root)
 	ran := 0
-	for _, block := range strings.Split(string(readme), "```console\n")[1:] {
+	for _, block := range strings.Split(text.String(), "```console\n")[1:] {
 		block, _, _ = strings.Cut(block, "```")
 		lines := strings.Split(strings.TrimRight(block, "\n"), "\n")
 		cmd, ok := strings.CutPrefix(lines[0], "$ injector ")

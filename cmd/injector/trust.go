@@ -269,6 +269,9 @@ func trustDocuments(engine *mutate.Engine, o trust.Options, sources []trustSourc
 	return trust.Merge(docs), nil
 }
 
+// exitTrustFindings is trust check's exit code on a finding.
+const exitTrustFindings = 2
+
 func newTrustCheckCommand() *cobra.Command {
 	var issuer, identity string
 	var policyOpts render.Options
@@ -285,7 +288,8 @@ cluster's issuer needs (another issuer, an issuer that differs by a trailing
 slash, no subject condition or a wildcard one, no audience condition, a
 principalSet). With --policy, it also says which admitted ServiceAccounts an
 IdentityPolicy refuses the identity the document belongs to (--identity, when
-the document does not name it). Exits non-zero on a finding, for CI.`,
+the document does not name it). Exit 0 no finding, 2 a finding (for CI), 1
+the check could not run (a file that is not a trust document).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
 			if issuer == "" {
@@ -328,7 +332,7 @@ the document does not name it). Exits non-zero on a finding, for CI.`,
 			}
 			_, _ = fmt.Fprintln(cmd.OutOrStdout(), strings.Join(lines, "\n"))
 			if found > 0 {
-				return fmt.Errorf("%d finding(s)", found)
+				return &exitCodeError{code: exitTrustFindings, err: fmt.Errorf("%d finding(s)", found)}
 			}
 			return nil
 		},
