@@ -24,25 +24,27 @@ const auditPageSize = 500
 
 func newAuditCommand(args []string) *cobra.Command {
 	provs := registry.New().WithArgs(args)
-	var kubeconfig, namespace string
+	var namespace string
+	kube := newKubeOptions()
 	cmd := &cobra.Command{
-		Use:   "audit [-n NAMESPACE] [--kubeconfig FILE]",
+		Use:   "audit [-n NAMESPACE] [--kubeconfig FILE] [--context NAME]",
 		Short: "List running pods whose cloud identity is not the one their ServiceAccount gives now",
 		Long: `Pages through the running pods of a namespace (or all, by default) and lists those
 whose injected identity differs from what their ServiceAccount's annotations give
 now (changed, or never applied because the pod is older than the annotation),
 grouped by the workload that owns them, with the command that restarts it. A
 changed annotation never reaches running pods. Exits non-zero when it finds any,
-for CI and cron jobs. Reads only (get, list).`,
+for CI and cron jobs. Reads only (get, list), with kubectl's configuration
+(--kubeconfig, $KUBECONFIG, ~/.kube/config, else in-cluster; --context).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithCancel(context.Background())
+			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			engine, err := buildEngine(ctx, provs, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			client, _, err := kubeClients(kubeconfig)
+			_, client, _, _, err := kube.clients()
 			if err != nil {
 				return err
 			}
@@ -51,7 +53,7 @@ for CI and cron jobs. Reads only (get, list).`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster (default: in-cluster config)")
+	kube.addFlags(fs)
 	fs.StringVarP(&namespace, "namespace", "n", metav1.NamespaceAll, "namespace to audit (default: all)")
 	provs.AddFlags(fs)
 	return cmd

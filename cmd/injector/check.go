@@ -27,7 +27,7 @@ Exits non-zero when it printed anything.`,
 			if len(opts.Files) == 0 {
 				return errors.New("-f is required: a file of manifests, or - for stdin")
 			}
-			ctx, cancel := context.WithCancel(context.Background())
+			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			engine, err := buildEngine(ctx, provs, cmd.ErrOrStderr())
 			if err != nil {

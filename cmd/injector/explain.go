@@ -28,7 +28,7 @@ func newExplainCommand(args []string) *cobra.Command {
 	opts := render.Options{}
 	provs := registry.New().WithArgs(args)
 	var excluded []string
-	var kubeconfig string
+	kube := newKubeOptions()
 	cmd := &cobra.Command{
 		Use:   "explain (-f FILE [KIND/NAME...] | KIND/NAME... [-n NAMESPACE])",
 		Short: "Say, for each pod template of manifests, what each provider decides and why",
@@ -39,15 +39,17 @@ excluded namespaces, mirror pods), each provider's decision with the annotations
 read and its reasons (not set up, invalid, skipped, denied by an identity policy),
 and what the pod would get. -o json prints the same for scripts.
 
-Without -f it reads the cluster (--kubeconfig, else in-cluster; get only): the
-named pods or workloads of -n, their ServiceAccounts and namespace, the
+Without -f it reads the cluster, with kubectl's configuration (--kubeconfig,
+$KUBECONFIG, ~/.kube/config, else in-cluster; --context; get only): the named
+pods or workloads of -n (default: the context's namespace), their
+ServiceAccounts and namespace, the
 IdentityPolicies and the webhook configuration; for a running pod it also says
 where the identity it carries is not the one its ServiceAccount gives now.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Output != "text" && opts.Output != "json" {
 				return fmt.Errorf("-o %q: expected text or json", opts.Output)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
+			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			engine, err := buildEngine(ctx, provs, cmd.ErrOrStderr())
 			if err != nil {
@@ -57,7 +59,11 @@ where the identity it carries is not the one its ServiceAccount gives now.`,
 				if len(args) == 0 {
 					return errors.New("name what to explain (pod/NAME, deployment/NAME, ...), in the cluster, or give -f FILE")
 				}
-				return explainLive(ctx, engine, kubeconfig, opts.Namespace, args, opts.Output, cmd.OutOrStdout())
+				namespace := opts.Namespace
+				if !cmd.Flags().Changed("namespace") {
+					namespace = ""
+				}
+				return explainLive(ctx, engine, kube, namespace, args, opts.Output, cmd.OutOrStdout())
 			}
 			opts.Stdin = cmd.InOrStdin()
 			return render.Explain(engine, opts, args, excluded, cmd.OutOrStdout())
@@ -66,20 +72,24 @@ where the identity it carries is not the one its ServiceAccount gives now.`,
 	fs := cmd.Flags()
 	fs.StringArrayVarP(&opts.Files, "filename", "f", nil, "manifest file to explain, - for stdin (repeatable)")
 	fs.StringArrayVar(&opts.ServiceAccountFiles, "serviceaccounts", nil, "file of ServiceAccounts the workloads run as (repeatable)")
-	fs.StringVarP(&opts.Namespace, "namespace", "n", "default", "namespace of objects that name none")
+	fs.StringVarP(&opts.Namespace, "namespace", "n", "default", "namespace of objects that name none (live: default the context's)")
 	fs.StringVarP(&opts.Output, "output", "o", "text", "output format: text or json")
 	fs.StringSliceVar(&excluded, "excluded-namespaces", []string{"kube-system", "pod-identity-system"}, "namespaces the webhook configuration never sends to the injector")
-	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to read without -f (default: in-cluster config)")
+	kube.addFlags(fs)
 	opts.AddPolicyFlags(fs)
 	provs.AddFlags(fs)
 	return cmd
 }
 
 // explainLive explains pods and workloads of the cluster, reading only.
-func explainLive(ctx context.Context, engine *mutate.Engine, kubeconfig, namespace string, targets []string, output string, out io.Writer) error {
-	client, dyn, err := kubeClients(kubeconfig)
+// An empty namespace is the context's.
+func explainLive(ctx context.Context, engine *mutate.Engine, kube *kubeOptions, namespace string, targets []string, output string, out io.Writer) error {
+	_, client, dyn, contextNS, err := kube.clients()
 	if err != nil {
 		return err
+	}
+	if namespace == "" {
+		namespace = contextNS
 	}
 	store, err := livePolicies(ctx, dyn)
 	if err != nil {

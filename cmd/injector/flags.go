@@ -44,7 +44,7 @@ func buildEngine(ctx context.Context, set *registry.Set, stderr io.Writer) (*mut
 // clusterFlags are the settings serve and sync share: the cluster
 // connection, logging, the providers and how identities are judged.
 type clusterFlags struct {
-	kubeconfig      string
+	kube            *kubeOptions
 	kubeQPS         float32
 	kubeBurst       int
 	logFormat       string
@@ -55,11 +55,11 @@ type clusterFlags struct {
 }
 
 func newClusterFlags(args []string) clusterFlags {
-	return clusterFlags{providers: registry.New().WithArgs(args)}
+	return clusterFlags{providers: registry.New().WithArgs(args), kube: newKubeOptions()}
 }
 
 func (c *clusterFlags) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for running outside the cluster (default: in-cluster config)")
+	c.kube.addFlags(fs)
 	fs.Float32Var(&c.kubeQPS, "kube-api-qps", 20, "queries per second to the Kubernetes API")
 	fs.IntVar(&c.kubeBurst, "kube-api-burst", 40, "burst of queries to the Kubernetes API")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or text")
@@ -120,10 +120,12 @@ func (c *clusterFlags) start(ctx context.Context, stderr io.Writer) (*clusterRun
 	if err != nil {
 		return nil, err
 	}
-	rc, err := kubeConfig(c.kubeconfig, c.kubeQPS, c.kubeBurst)
+	rc, err := c.kube.clientConfig().ClientConfig()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("kubernetes client config: %w", err)
 	}
+	rc.QPS, rc.Burst = c.kubeQPS, c.kubeBurst
+	rc.UserAgent = "pod-identity-injector"
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, err

@@ -12,10 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/pod-identity/injector/pkg/admission"
 	"github.com/pod-identity/injector/pkg/certwatch"
@@ -96,37 +92,6 @@ func newLogger(format, level string, out io.Writer) *logrus.Logger {
 	lvl, _ := logrus.ParseLevel(level)
 	log.SetLevel(lvl)
 	return log
-}
-
-// kubeClients returns the clients of the command-line tools (explain,
-// audit), which only read.
-func kubeClients(kubeconfig string) (kubernetes.Interface, dynamic.Interface, error) {
-	rc, err := kubeConfig(kubeconfig, 20, 40)
-	if err != nil {
-		return nil, nil, err
-	}
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, nil, err
-	}
-	dyn, err := dynamic.NewForConfig(rc)
-	return client, dyn, err
-}
-
-func kubeConfig(kubeconfig string, qps float32, burst int) (*rest.Config, error) {
-	var rc *rest.Config
-	var err error
-	if kubeconfig != "" {
-		rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	} else {
-		rc, err = rest.InClusterConfig()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client config: %w", err)
-	}
-	rc.QPS, rc.Burst = qps, burst
-	rc.UserAgent = "pod-identity-injector"
-	return rc, nil
 }
 
 func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
