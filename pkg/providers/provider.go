@@ -366,20 +366,38 @@ func (r Request) MissingIdentity(provider string, keys []string, identityKey, wh
 // the bounds. It returns the value and a warning when it clamped the value
 // or fell back to def, or an *InvalidError.
 func (r Request) TokenExpiration(provider, key string, def int64, b Bounds) (int64, string, error) {
+	// What the ServiceAccount (else the default) gives: a lenient pod
+	// value that is not valid falls back to it, as the EKS webhook does.
+	fallback, saWarning, saErr := def, "", error(nil)
+	if raw, ok := r.Value(key); ok {
+		fallback, saWarning, saErr = r.parseExpiration(provider, key, raw, false, def, b)
+	}
 	if r.Observed != nil {
-		r.Observed.Expiration = &ExpirationRule{Annotation: key, Default: def, Bounds: b}
+		r.Observed.Expiration = &ExpirationRule{Annotation: key, Default: fallback, Bounds: b}
 	}
 	raw, onPod := nonEmpty(r.PodMeta.Annotations, key)
 	if !onPod {
-		var ok bool
-		if raw, ok = r.Value(key); !ok {
-			return def, "", nil
-		}
+		return fallback, saWarning, saErr
 	}
+	if saErr != nil {
+		fallback, saWarning = def, ""
+	}
+	return r.parseExpiration(provider, key, raw, true, fallback, b)
+}
+
+// parseExpiration reads one expiration annotation's value; a lenient one
+// that is not valid gives fallback, with a warning.
+func (r Request) parseExpiration(provider, key, raw string, onPod bool, fallback int64, b Bounds) (int64, string, error) {
 	rangeText := fmt.Sprintf("a whole number of seconds from %d to %d", b.Min, b.Max)
 	invalid := func() (int64, string, error) {
 		if b.Lenient {
-			return def, r.Ignored(provider, onPod, key, raw, rangeText, fmt.Sprintf("the default of %d seconds", def)), nil
+			what := fmt.Sprintf("the default of %d seconds", fallback)
+			if onPod {
+				if v, ok := r.Value(key); ok && strconv.FormatInt(fallback, 10) == strings.TrimSpace(v) {
+					what = fmt.Sprintf("the serviceaccount's %d seconds", fallback)
+				}
+			}
+			return fallback, r.Ignored(provider, onPod, key, raw, rangeText, what), nil
 		}
 		if onPod {
 			return 0, "", r.InvalidPod(provider, key, raw, rangeText)

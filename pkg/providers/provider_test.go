@@ -44,8 +44,12 @@ func TestTokenExpirationPrecedenceAndBounds(t *testing.T) {
 		{name: "not a number is invalid on the pod that set it, where the cloud denies", pod: map[string]string{key: "1h"}, bounds: strict, invalidOn: "Pod", invalidVal: "1h"},
 		{name: "out of range without clamping falls back to the default where the cloud ignores it", sa: map[string]string{key: "600"}, bounds: lenient, want: 3600,
 			warning: `example: serviceaccount "ns/app": annotation example.com/token-expiration has invalid value "600": expected a whole number of seconds from 3600 to 86400; using the default of 3600 seconds instead`},
-		{name: "not a number falls back to the default, naming the pod that set it", pod: map[string]string{key: "1h"}, sa: map[string]string{key: "7200"}, bounds: clamp, want: 3600,
+		{name: "not a number on the pod falls back to the serviceaccount's value, as the EKS webhook does", pod: map[string]string{key: "1h"}, sa: map[string]string{key: "7200"}, bounds: clamp, want: 7200,
+			warning: `example: pod "ns/web": annotation example.com/token-expiration has invalid value "1h": expected a whole number of seconds from 600 to 86400; using the serviceaccount's 7200 seconds instead`},
+		{name: "not a number on the pod falls back to the default when the serviceaccount sets none", pod: map[string]string{key: "1h"}, bounds: clamp, want: 3600,
 			warning: `example: pod "ns/web": annotation example.com/token-expiration has invalid value "1h": expected a whole number of seconds from 600 to 86400; using the default of 3600 seconds instead`},
+		{name: "not a number on the pod and on the serviceaccount falls back to the default", pod: map[string]string{key: "1h"}, sa: map[string]string{key: "2h"}, bounds: clamp, want: 3600,
+			warning: `example: pod "ns/web": annotation example.com/token-expiration has invalid value "1h"`},
 		{name: "an empty value on the pod counts as absent", pod: map[string]string{key: " "}, sa: map[string]string{key: "7200"}, bounds: clamp, want: 7200},
 		{name: "an empty value everywhere gives the default", pod: map[string]string{key: ""}, sa: map[string]string{key: ""}, bounds: clamp, want: 3600},
 	}
