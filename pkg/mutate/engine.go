@@ -396,6 +396,29 @@ func (s *state) envTaken(ci int, inj *providers.Injection, group string) (set, n
 	return nil, nil, false
 }
 
+// otherTokenFile says whether container ci sets the injection's token file
+// variable to anything but what the injection gives, and to what.
+func (s *state) otherTokenFile(ci int, inj *providers.Injection) (string, bool) {
+	if inj.TokenFileVariable == "" {
+		return "", false
+	}
+	have, ok := s.envVar(ci, inj.TokenFileVariable)
+	if !ok {
+		return "", false
+	}
+	for _, g := range inj.Env {
+		for _, v := range g.Vars {
+			if v.Name == inj.TokenFileVariable && reflect.DeepEqual(*have, v) {
+				return "", false
+			}
+		}
+	}
+	if have.ValueFrom != nil {
+		return "(a reference)", true
+	}
+	return have.Value, true
+}
+
 func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []string) {
 	var warnings []string
 	warn := func(format string, args ...any) {
@@ -434,9 +457,9 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 		if slices.Contains(inj.SkipContainers, c.Name) || (len(inj.OnlyContainers) > 0 && !slices.Contains(inj.OnlyContainers, c.Name)) {
 			continue
 		}
-		if set, _, taken := s.envTaken(ci, inj, providers.CredentialGroup); taken {
-			warn("pod %s container %s already sets %s (its own credentials, or another webhook's identity); the %s identity was not added to it (remove %s from the container to use the injected one)",
-				s.podRef(), quote.Value(c.Name), strings.Join(set, ", "), inj.Provider, strings.Join(set, ", "))
+		if have, other := s.otherTokenFile(ci, inj); other {
+			warn("pod %s container %s sets %s=%s, another token than the one the %s injection gives; nothing was added to it (remove %s from the container to use the injected identity)",
+				s.podRef(), quote.Value(c.Name), inj.TokenFileVariable, quote.Value(have), inj.Provider, inj.TokenFileVariable)
 			continue
 		}
 		var newMounts []corev1.VolumeMount
@@ -465,6 +488,9 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 		for _, g := range inj.Env {
 			set, names, taken := s.envTaken(ci, inj, g.Name)
 			switch {
+			case taken && len(names) == 1:
+				warn("pod %s container %s keeps its own %s; the injected one was not added (remove it from the container to use the injected identity)",
+					s.podRef(), quote.Value(c.Name), names[0])
 			case taken:
 				warn("pod %s container %s already sets %s; none of %s was added (remove %s from the container to use the injected identity)",
 					s.podRef(), quote.Value(c.Name), strings.Join(set, ", "), strings.Join(names, ", "), strings.Join(set, ", "))

@@ -78,10 +78,10 @@ type Mount struct {
 	MountPath string
 }
 
-// CredentialGroup names the EnvGroup that carries the identity itself. A
-// container that already sets any of its variables to something else (its
-// own credentials, or another webhook's injection of another identity)
-// gets nothing at all from the provider: no mount, no other group.
+// CredentialGroup names the EnvGroup that carries the identity itself.
+// Like every group, it is left out of a container that sets any of its
+// variables; the container still gets the mount and the other groups,
+// unless it sets the injection's TokenFileVariable to another file.
 const CredentialGroup = "credential"
 
 // EnvGroup is a set of environment variables that belong together: if a
@@ -126,6 +126,13 @@ type Injection struct {
 	// Identities are the cloud identities the injection hands the pod, as
 	// identity policies see them.
 	Identities []Identity
+	// TokenFileVariable names the variable of Env that points the SDKs at
+	// the token (or credential configuration) file. A container that sets
+	// it to another file uses another identity's token, or its own: it
+	// gets nothing from the provider. Any other container keeps every
+	// variable it sets, and gets the mount and each group of which it sets
+	// none, as the upstream webhooks do.
+	TokenFileVariable string
 }
 
 // Identity is one cloud identity a ServiceAccount names, as an identity
@@ -297,7 +304,9 @@ type Observed struct {
 type ExpirationRule struct {
 	Annotation string
 	Default    int64
-	Bounds     Bounds
+	// FromServiceAccount says Default is the ServiceAccount's value.
+	FromServiceAccount bool
+	Bounds             Bounds
 }
 
 // Bounds says how a token expiration outside its range is treated.
@@ -369,33 +378,34 @@ func (r Request) TokenExpiration(provider, key string, def int64, b Bounds) (int
 	// What the ServiceAccount (else the default) gives: a lenient pod
 	// value that is not valid falls back to it, as the EKS webhook does.
 	fallback, saWarning, saErr := def, "", error(nil)
+	fromSA := false
 	if raw, ok := r.Value(key); ok {
-		fallback, saWarning, saErr = r.parseExpiration(provider, key, raw, false, def, b)
+		fallback, saWarning, saErr = r.parseExpiration(provider, key, raw, false, def, false, b)
+		v, err := strconv.ParseInt(raw, 10, 64)
+		fromSA = saErr == nil && err == nil && (b.Clamp || v >= b.Min && v <= b.Max)
+	}
+	if saErr != nil {
+		fallback = def
 	}
 	if r.Observed != nil {
-		r.Observed.Expiration = &ExpirationRule{Annotation: key, Default: fallback, Bounds: b}
+		r.Observed.Expiration = &ExpirationRule{Annotation: key, Default: fallback, FromServiceAccount: fromSA, Bounds: b}
 	}
 	raw, onPod := nonEmpty(r.PodMeta.Annotations, key)
 	if !onPod {
 		return fallback, saWarning, saErr
 	}
-	if saErr != nil {
-		fallback, saWarning = def, ""
-	}
-	return r.parseExpiration(provider, key, raw, true, fallback, b)
+	return r.parseExpiration(provider, key, raw, true, fallback, fromSA, b)
 }
 
 // parseExpiration reads one expiration annotation's value; a lenient one
 // that is not valid gives fallback, with a warning.
-func (r Request) parseExpiration(provider, key, raw string, onPod bool, fallback int64, b Bounds) (int64, string, error) {
+func (r Request) parseExpiration(provider, key, raw string, onPod bool, fallback int64, fromSA bool, b Bounds) (int64, string, error) {
 	rangeText := fmt.Sprintf("a whole number of seconds from %d to %d", b.Min, b.Max)
 	invalid := func() (int64, string, error) {
 		if b.Lenient {
 			what := fmt.Sprintf("the default of %d seconds", fallback)
-			if onPod {
-				if v, ok := r.Value(key); ok && strconv.FormatInt(fallback, 10) == strings.TrimSpace(v) {
-					what = fmt.Sprintf("the serviceaccount's %d seconds", fallback)
-				}
+			if fromSA {
+				what = fmt.Sprintf("the serviceaccount's %d seconds", fallback)
 			}
 			return fallback, r.Ignored(provider, onPod, key, raw, rangeText, what), nil
 		}

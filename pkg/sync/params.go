@@ -318,13 +318,14 @@ func outcome(p providers.Provider, req providers.Request, scope policy.Scope, op
 	for _, g := range inj.Env {
 		entry.Env = append(entry.Env, v1alpha1.EnvGroup{Name: g.Name, Vars: g.Vars})
 	}
+	entry.TokenFileVariable = inj.TokenFileVariable
 	entry.Annotations, entry.Labels = inj.Annotations, inj.Labels
 	entry.SkipContainersAnnotation = inj.ContainerAnnotations.Skip
 	entry.OnlyContainersAnnotation = inj.ContainerAnnotations.Only
 	entry.ContainersSeparator = inj.ContainerAnnotations.Separator
 	entry.PodAnnotationPrefixes = p.AnnotationPrefixes()
 	if r := req.Observed.Expiration; r != nil {
-		entry.Expiration = &v1alpha1.Expiration{Annotation: r.Annotation, Default: r.Default, Min: r.Bounds.Min, Max: r.Bounds.Max,
+		entry.Expiration = &v1alpha1.Expiration{Annotation: r.Annotation, Default: r.Default, DefaultFromServiceAccount: r.FromServiceAccount, Min: r.Bounds.Min, Max: r.Bounds.Max,
 			Clamp: r.Bounds.Clamp, Lenient: r.Bounds.Lenient, WarnInvalid: opts.WarnInvalid}
 	}
 	return entry, nil

@@ -318,7 +318,13 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 			}})
 		}
 	}
-	inj.Env = []providers.EnvGroup{{Name: providers.CredentialGroup, Vars: vars}}
+	// Each variable is added unless the container sets it, as Azure
+	// Workload Identity's webhook does: a container may name another
+	// application federated with the same ServiceAccount.
+	for _, v := range vars {
+		inj.Env = append(inj.Env, providers.EnvGroup{Name: v.Name, Vars: []corev1.EnvVar{v}})
+	}
+	inj.TokenFileVariable = "AZURE_FEDERATED_TOKEN_FILE"
 	inj.Volumes = []corev1.Volume{volume}
 	inj.Mounts = []providers.Mount{{VolumeName: VolumeName, MountPath: MountPath}}
 	if err := req.Containers(Name, SkipAnnotation, OnlyAnnotation, ";", inj); err != nil {

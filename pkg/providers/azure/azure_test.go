@@ -47,7 +47,7 @@ func TestTheAzureProvider(t *testing.T) {
 		{name: "the use label must say true", r: req(map[string]string{azure.UseLabel: "yes"}, nil, map[string]string{azure.ClientIDAnnotation: client}), none: true, warns: []string{`its label azure.workload.identity/use is "yes"`}},
 		{name: "an explicit false is a silent opt-out", r: req(map[string]string{azure.UseLabel: "false"}, nil, map[string]string{azure.ClientIDAnnotation: client}), none: true},
 		{name: "a serviceaccount not set up for Azure says nothing", r: req(nil, nil, nil), none: true},
-		{name: "client, tenant, token file and authority are one group", r: req(use, nil, map[string]string{azure.ClientIDAnnotation: client, azure.TenantIDAnnotation: "contoso.onmicrosoft.com"}),
+		{name: "client, tenant, token file and authority are injected", r: req(use, nil, map[string]string{azure.ClientIDAnnotation: client, azure.TenantIDAnnotation: "contoso.onmicrosoft.com"}),
 			env: map[string]string{"AZURE_CLIENT_ID": client, "AZURE_TENANT_ID": "contoso.onmicrosoft.com", "AZURE_FEDERATED_TOKEN_FILE": "/var/run/secrets/azure/tokens/azure-identity-token", "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com/"}, exp: 3600},
 		{name: "the flag's tenant stands in for a missing annotation", cfg: azure.Config{TenantID: "tenant-from-flag"}, r: req(use, nil, map[string]string{azure.ClientIDAnnotation: client}),
 			env: map[string]string{"AZURE_TENANT_ID": "tenant-from-flag"}, exp: 3600},
@@ -104,8 +104,13 @@ func TestTheAzureProvider(t *testing.T) {
 					t.Errorf("%s injected", k)
 				}
 			}
-			if len(inj.Env) != 1 {
-				t.Errorf("%d env groups, want the one credential group", len(inj.Env))
+			for _, g := range inj.Env {
+				if len(g.Vars) != 1 || g.Name != g.Vars[0].Name {
+					t.Errorf("group %+v: each variable is a group of its own, added unless the container sets it", g)
+				}
+			}
+			if inj.TokenFileVariable != "AZURE_FEDERATED_TOKEN_FILE" {
+				t.Errorf("token file variable %q", inj.TokenFileVariable)
 			}
 			for _, w := range tt.warns {
 				if !strings.Contains(strings.Join(inj.Warnings, "\n"), w) {

@@ -179,9 +179,10 @@ type EnvSpec struct {
 	// out). {{ and }} stand for { and }.
 	Value string `json:"value"`
 	// Group names the variables that belong together: a container that
-	// sets any of a group gets none of it. The default, "credential", is
-	// the identity itself: a container that sets any of those to
-	// something else gets nothing from the provider.
+	// sets any of a group gets none of it, and the other groups. The
+	// default is "credential". A container that sets the variable whose
+	// value is {tokenPath} alone (the token file) to another file gets
+	// nothing from the provider: it uses another token.
 	Group string `json:"group,omitempty"`
 }
 
@@ -344,6 +345,8 @@ type Definition struct {
 	// values are the compiled patterns of Spec.Annotations.
 	values map[string]*regexp.Regexp
 	trust  *trustTemplates
+	// tokenFileVar is the variable whose value is {tokenPath} alone.
+	tokenFileVar string
 }
 
 // trustTemplates are the parsed templates of a TrustSpec.
@@ -643,6 +646,9 @@ func (d *Definition) compileEnv(field string, vars []EnvSpec, underPrefix func(f
 		}
 		credential = credential || group == "credential"
 		d.env = append(d.env, envVar{name: e.Name, group: group, value: tmpl})
+		if len(tmpl) == 1 && tmpl[0].kind == tokenPathPH && d.tokenFileVar == "" {
+			d.tokenFileVar = e.Name
+		}
 	}
 	if !credential {
 		return fieldErr(field+".env", nil, "at least one variable in the credential group (a variable with no group is in it)")

@@ -371,6 +371,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		{Name: "GOOGLE_APPLICATION_CREDENTIALS", Value: configFile},
 		{Name: "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE", Value: configFile},
 	}}}
+	inj.TokenFileVariable = "GOOGLE_APPLICATION_CREDENTIALS"
 	if project != "" {
 		inj.Env = append(inj.Env, providers.EnvGroup{Name: "project", Vars: []corev1.EnvVar{{Name: "CLOUDSDK_CORE_PROJECT", Value: project}}})
 	}

@@ -219,6 +219,11 @@ type Injection struct {
 	// group of which the container already sets a variable is left out.
 	// +optional
 	Env []EnvGroup `json:"env,omitempty"`
+	// TokenFileVariable names the variable of Env that points at the
+	// token file: a container that sets it to another value gets nothing
+	// from the entry.
+	// +optional
+	TokenFileVariable string `json:"tokenFileVariable,omitempty"`
 	// Annotations are added to the pod where it does not have them.
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
@@ -257,6 +262,10 @@ type Expiration struct {
 	Annotation string `json:"annotation"`
 	// Default replaces a value that cannot be used, when Lenient.
 	Default int64 `json:"default"`
+	// DefaultFromServiceAccount says Default is the ServiceAccount's own
+	// value, not the provider's default (for the warning's words).
+	// +optional
+	DefaultFromServiceAccount bool `json:"defaultFromServiceAccount,omitempty"`
 	// Min and Max bound the value.
 	Min int64 `json:"min"`
 	Max int64 `json:"max"`
