@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -86,6 +87,7 @@ commands instead.`,
 				return err
 			}
 			o.Describers = describers(engine)
+			o.APIAudience = engine.IsAPIAudience
 			var sources []trustSource
 			if live {
 				sources, err = liveTrustSources(ctx, kube, &o, namespace, all, names)
@@ -131,27 +133,34 @@ func fileTrustSources(files []string, namespace string, opts render.Options, std
 	if namespace == "" {
 		namespace = "default"
 	}
-	var out []trustSource
+	// One stream of every file's documents: a policy in one file governs
+	// the ServiceAccounts of another.
+	var in []*manifest.Document
 	for _, f := range files {
-		in, err := readStream(f, stdin)
+		docs, err := readStream(f, stdin)
 		if err != nil {
 			return nil, err
 		}
-		sas, err := manifest.ServiceAccountsOf(in, namespace)
-		if err != nil {
-			return nil, err
-		}
-		policies, err := render.PolicyStore(in, opts)
-		if err != nil {
-			return nil, err
-		}
-		for _, sa := range sas {
-			s := trustSource{sa: sa.ServiceAccount, name: sa.Source}
-			if policies != nil {
-				s.policy = policies.Scope(sa.Namespace)
+		in = append(in, docs...)
+	}
+	sas, err := manifest.ServiceAccountsOf(in, namespace)
+	if err != nil {
+		return nil, err
+	}
+	policies, err := render.PolicyStore(in, opts)
+	if err != nil {
+		return nil, err
+	}
+	var out []trustSource
+	for _, sa := range sas {
+		s := trustSource{sa: sa.ServiceAccount, name: sa.Source}
+		if policies != nil {
+			if policies.LabelsUnknown(sa.Namespace) {
+				return nil, fmt.Errorf("%s: the labels of namespace %q are unknown, and an IdentityPolicy selects namespaces by label: give its Namespace document, or --namespace-labels %s=KEY=VALUE,...", sa.Source, sa.Namespace, sa.Namespace)
 			}
-			out = append(out, s)
+			s.policy = policies.Scope(sa.Namespace)
 		}
+		out = append(out, s)
 	}
 	return out, nil
 }
@@ -266,7 +275,7 @@ func trustDocuments(engine *mutate.Engine, o trust.Options, sources []trustSourc
 		}
 		return nil, fmt.Errorf("no identity to trust: none of the serviceaccounts read (%s) names an identity with a cloud object this command knows", strings.Join(names, ", "))
 	}
-	return trust.Merge(docs), nil
+	return trust.Merge(docs)
 }
 
 // exitTrustFindings is trust check's exit code on a finding.
@@ -317,6 +326,9 @@ the check could not run (a file that is not a trust document).`,
 				target := r.Target
 				if identity != "" {
 					target = identity
+				}
+				if len(r.Subjects) == 0 && len(r.Findings) == 0 {
+					lines = append(lines, fmt.Sprintf("%s: %s admits no ServiceAccount", f, r.Kind))
 				}
 				for _, s := range r.Subjects {
 					lines = append(lines, fmt.Sprintf("%s: %s admits %s", f, r.Kind, s))
@@ -384,12 +396,20 @@ func readStream(name string, stdin io.Reader) ([]*manifest.Document, error) {
 	return manifest.Read(f, name)
 }
 
+// oneLineText escapes what would break a line or mislead a reader:
+// control characters and invisible ones (bidirectional overrides).
+func oneLineText(s string) string {
+	q := strconv.Quote(s)
+	return strings.ReplaceAll(q[1:len(q)-1], `\"`, `"`)
+}
+
 func writeTrust(w io.Writer, docs []trust.Document, output string) error {
 	switch output {
 	case "commands":
 		var b strings.Builder
 		for _, d := range docs {
-			fmt.Fprintf(&b, "# %s %s: %s for %s\n", d.Provider, d.ServiceAccount, d.Kind, d.Target)
+			// One comment line, whatever the names hold.
+			fmt.Fprintf(&b, "# %s\n", oneLineText(fmt.Sprintf("%s %s: %s for %s", d.Provider, d.ServiceAccount, d.Kind, d.Target)))
 			if d.Command != "" {
 				b.WriteString(d.Command + "\n")
 				continue
@@ -400,7 +420,7 @@ func writeTrust(w io.Writer, docs []trust.Document, output string) error {
 				j, _ := json.Marshal(d.Object)
 				text = string(j)
 			}
-			b.WriteString("#   " + strings.ReplaceAll(text, "\n", "\n#   ") + "\n")
+			b.WriteString("#   " + oneLineText(text) + "\n")
 		}
 		_, err := io.WriteString(w, b.String())
 		return err

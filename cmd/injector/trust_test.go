@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,11 +49,41 @@ func TestTrustRefusesBadInput(t *testing.T) {
 	if err := os.WriteFile(plain, []byte("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: plain, namespace: team}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	write := func(name, content string) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	sa := func(ns, name string, annotations string) string {
+		return "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: " + name + ", namespace: " + ns + ", annotations: {" + annotations + "}}\n---\n"
+	}
+	provider := "cloud.google.com/workload-identity-provider: projects/123456789012/locations/global/workloadIdentityPools/pool/providers/prov"
+	tenantPolicy := write("tenant-policy.yaml", "apiVersion: pod-identity.io/v1alpha1\nkind: IdentityPolicy\nmetadata: {name: tenants}\nspec:\n  aws:\n    roleARNs: ['arn:aws:iam::111122223333:role/tenants/{namespace}/*']\n")
+	labelPolicy := write("label-policy.yaml", "apiVersion: pod-identity.io/v1alpha1\nkind: IdentityPolicy\nmetadata: {name: tenants}\nspec:\n  namespaceSelector: {matchLabels: {tier: tenant}}\n  aws:\n    roleARNs: ['arn:aws:iam::111122223333:role/tenants/{namespace}/*']\n")
+	beta := write("beta.yaml", sa("acme", "reports", "eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/tenants/beta/admin"))
+	quoted := write("quoted.yaml", sa("acme", `'x" || true || "'`, provider))
+	star := write("star.yaml", sa("'*'", "'*'", "eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/x"))
+	newline := write("newline.yaml", sa("acme", `"x\ntouch /tmp/pwned\n#"`, "eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/x"))
+	audiences := write("audiences.yaml", sa("acme", "hostile", provider+", cloud.google.com/audience: sts.example.com")+sa("acme", "victim", provider))
+	apiAudience := write("api-audience.yaml", sa("acme", "reports", "eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/x, eks.amazonaws.com/audience: https://kubernetes.default.svc"))
 	for _, tt := range []struct {
 		name string
 		args []string
 		want string
 	}{
+		{"a policy in one file governs the serviceaccounts of another", []string{"trust", "-f", tenantPolicy, "-f", beta, "--issuer", testIssuer},
+			`is not allowed by identitypolicy "tenants"`},
+		{"a policy that selects by label, with the namespace's labels unknown", []string{"trust", "-f", beta, "--policy", labelPolicy, "--issuer", testIssuer},
+			`the labels of namespace "acme" are unknown, and an IdentityPolicy selects namespaces by label`},
+		{"a serviceaccount name with quotes, which would end the attribute condition", []string{"trust", "-f", quoted, "--issuer", testIssuer}, `serviceaccount "acme/x\" || true || \"": name`},
+		{"a namespace and name of *", []string{"trust", "-f", star, "--issuer", testIssuer}, `namespace "*"`},
+		{"a name with a newline, which would end the comment line", []string{"trust", "-f", newline, "--issuer", testIssuer, "-o", "commands"}, `serviceaccount "acme/x\ntouch /tmp/pwned\n#": name`},
+		{"one pool provider given two audiences", []string{"trust", "-f", audiences, "--issuer", testIssuer}, `serviceaccounts acme/hostile give it the audience "sts.example.com" and acme/victim gives it`},
+		{"an audience the API server accepts", []string{"trust", "-f", apiAudience, "--issuer", testIssuer}, `the token audience "https://kubernetes.default.svc" is one the Kubernetes API server accepts`},
+		{"an EKS cluster ARN with wildcards", []string{"trust", "-f", good, "--eks-cluster", "arn:aws:eks:*:111122223333:cluster/*"}, `expected an EKS cluster ARN`},
+		{"a role of another account than the EKS cluster's", []string{"trust", "-f", good, "--eks-cluster", "arn:aws:eks:us-west-2:999999999999:cluster/prod"}, `not the cluster's 999999999999`},
 		{"no issuer", []string{"trust", "-f", good}, "--issuer is required"},
 		{"an issuer that is not HTTPS", []string{"trust", "-f", good, "--issuer", "http://oidc.example.com"}, `issuer "http://oidc.example.com": expected an https:// URL`},
 		{"an invalid identity", []string{"trust", "-f", bad, "--issuer", testIssuer}, `annotation eks.amazonaws.com/role-arn has invalid value "nope"`},
@@ -78,6 +109,7 @@ func TestTrustCheck(t *testing.T) {
 	dir := t.TempDir()
 	hp := strings.TrimPrefix(testIssuer, "https://")
 	fed := `"Principal":{"Federated":"arn:aws:iam::111122223333:oidc-provider/` + hp + `"},"Action":"sts:AssumeRoleWithWebIdentity"`
+	urlEncoded := url.QueryEscape(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow",` + fed + `,"Condition":{"StringEquals":{"` + hp + `:sub":"system:serviceaccount:acme:reports","` + hp + `:aud":"sts.amazonaws.com"}}}]}`)
 	for _, tt := range []struct {
 		name, doc string
 		want      []string
@@ -115,6 +147,35 @@ func TestTrustCheck(t *testing.T) {
 			[]string{"has no attributeCondition: every ServiceAccount of the issuer"}, true},
 		{"a Google IAM policy granting a principalSet is reported", `{"bindings":[{"role":"roles/iam.workloadIdentityUser","members":["principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/subject/system:serviceaccount:acme:reports","principalSet://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/*"]}]}`,
 			[]string{"Google IAM policy admits system:serviceaccount:acme:reports", "grants every identity of the set it names"}, true},
+		{"a statement that admits anyone beside a minimal one is reported", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow",` + fed + `,` + `"Condition":{"StringEquals":{"` + hp + `:sub":"system:serviceaccount:acme:reports","` + hp + `:aud":"sts.amazonaws.com"}}` + `},{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole"}]}`,
+			[]string{`Statement[1]: admits principals other than this cluster's ServiceAccounts ("AWS *")`}, true},
+		{"a Principal of * is reported", `{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":"*","Action":"sts:AssumeRoleWithWebIdentity"}}`,
+			[]string{`Statement[0]: admits principals other than this cluster's ServiceAccounts ("* *")`}, true},
+		{"an action matched by a wildcard is read as IAM reads it", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow",` + `"Principal":{"Federated":"arn:aws:iam::111122223333:oidc-provider/` + hp + `"}` + `,"Action":"sts:AssumeRoleWith*"}]}`,
+			[]string{"has no condition on " + hp + ":sub"}, true},
+		{"an action in another case is read as IAM reads it", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow",` + `"Principal":{"Federated":"arn:aws:iam::111122223333:oidc-provider/` + hp + `"}` + `,"Action":"STS:AssumeRoleWithWebIdentity"}]}`,
+			[]string{"has no condition on " + hp + ":sub"}, true},
+		{"NotAction is reported", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow",` + `"Principal":{"Federated":"arn:aws:iam::111122223333:oidc-provider/` + hp + `"}` + `,"NotAction":"iam:*"}]}`,
+			[]string{"uses NotPrincipal or NotAction"}, true},
+		{"a subject that is a policy variable is reported", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow",` + fed + `,"Condition":{"StringEquals":{"` + hp + `:sub":"${` + hp + `:sub}","` + hp + `:aud":"sts.amazonaws.com"}}}]}`,
+			[]string{"which is not one ServiceAccount's"}, true},
+		{"a subject condition under an operator it does not read is reported", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow",` + fed + `,"Condition":{"StringEquals":{"` + hp + `:sub":"system:serviceaccount:acme:reports","` + hp + `:aud":"sts.amazonaws.com"},"StringNotEquals":{"` + hp + `:sub":"system:serviceaccount:acme:other"}}}]}`,
+			[]string{"with operator StringNotEquals, which this command does not read"}, true},
+		{"a Pod Identity trust that anyone may also assume is reported", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com","AWS":"*"},"Action":["sts:AssumeRole","sts:TagSession"],"Condition":{"StringEquals":{"aws:RequestTag/eks-cluster-arn":"arn:aws:eks:us-west-2:111122223333:cluster/prod","aws:RequestTag/kubernetes-namespace":"acme","aws:RequestTag/kubernetes-service-account":"reports"}}}]}`,
+			[]string{"admits principals other than this cluster's ServiceAccounts"}, true},
+		{"a Pod Identity trust pinned to any cluster is reported", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":["sts:AssumeRole","sts:TagSession"],"Condition":{"StringLike":{"aws:RequestTag/eks-cluster-arn":"*"},"StringEquals":{"aws:RequestTag/kubernetes-namespace":"acme","aws:RequestTag/kubernetes-service-account":"reports"}}}]}`,
+			[]string{"does not pin the cluster"}, true},
+		{"a RAM trust of a second issuer is reported", `{"Version":"1","Statement":[{"Effect":"Allow","Principal":{"Federated":["acs:ram::1234567890123456:oidc-provider/ack-rrsa-c01"]},"Action":"sts:AssumeRole","Condition":{"StringEquals":{"oidc:iss":["` + testIssuer + `","https://other.example.com"],"oidc:aud":"sts.aliyuncs.com","oidc:sub":"system:serviceaccount:acme:reports"}}}]}`,
+			[]string{`also trusts the issuer(s) "https://other.example.com"`}, true},
+		{"a RAM statement for RAM principals is reported", `{"Version":"1","Statement":[{"Effect":"Allow","Principal":{"RAM":["acs:ram::*:root"]},"Action":"sts:AssumeRole"}]}`,
+			[]string{"admits principals other than this cluster's ServiceAccounts"}, true},
+		{"a Google condition whose list holds assertion.sub itself is reported", "name: projects/1/locations/global/workloadIdentityPools/p/providers/k\noidc:\n  issuerUri: " + testIssuer + "\nattributeMapping:\n  google.subject: assertion.sub\nattributeCondition: 'assertion.sub in [\"system:serviceaccount:acme:reports\", assertion.sub]'\n",
+			[]string{"is not a list of subjects this command can read"}, true},
+		{"Google members that are anyone, a domain or a set are reported", `{"bindings":[{"role":"roles/iam.workloadIdentityUser","members":["allUsers","domain:example.com","principalSet://iam.googleapis.com/locations/global/workforcePools/w/*"]}]}`,
+			[]string{"member allUsers grants the role to anyone", `member "domain:example.com" may also act as the service account`, "grants every identity of the set it names"}, true},
+		{"a get-role document URL-encoded, as the IAM API returns it, is read", `{"Role":{"Arn":"arn:aws:iam::111122223333:role/reports","AssumeRolePolicyDocument":"` + urlEncoded + `"}}`,
+			[]string{"IAM role trust policy admits system:serviceaccount:acme:reports"}, false},
+		{"a document that admits nobody says so", `{"bindings":[]}`, []string{"Google IAM policy admits no ServiceAccount"}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-")+".json")

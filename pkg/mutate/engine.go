@@ -43,6 +43,12 @@ func (e *Engine) WithAPIAudiences(audiences []string) *Engine {
 	return e
 }
 
+// IsAPIAudience says whether the API server accepts tokens of audience a
+// (WithAPIAudiences), compared loosely.
+func (e *Engine) IsAPIAudience(a string) bool {
+	return slices.Contains(e.apiAudiences, LooseAudience(a))
+}
+
 // New returns an engine for the given providers, applied in order.
 func New(ps []providers.Provider) *Engine {
 	return &Engine{providers: ps}

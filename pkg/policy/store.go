@@ -109,3 +109,28 @@ func (s *Store) Scope(namespace string) Scope {
 	}
 	return sc
 }
+
+// LabelsUnknown says whether which policies apply in namespace depends on
+// labels the store does not know: the namespace was never recorded, and a
+// policy selects namespaces by a label other than their name. Offline
+// commands then cannot tell what the cluster would do.
+func (s *Store) LabelsUnknown(namespace string) bool {
+	if s == nil {
+		return false
+	}
+	s.mu.RLock()
+	_, known := s.namespaces[namespace]
+	s.mu.RUnlock()
+	if known {
+		return false
+	}
+	for _, p := range s.set.Load().All() {
+		reqs, _ := p.selector.Requirements()
+		for _, r := range reqs {
+			if r.Key() != "kubernetes.io/metadata.name" {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -86,8 +87,17 @@ func Check(data []byte, issuer string) (*Report, error) {
 		switch {
 		case doc["Role"] != nil:
 			role, _ := doc["Role"].(map[string]any)
-			policy, err := json.Marshal(role["AssumeRolePolicyDocument"])
-			if err != nil || role["AssumeRolePolicyDocument"] == nil {
+			var policy []byte
+			switch d := role["AssumeRolePolicyDocument"].(type) {
+			case string: // URL-encoded, as the IAM API returns it
+				text, err := url.QueryUnescape(d)
+				if err != nil {
+					return nil, fmt.Errorf("Role.AssumeRolePolicyDocument: not URL-encoded JSON: %w", err)
+				}
+				policy = []byte(text)
+			case map[string]any:
+				policy, _ = json.Marshal(d)
+			default:
 				return nil, errors.New("aws iam get-role output with no Role.AssumeRolePolicyDocument")
 			}
 			if r, err = checkPolicy(policy, issuer); err != nil {
@@ -153,36 +163,94 @@ func sameIssuerButSlash(a, b string) bool {
 	return a != b && strings.TrimSuffix(a, "/") == strings.TrimSuffix(b, "/")
 }
 
-// policy is an IAM or RAM policy as read, any shape the clouds accept.
-type policy struct {
-	Version   string `json:"Version"`
-	Statement []struct {
-		Effect    string                    `json:"Effect"`
-		Principal map[string]any            `json:"Principal"`
-		Action    any                       `json:"Action"`
-		Condition map[string]map[string]any `json:"Condition"`
-	} `json:"Statement"`
+// statement is one statement of an IAM or RAM policy, any shape the
+// clouds accept.
+type statement struct {
+	Effect       string                    `json:"Effect"`
+	Principal    any                       `json:"Principal"`
+	NotPrincipal any                       `json:"NotPrincipal"`
+	Action       any                       `json:"Action"`
+	NotAction    any                       `json:"NotAction"`
+	Condition    map[string]map[string]any `json:"Condition"`
 }
 
-func checkPolicy(data []byte, issuer string) (*Report, error) {
-	var doc policy
+// principals reads a Principal: "*", or a map of kinds to a value or a
+// list of values.
+func principals(p any) map[string][]string {
+	switch x := p.(type) {
+	case string:
+		return map[string][]string{"*": {x}}
+	case map[string]any:
+		out := map[string][]string{}
+		for k, v := range x {
+			out[k] = stringsOf(v)
+		}
+		return out
+	}
+	return nil
+}
+
+// statements reads a policy's Statement: a list, or one statement.
+func statements(data []byte) ([]statement, error) {
+	var doc struct {
+		Statement json.RawMessage `json:"Statement"`
+	}
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("not an IAM policy document: %w", err)
 	}
-	if len(doc.Statement) == 0 {
+	raw := bytes.TrimSpace(doc.Statement)
+	if len(raw) == 0 || string(raw) == "null" {
 		return nil, errors.New("not an IAM policy document: no Statement")
+	}
+	if raw[0] == '{' {
+		raw = append(append([]byte{'['}, raw...), ']')
+	}
+	var list []*statement
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, fmt.Errorf("not an IAM policy document: Statement: %w", err)
+	}
+	out := make([]statement, len(list))
+	for i, st := range list {
+		if st == nil {
+			return nil, fmt.Errorf("not an IAM policy document: Statement[%d] is not an object", i)
+		}
+		out[i] = *st
+	}
+	return out, nil
+}
+
+func checkPolicy(data []byte, issuer string) (*Report, error) {
+	list, err := statements(data)
+	if err != nil {
+		return nil, err
 	}
 	r := &Report{Kind: "IAM role trust policy", Provider: "aws", Field: "roleARNs"}
 	hp := hostPath(issuer)
-	for i, st := range doc.Statement {
+	for i, st := range list {
 		at := func(format string, args ...any) {
 			r.Findings = append(r.Findings, Finding{Statement: i, Message: fmt.Sprintf("Statement[%d]: ", i) + fmt.Sprintf(format, args...)})
 		}
 		if st.Effect != "Allow" {
 			continue
 		}
-		feds := stringsOf(st.Principal["Federated"])
+		if st.NotPrincipal != nil || st.NotAction != nil {
+			at("uses NotPrincipal or NotAction: it admits whatever it does not exclude, which no list of ServiceAccounts describes")
+			continue
+		}
+		ps := principals(st.Principal)
+		feds, services := ps["Federated"], ps["Service"]
+		var others []string
+		for kind, values := range ps {
+			for _, v := range values {
+				if v == "*" || (kind != "Federated" && kind != "Service") {
+					others = append(others, kind+" "+v)
+				}
+			}
+		}
+		slices.Sort(others)
 		switch {
+		case len(others) > 0:
+			at("admits principals other than this cluster's ServiceAccounts (%s)", quote.Value(strings.Join(others, ", ")))
 		case slices.ContainsFunc(feds, func(f string) bool { return strings.HasPrefix(f, "acs:ram:") }) && hasAction(st.Action, "sts:AssumeRole"):
 			r.Kind, r.Provider, r.Field = "RAM role trust policy", "alibaba", "identities"
 			iss, _ := condition(st.Condition, "oidc:iss")
@@ -192,60 +260,86 @@ func checkPolicy(data []byte, issuer string) (*Report, error) {
 			case !slices.Contains(iss, issuer):
 				at("trusts the issuer %s, not this cluster's issuer %s%s", quote.Value(strings.Join(iss, ", ")), issuer, slashNote(iss, issuer))
 				continue
+			case len(iss) > 1:
+				at("also trusts the issuer(s) %s besides this cluster's: their ServiceAccounts of the same names are admitted too", quote.Value(strings.Join(slices.DeleteFunc(slices.Clone(iss), func(s string) bool { return s == issuer }), ", ")))
 			}
-			r.subjects(condition(st.Condition, "oidc:sub"))(at, "oidc:sub")
+			r.checkSubjects(st.Condition, "oidc:sub", at)
 			if aud, _ := condition(st.Condition, "oidc:aud"); len(aud) == 0 {
 				at("has no condition on oidc:aud: a token of any audience (one the pod projects for another service) is accepted")
 			}
 		case len(feds) > 0 && hasAction(st.Action, "sts:AssumeRoleWithWebIdentity"):
-			fed := feds[0]
-			if !strings.HasSuffix(fed, ":oidc-provider/"+hp) {
-				at("trusts web identities of %s, not of this cluster's issuer %s", quote.Value(fed), hp)
+			if len(feds) > 1 {
+				at("trusts several identity providers (%s): tokens of each are accepted", quote.Value(strings.Join(feds, ", ")))
+			}
+			if !strings.HasSuffix(feds[0], ":oidc-provider/"+hp) {
+				at("trusts web identities of %s, not of this cluster's issuer %s", quote.Value(feds[0]), hp)
 				continue
 			}
-			r.subjects(condition(st.Condition, hp+":sub"))(at, hp+":sub")
+			r.checkSubjects(st.Condition, hp+":sub", at)
 			if aud, _ := condition(st.Condition, hp+":aud"); len(aud) == 0 {
 				at("has no condition on %s:aud: a token of any audience (one the pod projects for another service) is accepted", hp)
 			}
-		case slices.Contains(stringsOf(st.Principal["Service"]), PodIdentityService) && hasAction(st.Action, "sts:AssumeRole"):
+		case slices.Contains(services, PodIdentityService) && hasAction(st.Action, "sts:AssumeRole"):
 			r.Kind = "IAM role trust policy (EKS Pod Identity)"
+			if len(services) > 1 {
+				at("also trusts the service(s) %s", quote.Value(strings.Join(slices.DeleteFunc(slices.Clone(services), func(s string) bool { return s == PodIdentityService }), ", ")))
+			}
 			ns, _ := condition(st.Condition, tagNamespace)
 			names, _ := condition(st.Condition, tagServiceAccount)
 			if len(ns) == 0 || len(names) == 0 || hasWildcard(ns) || hasWildcard(names) {
 				at("does not pin the namespace and ServiceAccount (conditions on %s and %s): any EKS Pod Identity association in the account may assume the role", tagNamespace, tagServiceAccount)
 				continue
 			}
-			if c, _ := condition(st.Condition, tagClusterARN); len(c) == 0 {
-				if s, _ := condition(st.Condition, "aws:SourceArn"); len(s) == 0 {
-					at("does not pin the cluster (a condition on %s or aws:SourceArn): the same namespace and ServiceAccount of any cluster in the account may assume the role", tagClusterARN)
-				}
+			clusters, _ := condition(st.Condition, tagClusterARN)
+			sources, _ := condition(st.Condition, "aws:SourceArn")
+			if (len(clusters) == 0 && len(sources) == 0) || hasWildcard(clusters) || hasWildcard(sources) {
+				at("does not pin the cluster (a condition on %s or aws:SourceArn with no wildcard): the same namespace and ServiceAccount of any cluster in the account may assume the role", tagClusterARN)
 			}
 			for _, n := range ns {
 				for _, s := range names {
-					r.Subjects = append(r.Subjects, Subject(n, s))
+					r.subject(Subject(n, s), at)
 				}
 			}
+		case len(feds) > 0 || len(services) > 0:
+			at("trusts %s for actions %s, which this command does not read as a ServiceAccount's: check it by hand", quote.Value(strings.Join(append(feds, services...), ", ")), quote.Value(strings.Join(stringsOf(st.Action), ", ")))
+		default:
+			at("is a statement this command cannot read (no Principal it knows)")
 		}
 	}
 	return r, nil
 }
 
-// subjects records the subject condition's values: exact ones as
-// subjects, a wildcard or a missing condition as a finding.
-func (r *Report) subjects(values []string, op string) func(at func(string, ...any), key string) {
-	return func(at func(string, ...any), key string) {
-		if len(values) == 0 {
-			at("has no condition on %s: any ServiceAccount of the cluster, and any pod that projects its own token, may assume the role", key)
-			return
-		}
-		for _, s := range values {
-			if op != "StringEquals" && strings.ContainsAny(s, "*?") {
-				at("admits the subjects %s (%s): every ServiceAccount they match, not one", quote.Value(s), op)
-			} else {
-				r.Subjects = append(r.Subjects, s)
-			}
+// checkSubjects records the subject condition's values: exact ones as
+// subjects, a wildcard, an operator this command does not read or a
+// missing condition as a finding.
+func (r *Report) checkSubjects(c map[string]map[string]any, key string, at func(string, ...any)) {
+	for op, conds := range c {
+		if _, ok := conds[key]; ok && !slices.Contains(knownOperators, op) {
+			at("has a condition on %s with operator %s, which this command does not read: it may admit other ServiceAccounts", key, op)
 		}
 	}
+	values, op := condition(c, key)
+	if len(values) == 0 {
+		at("has no condition on %s: any ServiceAccount of the cluster, and any pod that projects its own token, may assume the role", key)
+		return
+	}
+	for _, s := range values {
+		if op != "StringEquals" && strings.ContainsAny(s, "*?") {
+			at("admits the subjects %s (%s): every ServiceAccount they match, not one", quote.Value(s), op)
+			continue
+		}
+		r.subject(s, at)
+	}
+}
+
+// subject records one exact subject, or a finding when it is not one
+// ServiceAccount's (a policy variable such as ${...}, an empty value).
+func (r *Report) subject(s string, at func(string, ...any)) {
+	if !serviceAccountSubject.MatchString(s) {
+		at("admits the subject %s, which is not one ServiceAccount's (system:serviceaccount:<namespace>:<name>)", quote.Value(s))
+		return
+	}
+	r.Subjects = append(r.Subjects, s)
 }
 
 func hasWildcard(values []string) bool {
@@ -261,15 +355,45 @@ func slashNote(have []string, issuer string) string {
 	return ""
 }
 
+// hasAction says whether an Action element allows want, as IAM matches
+// actions: without regard to case, * and ? as wildcards.
 func hasAction(action any, want string) bool {
-	service := want[:strings.IndexByte(want, ':')+1]
-	return slices.ContainsFunc(stringsOf(action), func(a string) bool { return a == want || a == service+"*" || a == "*" })
+	return slices.ContainsFunc(stringsOf(action), func(a string) bool { return glob(strings.ToLower(a), strings.ToLower(want)) })
 }
+
+// glob matches s against pattern, * matching any run and ? one character,
+// in time proportional to their product (greedy with one backtrack point).
+func glob(pattern, s string) bool {
+	p, i, star, mark := 0, 0, -1, 0
+	for i < len(s) {
+		switch {
+		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]):
+			p++
+			i++
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, i
+			p++
+		case star >= 0:
+			p = star + 1
+			mark++
+			i = mark
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
+}
+
+// knownOperators are the condition operators condition reads.
+var knownOperators = []string{"StringEquals", "StringLike", "ForAnyValue:StringEquals", "ForAnyValue:StringLike"}
 
 // condition returns the values of key under StringEquals or StringLike
 // (and their ForAnyValue forms), and the operator.
 func condition(c map[string]map[string]any, key string) ([]string, string) {
-	for _, op := range []string{"StringEquals", "StringLike", "ForAnyValue:StringEquals", "ForAnyValue:StringLike"} {
+	for _, op := range knownOperators {
 		if v, ok := c[op][key]; ok {
 			return stringsOf(v), strings.TrimPrefix(op, "ForAnyValue:")
 		}
@@ -336,39 +460,117 @@ type poolProvider struct {
 	AttributeCondition string            `json:"attributeCondition"`
 }
 
-// conditionSubjects reads the attribute conditions `injector trust`
-// prints, and those written the same way: assertion.sub (or
-// google.subject) == 'x', or in ['x', 'y'], joined by ||.
-var (
-	conditionEquals = regexp.MustCompile(`^(?:assertion\.sub|google\.subject)\s*==\s*['"]([^'"]+)['"]$`)
-	conditionIn     = regexp.MustCompile(`^(?:assertion\.sub|google\.subject)\s+in\s*\[([^\]]*)\]$`)
-	quoted          = regexp.MustCompile(`['"]([^'"]+)['"]`)
-)
-
 // ConditionSubjects returns the subjects a pool provider's attribute
-// condition admits, when it only lists subjects; ok is false otherwise.
+// condition admits when it only lists subjects, as `injector trust`
+// writes it: terms joined by ||, each assertion.sub (or google.subject)
+// == "x", or in ["x", "y"], in single or double quotes, in parentheses or
+// not. ok is false for anything else, which may admit more.
 func ConditionSubjects(cond string) (subjects []string, ok bool) {
-	for _, term := range strings.Split(cond, "||") {
-		term = strings.TrimSpace(term)
-		term = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(term, "("), ")"))
-		if m := conditionEquals.FindStringSubmatch(term); m != nil {
-			subjects = append(subjects, m[1])
-			continue
+	toks, ok := celTokens(cond)
+	if !ok {
+		return nil, false
+	}
+	for len(toks) > 0 {
+		depth := 0
+		for len(toks) > 0 && toks[0] == "(" {
+			toks, depth = toks[1:], depth+1
 		}
-		m := conditionIn.FindStringSubmatch(term)
-		if m == nil {
+		if len(toks) < 3 || (toks[0] != "assertion.sub" && toks[0] != "google.subject") {
 			return nil, false
 		}
-		for _, q := range quoted.FindAllStringSubmatch(m[1], -1) {
-			subjects = append(subjects, q[1])
+		switch toks[1] {
+		case "==":
+			if !isQuoted(toks[2]) {
+				return nil, false
+			}
+			subjects, toks = append(subjects, unquoteCEL(toks[2])), toks[3:]
+		case "in":
+			if toks[2] != "[" {
+				return nil, false
+			}
+			toks = toks[3:]
+			for {
+				if len(toks) < 2 || !isQuoted(toks[0]) {
+					return nil, false
+				}
+				subjects = append(subjects, unquoteCEL(toks[0]))
+				sep := toks[1]
+				toks = toks[2:]
+				if sep == "]" {
+					break
+				}
+				if sep != "," {
+					return nil, false
+				}
+			}
+		default:
+			return nil, false
 		}
+		for ; depth > 0; depth-- {
+			if len(toks) == 0 || toks[0] != ")" {
+				return nil, false
+			}
+			toks = toks[1:]
+		}
+		if len(toks) == 0 {
+			break
+		}
+		if toks[0] != "||" || len(toks) == 1 {
+			return nil, false
+		}
+		toks = toks[1:]
 	}
 	return subjects, len(subjects) > 0
 }
 
+// celTokens splits the few CEL forms ConditionSubjects reads into tokens:
+// quoted strings (no escapes), identifiers with dots, == || ( ) [ ] ,.
+func celTokens(s string) ([]string, bool) {
+	var out []string
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			i++
+		case c == '"' || c == '\'':
+			end := strings.IndexByte(s[i+1:], c)
+			if end < 0 || strings.ContainsRune(s[i+1:i+1+end], '\\') {
+				return nil, false
+			}
+			out = append(out, s[i:i+end+2])
+			i += end + 2
+		case strings.HasPrefix(s[i:], "==") || strings.HasPrefix(s[i:], "||"):
+			out = append(out, s[i:i+2])
+			i += 2
+		case strings.ContainsRune("()[],", rune(c)):
+			out = append(out, string(c))
+			i++
+		case c == '_' || c == '.' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'):
+			j := i
+			for j < len(s) && (s[j] == '_' || s[j] == '.' || (s[j] >= 'a' && s[j] <= 'z') || (s[j] >= 'A' && s[j] <= 'Z') || (s[j] >= '0' && s[j] <= '9')) {
+				j++
+			}
+			out = append(out, s[i:j])
+			i = j
+		default:
+			return nil, false
+		}
+	}
+	return out, true
+}
+
+func isQuoted(tok string) bool {
+	return len(tok) >= 2 && (tok[0] == '"' || tok[0] == '\'') && tok[len(tok)-1] == tok[0]
+}
+
+func unquoteCEL(tok string) string { return tok[1 : len(tok)-1] }
+
 func checkPoolProvider(data []byte, issuer string) (*Report, error) {
 	var p poolProvider
-	if err := json.Unmarshal(data, &p); err != nil || p.OIDC.IssuerURI == "" {
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("not a Google workload identity pool provider: %w", err)
+	}
+	if p.OIDC.IssuerURI == "" {
 		return nil, errors.New("not a Google workload identity pool provider: no oidc.issuerUri")
 	}
 	r := &Report{Kind: "Google workload identity pool provider", Provider: "gcp", Field: "workloadIdentityProviders", Target: p.Name}
@@ -404,6 +606,10 @@ func checkPoolProvider(data []byte, issuer string) (*Report, error) {
 	return r, nil
 }
 
+// impersonationRoles are the Google roles that let a member act as the
+// service account they are granted on.
+var impersonationRoles = []string{"roles/iam.workloadIdentityUser", "roles/iam.serviceAccountTokenCreator", "roles/iam.serviceAccountOpenIdTokenCreator"}
+
 func checkGoogleIAMPolicy(data []byte) (*Report, error) {
 	var p struct {
 		Bindings []struct {
@@ -416,17 +622,28 @@ func checkGoogleIAMPolicy(data []byte) (*Report, error) {
 	}
 	r := &Report{Kind: "Google IAM policy", Provider: "gcp", Field: "serviceAccountEmails"}
 	for i, b := range p.Bindings {
+		at := func(format string, args ...any) {
+			r.Findings = append(r.Findings, Finding{Statement: i, Message: fmt.Sprintf("bindings[%d] (%s): ", i, b.Role) + fmt.Sprintf(format, args...)})
+		}
+		impersonates := slices.Contains(impersonationRoles, b.Role)
 		for _, m := range b.Members {
-			switch {
-			case strings.HasPrefix(m, "principal://iam.googleapis.com/") && strings.Contains(m, "/workloadIdentityPools/"):
-				sub := m[strings.Index(m, "/subject/")+len("/subject/"):]
-				if !strings.Contains(m, "/subject/") || !serviceAccountSubject.MatchString(sub) {
-					r.Findings = append(r.Findings, Finding{Statement: i, Message: fmt.Sprintf("bindings[%d] (%s): member %s is not one ServiceAccount's subject", i, b.Role, quote.Value(m))})
+			sub, isPrincipal := strings.CutPrefix(m, "principal://iam.googleapis.com/")
+			if isPrincipal && strings.Contains(sub, "/workloadIdentityPools/") && strings.Contains(sub, "/subject/") {
+				sub = sub[strings.Index(sub, "/subject/")+len("/subject/"):]
+				if !serviceAccountSubject.MatchString(sub) {
+					at("member %s is not one ServiceAccount's subject", quote.Value(m))
 					continue
 				}
 				r.Subjects = append(r.Subjects, sub)
-			case strings.HasPrefix(m, "principalSet://iam.googleapis.com/") && strings.Contains(m, "/workloadIdentityPools/"):
-				r.Findings = append(r.Findings, Finding{Statement: i, Message: fmt.Sprintf("bindings[%d] (%s): member %s grants every identity of the set it names, not one ServiceAccount", i, b.Role, quote.Value(m))})
+				continue
+			}
+			switch {
+			case strings.HasPrefix(m, "principalSet://"):
+				at("member %s grants every identity of the set it names, not one ServiceAccount", quote.Value(m))
+			case m == "allUsers" || m == "allAuthenticatedUsers":
+				at("member %s grants the role to anyone", m)
+			case impersonates:
+				at("member %s may also act as the service account", quote.Value(m))
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package trust
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,14 +33,28 @@ type PodIdentityAssociation struct {
 	RoleARN        string `json:"roleArn"`
 }
 
+// clusterARN is an EKS cluster ARN: EKS cluster names are 1 to 100
+// letters, digits, hyphens and underscores, starting with a letter or a
+// digit.
+var clusterARN = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b|aws-eusc):eks:[a-z]{2}(-[a-z]+)+-[0-9]+:([0-9]{12}):cluster/([0-9A-Za-z][A-Za-z0-9_-]{0,99})$`)
+
 // eksCluster splits an EKS cluster ARN into its account and name.
 func eksCluster(arn string) (account, name string, err error) {
-	// arn:<partition>:eks:<region>:<account>:cluster/<name>
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) != 6 || parts[0] != "arn" || parts[2] != "eks" || parts[3] == "" || len(parts[4]) != 12 || !strings.HasPrefix(parts[5], "cluster/") || len(parts[5]) == len("cluster/") {
+	m := clusterARN.FindStringSubmatch(arn)
+	if m == nil {
 		return "", "", fmt.Errorf("EKS cluster %s: expected an EKS cluster ARN, arn:aws:eks:<region>:<12-digit account>:cluster/<name>", quote.Value(arn))
 	}
-	return parts[4], strings.TrimPrefix(parts[5], "cluster/"), nil
+	return m[3], m[4], nil
+}
+
+// updateRoleTrust is the command that replaces a role's trust policy. The
+// CLI takes the role's name, and IAM role names are unique in an account
+// whatever their path: the command first checks that the role of that
+// name is the one of the ARN, path included, so that an annotation with
+// another path cannot retarget another team's role.
+func updateRoleTrust(arn, name, policy string) string {
+	return "[ \"$(aws iam get-role --role-name " + quote.Shell(name) + " --query Role.Arn --output text)\" = " + quote.Shell(arn) +
+		" ] && aws iam update-assume-role-policy --role-name " + quote.Shell(name) + " --policy-document " + quote.Shell(policy)
 }
 
 // podIdentity returns, for each role of inj, the association of sa with it
@@ -56,6 +71,9 @@ func podIdentity(cluster string, sa *corev1.ServiceAccount, inj *providers.Injec
 		role, err := roleName(arn)
 		if err != nil {
 			return nil, err
+		}
+		if roleAccount := strings.SplitN(arn, ":", 6)[4]; roleAccount != account {
+			return nil, fmt.Errorf("role %s: in account %s, not the cluster's %s: an EKS Pod Identity association names a role of the cluster's account", quote.Value(arn), roleAccount, account)
 		}
 		assoc := PodIdentityAssociation{ClusterName: name, Namespace: sa.Namespace, ServiceAccount: sa.Name, RoleARN: arn}
 		out = append(out, Document{Provider: "aws", ServiceAccount: ref, Kind: "EKS Pod Identity association", Target: cluster, Object: assoc,
@@ -74,7 +92,7 @@ func podIdentity(cluster string, sa *corev1.ServiceAccount, inj *providers.Injec
 		}}}
 		body, _ := json.Marshal(doc)
 		out = append(out, Document{Provider: "aws", ServiceAccount: ref, Kind: "IAM role trust policy (EKS Pod Identity)", Target: arn, Object: doc,
-			Command: "aws iam update-assume-role-policy --role-name " + role + " --policy-document " + quote.Shell(string(body))})
+			Command: updateRoleTrust(arn, role, string(body))})
 	}
 	return out, nil
 }

@@ -14,6 +14,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/pod-identity/injector/internal/quote"
 	"github.com/pod-identity/injector/pkg/providers"
 )
@@ -67,6 +69,10 @@ type Options struct {
 	// Describers are the providers that describe their own trust (the
 	// declarative ones), by name.
 	Describers map[string]providers.TrustDescriber
+	// APIAudience, when set, says whether the API server accepts tokens
+	// of an audience: a cloud trusting that audience would accept every
+	// pod's Kubernetes API token, so no such trust is printed.
+	APIAudience func(string) bool
 }
 
 // Validate checks the issuer, unless only EKS Pod Identity is asked for
@@ -90,8 +96,19 @@ func (o Options) Validate(needsIssuer bool) error {
 // declares no trust) is left out.
 func For(o Options, sa *corev1.ServiceAccount, injections []*providers.Injection) ([]Document, error) {
 	ref := sa.Namespace + "/" + sa.Name
+	// The subject is built from these: they must be what the API server
+	// accepts, whatever a manifest file holds.
+	if errs := validation.IsDNS1123Label(sa.Namespace); len(errs) > 0 {
+		return nil, fmt.Errorf("serviceaccount %s: namespace %s: %s", quote.Value(ref), quote.Value(sa.Namespace), errs[0])
+	}
+	if errs := validation.IsDNS1123Subdomain(sa.Name); len(errs) > 0 {
+		return nil, fmt.Errorf("serviceaccount %s: name %s: %s", quote.Value(ref), quote.Value(sa.Name), errs[0])
+	}
 	var out []Document
 	for _, inj := range injections {
+		if a := audience(inj); a != "" && o.APIAudience != nil && o.APIAudience(a) && (inj.Provider == "aws" || inj.Provider == "azure" || inj.Provider == "gcp") {
+			return nil, fmt.Errorf("serviceaccount %q (%s): the token audience %s is one the Kubernetes API server accepts: a cloud trusting it would accept every pod's API token; give the ServiceAccount the cloud's own audience", ref, inj.Provider, quote.Value(a))
+		}
 		var docs []Document
 		var err error
 		needsIssuer := !(inj.Provider == "aws" && o.EKSCluster != "")
@@ -195,7 +212,7 @@ func aws(issuer string, sa *corev1.ServiceAccount, inj *providers.Injection) ([]
 		}}}
 		body, _ := json.Marshal(doc)
 		out = append(out, Document{Provider: "aws", ServiceAccount: sa.Namespace + "/" + sa.Name, Kind: "IAM role trust policy", Target: arn, Object: doc,
-			Command: "aws iam update-assume-role-policy --role-name " + name + " --policy-document " + quote.Shell(string(body))})
+			Command: updateRoleTrust(arn, name, string(body))})
 	}
 	return out, nil
 }
@@ -295,8 +312,10 @@ func poolProviderDocument(ref, provider, issuer, audience string, subjects []str
 // Merge joins the documents of one pool provider, which serves every
 // ServiceAccount that names it, into one whose attribute condition admits
 // exactly those ServiceAccounts (in the order first seen); the others stay
-// as they are. The provider's audience is the first ServiceAccount's.
-func Merge(docs []Document) []Document {
+// as they are. ServiceAccounts that give one provider different audiences
+// are an error: one of them would widen what the provider accepts from
+// all the others.
+func Merge(docs []Document) ([]Document, error) {
 	var out []Document
 	at := map[string]int{}
 	subjects := map[string][]string{}
@@ -316,7 +335,12 @@ func Merge(docs []Document) []Document {
 		}
 		subjects[d.Target] = append(subjects[d.Target], subs...)
 		first := out[i].Object.(PoolProvider)
-		out[i] = poolProviderDocument(out[i].ServiceAccount+", "+d.ServiceAccount, d.Target, first.OIDC.IssuerURI, first.OIDC.AllowedAudiences[0], subjects[d.Target])
+		a, b := first.OIDC.AllowedAudiences[0], p.OIDC.AllowedAudiences[0]
+		if a != b {
+			return nil, fmt.Errorf("workload identity provider %s: serviceaccounts %s give it the audience %s and %s gives it %s: a provider accepts its audiences from every ServiceAccount that names it, so they must agree",
+				d.Target, out[i].ServiceAccount, quote.Value(a), d.ServiceAccount, quote.Value(b))
+		}
+		out[i] = poolProviderDocument(out[i].ServiceAccount+", "+d.ServiceAccount, d.Target, first.OIDC.IssuerURI, a, subjects[d.Target])
 	}
-	return out
+	return out, nil
 }

@@ -562,7 +562,17 @@ func (d *Definition) compileTrust(field string, t *TrustSpec, underPrefix func(f
 	if tt.command, err = parse(field+".command", t.Command); err != nil {
 		return err
 	}
-	if t.Document == nil || t.Document == "" {
+	if quoted := tt.command.quotedPlaceholder(); quoted != "" {
+		// Each value is quoted as one shell word; inside the template's
+		// own quotes that quoting would be undone.
+		return fieldErr(field+".command", t.Command, "placeholders outside quotes (each value is quoted for the shell): {%s} is inside quotes", quoted)
+	}
+	switch t.Document.(type) {
+	case string, map[string]any, []any:
+	default:
+		return fieldErr(field+".document", t.Document, "the object: text, or a JSON document (an object or a list) written as YAML")
+	}
+	if t.Document == "" {
 		return fieldErr(field+".document", nil, "the object: text, or a JSON document written as YAML")
 	}
 	if tt.document, err = parseDocument(field+".document", t.Document, parse); err != nil {

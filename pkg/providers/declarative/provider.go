@@ -277,7 +277,7 @@ func (p *Provider) Trust(issuer string, sa *corev1.ServiceAccount, inj *provider
 	}
 	object, ok := renderDocument(t.document, v)
 	if !ok {
-		return nil, fmt.Errorf("%s trust: the document reads an annotation serviceaccount %q does not set", d.Name, sa.Namespace+"/"+sa.Name)
+		return nil, fmt.Errorf("%s trust: for serviceaccount %q, the document reads an annotation it does not set, or two of its keys come out the same", d.Name, sa.Namespace+"/"+sa.Name)
 	}
 	doc, isText := object.(string)
 	if !isText {
@@ -305,6 +305,11 @@ func renderDocument(doc any, v values) (any, bool) {
 			kv := m.(keyed)
 			k, ok := kv.key.render(v)
 			if !ok {
+				return nil, false
+			}
+			if _, dup := out[k]; dup {
+				// Two templated keys that came out the same: which value
+				// wins would be chance.
 				return nil, false
 			}
 			if out[k], ok = renderDocument(kv.value, v); !ok {

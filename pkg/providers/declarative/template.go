@@ -78,6 +78,34 @@ func parseTemplate(s string, extra ...string) (template, error) {
 	return out, nil
 }
 
+// quotedPlaceholder returns the first placeholder that stands inside
+// single or double quotes of the template's literal text, or "".
+func (t template) quotedPlaceholder() string {
+	var quote byte
+	for _, p := range t {
+		if p.kind != "" {
+			if quote != 0 {
+				if p.kind == annotationPH {
+					return annotationPH + ":" + p.text
+				}
+				return p.kind
+			}
+			continue
+		}
+		for i := 0; i < len(p.text); i++ {
+			switch c := p.text[i]; {
+			case quote == 0 && (c == '\'' || c == '"'):
+				quote = c
+			case quote == '"' && c == '\\':
+				i++
+			case c == quote:
+				quote = 0
+			}
+		}
+	}
+	return ""
+}
+
 // annotations lists the annotation keys the template reads.
 func (t template) annotations() []string {
 	var keys []string
