@@ -44,7 +44,7 @@ func TestTheSizeEstimateIsNeverBelowThePatch(t *testing.T) {
 					spec.Volumes = []corev1.Volume{{Name: "v"}}
 				}
 				st := newState(Target{Namespace: "ns", Name: "web", Meta: meta, Spec: spec}, 3, 1)
-				if changed, _ := st.apply(providers.Request{}, inj); !changed {
+				if changed, _, _ := st.apply(providers.Request{}, inj); !changed {
 					t.Fatal("nothing applied")
 				}
 				est, containers := st.size()

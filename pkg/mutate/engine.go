@@ -186,11 +186,12 @@ func (e *Engine) Mutate(t Target, sa *corev1.ServiceAccount) Result {
 	st := newState(t, vars, mounts)
 	for i, inj := range injections {
 		res.Warnings = append(res.Warnings, inj.Warnings...)
-		changed, warnings := st.apply(req, inj)
+		changed, warnings, notes := st.apply(req, inj)
 		res.Warnings = append(res.Warnings, warnings...)
 		for range warnings {
 			res.Skipped = append(res.Skipped, names[i])
 		}
+		res.Warnings = append(res.Warnings, notes...)
 		if changed {
 			res.Injected = append(res.Injected, names[i])
 		}
@@ -377,8 +378,6 @@ func cleanPath(p string) string {
 	return p
 }
 
-// apply adds one provider's injection. It reports whether anything was
-// added and the warnings for everything it skipped.
 // envTaken says whether container ci already sets any variable of the
 // injection's env group named group (set lists them, names are the
 // group's), and whether it sets them to something else than the group
@@ -425,8 +424,11 @@ func (s *state) otherTokenFile(ci int, inj *providers.Injection) (string, bool) 
 	return have.Value, true
 }
 
-func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []string) {
-	var warnings []string
+// apply adds one provider's injection. It reports whether anything was
+// added, the warnings for everything it skipped, and notes on what it
+// added that the container will not use (OverridingVariables).
+func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []string, []string) {
+	var warnings, notes []string
 	warn := func(format string, args ...any) {
 		warnings = append(warnings, fmt.Sprintf("%s (%s): ", inj.Provider, inj.Source)+fmt.Sprintf(format, args...))
 	}
@@ -441,7 +443,7 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 		}
 		if !sameVolume(*have, v) {
 			warn("pod %s already has a different volume named %q; nothing was injected (rename that volume)", s.podRef(), v.Name)
-			return false, warnings
+			return false, warnings, nil
 		}
 	}
 	for _, labels := range [2]bool{false, true} {
@@ -452,7 +454,7 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 		for _, k := range sortedKeys(want) {
 			if v, ok := s.metaValue(labels, k); ok && v != want[k] {
 				warn("pod %s already has %s %s=%s; nothing was injected (remove that %s)", s.podRef(), what, k, quote.Value(v), what)
-				return false, warnings
+				return false, warnings, nil
 			}
 		}
 	}
@@ -487,6 +489,12 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 			continue
 		}
 		mounted = true
+		for _, name := range inj.OverridingVariables {
+			if _, ok := s.envVar(ci, name); ok {
+				notes = append(notes, fmt.Sprintf("%s (%s): pod %s container %s sets %s, which the SDK uses before the injected identity: the identity was injected but will not be used (remove %s from the container)",
+					inj.Provider, inj.Source, s.podRef(), quote.Value(c.Name), name, name))
+			}
+		}
 		if len(newMounts) > 0 {
 			s.mounts[ci] = append(s.mounts[ci], newMounts...)
 			changed = true
@@ -507,7 +515,7 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 		}
 	}
 	if !mounted {
-		return false, warnings
+		return false, warnings, nil
 	}
 	if len(newVolumes) > 0 {
 		s.volumes = append(s.volumes, newVolumes...)
@@ -530,7 +538,7 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 			changed = true
 		}
 	}
-	return changed, warnings
+	return changed, warnings, notes
 }
 
 func sortedKeys(m map[string]string) []string {

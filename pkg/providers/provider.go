@@ -133,6 +133,11 @@ type Injection struct {
 	// variable it sets, and gets the mount and each group of which it sets
 	// none, as the upstream webhooks do.
 	TokenFileVariable string
+	// OverridingVariables are variables that, set in a container, make
+	// the cloud's SDK use them before the injected identity (a static API
+	// key, say): a container that sets one gets the injection and a
+	// warning that it will not be used.
+	OverridingVariables []string
 }
 
 // Identity is one cloud identity a ServiceAccount names, as an identity

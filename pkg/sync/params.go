@@ -319,6 +319,7 @@ func outcome(p providers.Provider, req providers.Request, scope policy.Scope, op
 		entry.Env = append(entry.Env, v1alpha1.EnvGroup{Name: g.Name, Vars: g.Vars})
 	}
 	entry.TokenFileVariable = inj.TokenFileVariable
+	entry.OverridingVariables = inj.OverridingVariables
 	entry.Annotations, entry.Labels = inj.Annotations, inj.Labels
 	entry.SkipContainersAnnotation = inj.ContainerAnnotations.Skip
 	entry.OnlyContainersAnnotation = inj.ContainerAnnotations.Only

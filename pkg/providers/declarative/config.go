@@ -79,6 +79,10 @@ type Spec struct {
 	// Trust, when set, is the object the provider's cloud must hold to
 	// accept one ServiceAccount's tokens, which `injector trust` prints.
 	Trust *TrustSpec `json:"trust,omitempty"`
+	// OverridingVariables are variables the SDKs use before the injected
+	// identity (a static API key): a container that sets one is warned
+	// that the identity will not be used.
+	OverridingVariables []string `json:"overridingVariables,omitempty"`
 }
 
 // TrustSpec is the cloud-side object of one ServiceAccount's identity,
@@ -440,6 +444,11 @@ func compile(field string, s Spec) (*Definition, error) {
 	}
 	if err := d.compileTrust(field+".trust", s.Trust, underPrefix); err != nil {
 		return nil, err
+	}
+	for i, name := range s.OverridingVariables {
+		if errs := validation.IsEnvVarName(name); len(errs) > 0 {
+			return nil, fieldErr(fmt.Sprintf("%s.overridingVariables[%d]", field, i), name, "an environment variable name (%s)", errs[0])
+		}
 	}
 	if err := d.compileAnnotations(field, s.Annotations); err != nil {
 		return nil, err

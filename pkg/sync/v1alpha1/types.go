@@ -224,6 +224,10 @@ type Injection struct {
 	// from the entry.
 	// +optional
 	TokenFileVariable string `json:"tokenFileVariable,omitempty"`
+	// OverridingVariables are variables the SDKs use before the injected
+	// identity: a container that sets one is warned.
+	// +optional
+	OverridingVariables []string `json:"overridingVariables,omitempty"`
 	// Annotations are added to the pod where it does not have them.
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`

@@ -311,6 +311,11 @@ func (in *Injection) DeepCopyInto(out *Injection) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.OverridingVariables != nil {
+		in, out := &in.OverridingVariables, &out.OverridingVariables
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Annotations != nil {
 		in, out := &in.Annotations, &out.Annotations
 		*out = make(map[string]string, len(*in))
