@@ -84,6 +84,7 @@ type Claims struct {
 	Audience audience `json:"aud"`
 	Expiry   int64    `json:"exp"`
 	NotAfter int64    `json:"nbf"`
+	IssuedAt int64    `json:"iat"`
 }
 
 type audience []string
@@ -713,9 +714,11 @@ type Fakes struct {
 	STS     *FakeSTS
 	Entra   *FakeEntra
 	Google  *FakeGoogle
-	Alibaba *FakeAlibabaSTS
-	OKE     *FakeOKE
-	stop    []func()
+	Alibaba   *FakeAlibabaSTS
+	OKE       *FakeOKE
+	Anthropic *FakeAnthropic
+	OpenAI    *FakeOpenAI
+	stop      []func()
 }
 
 // The OIDC provider ARN and the OKE audience of deploy/providers' examples.
@@ -763,12 +766,22 @@ func StartFakes() (*Fakes, error) {
 		return nil, err
 	}
 	f.stop = append(f.stop, func() { _ = f.OKE.srv.Close() })
+	// The Anthropic SDK sends tokens over plain HTTP to loopback only.
+	f.Anthropic = &FakeAnthropic{rules: map[string]claudeRule{}, tokens: map[string]string{}}
+	anthropicServer := httptest.NewServer(f.Anthropic)
+	f.Anthropic.URL = anthropicServer.URL
+	f.stop = append(f.stop, anthropicServer.Close)
+	if f.OpenAI, err = startFakeOpenAI(); err != nil {
+		return nil, err
+	}
+	f.stop = append(f.stop, f.OpenAI.Server.Close)
 	return f, nil
 }
 
 // SetVerifier makes the fakes check tokens against the cluster.
 func (f *Fakes) SetVerifier(v *Verifier) {
 	f.STS.verifier, f.Entra.verifier, f.Google.verifier, f.Alibaba.verifier, f.OKE.verifier = v, v, v, v, v
+	f.Anthropic.verifier, f.OpenAI.verifier = v, v
 }
 
 // Close stops the fakes.

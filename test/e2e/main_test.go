@@ -108,6 +108,8 @@ func providerArgs() []string {
 		// deploy/providers' examples, as shipped.
 		"--provider-config=" + filepath.Join(repoRoot, "deploy", "providers", "alibaba-rrsa.yaml"),
 		"--provider-config=" + filepath.Join(repoRoot, "deploy", "providers", "oracle-oke.yaml"),
+		"--provider-config=" + filepath.Join(repoRoot, "deploy", "providers", "anthropic-claude.yaml"),
+		"--provider-config=" + filepath.Join(repoRoot, "deploy", "providers", "openai.yaml"),
 	}
 }
 

@@ -200,6 +200,8 @@ func modeCases() []modeCase {
 		{name: "a token expiration that is not a number, replaced by the serviceaccount's", sa: merge(awsAnnotations(), map[string]string{"eks.amazonaws.com/token-expiration": "7200"}),
 			opts: []podOpt{withAnnotations(map[string]string{"eks.amazonaws.com/token-expiration": "soon"})}, injects: true},
 		{name: "a container that keeps its own azure client ID gets the token", sa: azureAnnotations(), opts: []podOpt{azureUse, withEnv("AZURE_CLIENT_ID", "0c8d2e1a-7b3f-4c5d-9e6f-0123456789ab")}, injects: true},
+		{name: "claude, with an API key the container sets", sa: map[string]string{"anthropic.pod-identity.io/federation-rule-id": "fdrl_policy", "anthropic.pod-identity.io/organization-id": claudeOrg},
+			opts: []podOpt{withEnv("ANTHROPIC_API_KEY", "sk-ant-api03-x")}, injects: true},
 		{name: "a container whose token file is another gets nothing", sa: awsAnnotations(), opts: []podOpt{withEnv("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/other/token")}, injects: true},
 		{name: "an azure token expiration out of range, refused", sa: azureAnnotations(), opts: []podOpt{azureUse, withAnnotations(map[string]string{"azure.workload.identity/service-account-token-expiration": "60"})}, denied: true},
 		{name: "the azure label on a pod whose serviceaccount has an aws identity", sa: awsAnnotations(), opts: []podOpt{azureUse}, injects: true},
