@@ -711,9 +711,9 @@ func (f *FakeGoogle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Fakes are the clouds' endpoints: the three compiled-in clouds' and
 // those of the declarative providers in deploy/providers.
 type Fakes struct {
-	STS     *FakeSTS
-	Entra   *FakeEntra
-	Google  *FakeGoogle
+	STS       *FakeSTS
+	Entra     *FakeEntra
+	Google    *FakeGoogle
 	Alibaba   *FakeAlibabaSTS
 	OKE       *FakeOKE
 	Anthropic *FakeAnthropic
