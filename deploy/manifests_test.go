@@ -240,9 +240,9 @@ func TestManifestsDecodeStrictlyAndAgreeWithTheServer(t *testing.T) {
 				t.Errorf("the enforcement webhook's matchCondition may-carry-an-identity does not name %s: a pod that has only it would skip the check", v)
 			}
 		}
-		if len(en.Rules) != 1 || !slices.Equal(en.Rules[0].Resources, []string{"pods"}) ||
+		if len(en.Rules) != 1 || !slices.Equal(en.Rules[0].Resources, []string{"pods", "pods/ephemeralcontainers"}) ||
 			!slices.Equal(en.Rules[0].Operations, []admissionregv1.OperationType{admissionregv1.Create, admissionregv1.Update}) {
-			t.Errorf("enforcement webhook rules %+v: want pods CREATE and UPDATE", en.Rules)
+			t.Errorf("enforcement webhook rules %+v: want pods and their ephemeral containers (kubectl debug), CREATE and UPDATE", en.Rules)
 		}
 		if len(m.MatchConditions) != 1 || !strings.Contains(m.MatchConditions[0].Expression, "'kubernetes.io/config.mirror' in object.metadata.annotations") {
 			t.Errorf("matchConditions %+v: mirror pods must not even cost a call", m.MatchConditions)
@@ -512,7 +512,11 @@ func TestFailClosedOverlayFlipsOnlyFailurePolicies(t *testing.T) {
 // their injections add.
 func identityNames(t *testing.T) (vars, added []string) {
 	t.Helper()
-	args := []string{"--provider-config=providers/alibaba-rrsa.yaml", "--provider-config=providers/oracle-oke.yaml"}
+	files, _ := filepath.Glob(filepath.Join("providers", "*.yaml"))
+	var args []string
+	for _, f := range files {
+		args = append(args, "--provider-config="+f)
+	}
 	set := registry.New().WithArgs(args)
 	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	set.AddFlags(fs)
@@ -534,6 +538,9 @@ func identityNames(t *testing.T) (vars, added []string) {
 		"cloud.google.com/workload-identity-provider": "projects/1/locations/global/workloadIdentityPools/pool/providers/prov",
 		"pod-identity.alibabacloud.com/role-name":     "role",
 		"oci.pod-identity.io/region":                  "us-ashburn-1",
+		"anthropic.pod-identity.io/federation-rule-id": "fdrl_1",
+		"anthropic.pod-identity.io/organization-id":    "3f2a9c1e-7b4d-4e8a-9c0f-1a2b3c4d5e6f",
+		"openai.pod-identity.io/service-account-id":    "sa",
 	}, Labels: map[string]string{"azure.workload.identity/use": "true"}}}
 	req := providers.Request{Namespace: "ns", PodMeta: &metav1.ObjectMeta{}, PodSpec: &corev1.PodSpec{}, ServiceAccount: sa, ServiceAccountOnly: true}
 	for _, p := range ps {

@@ -17,6 +17,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	"github.com/slok/kubewebhook/v2/pkg/webhook"
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionv1beta1 "k8s.io/api/admission/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -385,7 +387,11 @@ func (e *Enforcer) Review(ctx context.Context, ar model.AdmissionReview) (model.
 // ReviewPod implements PodWebhook.
 func (e *Enforcer) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *WirePod, podErr error) (model.AdmissionResponse, error) {
 	allowed := &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: true}
-	if ar.Operation == model.OperationUpdate && ar.RequestGVK != nil && ar.RequestGVK.Kind == "Pod" && ar.RequestGVK.Group == "" {
+	if ar.Operation == model.OperationUpdate && subResource(ar) == "ephemeralcontainers" {
+		// kubectl debug: the new containers share the pod's volumes, its
+		// token among them, so the pod is checked again as at creation.
+		ar.Operation = model.OperationCreate
+	} else if ar.Operation == model.OperationUpdate && ar.RequestGVK != nil && ar.RequestGVK.Kind == "Pod" && ar.RequestGVK.Group == "" {
 		return e.reviewUpdate(ar, w, podErr)
 	}
 	pr, err := e.decode(ctx, ar, w, podErr)
@@ -412,6 +418,22 @@ func (e *Enforcer) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *W
 	}
 	allowed.Warnings = res.Warnings
 	return allowed, nil
+}
+
+// subResource is the request's subresource, from the AdmissionReview as
+// received.
+func subResource(ar model.AdmissionReview) string {
+	switch orig := ar.OriginalAdmissionReview.(type) {
+	case *admissionv1.AdmissionReview:
+		if orig.Request != nil {
+			return orig.Request.SubResource
+		}
+	case *admissionv1beta1.AdmissionReview:
+		if orig.Request != nil {
+			return orig.Request.SubResource
+		}
+	}
+	return ""
 }
 
 // reviewUpdate refuses a pod update that changes a credential

@@ -31,13 +31,16 @@ type WirePod struct {
 		Volumes            []corev1.Volume   `json:"volumes"`
 		InitContainers     []wireContainer   `json:"initContainers"`
 		Containers         []wireContainer   `json:"containers"`
+		// EphemeralContainers (kubectl debug) share the pod's volumes.
+		EphemeralContainers []wireContainer `json:"ephemeralContainers"`
 	} `json:"spec"`
 }
 
 type wireContainer struct {
-	Name         string               `json:"name"`
-	Env          []corev1.EnvVar      `json:"env"`
-	VolumeMounts []corev1.VolumeMount `json:"volumeMounts"`
+	Name         string                 `json:"name"`
+	Env          []corev1.EnvVar        `json:"env"`
+	EnvFrom      []corev1.EnvFromSource `json:"envFrom"`
+	VolumeMounts []corev1.VolumeMount   `json:"volumeMounts"`
 }
 
 // Limits on what a pod may hold for the injector to read it. The API
@@ -83,6 +86,10 @@ func (w *WirePod) toPod(pod *corev1.Pod) {
 	pod.Spec.Volumes = w.Spec.Volumes
 	pod.Spec.InitContainers = containers(w.Spec.InitContainers)
 	pod.Spec.Containers = containers(w.Spec.Containers)
+	for _, c := range w.Spec.EphemeralContainers {
+		pod.Spec.EphemeralContainers = append(pod.Spec.EphemeralContainers, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+			Name: c.Name, Env: c.Env, EnvFrom: c.EnvFrom, VolumeMounts: c.VolumeMounts}})
+	}
 }
 
 func containers(in []wireContainer) []corev1.Container {
@@ -91,7 +98,7 @@ func containers(in []wireContainer) []corev1.Container {
 	}
 	out := make([]corev1.Container, len(in))
 	for i, c := range in {
-		out[i] = corev1.Container{Name: c.Name, Env: c.Env, VolumeMounts: c.VolumeMounts}
+		out[i] = corev1.Container{Name: c.Name, Env: c.Env, EnvFrom: c.EnvFrom, VolumeMounts: c.VolumeMounts}
 	}
 	return out
 }
@@ -162,8 +169,10 @@ func ScanPod(s *jsonscan.Scanner) (*WirePod, error) {
 					w.Spec.InitContainers, err = p.containers()
 				case "containers":
 					w.Spec.Containers, err = p.containers()
+				case "ephemeralContainers":
+					w.Spec.EphemeralContainers, err = p.containers()
 				default:
-					err = s.SkipUnless(key, "serviceAccountName", "automountServiceAccountToken", "nodeSelector", "affinity", "volumes", "initContainers", "containers")
+					err = s.SkipUnless(key, "serviceAccountName", "automountServiceAccountToken", "nodeSelector", "affinity", "volumes", "initContainers", "containers", "ephemeralContainers")
 				}
 				return err
 			})
@@ -197,8 +206,10 @@ func (p *podScan) containers() ([]wireContainer, error) {
 				c.Env, err = p.env()
 			case "volumeMounts":
 				c.VolumeMounts, err = p.mounts()
+			case "envFrom":
+				err = p.decodeRaw(&c.EnvFrom)
 			default:
-				err = s.SkipUnless(key, "name", "env", "volumeMounts")
+				err = s.SkipUnless(key, "name", "env", "envFrom", "volumeMounts")
 			}
 			return err
 		})

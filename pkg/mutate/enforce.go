@@ -2,6 +2,7 @@ package mutate
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -55,6 +56,9 @@ func (e *Engine) Enforce(t Target, sa *corev1.ServiceAccount) Result {
 			ours = append(ours, inj)
 			injected = append(injected, policy.ProviderIdentities{Provider: p.Name(), Identities: inj.Identities})
 			res.Denied = append(res.Denied, ownCopies(t, sa, inj)...)
+			if en, ok := p.(providers.Enforcer); ok {
+				res.Denied = append(res.Denied, hiddenCredentials(t, en, inj, p.Name())...)
+			}
 		}
 		if en, ok := p.(providers.Enforcer); ok {
 			if ids := variables(t.Spec, en, p.Name(), ours); len(ids) > 0 {
@@ -127,30 +131,121 @@ func ownCopies(t Target, sa *corev1.ServiceAccount, inj *providers.Injection) []
 	return out
 }
 
+// containerView is what the enforcement step reads of a container, an
+// init container or an ephemeral one.
+type containerView struct {
+	name    string
+	env     []corev1.EnvVar
+	envFrom []corev1.EnvFromSource
+	mounts  []corev1.VolumeMount
+}
+
+// everyContainer lists the pod's containers of every kind: an ephemeral
+// container (kubectl debug) runs with the pod's volumes as well.
+func everyContainer(spec *corev1.PodSpec) []containerView {
+	var out []containerView
+	for _, list := range [2][]corev1.Container{spec.InitContainers, spec.Containers} {
+		for _, c := range list {
+			out = append(out, containerView{c.Name, c.Env, c.EnvFrom, c.VolumeMounts})
+		}
+	}
+	for _, c := range spec.EphemeralContainers {
+		out = append(out, containerView{c.Name, c.Env, c.EnvFrom, c.VolumeMounts})
+	}
+	return out
+}
+
+// envNamed finds a variable by name as Windows would, without regard to
+// case (on Linux the other spellings are other variables, which no SDK
+// reads, so folding costs nothing there).
+func envNamed(env []corev1.EnvVar, name string) (corev1.EnvVar, bool) {
+	for _, ev := range env {
+		if strings.EqualFold(ev.Name, name) {
+			return ev, true
+		}
+	}
+	return corev1.EnvVar{}, false
+}
+
+// hiddenCredentials refuses what lets a container that mounts the
+// injection's token use it with an identity the policies cannot see: a
+// token file variable pointing at a credential configuration of its own,
+// and identity variables left to envFrom (a ConfigMap or Secret the
+// admission request does not show). The injector sets the identity
+// variables explicitly, which envFrom cannot override; a container that
+// sets some variable of their group itself does not get them.
+func hiddenCredentials(t Target, en providers.Enforcer, inj *providers.Injection, provider string) []error {
+	volumes := map[string]bool{}
+	for _, v := range inj.Volumes {
+		volumes[v.Name] = true
+	}
+	// The identity variables whose field a policy of the namespace
+	// governs: an ungoverned one may hold anything anyway.
+	vars := en.IdentityVariables()
+	var names []string
+	for _, name := range slices.Sorted(maps.Keys(vars)) {
+		if len(t.Policy.FieldRules(t.Namespace, provider, vars[name], CaseInsensitiveField(vars[name]))) > 0 {
+			names = append(names, name)
+		}
+	}
+	var out []error
+	for _, c := range everyContainer(t.Spec) {
+		volume := ""
+		for _, m := range c.mounts {
+			if volumes[m.Name] {
+				volume = m.Name
+				break
+			}
+		}
+		if volume == "" {
+			continue
+		}
+		where := fmt.Sprintf("pod %s container %s mounts the %s token (volume %s)", podRef(t), strconv.Quote(c.name), inj.Provider, strconv.Quote(volume))
+		for _, name := range inj.TokenFileVariables {
+			if ev, ok := envNamed(c.env, name); ok && !injects([]*providers.Injection{inj}, inj.Provider, ev) {
+				out = append(out, fmt.Errorf("%s but sets %s=%s: a credential configuration the injector did not write, which the identity policies cannot read (remove %s from the container)",
+					where, ev.Name, quote.Value(ev.Value), ev.Name))
+			}
+		}
+		if len(c.envFrom) == 0 {
+			continue
+		}
+		for _, name := range names {
+			if _, ok := envNamed(c.env, name); !ok {
+				out = append(out, fmt.Errorf("%s and takes variables from envFrom without setting %s itself: the identity policies cannot read what envFrom gives it (set %s in env, or remove envFrom)",
+					where, name, name))
+			}
+		}
+	}
+	return out
+}
+
 // variables returns the identities that the containers of spec set in the
 // provider's identity variables themselves: every value but the one the
-// injector gives (ours).
+// injector gives (ours). Names are compared without regard to case, as
+// Windows reads them.
 func variables(spec *corev1.PodSpec, en providers.Enforcer, provider string, ours []*providers.Injection) []providers.Identity {
-	vars := en.IdentityVariables()
+	vars := map[string]string{}
+	for name, field := range en.IdentityVariables() {
+		vars[strings.ToUpper(name)] = field
+	}
 	if len(vars) == 0 {
 		return nil
 	}
 	var out []providers.Identity
-	for _, list := range [2][]corev1.Container{spec.InitContainers, spec.Containers} {
-		for _, c := range list {
-			for _, ev := range c.Env {
-				field, ok := vars[ev.Name]
-				if !ok || injects(ours, provider, ev) {
-					continue
-				}
-				id := providers.Identity{Field: field, Source: fmt.Sprintf("container %s env %s", strconv.Quote(c.Name), ev.Name), Value: ev.Value,
-					CaseInsensitive: CaseInsensitiveField(field)}
-				if ev.ValueFrom != nil {
-					id.Source += " (set from a reference the policies cannot read)"
-					id.Value = ""
-				}
-				out = append(out, id)
+	for _, c := range everyContainer(spec) {
+		for _, ev := range c.env {
+			field, ok := vars[strings.ToUpper(ev.Name)]
+			if !ok || injects(ours, provider, ev) {
+				continue
 			}
+			id := providers.Identity{Field: field, Source: fmt.Sprintf("container %s env %s", strconv.Quote(c.name), ev.Name), Value: ev.Value,
+				CaseInsensitive: CaseInsensitiveField(field)}
+			if ev.ValueFrom != nil {
+				id.Source += " (set from a reference the policies cannot read)"
+				id.Value = ""
+			}
+			out = append(out, id)
 		}
 	}
 	return out

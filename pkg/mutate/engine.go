@@ -401,27 +401,21 @@ func (s *state) envTaken(ci int, inj *providers.Injection, group string) (set, n
 	return nil, nil, false
 }
 
-// otherTokenFile says whether container ci sets the injection's token file
-// variable to anything but what the injection gives, and to what.
-func (s *state) otherTokenFile(ci int, inj *providers.Injection) (string, bool) {
-	if inj.TokenFileVariable == "" {
-		return "", false
-	}
-	have, ok := s.envVar(ci, inj.TokenFileVariable)
-	if !ok {
-		return "", false
-	}
-	for _, g := range inj.Env {
-		for _, v := range g.Vars {
-			if v.Name == inj.TokenFileVariable && reflect.DeepEqual(*have, v) {
-				return "", false
-			}
+// otherTokenFile says whether container ci sets one of the injection's
+// token file variables to anything but what the injection gives: which,
+// and to what.
+func (s *state) otherTokenFile(ci int, inj *providers.Injection) (name, value string, other bool) {
+	for _, name := range inj.TokenFileVariables {
+		have, ok := s.envVar(ci, name)
+		if !ok || injects([]*providers.Injection{inj}, inj.Provider, *have) {
+			continue
 		}
+		if have.ValueFrom != nil {
+			return name, "(a reference)", true
+		}
+		return name, have.Value, true
 	}
-	if have.ValueFrom != nil {
-		return "(a reference)", true
-	}
-	return have.Value, true
+	return "", "", false
 }
 
 // apply adds one provider's injection. It reports whether anything was
@@ -465,9 +459,9 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 		if slices.Contains(inj.SkipContainers, c.Name) || (len(inj.OnlyContainers) > 0 && !slices.Contains(inj.OnlyContainers, c.Name)) {
 			continue
 		}
-		if have, other := s.otherTokenFile(ci, inj); other {
+		if name, have, other := s.otherTokenFile(ci, inj); other {
 			warn("pod %s container %s sets %s=%s, another token than the one the %s injection gives; nothing was added to it (remove %s from the container to use the injected identity)",
-				s.podRef(), quote.Value(c.Name), inj.TokenFileVariable, quote.Value(have), inj.Provider, inj.TokenFileVariable)
+				s.podRef(), quote.Value(c.Name), name, quote.Value(have), inj.Provider, name)
 			continue
 		}
 		var newMounts []corev1.VolumeMount

@@ -81,7 +81,7 @@ type Mount struct {
 // CredentialGroup names the EnvGroup that carries the identity itself.
 // Like every group, it is left out of a container that sets any of its
 // variables; the container still gets the mount and the other groups,
-// unless it sets the injection's TokenFileVariable to another file.
+// unless it sets one of the injection's TokenFileVariables to another file.
 const CredentialGroup = "credential"
 
 // EnvGroup is a set of environment variables that belong together: if a
@@ -126,13 +126,13 @@ type Injection struct {
 	// Identities are the cloud identities the injection hands the pod, as
 	// identity policies see them.
 	Identities []Identity
-	// TokenFileVariable names the variable of Env that points the SDKs at
-	// the token (or credential configuration) file. A container that sets
-	// it to another file uses another identity's token, or its own: it
-	// gets nothing from the provider. Any other container keeps every
+	// TokenFileVariables name the variables of Env that point the SDKs
+	// at the token (or credential configuration) file. A container that
+	// sets one to another file uses another identity's token, or its own:
+	// it gets nothing from the provider. Any other container keeps every
 	// variable it sets, and gets the mount and each group of which it sets
 	// none, as the upstream webhooks do.
-	TokenFileVariable string
+	TokenFileVariables []string
 	// OverridingVariables are variables that, set in a container, make
 	// the cloud's SDK use them before the injected identity (a static API
 	// key, say): a container that sets one gets the injection and a

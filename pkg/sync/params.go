@@ -318,7 +318,7 @@ func outcome(p providers.Provider, req providers.Request, scope policy.Scope, op
 	for _, g := range inj.Env {
 		entry.Env = append(entry.Env, v1alpha1.EnvGroup{Name: g.Name, Vars: g.Vars})
 	}
-	entry.TokenFileVariable = inj.TokenFileVariable
+	entry.TokenFileVariables = inj.TokenFileVariables
 	entry.OverridingVariables = inj.OverridingVariables
 	entry.Annotations, entry.Labels = inj.Annotations, inj.Labels
 	entry.SkipContainersAnnotation = inj.ContainerAnnotations.Skip

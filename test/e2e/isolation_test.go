@@ -87,6 +87,35 @@ func TestIsolationHoldsAgainstWhoeverCanCreateAPod(t *testing.T) {
 	t.Run("kubectl annotate --overwrite of the Google credential configuration is refused", func(t *testing.T) {
 		googleConfigurationEditIsRefused(t, ns, `{"type":"external_account","audience":"//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/victim/providers/p"}`)
 	})
+	hiddenIdentitiesAreRefused(t, ns, wantPolicy)
+}
+
+// hiddenIdentitiesAreRefused: in a governed namespace, a role left to
+// envFrom (which the request does not show) beside the token, and a
+// kubectl debug container that mounts the token and names a refused
+// role, are refused; envFrom beside the injected role is not.
+func hiddenIdentitiesAreRefused(t *testing.T, ns, wantPolicy string) {
+	envFrom := func(p *corev1.Pod) {
+		p.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}}}
+	}
+	t.Run("a role left to envFrom beside the token is refused", func(t *testing.T) {
+		_, err := createPod(t, ns, tenantPod("envfrom", "app", envFrom, withEnv("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks.amazonaws.com/serviceaccount/token")), true)
+		requireDenied(t, err, `container "app" mounts the aws token (volume "aws-iam-token") and takes variables from envFrom without setting AWS_ROLE_ARN itself`)
+	})
+	t.Run("envFrom beside the injected role is allowed", func(t *testing.T) {
+		if _, err := createPod(t, ns, tenantPod("envfrom-ok", "app", envFrom), true); err != nil {
+			t.Fatalf("refused: %v", err)
+		}
+	})
+	t.Run("kubectl debug with a refused role and the token is refused", func(t *testing.T) {
+		ctx := context.Background()
+		stored := storedPod(t, ns, tenantPod("debugged", "app"))
+		stored.Spec.EphemeralContainers = append(stored.Spec.EphemeralContainers, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+			Name: "debugger", Image: "example.com/debug:1.0", Env: []corev1.EnvVar{{Name: "AWS_ROLE_ARN", Value: adminRole}},
+			VolumeMounts: []corev1.VolumeMount{{Name: "aws-iam-token", MountPath: "/var/run/secrets/eks.amazonaws.com/serviceaccount", ReadOnly: true}}}})
+		_, err := cluster.Client.CoreV1().Pods(ns).UpdateEphemeralContainers(ctx, stored.Name, stored, metav1.UpdateOptions{})
+		requireDenied(t, err, `container "debugger" env AWS_ROLE_ARN "`+adminRole+`" is not allowed by `+wantPolicy)
+	})
 }
 
 // ownGoogleConfigurationIsRefused: a pod of the governed namespace's
@@ -323,4 +352,5 @@ func TestPolicyModeIsolationHolds(t *testing.T) {
 	t.Run("kubectl annotate --overwrite of the Google credential configuration is refused", func(t *testing.T) {
 		googleConfigurationEditIsRefused(t, ns, `{"type":"external_account"}`)
 	})
+	hiddenIdentitiesAreRefused(t, ns, wantPolicy)
 }

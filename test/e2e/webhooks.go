@@ -52,7 +52,7 @@ func ShippedWebhooks(repoRoot, url string, caPEM []byte) (Webhooks, error) {
 			for i, w := range val.Webhooks {
 				switch {
 				case len(w.Rules) == 1 && len(w.Rules[0].Resources) == 1 && w.Rules[0].Resources[0] == "serviceaccounts":
-				case len(w.Rules) == 1 && len(w.Rules[0].Resources) == 1 && w.Rules[0].Resources[0] == "pods" && w.ClientConfig.Service != nil &&
+				case len(w.Rules) == 1 && len(w.Rules[0].Resources) > 0 && w.Rules[0].Resources[0] == "pods" && w.ClientConfig.Service != nil &&
 					w.ClientConfig.Service.Path != nil && *w.ClientConfig.Service.Path == "/enforce":
 					enforce = true
 				default:

@@ -179,7 +179,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 			{Name: "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", Value: tokenFile(c.PodIdentityMountPath, c.PodIdentityTokenPath, windows)},
 		}})
 		inj.Labels = map[string]string{PodIdentityLabel: "enabled"}
-		inj.TokenFileVariable = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
+		inj.TokenFileVariables = []string{"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"}
 	} else {
 		inj.Source = source
 		arn, err = p.roleARN(req, arn)
@@ -214,7 +214,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		inj.Mounts = []providers.Mount{{VolumeName: IRSAVolumeName, MountPath: p.cfg.MountPath}}
 		// AWS_ROLE_ARN and the token file are one group, as upstream: a
 		// container that sets either gets neither, and the rest.
-		inj.TokenFileVariable = "AWS_WEB_IDENTITY_TOKEN_FILE"
+		inj.TokenFileVariables = []string{"AWS_WEB_IDENTITY_TOKEN_FILE"}
 		inj.Env = append(inj.Env, providers.EnvGroup{Name: providers.CredentialGroup, Vars: []corev1.EnvVar{
 			{Name: "AWS_ROLE_ARN", Value: arn},
 			{Name: "AWS_WEB_IDENTITY_TOKEN_FILE", Value: tokenFile(p.cfg.MountPath, IRSATokenPath, windows)},

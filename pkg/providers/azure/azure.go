@@ -324,7 +324,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	for _, v := range vars {
 		inj.Env = append(inj.Env, providers.EnvGroup{Name: v.Name, Vars: []corev1.EnvVar{v}})
 	}
-	inj.TokenFileVariable = "AZURE_FEDERATED_TOKEN_FILE"
+	inj.TokenFileVariables = []string{"AZURE_FEDERATED_TOKEN_FILE"}
 	inj.Volumes = []corev1.Volume{volume}
 	inj.Mounts = []providers.Mount{{VolumeName: VolumeName, MountPath: MountPath}}
 	if err := req.Containers(Name, SkipAnnotation, OnlyAnnotation, ";", inj); err != nil {

@@ -109,8 +109,8 @@ func TestTheAzureProvider(t *testing.T) {
 					t.Errorf("group %+v: each variable is a group of its own, added unless the container sets it", g)
 				}
 			}
-			if inj.TokenFileVariable != "AZURE_FEDERATED_TOKEN_FILE" {
-				t.Errorf("token file variable %q", inj.TokenFileVariable)
+			if strings.Join(inj.TokenFileVariables, ",") != "AZURE_FEDERATED_TOKEN_FILE" {
+				t.Errorf("token file variables %q", inj.TokenFileVariables)
 			}
 			for _, w := range tt.warns {
 				if !strings.Contains(strings.Join(inj.Warnings, "\n"), w) {

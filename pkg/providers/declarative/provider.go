@@ -144,7 +144,9 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		}
 		inj.Env[i].Vars = append(inj.Env[i].Vars, corev1.EnvVar{Name: v.name, Value: value})
 	}
-	inj.TokenFileVariable = d.tokenFileVar
+	if d.tokenFileVar != "" {
+		inj.TokenFileVariables = []string{d.tokenFileVar}
+	}
 	inj.OverridingVariables = slices.Clone(s.OverridingVariables)
 	inj.Volumes = []corev1.Volume{providers.TokenVolume(s.Token.VolumeName, audience, expiration, s.Token.FileName)}
 	inj.Mounts = []providers.Mount{{VolumeName: s.Token.VolumeName, MountPath: s.Token.MountPath}}

@@ -371,7 +371,8 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		{Name: "GOOGLE_APPLICATION_CREDENTIALS", Value: configFile},
 		{Name: "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE", Value: configFile},
 	}}}
-	inj.TokenFileVariable = "GOOGLE_APPLICATION_CREDENTIALS"
+	// gcloud reads its own override before the SDKs' variable.
+	inj.TokenFileVariables = []string{"GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE"}
 	if project != "" {
 		inj.Env = append(inj.Env, providers.EnvGroup{Name: "project", Vars: []corev1.EnvVar{{Name: "CLOUDSDK_CORE_PROJECT", Value: project}}})
 	}

@@ -219,11 +219,11 @@ type Injection struct {
 	// group of which the container already sets a variable is left out.
 	// +optional
 	Env []EnvGroup `json:"env,omitempty"`
-	// TokenFileVariable names the variable of Env that points at the
-	// token file: a container that sets it to another value gets nothing
+	// TokenFileVariables name the variables of Env that point at the
+	// token file: a container that sets one to another value gets nothing
 	// from the entry.
 	// +optional
-	TokenFileVariable string `json:"tokenFileVariable,omitempty"`
+	TokenFileVariables []string `json:"tokenFileVariables,omitempty"`
 	// OverridingVariables are variables the SDKs use before the injected
 	// identity: a container that sets one is warned.
 	// +optional

@@ -311,6 +311,11 @@ func (in *Injection) DeepCopyInto(out *Injection) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.TokenFileVariables != nil {
+		in, out := &in.TokenFileVariables, &out.TokenFileVariables
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.OverridingVariables != nil {
 		in, out := &in.OverridingVariables, &out.OverridingVariables
 		*out = make([]string, len(*in))
