@@ -533,11 +533,11 @@ func identityNames(t *testing.T) (vars, added []string) {
 	}
 	// A ServiceAccount set up for every provider.
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "sa", Annotations: map[string]string{
-		"eks.amazonaws.com/role-arn":                  "arn:aws:iam::111122223333:role/app",
-		"azure.workload.identity/client-id":           "11111111-2222-3333-4444-555555555555",
-		"cloud.google.com/workload-identity-provider": "projects/1/locations/global/workloadIdentityPools/pool/providers/prov",
-		"pod-identity.alibabacloud.com/role-name":     "role",
-		"oci.pod-identity.io/region":                  "us-ashburn-1",
+		"eks.amazonaws.com/role-arn":                   "arn:aws:iam::111122223333:role/app",
+		"azure.workload.identity/client-id":            "11111111-2222-3333-4444-555555555555",
+		"cloud.google.com/workload-identity-provider":  "projects/1/locations/global/workloadIdentityPools/pool/providers/prov",
+		"pod-identity.alibabacloud.com/role-name":      "role",
+		"oci.pod-identity.io/region":                   "us-ashburn-1",
 		"anthropic.pod-identity.io/federation-rule-id": "fdrl_1",
 		"anthropic.pod-identity.io/organization-id":    "3f2a9c1e-7b4d-4e8a-9c0f-1a2b3c4d5e6f",
 		"openai.pod-identity.io/service-account-id":    "sa",
