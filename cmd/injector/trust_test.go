@@ -67,6 +67,7 @@ func TestTrustRefusesBadInput(t *testing.T) {
 	star := write("star.yaml", sa("'*'", "'*'", "eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/x"))
 	newline := write("newline.yaml", sa("acme", `"x\ntouch /tmp/pwned\n#"`, "eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/x"))
 	audiences := write("audiences.yaml", sa("acme", "hostile", provider+", cloud.google.com/audience: sts.example.com")+sa("acme", "victim", provider))
+	issuerAudience := write("issuer-audience.yaml", sa("acme", "reports", "eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/x, eks.amazonaws.com/audience: '"+testIssuer+"'"))
 	apiAudience := write("api-audience.yaml", sa("acme", "reports", "eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/x, eks.amazonaws.com/audience: https://kubernetes.default.svc"))
 	for _, tt := range []struct {
 		name string
@@ -82,6 +83,7 @@ func TestTrustRefusesBadInput(t *testing.T) {
 		{"a name with a newline, which would end the comment line", []string{"trust", "-f", newline, "--issuer", testIssuer, "-o", "commands"}, `serviceaccount "acme/x\ntouch /tmp/pwned\n#": name`},
 		{"one pool provider given two audiences", []string{"trust", "-f", audiences, "--issuer", testIssuer}, `serviceaccounts acme/hostile give it the audience "sts.example.com" and acme/victim gives it`},
 		{"an audience the API server accepts", []string{"trust", "-f", apiAudience, "--issuer", testIssuer}, `the token audience "https://kubernetes.default.svc" is one the Kubernetes API server accepts`},
+		{"the issuer as an audience", []string{"trust", "-f", issuerAudience, "--issuer", testIssuer}, `is one the Kubernetes API server accepts`},
 		{"an EKS cluster ARN with wildcards", []string{"trust", "-f", good, "--eks-cluster", "arn:aws:eks:*:111122223333:cluster/*"}, `expected an EKS cluster ARN`},
 		{"a role of another account than the EKS cluster's", []string{"trust", "-f", good, "--eks-cluster", "arn:aws:eks:us-west-2:999999999999:cluster/prod"}, `not the cluster's 999999999999`},
 		{"no issuer", []string{"trust", "-f", good}, "--issuer is required"},
@@ -175,6 +177,18 @@ func TestTrustCheck(t *testing.T) {
 			[]string{"member allUsers grants the role to anyone", `member "domain:example.com" may also act as the service account`, "grants every identity of the set it names"}, true},
 		{"a get-role document URL-encoded, as the IAM API returns it, is read", `{"Role":{"Arn":"arn:aws:iam::111122223333:role/reports","AssumeRolePolicyDocument":"` + urlEncoded + `"}}`,
 			[]string{"IAM role trust policy admits system:serviceaccount:acme:reports"}, false},
+		{"a wildcard audience is reported", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow",` + fed + `,"Condition":{"StringEquals":{"` + hp + `:sub":"system:serviceaccount:acme:reports"},"StringLike":{"` + hp + `:aud":"*"}}}]}`,
+			[]string{`admits the audiences "*" (StringLike)`}, true},
+		{"an API server audience is reported", `{"name":"k","issuer":"` + testIssuer + `","subject":"system:serviceaccount:acme:reports","audiences":["https://kubernetes.default.svc"]}`,
+			[]string{"which the Kubernetes API server accepts"}, true},
+		{"the issuer as an audience is reported", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow",` + fed + `,"Condition":{"StringEquals":{"` + hp + `:sub":"system:serviceaccount:acme:reports","` + hp + `:aud":"` + testIssuer + `"}}}]}`,
+			[]string{"which the Kubernetes API server accepts"}, true},
+		{"a subject key given again in another case is reported", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow",` + fed + `,"Condition":{"StringLike":{"` + hp + `:sub":"system:serviceaccount:acme:reports","` + strings.ToUpper(hp) + `:sub":"system:serviceaccount:*"},"StringEquals":{"` + hp + `:aud":"sts.amazonaws.com"}}}]}`,
+			[]string{"times in different case under StringLike"}, true},
+		{"a Graph page with more to read is reported", `{"value":[{"name":"k","issuer":"` + testIssuer + `","subject":"system:serviceaccount:acme:reports","audiences":["api://AzureADTokenExchange"]}],"@odata.nextLink":"https://graph.microsoft.com/next"}`,
+			[]string{"the Graph API page has more credentials"}, true},
+		{"Google members of several pools and other roles are reported", `{"bindings":[{"role":"roles/iam.workloadIdentityUser","members":["principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/subject/system:serviceaccount:acme:reports","principal://iam.googleapis.com/projects/2/locations/global/workloadIdentityPools/other/subject/system:serviceaccount:acme:reports"]},{"role":"projects/acme/roles/tokenMinter","members":["group:devs@example.com"]}]}`,
+			[]string{"grants principals of several workload identity pools", `member "group:devs@example.com" holds a role on the service account`}, true},
 		{"a document that admits nobody says so", `{"bindings":[]}`, []string{"Google IAM policy admits no ServiceAccount"}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,6 +217,20 @@ func TestTrustCheck(t *testing.T) {
 			t.Errorf("error %v, output %s: want the policy's refusal of the role", err, stdout)
 		}
 	})
+	for _, tt := range []struct{ name, doc, want string }{
+		{"a key given twice is refused", `{"Version":"2012-10-17","Statement":[],"Statement":[{"Effect":"Allow"}]}`, `the key "Statement" is given twice in one object`},
+		{"several YAML documents are refused", "bindings: []\n---\nbindings: []\n", "more than one YAML document"},
+		{"a YAML key given twice is refused", "attributeCondition: 'true'\noidc: {issuerUri: " + testIssuer + "}\nattributeCondition: 'assertion.sub == \"x\"'\n", "a key given twice"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-")+".txt")
+			_ = os.WriteFile(f, []byte(tt.doc), 0o600)
+			_, _, err := runInjector([]string{"trust", "check", "--issuer", testIssuer, f}, nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
 	t.Run("malformed JSON is a clear error", func(t *testing.T) {
 		f := filepath.Join(dir, "bad.json")
 		_ = os.WriteFile(f, []byte(`{"Statement":`), 0o600)

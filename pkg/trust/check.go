@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -67,10 +68,16 @@ func Check(data []byte, issuer string) (*Report, error) {
 	}
 	js := data
 	if t := bytes.TrimSpace(data); len(t) == 0 || (t[0] != '{' && t[0] != '[') {
-		var err error
-		if js, err = yaml.YAMLToJSON(data); err != nil {
-			return nil, fmt.Errorf("neither JSON nor YAML: %w", err)
+		if moreThanOneDocument(data) {
+			return nil, errors.New("more than one YAML document: give each trust document a file of its own, so that none goes unread")
 		}
+		var err error
+		// Strict: a key given twice would leave the other copy unread.
+		if js, err = yaml.YAMLToJSONStrict(data); err != nil {
+			return nil, fmt.Errorf("neither JSON nor YAML, or a key given twice: %w", err)
+		}
+	} else if key, dup := duplicateKey(data); dup {
+		return nil, fmt.Errorf("the key %s is given twice in one object: which copy the cloud reads is not this command's to guess (remove one)", quote.Value(key))
 	}
 	var probe any
 	if err := json.Unmarshal(js, &probe); err != nil {
@@ -114,10 +121,14 @@ func Check(data []byte, issuer string) (*Report, error) {
 			r, err = checkCredentials([]json.RawMessage{js}, issuer)
 		case doc["value"] != nil:
 			var page struct {
-				Value []json.RawMessage `json:"value"`
+				Value    []json.RawMessage `json:"value"`
+				NextLink string            `json:"@odata.nextLink"`
 			}
 			if err = json.Unmarshal(js, &page); err == nil {
 				r, err = checkCredentials(page.Value, issuer)
+			}
+			if err == nil && page.NextLink != "" {
+				r.Findings = append(r.Findings, Finding{Message: "the Graph API page has more credentials (@odata.nextLink): check them all (az ad app federated-credential list reads every page)"})
 			}
 		default:
 			return nil, errors.New(unknownDocument)
@@ -136,6 +147,72 @@ func Check(data []byte, issuer string) (*Report, error) {
 	slices.Sort(r.Subjects)
 	r.Subjects = slices.Compact(r.Subjects)
 	return r, nil
+}
+
+// moreThanOneDocument says whether a YAML stream holds several documents.
+func moreThanOneDocument(data []byte) bool {
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.TrimRight(line, " \t\r") == "---" {
+			n++
+		}
+	}
+	body := strings.TrimSpace(string(data))
+	return n > 1 || (n == 1 && !strings.HasPrefix(body, "---"))
+}
+
+// duplicateKey finds a key given twice in one JSON object, at any depth.
+func duplicateKey(data []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	type frame struct {
+		keys   map[string]bool
+		object bool
+		key    bool // the next string token is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				if top != nil && top.object {
+					top.key = true
+				}
+				stack = append(stack, &frame{keys: map[string]bool{}, object: true, key: true})
+			case '[':
+				if top != nil && top.object {
+					top.key = true
+				}
+				stack = append(stack, &frame{})
+			default:
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			if top != nil && top.object && top.key {
+				if top.keys[t] {
+					return t, true
+				}
+				top.keys[t] = true
+				top.key = false
+				continue
+			}
+			if top != nil && top.object {
+				top.key = true
+			}
+		default:
+			if top != nil && top.object {
+				top.key = true
+			}
+		}
+	}
 }
 
 const unknownDocument = "not a trust document this command reads: expected an IAM or RAM role trust policy (or aws iam get-role output), Entra federated identity credentials, a Google workload identity pool provider or a Google IAM policy"
@@ -264,8 +341,11 @@ func checkPolicy(data []byte, issuer string) (*Report, error) {
 				at("also trusts the issuer(s) %s besides this cluster's: their ServiceAccounts of the same names are admitted too", quote.Value(strings.Join(slices.DeleteFunc(slices.Clone(iss), func(s string) bool { return s == issuer }), ", ")))
 			}
 			r.checkSubjects(st.Condition, "oidc:sub", at)
-			if aud, _ := condition(st.Condition, "oidc:aud"); len(aud) == 0 {
+			keyTwice(st.Condition, "oidc:aud", at)
+			if aud, op := condition(st.Condition, "oidc:aud"); len(aud) == 0 {
 				at("has no condition on oidc:aud: a token of any audience (one the pod projects for another service) is accepted")
+			} else {
+				checkAudiences(aud, op, issuer, at)
 			}
 		case len(feds) > 0 && hasAction(st.Action, "sts:AssumeRoleWithWebIdentity"):
 			if len(feds) > 1 {
@@ -276,8 +356,11 @@ func checkPolicy(data []byte, issuer string) (*Report, error) {
 				continue
 			}
 			r.checkSubjects(st.Condition, hp+":sub", at)
-			if aud, _ := condition(st.Condition, hp+":aud"); len(aud) == 0 {
+			keyTwice(st.Condition, hp+":aud", at)
+			if aud, op := condition(st.Condition, hp+":aud"); len(aud) == 0 {
 				at("has no condition on %s:aud: a token of any audience (one the pod projects for another service) is accepted", hp)
+			} else {
+				checkAudiences(aud, op, issuer, at)
 			}
 		case slices.Contains(services, PodIdentityService) && hasAction(st.Action, "sts:AssumeRole"):
 			r.Kind = "IAM role trust policy (EKS Pod Identity)"
@@ -309,13 +392,60 @@ func checkPolicy(data []byte, issuer string) (*Report, error) {
 	return r, nil
 }
 
+// kubernetesAPIAudiences are the audiences API servers accept by default
+// (--api-audiences unset: the issuer's, and these in most distributions):
+// a cloud that trusts one accepts every pod's Kubernetes API token.
+var kubernetesAPIAudiences = []string{"https://kubernetes.default.svc", "https://kubernetes.default.svc.cluster.local", "kubernetes.default.svc"}
+
+// looseAudience is an audience as clouds compare it: case, scheme and
+// trailing slashes aside.
+func looseAudience(a string) string {
+	a = strings.ToLower(strings.TrimSpace(a))
+	for _, p := range []string{"https://", "http://", "//"} {
+		a = strings.TrimPrefix(a, p)
+	}
+	return strings.TrimRight(a, "/")
+}
+
+// checkAudiences reports audiences that admit more than the cloud's own
+// tokens: a wildcard, the issuer itself or an API server's audience.
+func checkAudiences(values []string, op, issuer string, at func(string, ...any)) {
+	for _, a := range values {
+		switch {
+		case op == "StringLike" && strings.ContainsAny(a, "*?"):
+			at("admits the audiences %s (%s): tokens a pod projects for other services, or its API token, too", quote.Value(a), op)
+		case looseAudience(a) == looseAudience(issuer) || slices.ContainsFunc(kubernetesAPIAudiences, func(k string) bool { return looseAudience(k) == looseAudience(a) }):
+			at("admits the audience %s, which the Kubernetes API server accepts: every pod's API token of the ServiceAccount is accepted too", quote.Value(a))
+		}
+	}
+}
+
+// keyTwice reports a condition key given twice in different case under
+// one operator: IAM reads condition keys without regard to case.
+func keyTwice(c map[string]map[string]any, key string, at func(string, ...any)) {
+	for op, conds := range c {
+		n := 0
+		for k := range conds {
+			if strings.EqualFold(k, key) {
+				n++
+			}
+		}
+		if n > 1 {
+			at("gives the condition key %s %d times in different case under %s: IAM reads keys without regard to case, and this command cannot say which copy admits what", key, n, op)
+		}
+	}
+}
+
 // checkSubjects records the subject condition's values: exact ones as
 // subjects, a wildcard, an operator this command does not read or a
 // missing condition as a finding.
 func (r *Report) checkSubjects(c map[string]map[string]any, key string, at func(string, ...any)) {
+	keyTwice(c, key, at)
 	for op, conds := range c {
-		if _, ok := conds[key]; ok && !slices.Contains(knownOperators, op) {
-			at("has a condition on %s with operator %s, which this command does not read: it may admit other ServiceAccounts", key, op)
+		for k := range conds {
+			if strings.EqualFold(k, key) && !slices.Contains(knownOperators, op) {
+				at("has a condition on %s with operator %s, which this command does not read: it may admit other ServiceAccounts", key, op)
+			}
 		}
 	}
 	values, op := condition(c, key)
@@ -390,12 +520,15 @@ func glob(pattern, s string) bool {
 // knownOperators are the condition operators condition reads.
 var knownOperators = []string{"StringEquals", "StringLike", "ForAnyValue:StringEquals", "ForAnyValue:StringLike"}
 
-// condition returns the values of key under StringEquals or StringLike
-// (and their ForAnyValue forms), and the operator.
+// condition returns the values of key (matched without regard to case,
+// as IAM matches condition keys) under StringEquals or StringLike (and
+// their ForAnyValue forms), and the operator.
 func condition(c map[string]map[string]any, key string) ([]string, string) {
 	for _, op := range knownOperators {
-		if v, ok := c[op][key]; ok {
-			return stringsOf(v), strings.TrimPrefix(op, "ForAnyValue:")
+		for k, v := range c[op] {
+			if strings.EqualFold(k, key) {
+				return stringsOf(v), strings.TrimPrefix(op, "ForAnyValue:")
+			}
 		}
 	}
 	return nil, ""
@@ -445,6 +578,7 @@ func checkCredentials(list []json.RawMessage, issuer string) (*Report, error) {
 		if len(c.Audiences) == 0 {
 			at("has no audience: Entra requires one (api://AzureADTokenExchange)")
 		}
+		checkAudiences(c.Audiences, "StringEquals", issuer, at)
 	}
 	return r, nil
 }
@@ -585,6 +719,7 @@ func checkPoolProvider(data []byte, issuer string) (*Report, error) {
 		at("trusts the issuer %s, not this cluster's issuer %s", quote.Value(p.OIDC.IssuerURI), issuer)
 		return r, nil
 	}
+	checkAudiences(p.OIDC.AllowedAudiences, "StringEquals", issuer, at)
 	if m := p.AttributeMapping["google.subject"]; m != "assertion.sub" {
 		at("maps google.subject from %s, not assertion.sub: principals no longer name one ServiceAccount", quote.Value(m))
 	}
@@ -621,6 +756,7 @@ func checkGoogleIAMPolicy(data []byte) (*Report, error) {
 		return nil, fmt.Errorf("not a Google IAM policy: %w", err)
 	}
 	r := &Report{Kind: "Google IAM policy", Provider: "gcp", Field: "serviceAccountEmails"}
+	pools := map[string]bool{}
 	for i, b := range p.Bindings {
 		at := func(format string, args ...any) {
 			r.Findings = append(r.Findings, Finding{Statement: i, Message: fmt.Sprintf("bindings[%d] (%s): ", i, b.Role) + fmt.Sprintf(format, args...)})
@@ -629,6 +765,7 @@ func checkGoogleIAMPolicy(data []byte) (*Report, error) {
 		for _, m := range b.Members {
 			sub, isPrincipal := strings.CutPrefix(m, "principal://iam.googleapis.com/")
 			if isPrincipal && strings.Contains(sub, "/workloadIdentityPools/") && strings.Contains(sub, "/subject/") {
+				pools[sub[:strings.Index(sub, "/subject/")]] = true
 				sub = sub[strings.Index(sub, "/subject/")+len("/subject/"):]
 				if !serviceAccountSubject.MatchString(sub) {
 					at("member %s is not one ServiceAccount's subject", quote.Value(m))
@@ -644,8 +781,15 @@ func checkGoogleIAMPolicy(data []byte) (*Report, error) {
 				at("member %s grants the role to anyone", m)
 			case impersonates:
 				at("member %s may also act as the service account", quote.Value(m))
+			default:
+				// Any role on a service account lets its holder use it or
+				// change who may (a custom role, serviceAccountAdmin).
+				at("member %s holds a role on the service account beside its ServiceAccounts: check that it cannot act as it or grant itself that", quote.Value(m))
 			}
 		}
+	}
+	if len(pools) > 1 {
+		r.Findings = append(r.Findings, Finding{Message: fmt.Sprintf("grants principals of several workload identity pools (%s): only one is this cluster's, and the same subject names another cluster's ServiceAccount in each", quote.Value(strings.Join(slices.Sorted(maps.Keys(pools)), ", ")))})
 	}
 	return r, nil
 }

@@ -106,7 +106,7 @@ func For(o Options, sa *corev1.ServiceAccount, injections []*providers.Injection
 	}
 	var out []Document
 	for _, inj := range injections {
-		if a := audience(inj); a != "" && o.APIAudience != nil && o.APIAudience(a) && (inj.Provider == "aws" || inj.Provider == "azure" || inj.Provider == "gcp") {
+		if a := audience(inj); a != "" && (o.APIAudience != nil && o.APIAudience(a) || looseAudience(a) == looseAudience(o.Issuer) && o.Issuer != "") && (inj.Provider == "aws" || inj.Provider == "azure" || inj.Provider == "gcp") {
 			return nil, fmt.Errorf("serviceaccount %q (%s): the token audience %s is one the Kubernetes API server accepts: a cloud trusting it would accept every pod's API token; give the ServiceAccount the cloud's own audience", ref, inj.Provider, quote.Value(a))
 		}
 		var docs []Document
