@@ -172,7 +172,7 @@ func TestAPodAnotherWebhookInjectedComesOutTheSame(t *testing.T) {
 		if envOf(p.Spec.Containers[0])["AWS_ROLE_ARN"] != managedRole {
 			t.Fatalf("the stored pod has AWS_ROLE_ARN %q", envOf(p.Spec.Containers[0])["AWS_ROLE_ARN"])
 		}
-		if w := strings.Join(warnings, "\n"); !strings.Contains(w, `already sets AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE (its own credentials, or another webhook's identity); the aws identity was not added to it`) {
+		if w := strings.Join(warnings, "\n"); !strings.Contains(w, `already sets AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE; none of AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE was added`) {
 			t.Errorf("warnings %q do not say why our identity is missing", warnings)
 		}
 	})
