@@ -156,7 +156,7 @@ func fileTrustSources(files []string, namespace string, opts render.Options, std
 		s := trustSource{sa: sa.ServiceAccount, name: sa.Source}
 		if policies != nil {
 			if policies.LabelsUnknown(sa.Namespace) {
-				return nil, fmt.Errorf("%s: the labels of namespace %q are unknown, and an IdentityPolicy selects namespaces by label: give its Namespace document, or --namespace-labels %s=KEY=VALUE,...", sa.Source, sa.Namespace, sa.Namespace)
+				return nil, fmt.Errorf("%s: the labels of namespace %q are unknown, and an IdentityPolicy selects namespaces by label: give its Namespace document, or --namespace-labels %s=KEY=VALUE", sa.Source, sa.Namespace, sa.Namespace)
 			}
 			s.policy = policies.Scope(sa.Namespace)
 		}

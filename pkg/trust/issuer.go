@@ -184,7 +184,7 @@ func CheckIssuer(ctx context.Context, client *http.Client, c ClusterIssuer, publ
 // has just signed, and that every key the cluster serves is published.
 func (r *IssuerReport) signingKey(token string, cluster, published jose.JSONWebKeySet) {
 	if token != "" {
-		jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512, jose.PS256})
+		jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512, jose.PS256})
 		if err != nil || len(jws.Signatures) != 1 {
 			r.add("signing key", Warning, "could not read the token the API server signed (%v): only the key sets are compared", err)
 		} else {
