@@ -155,18 +155,6 @@ func everyContainer(spec *corev1.PodSpec) []containerView {
 	return out
 }
 
-// envNamed finds a variable by name as Windows would, without regard to
-// case (on Linux the other spellings are other variables, which no SDK
-// reads, so folding costs nothing there).
-func envNamed(env []corev1.EnvVar, name string) (corev1.EnvVar, bool) {
-	for _, ev := range env {
-		if strings.EqualFold(ev.Name, name) {
-			return ev, true
-		}
-	}
-	return corev1.EnvVar{}, false
-}
-
 // hiddenCredentials refuses what lets a container that mounts the
 // injection's token use it with an identity the policies cannot see: a
 // token file variable pointing at a credential configuration of its own,
@@ -179,17 +167,30 @@ func hiddenCredentials(t Target, en providers.Enforcer, inj *providers.Injection
 	for _, v := range inj.Volumes {
 		volumes[v.Name] = true
 	}
-	// The identity variables whose field a policy of the namespace
-	// governs: an ungoverned one may hold anything anyway.
+	// The variables a container with envFrom must set itself: the token
+	// file variables, and the identity variables whose field a policy of
+	// the namespace governs (an ungoverned one may hold anything anyway).
 	vars := en.IdentityVariables()
-	var names []string
+	names := slices.Clone(inj.TokenFileVariables)
 	for _, name := range slices.Sorted(maps.Keys(vars)) {
-		if len(t.Policy.FieldRules(t.Namespace, provider, vars[name], CaseInsensitiveField(vars[name]))) > 0 {
+		if !slices.Contains(names, name) && len(t.Policy.FieldRules(t.Namespace, provider, vars[name], CaseInsensitiveField(vars[name]))) > 0 {
 			names = append(names, name)
 		}
 	}
 	var out []error
 	for _, c := range everyContainer(t.Spec) {
+		// Something of its own mounted at, or inside, one of the
+		// injection's mount paths would stand in for the injector's
+		// token or credential configuration.
+		for _, m := range inj.Mounts {
+			path := cleanPath(m.MountPath)
+			for _, cm := range c.mounts {
+				if p := cleanPath(cm.MountPath); (p == path || strings.HasPrefix(p, path+"/")) && cm.Name != m.VolumeName {
+					out = append(out, fmt.Errorf("pod %s container %s mounts volume %s at %s, where the %s injection puts its token or credential configuration: the identity policies cannot vouch for it (mount it elsewhere)",
+						podRef(t), strconv.Quote(c.name), strconv.Quote(cm.Name), cm.MountPath, inj.Provider))
+				}
+			}
+		}
 		volume := ""
 		for _, m := range c.mounts {
 			if volumes[m.Name] {
@@ -201,8 +202,10 @@ func hiddenCredentials(t Target, en providers.Enforcer, inj *providers.Injection
 			continue
 		}
 		where := fmt.Sprintf("pod %s container %s mounts the %s token (volume %s)", podRef(t), strconv.Quote(c.name), inj.Provider, strconv.Quote(volume))
-		for _, name := range inj.TokenFileVariables {
-			if ev, ok := envNamed(c.env, name); ok && !injects([]*providers.Injection{inj}, inj.Provider, ev) {
+		// Every entry, in any case: the last of duplicates is the one
+		// that counts, and Windows reads names without regard to case.
+		for _, ev := range c.env {
+			if slices.ContainsFunc(inj.TokenFileVariables, func(n string) bool { return strings.EqualFold(n, ev.Name) }) && !injects([]*providers.Injection{inj}, inj.Provider, ev) {
 				out = append(out, fmt.Errorf("%s but sets %s=%s: a credential configuration the injector did not write, which the identity policies cannot read (remove %s from the container)",
 					where, ev.Name, quote.Value(ev.Value), ev.Name))
 			}
@@ -211,7 +214,9 @@ func hiddenCredentials(t Target, en providers.Enforcer, inj *providers.Injection
 			continue
 		}
 		for _, name := range names {
-			if _, ok := envNamed(c.env, name); !ok {
+			// Exactly this name: on Linux another spelling is another
+			// variable, which would leave this one to envFrom.
+			if !slices.ContainsFunc(c.env, func(ev corev1.EnvVar) bool { return ev.Name == name }) {
 				out = append(out, fmt.Errorf("%s and takes variables from envFrom without setting %s itself: the identity policies cannot read what envFrom gives it (set %s in env, or remove envFrom)",
 					where, name, name))
 			}

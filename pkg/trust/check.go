@@ -101,6 +101,9 @@ func Check(data []byte, issuer string) (*Report, error) {
 				if err != nil {
 					return nil, fmt.Errorf("Role.AssumeRolePolicyDocument: not URL-encoded JSON: %w", err)
 				}
+				if key, dup := duplicateKey([]byte(text)); dup {
+					return nil, fmt.Errorf("Role.AssumeRolePolicyDocument: the key %s is given twice in one object: which copy the cloud reads is not this command's to guess (remove one)", quote.Value(key))
+				}
 				policy = []byte(text)
 			case map[string]any:
 				policy, _ = json.Marshal(d)
@@ -197,10 +200,12 @@ func duplicateKey(data []byte) (string, bool) {
 			}
 		case string:
 			if top != nil && top.object && top.key {
-				if top.keys[t] {
+				// Without regard to case: encoding/json, and so this
+				// command, matches fields that way.
+				if top.keys[strings.ToLower(t)] {
 					return t, true
 				}
-				top.keys[t] = true
+				top.keys[strings.ToLower(t)] = true
 				top.key = false
 				continue
 			}

@@ -107,6 +107,15 @@ func hiddenIdentitiesAreRefused(t *testing.T, ns, wantPolicy string) {
 			t.Fatalf("refused: %v", err)
 		}
 	})
+	t.Run("a configuration of its own mounted where the injector puts Google's is refused", func(t *testing.T) {
+		own := tenantPod("evil-mount", "google", func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "evil", VolumeSource: corev1.VolumeSource{
+				ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "evil"}}}})
+			p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "evil", MountPath: "/var/run/secrets/workload-identity"})
+		})
+		_, err := createPod(t, ns, own, true)
+		requireDenied(t, err, `container "app" mounts volume "evil" at /var/run/secrets/workload-identity, where the gcp injection puts its token or credential configuration`)
+	})
 	t.Run("kubectl debug with a refused role and the token is refused", func(t *testing.T) {
 		ctx := context.Background()
 		stored := storedPod(t, ns, tenantPod("debugged", "app"))
