@@ -588,17 +588,6 @@ func checkCredentials(list []json.RawMessage, issuer string) (*Report, error) {
 	return r, nil
 }
 
-// poolProvider is a Google workload identity pool provider as described.
-type poolProvider struct {
-	Name string `json:"name"`
-	OIDC struct {
-		IssuerURI        string   `json:"issuerUri"`
-		AllowedAudiences []string `json:"allowedAudiences"`
-	} `json:"oidc"`
-	AttributeMapping   map[string]string `json:"attributeMapping"`
-	AttributeCondition string            `json:"attributeCondition"`
-}
-
 // ConditionSubjects returns the subjects a pool provider's attribute
 // condition admits when it only lists subjects, as `injector trust`
 // writes it: terms joined by ||, each assertion.sub (or google.subject)
@@ -705,7 +694,7 @@ func isQuoted(tok string) bool {
 func unquoteCEL(tok string) string { return tok[1 : len(tok)-1] }
 
 func checkPoolProvider(data []byte, issuer string) (*Report, error) {
-	var p poolProvider
+	var p PoolProvider
 	if err := json.Unmarshal(data, &p); err != nil {
 		return nil, fmt.Errorf("not a Google workload identity pool provider: %w", err)
 	}

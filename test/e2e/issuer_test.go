@@ -218,17 +218,25 @@ func closedPort(t *testing.T) string {
 // cluster, trusting caFile for the public host.
 func runIssuerCheck(t *testing.T, caFile string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	bin, err := cluster.binary()
-	if err != nil {
-		t.Fatal(err)
-	}
 	kubeconfig, err := cluster.Kubeconfig()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return runBinary(t, []string{"SSL_CERT_FILE=" + caFile, "SSL_CERT_DIR=" + filepath.Dir(caFile)},
+		append([]string{"issuer", "check", "--kubeconfig", kubeconfig, "--timeout", "5s"}, args...)...)
+}
+
+// runBinary runs the built injector with args and env added to the
+// test's environment, and returns what it printed and its exit code.
+func runBinary(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	bin, err := cluster.binary()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var out, errOut bytes.Buffer
-	cmd := exec.Command(bin, append([]string{"issuer", "check", "--kubeconfig", kubeconfig, "--timeout", "5s"}, args...)...)
-	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+caFile, "SSL_CERT_DIR="+filepath.Dir(caFile))
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err = cmd.Run()
 	var exit *exec.ExitError

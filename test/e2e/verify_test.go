@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -74,10 +71,6 @@ func TestVerifyExchangesEachServiceAccountsTokenAsItsPodsWould(t *testing.T) {
 // Entra's certificate trusted.
 func runVerify(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	bin, err := cluster.binary()
-	if err != nil {
-		t.Fatal(err)
-	}
 	kubeconfig, err := cluster.Kubeconfig()
 	if err != nil {
 		t.Fatal(err)
@@ -87,18 +80,6 @@ func runVerify(t *testing.T, args ...string) (stdout, stderr string, code int) {
 		t.Fatal(err)
 	}
 	full := append([]string{"verify", "--kubeconfig", kubeconfig}, providerArgs()...)
-	cmd := exec.Command(bin, append(full, args...)...)
-	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL_STS="+fakes.STS.URL, "SSL_CERT_FILE="+ca, "SSL_CERT_DIR="+filepath.Dir(ca),
-		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = cmd.Run()
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		code = exit.ExitCode()
-	case err != nil:
-		t.Fatal(err)
-	}
-	return out.String(), errOut.String(), code
+	return runBinary(t, []string{"AWS_ENDPOINT_URL_STS=" + fakes.STS.URL, "SSL_CERT_FILE=" + ca, "SSL_CERT_DIR=" + filepath.Dir(ca),
+		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"}, append(full, args...)...)
 }
