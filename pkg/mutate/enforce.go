@@ -170,12 +170,19 @@ func hiddenCredentials(t Target, en providers.Enforcer, inj *providers.Injection
 	// The variables a container with envFrom must set itself: the token
 	// file variables, and the identity variables whose field a policy of
 	// the namespace governs (an ungoverned one may hold anything anyway).
-	vars := en.IdentityVariables()
-	names := slices.Clone(inj.TokenFileVariables)
-	for _, name := range slices.Sorted(maps.Keys(vars)) {
-		if !slices.Contains(names, name) && len(t.Policy.FieldRules(t.Namespace, provider, vars[name], CaseInsensitiveField(vars[name]))) > 0 {
-			names = append(names, name)
+	// Found only for a container that needs them.
+	var names []string
+	mustSet := func() []string {
+		if names == nil {
+			vars := en.IdentityVariables()
+			names = slices.Clone(inj.TokenFileVariables)
+			for _, name := range slices.Sorted(maps.Keys(vars)) {
+				if !slices.Contains(names, name) && t.Policy.Governs(provider, vars[name]) {
+					names = append(names, name)
+				}
+			}
 		}
+		return names
 	}
 	var out []error
 	for _, c := range everyContainer(t.Spec) {
@@ -205,7 +212,7 @@ func hiddenCredentials(t Target, en providers.Enforcer, inj *providers.Injection
 		// Every entry, in any case: the last of duplicates is the one
 		// that counts, and Windows reads names without regard to case.
 		for _, ev := range c.env {
-			if slices.ContainsFunc(inj.TokenFileVariables, func(n string) bool { return strings.EqualFold(n, ev.Name) }) && !injects([]*providers.Injection{inj}, inj.Provider, ev) {
+			if slices.ContainsFunc(inj.TokenFileVariables, func(n string) bool { return strings.EqualFold(n, ev.Name) }) && !setsExactly(inj, ev) {
 				out = append(out, fmt.Errorf("%s but sets %s=%s: a credential configuration the injector did not write, which the identity policies cannot read (remove %s from the container)",
 					where, ev.Name, quote.Value(ev.Value), ev.Name))
 			}
@@ -213,7 +220,7 @@ func hiddenCredentials(t Target, en providers.Enforcer, inj *providers.Injection
 		if len(c.envFrom) == 0 {
 			continue
 		}
-		for _, name := range names {
+		for _, name := range mustSet() {
 			// Exactly this name: on Linux another spelling is another
 			// variable, which would leave this one to envFrom.
 			if !slices.ContainsFunc(c.env, func(ev corev1.EnvVar) bool { return ev.Name == name }) {
@@ -262,15 +269,15 @@ func CaseInsensitiveField(field string) bool { return field == "clientIDs" || fi
 
 // injects reports whether the provider's injection sets ev exactly.
 func injects(ours []*providers.Injection, provider string, ev corev1.EnvVar) bool {
-	for _, inj := range ours {
-		if inj.Provider != provider {
-			continue
-		}
-		for _, g := range inj.Env {
-			for _, v := range g.Vars {
-				if v.Name == ev.Name && v.Value == ev.Value && ev.ValueFrom == nil {
-					return true
-				}
+	return slices.ContainsFunc(ours, func(inj *providers.Injection) bool { return inj.Provider == provider && setsExactly(inj, ev) })
+}
+
+// setsExactly reports whether the injection sets ev, value and all.
+func setsExactly(inj *providers.Injection, ev corev1.EnvVar) bool {
+	for _, g := range inj.Env {
+		for _, v := range g.Vars {
+			if v.Name == ev.Name && v.Value == ev.Value && ev.ValueFrom == nil {
+				return true
 			}
 		}
 	}

@@ -407,7 +407,7 @@ func (s *state) envTaken(ci int, inj *providers.Injection, group string) (set, n
 func (s *state) otherTokenFile(ci int, inj *providers.Injection) (name, value string, other bool) {
 	for _, name := range inj.TokenFileVariables {
 		have, ok := s.envVar(ci, name)
-		if !ok || injects([]*providers.Injection{inj}, inj.Provider, *have) {
+		if !ok || setsExactly(inj, *have) {
 			continue
 		}
 		if have.ValueFrom != nil {

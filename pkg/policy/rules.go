@@ -67,6 +67,19 @@ func (sc Scope) TokenRules(namespace string) []TokenRule {
 	return out
 }
 
+// Governs says whether a policy of the scope has a rule on a provider's
+// identity field (or cannot be read, and so refuses everything): what
+// FieldRules would return something for, without building it, for the
+// admission path.
+func (sc Scope) Governs(provider, field string) bool {
+	for _, p := range sc.policies {
+		if p.err != nil || p.rules(provider, field) != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // FieldRules returns each policy's rule on a provider's identity field in
 // the namespace; a policy that leaves the field out allows anything and
 // has none.
