@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
@@ -90,7 +91,13 @@ commands instead.`,
 			o.APIAudience = engine.IsAPIAudience
 			var sources []trustSource
 			if live {
-				sources, err = liveTrustSources(ctx, kube, &o, namespace, all, names)
+				var client kubernetes.Interface
+				var dyn dynamic.Interface
+				var contextNS string
+				if _, client, dyn, contextNS, err = kube.clients(); err != nil {
+					return err
+				}
+				sources, err = liveTrustSources(ctx, client, dyn, contextNS, &o, namespace, all, names)
 			} else {
 				sources, err = fileTrustSources(files, namespace, policyOpts, cmd.InOrStdin())
 			}
@@ -166,12 +173,9 @@ func fileTrustSources(files []string, namespace string, opts render.Options, std
 }
 
 // liveTrustSources reads the cluster's ServiceAccounts, policies and, when
-// o (non-nil) names none, its issuer.
-func liveTrustSources(ctx context.Context, kube *kubeOptions, o *trust.Options, namespace string, all bool, names []string) ([]trustSource, error) {
-	_, client, dyn, contextNS, err := kube.clients()
-	if err != nil {
-		return nil, err
-	}
+// o (non-nil) names none, its issuer. An empty namespace is contextNS.
+func liveTrustSources(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface, contextNS string, o *trust.Options, namespace string, all bool, names []string) ([]trustSource, error) {
+	var err error
 	if namespace == "" {
 		namespace = contextNS
 	}

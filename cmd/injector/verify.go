@@ -67,11 +67,11 @@ could not run.`,
 			if err != nil {
 				return err
 			}
-			sources, err := liveTrustSources(ctx, kube, nil, namespace, all, names)
+			_, client, dyn, contextNS, err := kube.clients()
 			if err != nil {
 				return err
 			}
-			_, client, _, _, err := kube.clients()
+			sources, err := liveTrustSources(ctx, client, dyn, contextNS, nil, namespace, all, names)
 			if err != nil {
 				return err
 			}
