@@ -68,11 +68,11 @@ func podIdentity(cluster string, sa *corev1.ServiceAccount, inj *providers.Injec
 	ref := sa.Namespace + "/" + sa.Name
 	var out []Document
 	for _, arn := range identities(inj, "roleARNs") {
-		role, err := roleName(arn)
+		_, roleAccount, role, err := roleARN(arn)
 		if err != nil {
 			return nil, err
 		}
-		if roleAccount := strings.SplitN(arn, ":", 6)[4]; roleAccount != account {
+		if roleAccount != account {
 			return nil, fmt.Errorf("role %s: in account %s, not the cluster's %s: an EKS Pod Identity association names a role of the cluster's account", quote.Value(arn), roleAccount, account)
 		}
 		assoc := PodIdentityAssociation{ClusterName: name, Namespace: sa.Namespace, ServiceAccount: sa.Name, RoleARN: arn}
@@ -97,11 +97,11 @@ func podIdentity(cluster string, sa *corev1.ServiceAccount, inj *providers.Injec
 	return out, nil
 }
 
-// roleName is the name of an IAM role, from its ARN.
-func roleName(arn string) (string, error) {
+// roleARN splits an IAM role's ARN into its partition, account and name.
+func roleARN(arn string) (partition, account, name string, err error) {
 	parts := strings.SplitN(arn, ":", 6)
 	if len(parts) != 6 || !strings.HasPrefix(parts[5], "role/") {
-		return "", fmt.Errorf("role %s: not an IAM role ARN", quote.Value(arn))
+		return "", "", "", fmt.Errorf("role %s: not an IAM role ARN", quote.Value(arn))
 	}
-	return parts[5][strings.LastIndexByte(parts[5], '/')+1:], nil
+	return parts[1], parts[4], parts[5][strings.LastIndexByte(parts[5], '/')+1:], nil
 }

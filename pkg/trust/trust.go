@@ -194,12 +194,10 @@ type IAMStatement struct {
 func aws(issuer string, sa *corev1.ServiceAccount, inj *providers.Injection) ([]Document, error) {
 	var out []Document
 	for _, arn := range identities(inj, "roleARNs") {
-		name, err := roleName(arn)
+		partition, account, name, err := roleARN(arn)
 		if err != nil {
 			return nil, err
 		}
-		parts := strings.SplitN(arn, ":", 6)
-		partition, account := parts[1], parts[4]
 		hp := hostPath(issuer)
 		doc := IAMPolicy{Version: "2012-10-17", Statement: []IAMStatement{{
 			Effect:    "Allow",
