@@ -15,12 +15,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -83,14 +86,56 @@ type proc struct {
 	done chan struct{}
 }
 
-// FreePort returns a free loopback port.
+// FreePort returns a free loopback port for a server to listen on.
+//
+// It draws from below the kernel's ephemeral range
+// (/proc/sys/net/ipv4/ip_local_port_range), not from port 0: a port the
+// kernel hands out for ":0" comes from the same range as the local ports of
+// outgoing connections, so between this call and the server's listen an
+// API server's connection to etcd could take it ("address already in use",
+// seen once in a run). Ports handed out once in this process are not
+// handed out again.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	portMu.Lock()
+	defer portMu.Unlock()
+	low := ephemeralLow()
+	for range 200 {
+		port := 10000 + mrand.IntN(low-10000)
+		if portsGiven[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		portsGiven[port] = true
+		return port, nil
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("no free loopback port below the ephemeral range after 200 tries")
+}
+
+var (
+	portMu     sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// ephemeralLow is the first port of the kernel's ephemeral range, or 32768
+// (Linux's default) when it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n <= 11000 {
+		return 32768
+	}
+	return n
 }
 
 func (c *Cluster) start(name string, args []string, env []string) (*proc, error) {
