@@ -28,6 +28,10 @@ func TestAlibabaPodIsInjectedAndTheSDKGetsCredentials(t *testing.T) {
 		"ALIBABA_CLOUD_ROLE_ARN":          alibabaRole,
 		"ALIBABA_CLOUD_OIDC_PROVIDER_ARN": alibabaOIDCProvider,
 		"ALIBABA_CLOUD_OIDC_TOKEN_FILE":   "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token",
+		// As ack-pod-identity-webhook 0.4.0 does by default.
+		"ALIBABA_CLOUD_STS_REGION":           "cn-hangzhou",
+		"ALIBABA_CLOUD_STS_ENDPOINT":         "sts-vpc.cn-hangzhou.aliyuncs.com",
+		"ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED": "true",
 	})
 	src := volume(stored, "rrsa-oidc-token").Projected.Sources[0].ServiceAccountToken
 	if src.Audience != AlibabaAudience || src.ExpirationSeconds == nil || *src.ExpirationSeconds != 3600 {
@@ -59,6 +63,8 @@ func TestAlibabaPodIsInjectedAndTheSDKGetsCredentials(t *testing.T) {
 // as a pod would: everything from the environment but the STS endpoint,
 // which is the fake.
 func alibabaCredentials() (string, error) {
+	// The endpoint given here wins over the one the SDK would build from
+	// the injected region and VPC switch (sts-vpc.<region>.aliyuncs.com).
 	p, err := alibaba.NewOIDCCredentialsProviderBuilder().WithSTSEndpoint(fakes.Alibaba.Host()).Build()
 	if err != nil {
 		return "", err

@@ -501,6 +501,14 @@ func (d *Definition) compileAnnotations(field string, specs map[string]Annotatio
 			return fieldErr(field+".annotations["+strconv.Quote(key)+"]", nil, "an annotation the provider reads (token.audienceAnnotation or an {annotation:<key>} of a template); it reads no %s", key)
 		}
 	}
+	// A default stands where a value would: it must be one.
+	for i, e := range d.env {
+		for _, p := range e.value {
+			if p.kind == annotationPH && p.hasDef && d.values[p.text] != nil && !d.values[p.text].MatchString(p.def) {
+				return fieldErr(fmt.Sprintf("%s.env[%d].value", field, i), p.def, "a default for %s that its annotations pattern accepts: %s", p.text, specs[p.text].Expected)
+			}
+		}
+	}
 	return nil
 }
 

@@ -83,6 +83,27 @@ func TestInject(t *testing.T) {
 			t.Errorf("env %+v", inj.Env)
 		}
 	})
+	t.Run("an annotation placeholder with a default gives the default when the annotation is not set", func(t *testing.T) {
+		cfg := strings.Replace(vault, "'{annotation:vault.example.com/addr}'", "'{annotation:vault.example.com/addr|https://vault.internal:8200}'", 1)
+		defs, err := Parse([]byte(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := New(defs[0])
+		for _, tc := range []struct{ name, addr, want string }{
+			{"not set", "", "https://vault.internal:8200"},
+			{"set", "https://vault", "https://vault"},
+		} {
+			ann := map[string]string{"vault.example.com/role": "reader"}
+			if tc.addr != "" {
+				ann["vault.example.com/addr"] = tc.addr
+			}
+			inj, err := p.Inject(request(ann, use))
+			if err != nil || len(inj.Env) != 2 || inj.Env[1].Vars[0].Value != tc.want {
+				t.Errorf("%s: env %+v, %v; want VAULT_ADDR=%s", tc.name, inj.Env, err, tc.want)
+			}
+		}
+	})
 	t.Run("a pod without the label gets nothing, unless only the serviceaccount is judged", func(t *testing.T) {
 		req := request(map[string]string{"vault.example.com/role": "reader"}, map[string]string{"vault.example.com/use": "no"})
 		if inj, err := p.Inject(req); inj != nil || err != nil {
@@ -123,6 +144,8 @@ func TestEveryAnnotationReadNeedsAPattern(t *testing.T) {
 			`providers[0].annotations["vault.example.com/addr"]: expected the pattern and expected form of annotation vault.example.com/addr`},
 		{"a pattern that does not compile", "pattern: 'https://[a-z0-9.-]+(:[0-9]+)?'", "pattern: '(['", `providers[0].annotations["vault.example.com/addr"].pattern "(["`},
 		{"no expected form", "expected: 'a Vault address such as https://vault.example.com:8200'", "expected: ' '", `.expected: expected a description`},
+		{"a default its pattern refuses", "'{annotation:vault.example.com/addr}'", "'{annotation:vault.example.com/addr|http://plain}'",
+			`providers[0].env[2].value "http://plain": expected a default for vault.example.com/addr that its annotations pattern accepts: a Vault address`},
 		{"a pattern for an annotation it does not read", "    vault.example.com/addr:\n", "    vault.example.com/other:\n      pattern: x\n      expected: x\n    vault.example.com/addr:\n",
 			`providers[0].annotations["vault.example.com/other"]: expected an annotation the provider reads`},
 	} {
@@ -156,6 +179,7 @@ func TestParseTemplate(t *testing.T) {
 		{"an unclosed brace is refused", "a{identity", "a { with no }"},
 		{"a lone closing brace is refused", "a}b", "a } with no {"},
 		{"an annotation placeholder needs a key", "{annotation:}", "not {annotation:}"},
+		{"an annotation placeholder with a default needs a key", "{annotation:|x}", "expected an annotation key before the |"},
 		{"doubled braces are text", "{{x}}", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

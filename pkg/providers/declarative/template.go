@@ -14,6 +14,11 @@ type template []part
 // part is literal text (kind == "") or a placeholder.
 type part struct {
 	kind, text string // text is the literal, or the annotation key
+	// def is an annotation placeholder's default ({annotation:<key>|<def>}),
+	// used when the annotation is not set; hasDef tells an empty default
+	// from none.
+	def    string
+	hasDef bool
 }
 
 // Placeholder kinds.
@@ -30,7 +35,7 @@ const (
 	documentPH = "document"
 )
 
-const placeholders = "{identity}, {namespace}, {serviceAccount}, {tokenPath}, {audience} or {annotation:<key>}"
+const placeholders = "{identity}, {namespace}, {serviceAccount}, {tokenPath}, {audience}, {annotation:<key>} or {annotation:<key>|<default>}"
 
 // parseTemplate splits s into literal text and placeholders. {{ and }}
 // stand for { and }. extra names placeholders allowed besides the env
@@ -59,7 +64,14 @@ func parseTemplate(s string, extra ...string) (template, error) {
 			name := s[i+1 : i+end]
 			p := part{kind: name}
 			if key, ok := strings.CutPrefix(name, annotationPH+":"); ok && key != "" {
-				p = part{kind: annotationPH, text: key}
+				// An annotation key never holds "|" (a qualified name is
+				// letters, digits, "-", "_", "." and one "/"), so the first
+				// one starts the default.
+				key, def, hasDef := strings.Cut(key, "|")
+				if key == "" {
+					return nil, fmt.Errorf("{%s}: expected an annotation key before the |", name)
+				}
+				p = part{kind: annotationPH, text: key, def: def, hasDef: hasDef}
 			} else if name != identityPH && name != namespacePH && name != serviceAccountPH && name != tokenPathPH && name != audiencePH && !slices.Contains(extra, name) {
 				allowed := placeholders
 				for _, e := range extra {
@@ -134,7 +146,7 @@ func (v values) escaped(s string) string {
 }
 
 // render fills in the placeholders; ok is false when an annotation it
-// reads is not set.
+// reads is not set and has no default.
 func (t template) render(v values) (string, bool) {
 	var b strings.Builder
 	for _, p := range t {
@@ -143,10 +155,14 @@ func (t template) render(v values) (string, bool) {
 			b.WriteString(p.text)
 		case annotationPH:
 			a, ok := v.annotation(p.text)
-			if !ok {
+			switch {
+			case ok:
+				b.WriteString(v.escaped(a))
+			case p.hasDef:
+				b.WriteString(v.escaped(p.def))
+			default:
 				return "", false
 			}
-			b.WriteString(v.escaped(a))
 		default:
 			b.WriteString(v.escaped(v.fixed[p.kind]))
 		}
