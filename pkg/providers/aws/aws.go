@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -40,7 +41,7 @@ type Provider struct {
 }
 
 type keys struct {
-	roleARN, audience, regionalSTS, expiration, skip, only, sessionName string
+	roleARN, audience, regionalSTS, expiration, skip, only, sessionName, region string
 }
 
 // The values of the role-session-name annotation.
@@ -76,6 +77,7 @@ func newProvider(ctx context.Context, cfg Config, log logrus.FieldLogger, imds f
 		skip:        pre + "skip-containers",
 		only:        pre + "only-containers",
 		sessionName: pre + "role-session-name",
+		region:      pre + "region",
 	}
 	if cfg.PodIdentityConfig != "" {
 		a, err := WatchAssociations(ctx, cfg.PodIdentityConfig, log)
@@ -103,7 +105,7 @@ func (p *Provider) AnnotationPrefixes() []string { return []string{p.cfg.Annotat
 // ServiceAccountKeys implements providers.KeyReader.
 func (p *Provider) ServiceAccountKeys() []string {
 	k := p.keys
-	return []string{k.roleARN, k.audience, k.regionalSTS, k.expiration, k.sessionName}
+	return []string{k.roleARN, k.audience, k.regionalSTS, k.expiration, k.sessionName, k.region}
 }
 
 // TokenAudiences implements providers.Enforcer: STS's (the default, its
@@ -246,13 +248,46 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 			{Name: "AWS_STS_REGIONAL_ENDPOINTS", Value: "regional"},
 		}})
 	}
-	if r := p.cfg.DefaultRegion; r != "" {
+	if r := p.region(req, inj, arn); r != "" {
 		inj.Env = append(inj.Env, providers.EnvGroup{Name: "region", Vars: []corev1.EnvVar{
 			{Name: "AWS_REGION", Value: r},
 			{Name: "AWS_DEFAULT_REGION", Value: r},
 		}})
 	}
 	return inj, nil
+}
+
+// regionPattern is an AWS region's form: a two- to four-letter area, words,
+// and a number (us-east-1, us-gov-west-1, eusc-de-east-1).
+var regionPattern = regexp.MustCompile(`^[a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}$`)
+
+// region returns the region to inject: the ServiceAccount's region
+// annotation (the EKS webhook's long-standing request, its issue 149: a
+// role in another partition than the cluster's, or a workload in another
+// region), else --aws-default-region. An invalid value falls back with a
+// warning; a region outside the role's partition draws one, since STS
+// there does not know the role.
+func (p *Provider) region(req providers.Request, inj *providers.Injection, arn string) string {
+	region := p.cfg.DefaultRegion
+	if v, ok := req.Value(p.keys.region); ok {
+		if regionPattern.MatchString(v) {
+			region = v
+		} else {
+			used := "no region"
+			if region != "" {
+				used = "--aws-default-region " + region
+			}
+			inj.Warnings = append(inj.Warnings, req.Ignored(Name, false, p.keys.region, v, "an AWS region such as us-east-1", used))
+		}
+	}
+	if region == "" || arn == "" {
+		return region
+	}
+	if partition, _, _ := strings.Cut(strings.TrimPrefix(arn, "arn:"), ":"); partition != PartitionForRegion(region) {
+		inj.Warnings = append(inj.Warnings, fmt.Sprintf("aws (%s): the role %s is in partition %s but the region injected, %s, is in %s: STS there does not know the role (set the serviceaccount annotation %s to a region of %s)",
+			inj.Source, quote.Value(arn), partition, region, PartitionForRegion(region), p.keys.region, partition))
+	}
+	return region
 }
 
 // expirationUnset reports whether neither the pod nor the ServiceAccount
