@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pod-identity/injector/internal/quote"
@@ -418,6 +420,16 @@ func (s *state) otherTokenFile(ci int, inj *providers.Injection) (name, value st
 	return "", "", false
 }
 
+// knownTokenFile names the other injector whose layout path is, or "".
+func knownTokenFile(inj *providers.Injection, path string) string {
+	for _, k := range inj.KnownTokenFiles {
+		if re, err := regexp.Compile(k.Pattern); err == nil && re.MatchString(path) {
+			return k.Injector
+		}
+	}
+	return ""
+}
+
 // apply adds one provider's injection. It reports whether anything was
 // added, the warnings for everything it skipped, and notes on what it
 // added that the container will not use (OverridingVariables).
@@ -460,6 +472,11 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 			continue
 		}
 		if name, have, other := s.otherTokenFile(ci, inj); other {
+			if who := knownTokenFile(inj, have); who != "" {
+				warn("pod %s container %s sets %s=%s, the token path of %s: that webhook injected the container, so nothing was added to it (run one of the two for %s pods, or remove %s from the container to use this injection)",
+					s.podRef(), quote.Value(c.Name), name, quote.Value(have), who, inj.Provider, name)
+				continue
+			}
 			warn("pod %s container %s sets %s=%s, another token than the one the %s injection gives; nothing was added to it (remove %s from the container to use the injected identity)",
 				s.podRef(), quote.Value(c.Name), name, quote.Value(have), inj.Provider, name)
 			continue
@@ -470,7 +487,7 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 			path := cleanPath(m.MountPath)
 			have, ok := s.mountAt(ci, path)
 			if !ok {
-				newMounts = append(newMounts, corev1.VolumeMount{Name: m.VolumeName, MountPath: m.MountPath, ReadOnly: true})
+				newMounts = append(newMounts, corev1.VolumeMount{Name: m.VolumeName, MountPath: m.MountPath, ReadOnly: !m.Writable})
 				continue
 			}
 			if have.Name != m.VolumeName {
@@ -547,7 +564,10 @@ func sortedKeys(m map[string]string) []string {
 // sameVolume reports whether have is the volume want, allowing for the
 // defaults the API server fills in.
 func sameVolume(have, want corev1.Volume) bool {
-	return reflect.DeepEqual(normalizeVolume(have), normalizeVolume(want))
+	// Semantic: an empty list or map is the same as none, as they are once
+	// the API server has stored the pod (a label selector's
+	// matchExpressions, say).
+	return equality.Semantic.DeepEqual(normalizeVolume(have), normalizeVolume(want))
 }
 
 func normalizeVolume(v corev1.Volume) corev1.Volume {

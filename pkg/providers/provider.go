@@ -74,8 +74,20 @@ func (r Request) SARef() string {
 type Mount struct {
 	// VolumeName names the volume to mount.
 	VolumeName string
-	// MountPath is where the volume is mounted, read-only.
+	// MountPath is where the volume is mounted, read-only unless Writable.
 	MountPath string
+	// Writable mounts it read-write: a scratch directory a tool writes its
+	// own state to (gcloud's configuration), never a credential.
+	Writable bool
+}
+
+// KnownTokenFile is another injector's token file layout.
+type KnownTokenFile struct {
+	// Pattern matches the whole path (RE2, anchored by the writer; CEL's
+	// matches() reads the same syntax in policy mode).
+	Pattern string
+	// Injector names the injector and version, for people.
+	Injector string
 }
 
 // CredentialGroup names the EnvGroup that carries the identity itself.
@@ -133,6 +145,10 @@ type Injection struct {
 	// variable it sets, and gets the mount and each group of which it sets
 	// none, as the upstream webhooks do.
 	TokenFileVariables []string
+	// KnownTokenFiles are other injectors' token file paths (Azure
+	// Workload Identity 1.6's directories): a container that sets a token
+	// file variable to one of them is said to be that injector's.
+	KnownTokenFiles []KnownTokenFile
 	// OverridingVariables are variables that, set in a container, make
 	// the cloud's SDK use them before the injected identity (a static API
 	// key, say): a container that sets one gets the injection and a

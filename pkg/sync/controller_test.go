@@ -140,7 +140,7 @@ func TestController(t *testing.T) {
 		// Room for the refusal but not for the serviceaccount's
 		// parameters: its pods are still refused (pod-identity-enforce
 		// reads the refusal of a serviceaccount that is not listed).
-		small, _, _ := newController(t, sas, 3000)
+		small, _, _ := newController(t, sas, 3400)
 		small.cfg.Policies = store
 		spec, dropped, err := small.Desired("team")
 		if _, listed := spec.ServiceAccounts["admin"]; err != nil || listed || len(spec.Enforcement.ServiceAccountDenied["admin"]) != 1 || len(dropped) != 1 {

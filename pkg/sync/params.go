@@ -307,18 +307,21 @@ func outcome(p providers.Provider, req providers.Request, scope policy.Scope, op
 	}
 	entry.Source = inj.Source
 	for _, v := range inj.Volumes {
-		if v.Projected == nil && v.DownwardAPI == nil {
-			return entry, fmt.Errorf("serviceaccount %q: provider %s: volume %q is neither projected nor downward API, which policy mode cannot carry", req.SARef(), p.Name(), v.Name)
+		if v.Projected == nil && v.DownwardAPI == nil && v.EmptyDir == nil {
+			return entry, fmt.Errorf("serviceaccount %q: provider %s: volume %q is neither projected, downward API nor an empty directory, which policy mode cannot carry", req.SARef(), p.Name(), v.Name)
 		}
-		entry.Volumes = append(entry.Volumes, v1alpha1.Volume{Name: v.Name, Projected: v.Projected, DownwardAPI: v.DownwardAPI})
+		entry.Volumes = append(entry.Volumes, v1alpha1.Volume{Name: v.Name, Projected: v.Projected, DownwardAPI: v.DownwardAPI, EmptyDir: v.EmptyDir})
 	}
 	for _, m := range inj.Mounts {
-		entry.Mounts = append(entry.Mounts, v1alpha1.Mount{VolumeName: m.VolumeName, MountPath: m.MountPath})
+		entry.Mounts = append(entry.Mounts, v1alpha1.Mount{VolumeName: m.VolumeName, MountPath: m.MountPath, Writable: m.Writable})
 	}
 	for _, g := range inj.Env {
 		entry.Env = append(entry.Env, v1alpha1.EnvGroup{Name: g.Name, Vars: g.Vars})
 	}
 	entry.TokenFileVariables = inj.TokenFileVariables
+	for _, k := range inj.KnownTokenFiles {
+		entry.KnownTokenFiles = append(entry.KnownTokenFiles, v1alpha1.KnownTokenFile{Pattern: k.Pattern, Injector: k.Injector})
+	}
 	entry.OverridingVariables = inj.OverridingVariables
 	entry.Annotations, entry.Labels = inj.Annotations, inj.Labels
 	entry.SkipContainersAnnotation = inj.ContainerAnnotations.Skip

@@ -177,7 +177,7 @@ func TestParameters(t *testing.T) {
 		}
 	})
 	t.Run("a volume policy mode cannot carry is an error naming the serviceaccount and the volume", func(t *testing.T) {
-		e := mutate.New([]providers.Provider{fixed{volume: corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}})
+		e := mutate.New([]providers.Provider{fixed{volume: corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/tmp"}}}}})
 		_, _, err := Parameters(e, sa(nil), policy.Scope{}, Options{})
 		if err == nil || !strings.Contains(err.Error(), `serviceaccount "team/app"`) || !strings.Contains(err.Error(), `volume "scratch"`) {
 			t.Fatalf("err %v", err)

@@ -203,12 +203,17 @@ func modeCases() []modeCase {
 		{name: "claude, with an API key the container sets", sa: map[string]string{"anthropic.pod-identity.io/federation-rule-id": "fdrl_policy", "anthropic.pod-identity.io/organization-id": claudeOrg},
 			opts: []podOpt{withEnv("ANTHROPIC_API_KEY", "sk-ant-api03-x")}, injects: true},
 		{name: "a container whose token file is another gets nothing", sa: awsAnnotations(), opts: []podOpt{withEnv("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/other/token")}, injects: true},
+		{name: "a container that azure workload identity 1.6.1 injected gets nothing, and the warning names that webhook", sa: azureAnnotations(),
+			opts: []podOpt{azureUse, withEnv("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/wi/5c1c2f0bd54f6ee0/token/azure-identity-token")}, injects: true},
+		{name: "a serviceaccount that names its aws region", sa: merge(awsAnnotations(), map[string]string{"eks.amazonaws.com/region": "us-east-2"}), injects: true},
+		{name: "an invalid aws region falls back, with a warning", sa: merge(awsAnnotations(), map[string]string{"eks.amazonaws.com/region": "us east"}), injects: true},
 		{name: "an azure token expiration out of range, refused", sa: azureAnnotations(), opts: []podOpt{azureUse, withAnnotations(map[string]string{"azure.workload.identity/service-account-token-expiration": "60"})}, denied: true},
 		{name: "the azure label on a pod whose serviceaccount has an aws identity", sa: awsAnnotations(), opts: []podOpt{azureUse}, injects: true},
 		// The declarative providers of deploy/providers.
 		{name: "alibaba, declared", sa: alibabaAnnotations, injects: true},
 		{name: "alibaba with an expiration below its minimum", sa: alibabaAnnotations, opts: []podOpt{withAnnotations(map[string]string{
 			"pod-identity.alibabacloud.com/service-account-token-expiration": "60"})}, injects: true},
+		{name: "alibaba in another sts region", sa: merge(alibabaAnnotations, map[string]string{"pod-identity.alibabacloud.com/sts-region": "cn-shanghai"}), injects: true},
 		{name: "oci with its label, beside aws", sa: merge(ociAnnotations, awsAnnotations()), opts: []podOpt{ociUse}, injects: true},
 		{name: "oci without its label", sa: ociAnnotations},
 		{name: "an invalid oci region", sa: map[string]string{"oci.pod-identity.io/region": "Ashburn"}, opts: []podOpt{ociUse}, denied: true},

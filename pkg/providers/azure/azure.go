@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 
@@ -81,6 +82,10 @@ type TokenEndpoint struct {
 	// ca.crt is projected into the token volume and injected as
 	// AZURE_KUBERNETES_CA_FILE.
 	CAConfigMap string
+	// CASigner, when set, projects the ClusterTrustBundles of this signer
+	// (those CASelector selects, all when it is empty) there instead, as
+	// Azure Workload Identity 1.6 does with its CA_CTB settings.
+	CASigner, CASelector string
 }
 
 // annotation is the pod annotation that asks for the custom token endpoint.
@@ -120,6 +125,17 @@ func (c *Config) validate() error {
 			return fmt.Errorf("--azure-custom-token-endpoint-suffix %q: %s is not a valid annotation key", t.Suffix, t.annotation())
 		case t.CAConfigMap != "" && len(validation.IsDNS1123Subdomain(t.CAConfigMap)) > 0:
 			return fmt.Errorf("--azure-kubernetes-ca-configmap %q: expected a ConfigMap name", t.CAConfigMap)
+		case t.CASigner != "" && !validSignerName(t.CASigner):
+			return fmt.Errorf("--azure-kubernetes-ca-trust-bundle-signer %q: expected a signer name such as example.com/my-ca (a domain, a slash and a path)", t.CASigner)
+		case t.CASelector != "" && t.CASigner == "":
+			return fmt.Errorf("--azure-kubernetes-ca-trust-bundle-selector %q: expected --azure-kubernetes-ca-trust-bundle-signer as well", t.CASelector)
+		case countSet(t.CAData, t.CAConfigMap, t.CASigner) > 1:
+			return errors.New("--azure-kubernetes-ca-data, --azure-kubernetes-ca-configmap and --azure-kubernetes-ca-trust-bundle-signer each give the CA: set one at most")
+		}
+		if t.CASelector != "" {
+			if _, err := metav1.ParseToLabelSelector(t.CASelector); err != nil {
+				return fmt.Errorf("--azure-kubernetes-ca-trust-bundle-selector %q: expected a label selector such as team=a (%w)", t.CASelector, err)
+			}
 		}
 	}
 	if _, ok := authorityHosts[c.Cloud]; !ok {
@@ -132,6 +148,35 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--azure-authority-host %q: expected an https:// URL", c.AuthorityHost)
 	}
 	return nil
+}
+
+// upstreamTokenFiles are the token paths of Azure Workload Identity's own
+// webhook since v1.6.0 (the AKS add-on's): a fixed directory under
+// /var/run/secrets/azure/wi in v1.6.0, a directory per pod (a hash of the
+// pod's identity) since v1.6.1 (its pull request 1749). Up to v1.5 its path
+// was ours.
+var upstreamTokenFiles = []providers.KnownTokenFile{
+	{Pattern: `^/var/run/secrets/azure/wi/token/azure-identity-token$`,
+		Injector: "Azure Workload Identity's webhook v1.6.0 (the AKS workload identity add-on)"},
+	{Pattern: `^/var/run/secrets/azure/wi/[0-9a-f]{8,64}/token/azure-identity-token$`,
+		Injector: "Azure Workload Identity's webhook v1.6.1 or later (a directory per pod; the AKS workload identity add-on)"},
+}
+
+// validSignerName reports whether s is a signer name as the API server
+// takes it for a ClusterTrustBundle: a DNS subdomain, a slash, and a path.
+func validSignerName(s string) bool {
+	domain, path, ok := strings.Cut(s, "/")
+	return ok && path != "" && len(validation.IsDNS1123Subdomain(domain)) == 0 && !strings.ContainsAny(path, " \t\n")
+}
+
+func countSet(values ...string) int {
+	n := 0
+	for _, v := range values {
+		if v != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // NewPlugin returns the Azure plugin with default settings.
@@ -152,6 +197,8 @@ func (c *Config) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TokenEndpoint.SNIName, "azure-kubernetes-sni-name", "", "injected as AZURE_KUBERNETES_SNI_NAME into custom token endpoint pods")
 	fs.StringVar(&c.TokenEndpoint.CAData, "azure-kubernetes-ca-data", "", "injected as AZURE_KUBERNETES_CA_DATA into custom token endpoint pods")
 	fs.StringVar(&c.TokenEndpoint.CAConfigMap, "azure-kubernetes-ca-configmap", "", "ConfigMap (in the pod's namespace) whose ca.crt is projected for custom token endpoint pods and named by AZURE_KUBERNETES_CA_FILE")
+	fs.StringVar(&c.TokenEndpoint.CASigner, "azure-kubernetes-ca-trust-bundle-signer", "", "signer whose ClusterTrustBundles are projected for custom token endpoint pods and named by AZURE_KUBERNETES_CA_FILE (instead of --azure-kubernetes-ca-configmap)")
+	fs.StringVar(&c.TokenEndpoint.CASelector, "azure-kubernetes-ca-trust-bundle-selector", "", "label selector of the signer's ClusterTrustBundles to project (default: all of them)")
 }
 
 // Provider injects Azure workload identities.
@@ -309,13 +356,26 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 				vars = append(vars, e)
 			}
 		}
-		if t.CAConfigMap != "" {
+		switch {
+		case t.CAConfigMap != "":
 			vars = append(vars, corev1.EnvVar{Name: "AZURE_KUBERNETES_CA_FILE", Value: MountPath + "/" + caPath})
 			volume.Projected.Sources = append(volume.Projected.Sources, corev1.VolumeProjection{ConfigMap: &corev1.ConfigMapProjection{
 				LocalObjectReference: corev1.LocalObjectReference{Name: t.CAConfigMap},
 				Items:                []corev1.KeyToPath{{Key: "ca.crt", Path: caPath}},
 				Optional:             ptr.To(false),
 			}})
+		case t.CASigner != "":
+			vars = append(vars, corev1.EnvVar{Name: "AZURE_KUBERNETES_CA_FILE", Value: MountPath + "/" + caPath})
+			ctb := &corev1.ClusterTrustBundleProjection{SignerName: ptr.To(t.CASigner), Path: caPath, Optional: ptr.To(false)}
+			if t.CASelector != "" {
+				// Validated when the provider was made.
+				ctb.LabelSelector, _ = metav1.ParseToLabelSelector(t.CASelector)
+			} else {
+				// An empty selector selects every bundle of the signer; none
+				// would select none.
+				ctb.LabelSelector = &metav1.LabelSelector{}
+			}
+			volume.Projected.Sources = append(volume.Projected.Sources, corev1.VolumeProjection{ClusterTrustBundle: ctb})
 		}
 	}
 	// Each variable is added unless the container sets it, as Azure
@@ -325,6 +385,7 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		inj.Env = append(inj.Env, providers.EnvGroup{Name: v.Name, Vars: []corev1.EnvVar{v}})
 	}
 	inj.TokenFileVariables = []string{"AZURE_FEDERATED_TOKEN_FILE"}
+	inj.KnownTokenFiles = upstreamTokenFiles
 	inj.Volumes = []corev1.Volume{volume}
 	inj.Mounts = []providers.Mount{{VolumeName: VolumeName, MountPath: MountPath}}
 	if err := req.Containers(Name, SkipAnnotation, OnlyAnnotation, ";", inj); err != nil {

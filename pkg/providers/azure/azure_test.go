@@ -134,6 +134,13 @@ func TestTheAzureProvider(t *testing.T) {
 	}
 }
 
+// endpoint is a configuration with the custom token endpoint on and t's CA
+// settings.
+func endpoint(t azure.TokenEndpoint) azure.Config {
+	t.Suffix, t.Audience = "token-proxy", "api://AKSIdentityTokenProxy"
+	return azure.Config{TokenEndpoint: t}
+}
+
 func TestTheAzureConfigurationIsChecked(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -142,6 +149,14 @@ func TestTheAzureConfigurationIsChecked(t *testing.T) {
 	}{
 		{name: "a tenant flag with a slash", cfg: azure.Config{TenantID: "a/b"}, says: "--azure-tenant-id"},
 		{name: "an authority host over plain http", cfg: azure.Config{AuthorityHost: "http://login.example/"}, says: "--azure-authority-host"},
+		{name: "a trust bundle signer that is not a signer name", cfg: endpoint(azure.TokenEndpoint{CASigner: "token-proxy-ca"}),
+			says: `--azure-kubernetes-ca-trust-bundle-signer "token-proxy-ca": expected a signer name`},
+		{name: "a trust bundle selector without a signer", cfg: endpoint(azure.TokenEndpoint{CASelector: "tier=proxy"}),
+			says: "expected --azure-kubernetes-ca-trust-bundle-signer as well"},
+		{name: "a trust bundle selector that does not parse", cfg: endpoint(azure.TokenEndpoint{CASigner: "example.com/ca", CASelector: "tier in (a"}),
+			says: `--azure-kubernetes-ca-trust-bundle-selector "tier in (a": expected a label selector`},
+		{name: "two sources of the CA", cfg: endpoint(azure.TokenEndpoint{CAConfigMap: "ca", CASigner: "example.com/ca"}),
+			says: "set one at most"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := azure.New(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.says) {

@@ -24,24 +24,31 @@ import (
 
 // Annotations, paths and defaults of the Google Cloud provider.
 const (
-	Name                      = "gcp"
-	Prefix                    = "cloud.google.com/"
-	ProviderAnnotation        = Prefix + "workload-identity-provider"
-	EmailAnnotation           = Prefix + "service-account-email"
-	AudienceAnnotation        = Prefix + "audience"
-	ExpirationAnnotation      = Prefix + "token-expiration"
-	LifetimeAnnotation        = Prefix + "impersonation-lifetime"
-	ProjectAnnotation         = Prefix + "project-id"
-	LegacyProjectAnnotation   = Prefix + "project"
-	SkipAnnotation            = Prefix + "skip-containers"
-	OnlyAnnotation            = Prefix + "only-containers"
-	CredentialsAnnotation     = Prefix + "external-credentials-json"
-	TokenVolumeName           = "gcp-iam-token"
-	TokenMountPath            = "/var/run/secrets/sts.googleapis.com/serviceaccount"
-	TokenPath                 = "token"
-	ConfigVolumeName          = "gcp-workload-identity"
-	ConfigMountPath           = "/var/run/secrets/workload-identity"
-	ConfigPath                = "federation.json"
+	Name                    = "gcp"
+	Prefix                  = "cloud.google.com/"
+	ProviderAnnotation      = Prefix + "workload-identity-provider"
+	EmailAnnotation         = Prefix + "service-account-email"
+	AudienceAnnotation      = Prefix + "audience"
+	ExpirationAnnotation    = Prefix + "token-expiration"
+	LifetimeAnnotation      = Prefix + "impersonation-lifetime"
+	ProjectAnnotation       = Prefix + "project-id"
+	LegacyProjectAnnotation = Prefix + "project"
+	SkipAnnotation          = Prefix + "skip-containers"
+	OnlyAnnotation          = Prefix + "only-containers"
+	CredentialsAnnotation   = Prefix + "external-credentials-json"
+	TokenVolumeName         = "gcp-iam-token"
+	TokenMountPath          = "/var/run/secrets/sts.googleapis.com/serviceaccount"
+	TokenPath               = "token"
+	ConfigVolumeName        = "gcp-workload-identity"
+	ConfigMountPath         = "/var/run/secrets/workload-identity"
+	ConfigPath              = "federation.json"
+	// GcloudConfigVolumeName and GcloudConfigMountPath are the writable
+	// directory named by CLOUDSDK_CONFIG: gcloud writes its state there,
+	// and a read-only root filesystem leaves it nowhere else. The names
+	// are the GCP webhook's, whose direct mode injects the same since its
+	// pull request 152.
+	GcloudConfigVolumeName    = "gcloud-config"
+	GcloudConfigMountPath     = "/var/run/secrets/gcloud/config"
 	DefaultTokenURL           = "https://sts.googleapis.com/v1/token"
 	DefaultIAMCredentialsURL  = "https://iamcredentials.googleapis.com"
 	DefaultUniverseDomain     = "googleapis.com"
@@ -363,9 +370,11 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 		inj.Volumes[0].Projected.DefaultMode = &mode
 		inj.Volumes[1].DownwardAPI.DefaultMode = &mode
 	}
+	inj.Volumes = append(inj.Volumes, corev1.Volume{Name: GcloudConfigVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 	inj.Mounts = []providers.Mount{
 		{VolumeName: TokenVolumeName, MountPath: TokenMountPath},
 		{VolumeName: ConfigVolumeName, MountPath: ConfigMountPath},
+		{VolumeName: GcloudConfigVolumeName, MountPath: GcloudConfigMountPath, Writable: true},
 	}
 	inj.Env = []providers.EnvGroup{{Name: providers.CredentialGroup, Vars: []corev1.EnvVar{
 		{Name: "GOOGLE_APPLICATION_CREDENTIALS", Value: configFile},
@@ -373,6 +382,9 @@ func (p *Provider) Inject(req providers.Request) (*providers.Injection, error) {
 	}}}
 	// gcloud reads its own override before the SDKs' variable.
 	inj.TokenFileVariables = []string{"GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE"}
+	// A group of its own: a container that keeps gcloud's state elsewhere
+	// keeps its directory and still gets the identity.
+	inj.Env = append(inj.Env, providers.EnvGroup{Name: "gcloud config", Vars: []corev1.EnvVar{{Name: "CLOUDSDK_CONFIG", Value: GcloudConfigMountPath}}})
 	if project != "" {
 		inj.Env = append(inj.Env, providers.EnvGroup{Name: "project", Vars: []corev1.EnvVar{{Name: "CLOUDSDK_CORE_PROJECT", Value: project}}})
 	}

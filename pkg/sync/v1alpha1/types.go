@@ -224,6 +224,10 @@ type Injection struct {
 	// from the entry.
 	// +optional
 	TokenFileVariables []string `json:"tokenFileVariables,omitempty"`
+	// KnownTokenFiles are other injectors' token file paths, named in the
+	// warning for a container that sets a token file variable to one.
+	// +optional
+	KnownTokenFiles []KnownTokenFile `json:"knownTokenFiles,omitempty"`
 	// OverridingVariables are variables the SDKs use before the injected
 	// identity: a container that sets one is warned.
 	// +optional
@@ -286,7 +290,7 @@ type Expiration struct {
 }
 
 // Volume is a volume the engine adds: a projected ServiceAccount token,
-// or a downward API file.
+// a downward API file, or an empty scratch directory.
 type Volume struct {
 	// Name is the volume's name.
 	Name string `json:"name"`
@@ -296,14 +300,28 @@ type Volume struct {
 	// DownwardAPI is a downward API volume.
 	// +optional
 	DownwardAPI *corev1.DownwardAPIVolumeSource `json:"downwardAPI,omitempty"`
+	// EmptyDir is an empty directory.
+	// +optional
+	EmptyDir *corev1.EmptyDirVolumeSource `json:"emptyDir,omitempty"`
 }
 
-// Mount is a read-only volume mount.
+// Mount is a volume mount, read-only unless Writable.
 type Mount struct {
 	// VolumeName names the volume.
 	VolumeName string `json:"volumeName"`
 	// MountPath is where it is mounted.
 	MountPath string `json:"mountPath"`
+	// Writable mounts it read-write (a scratch directory).
+	// +optional
+	Writable bool `json:"writable,omitempty"`
+}
+
+// KnownTokenFile is another injector's token file layout.
+type KnownTokenFile struct {
+	// Pattern matches the whole path (RE2).
+	Pattern string `json:"pattern"`
+	// Injector names the injector, for people.
+	Injector string `json:"injector"`
 }
 
 // EnvGroup is a set of variables added together or not at all.
