@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -68,6 +69,13 @@ func TestTrustRefusesBadInput(t *testing.T) {
 	newline := write("newline.yaml", sa("acme", `"x\ntouch /tmp/pwned\n#"`, "eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/x"))
 	audiences := write("audiences.yaml", sa("acme", "hostile", provider+", cloud.google.com/audience: sts.example.com")+sa("acme", "victim", provider))
 	issuerAudience := write("issuer-audience.yaml", sa("acme", "reports", "eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/x, eks.amazonaws.com/audience: '"+testIssuer+"'"))
+	vaultShared := write("vault-shared.yaml", sa("acme", "a", "vault.pod-identity.io/role: shared")+sa("acme", "b", "vault.pod-identity.io/role: shared"))
+	var many strings.Builder
+	for i := range 40 {
+		many.WriteString(sa("acme", fmt.Sprintf("app-%d", i), "eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/shared"))
+	}
+	manyOnOneRole := write("many.yaml", many.String())
+	openaiIssuer := write("openai-issuer.yaml", sa("acme", "agent", "openai.pod-identity.io/service-account-id: sa1, openai.pod-identity.io/identity-provider-id: idp1, openai.pod-identity.io/audience: '"+testIssuer+"'"))
 	apiAudience := write("api-audience.yaml", sa("acme", "reports", "eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/x, eks.amazonaws.com/audience: https://kubernetes.default.svc"))
 	for _, tt := range []struct {
 		name string
@@ -82,8 +90,14 @@ func TestTrustRefusesBadInput(t *testing.T) {
 		{"a namespace and name of *", []string{"trust", "-f", star, "--issuer", testIssuer}, `namespace "*"`},
 		{"a name with a newline, which would end the comment line", []string{"trust", "-f", newline, "--issuer", testIssuer, "-o", "commands"}, `serviceaccount "acme/x\ntouch /tmp/pwned\n#": name`},
 		{"one pool provider given two audiences", []string{"trust", "-f", audiences, "--issuer", testIssuer}, `serviceaccounts acme/hostile give it the audience "sts.example.com" and acme/victim gives it`},
+		{"two serviceaccounts naming one role that admits one subject", []string{"trust", "-f", vaultShared, "--issuer", testIssuer, "--provider-config", filepath.Join("..", "..", "deploy", "providers", "vault.yaml")},
+			`Vault JWT auth role "auth/jwt/role/shared": serviceaccounts acme/a and acme/b both name it, and it admits one ServiceAccount: applying the second would replace the first`},
+		{"so many serviceaccounts on one IAM role that its trust policy would pass IAM's limit", []string{"trust", "-f", manyOnOneRole, "--issuer", testIssuer},
+			`over IAM's maximum of 4096: give some of them another role`},
 		{"an audience the API server accepts", []string{"trust", "-f", apiAudience, "--issuer", testIssuer}, `the token audience "https://kubernetes.default.svc" is one the Kubernetes API server accepts`},
 		{"the issuer as an audience", []string{"trust", "-f", issuerAudience, "--issuer", testIssuer}, `is one the Kubernetes API server accepts`},
+		{"the issuer as the audience a declarative provider's annotation chooses", []string{"trust", "-f", openaiIssuer, "--issuer", testIssuer, "--provider-config", filepath.Join("..", "..", "deploy", "providers", "openai.yaml")},
+			`serviceaccount "acme/agent" (openai): the token audience`},
 		{"an EKS cluster ARN with wildcards", []string{"trust", "-f", good, "--eks-cluster", "arn:aws:eks:*:111122223333:cluster/*"}, `expected an EKS cluster ARN`},
 		{"a role of another account than the EKS cluster's", []string{"trust", "-f", good, "--eks-cluster", "arn:aws:eks:us-west-2:999999999999:cluster/prod"}, `not the cluster's 999999999999`},
 		{"no issuer", []string{"trust", "-f", good}, "--issuer is required"},

@@ -243,6 +243,9 @@ type TrustObject struct {
 	Object any
 	// Command applies it with the cloud's CLI; empty when there is none.
 	Command string
+	// Additive says applying it adds to the target's documents rather
+	// than replacing the target's one.
+	Additive bool
 }
 
 // TrustDescriber is implemented by a provider that can say what its cloud

@@ -76,7 +76,7 @@ func podIdentity(cluster string, sa *corev1.ServiceAccount, inj *providers.Injec
 			return nil, fmt.Errorf("role %s: in account %s, not the cluster's %s: an EKS Pod Identity association names a role of the cluster's account", quote.Value(arn), roleAccount, account)
 		}
 		assoc := PodIdentityAssociation{ClusterName: name, Namespace: sa.Namespace, ServiceAccount: sa.Name, RoleARN: arn}
-		out = append(out, Document{Provider: "aws", ServiceAccount: ref, Kind: "EKS Pod Identity association", Target: cluster, Object: assoc,
+		out = append(out, Document{Provider: "aws", ServiceAccount: ref, Kind: "EKS Pod Identity association", Target: cluster, Object: assoc, Additive: true,
 			Command: "aws eks create-pod-identity-association --cluster-name " + quote.Shell(name) + " --namespace " + quote.Shell(sa.Namespace) +
 				" --service-account " + quote.Shell(sa.Name) + " --role-arn " + quote.Shell(arn)})
 		doc := IAMPolicy{Version: "2012-10-17", Statement: []IAMStatement{{

@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"reflect"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -35,6 +37,11 @@ type Document struct {
 	Object any `json:"object"`
 	// Command applies it with the cloud's CLI; empty when there is none.
 	Command string `json:"command,omitempty"`
+	// Additive says that applying it adds to the target (an Entra
+	// credential, an IAM binding, a policy statement); otherwise it
+	// replaces the target's document (a role's trust policy), so Merge
+	// joins or refuses the documents of one target.
+	Additive bool `json:"-"`
 }
 
 // KindPoolProvider is the Kind of a Google workload identity pool
@@ -106,7 +113,7 @@ func For(o Options, sa *corev1.ServiceAccount, injections []*providers.Injection
 	}
 	var out []Document
 	for _, inj := range injections {
-		if a := audience(inj); a != "" && (o.APIAudience != nil && o.APIAudience(a) || looseAudience(a) == looseAudience(o.Issuer) && o.Issuer != "") && (inj.Provider == "aws" || inj.Provider == "azure" || inj.Provider == "gcp") {
+		if a := audience(inj); a != "" && (o.APIAudience != nil && o.APIAudience(a) || looseAudience(a) == looseAudience(o.Issuer) && o.Issuer != "") && issuerTrusted(inj) {
 			return nil, fmt.Errorf("serviceaccount %q (%s): the token audience %s is one the Kubernetes API server accepts: a cloud trusting it would accept every pod's API token; give the ServiceAccount the cloud's own audience", ref, inj.Provider, quote.Value(a))
 		}
 		var docs []Document
@@ -133,7 +140,7 @@ func For(o Options, sa *corev1.ServiceAccount, injections []*providers.Injection
 				var objs []providers.TrustObject
 				objs, err = d.Trust(o.Issuer, sa, inj)
 				for _, t := range objs {
-					docs = append(docs, Document{Provider: inj.Provider, ServiceAccount: ref, Kind: t.Kind, Target: t.Target, Object: t.Object, Command: t.Command})
+					docs = append(docs, Document{Provider: inj.Provider, ServiceAccount: ref, Kind: t.Kind, Target: t.Target, Object: t.Object, Command: t.Command, Additive: t.Additive})
 				}
 			}
 		}
@@ -169,6 +176,19 @@ func audience(inj *providers.Injection) string {
 		}
 	}
 	return ""
+}
+
+// issuerTrusted says whether the injection's cloud trusts the issuer for
+// its audience: the compiled-in clouds always, a declarative provider
+// when a ServiceAccount annotation chose the audience (its file's own
+// audience is the operator's choice: OKE's is the API server's, since OKE
+// checks tokens with a TokenReview, not against the issuer).
+func issuerTrusted(inj *providers.Injection) bool {
+	switch inj.Provider {
+	case "aws", "azure", "gcp":
+		return true
+	}
+	return slices.ContainsFunc(inj.Identities, func(id providers.Identity) bool { return id.Field == "audiences" })
 }
 
 // hostPath is the issuer as IAM names it: no scheme, no trailing slash.
@@ -228,7 +248,7 @@ func azure(issuer string, sa *corev1.ServiceAccount, inj *providers.Injection) [
 	for _, id := range identities(inj, "clientIDs") {
 		fic := FederatedCredential{Name: credentialName(sa), Issuer: issuer, Subject: Subject(sa.Namespace, sa.Name), Audiences: []string{audience(inj)}}
 		body, _ := json.Marshal(fic)
-		out = append(out, Document{Provider: "azure", ServiceAccount: sa.Namespace + "/" + sa.Name, Kind: "Entra federated identity credential", Target: id, Object: fic,
+		out = append(out, Document{Provider: "azure", ServiceAccount: sa.Namespace + "/" + sa.Name, Kind: "Entra federated identity credential", Target: id, Object: fic, Additive: true,
 			Command: "az ad app federated-credential create --id " + id + " --parameters " + quote.Shell(string(body))})
 	}
 	return out
@@ -265,12 +285,12 @@ func gcp(issuer string, sa *corev1.ServiceAccount, inj *providers.Injection) ([]
 		out = append(out, poolProviderDocument(ref, provider, issuer, audience(inj), []string{Subject(sa.Namespace, sa.Name)}))
 		emails := identities(inj, "serviceAccountEmails")
 		if len(emails) == 0 {
-			out = append(out, Document{Provider: "gcp", ServiceAccount: ref, Kind: "Google IAM principal (grant it roles on resources directly)", Target: pool, Object: map[string]string{"member": principal},
+			out = append(out, Document{Provider: "gcp", ServiceAccount: ref, Kind: "Google IAM principal (grant it roles on resources directly)", Target: pool, Object: map[string]string{"member": principal}, Additive: true,
 				Command: "gcloud projects add-iam-policy-binding PROJECT --role=ROLE --member=" + quote.Shell(principal)})
 		}
 		for _, email := range emails {
 			b := IAMBinding{Resource: email, Role: "roles/iam.workloadIdentityUser", Member: principal}
-			out = append(out, Document{Provider: "gcp", ServiceAccount: ref, Kind: "Google IAM binding", Target: email, Object: b,
+			out = append(out, Document{Provider: "gcp", ServiceAccount: ref, Kind: "Google IAM binding", Target: email, Object: b, Additive: true,
 				Command: "gcloud iam service-accounts add-iam-policy-binding " + email + " --role=roles/iam.workloadIdentityUser --member=" + quote.Shell(principal)})
 		}
 	}
@@ -307,12 +327,21 @@ func poolProviderDocument(ref, provider, issuer, audience string, subjects []str
 			parts[7], parts[5], parts[1], quote.Shell(issuer), quote.Shell(audience), quote.Shell(p.AttributeCondition))}
 }
 
-// Merge joins the documents of one pool provider, which serves every
-// ServiceAccount that names it, into one whose attribute condition admits
-// exactly those ServiceAccounts (in the order first seen); the others stay
-// as they are. ServiceAccounts that give one provider different audiences
-// are an error: one of them would widen what the provider accepts from
-// all the others.
+// Merge joins the documents that ServiceAccounts naming one target need,
+// where applying one would replace another's:
+//   - a pool provider, which serves every ServiceAccount that names it,
+//     becomes one whose attribute condition admits exactly those
+//     ServiceAccounts (in the order first seen); ServiceAccounts that give
+//     one provider different audiences are an error: one of them would
+//     widen what the provider accepts from all the others;
+//   - an IAM role's trust policy gets one statement per ServiceAccount, so
+//     that applying it admits each of them, and no other;
+//   - another replacing document (a declarative provider's: a RAM role's
+//     trust, a rule with one subject) is an error unless the documents are
+//     the same: applying the second would lock the first ServiceAccount out.
+//
+// Additive documents (Entra credentials, IAM bindings, Pod Identity
+// associations, declared additive) stay as they are.
 func Merge(docs []Document) ([]Document, error) {
 	var out []Document
 	at := map[string]int{}
@@ -320,7 +349,22 @@ func Merge(docs []Document) ([]Document, error) {
 	for _, d := range docs {
 		p, ok := d.Object.(PoolProvider)
 		if d.Kind != KindPoolProvider || !ok {
-			out = append(out, d)
+			if d.Additive {
+				out = append(out, d)
+				continue
+			}
+			key := d.Provider + "\x00" + d.Kind + "\x00" + d.Target
+			i, seen := at[key]
+			if !seen {
+				at[key] = len(out)
+				out = append(out, d)
+				continue
+			}
+			merged, err := mergeReplacing(out[i], d)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = merged
 			continue
 		}
 		subs, _ := ConditionSubjects(p.AttributeCondition)
@@ -341,4 +385,44 @@ func Merge(docs []Document) ([]Document, error) {
 		out[i] = poolProviderDocument(out[i].ServiceAccount+", "+d.ServiceAccount, d.Target, first.OIDC.IssuerURI, a, subjects[d.Target])
 	}
 	return out, nil
+}
+
+// maxTrustPolicy is the largest role trust policy IAM takes (its quota
+// raised from the default 2048 to the maximum).
+const maxTrustPolicy = 4096
+
+// mergeReplacing joins d into first, a document of the same target that
+// applying d would replace.
+func mergeReplacing(first, d Document) (Document, error) {
+	if reflect.DeepEqual(first.Object, d.Object) {
+		first.ServiceAccount += ", " + d.ServiceAccount
+		return first, nil
+	}
+	policy, ok := first.Object.(IAMPolicy)
+	more, ok2 := d.Object.(IAMPolicy)
+	if !ok || !ok2 {
+		return Document{}, fmt.Errorf("%s %s: serviceaccounts %s and %s both name it, and it admits one ServiceAccount: applying the second would replace the first (give each ServiceAccount its own)",
+			d.Kind, quote.Value(d.Target), first.ServiceAccount, d.ServiceAccount)
+	}
+	_, _, name, err := roleARN(d.Target)
+	if err != nil {
+		return Document{}, err
+	}
+	merged := IAMPolicy{Version: policy.Version, Statement: slices.Clone(policy.Statement)}
+	for _, st := range more.Statement {
+		if !slices.ContainsFunc(merged.Statement, func(s IAMStatement) bool { return reflect.DeepEqual(s, st) }) {
+			merged.Statement = append(merged.Statement, st)
+		}
+	}
+	body, _ := json.Marshal(merged)
+	// IAM's limit on a role trust policy: 2048 characters by default,
+	// 4096 at most by quota increase (whitespace not counted; compact JSON
+	// has none).
+	if len(body) > maxTrustPolicy {
+		return Document{}, fmt.Errorf("%s %s: one statement each for serviceaccounts %s and %s makes a trust policy of %d characters, over IAM's maximum of %d: give some of them another role",
+			d.Kind, quote.Value(d.Target), first.ServiceAccount, d.ServiceAccount, len(body), maxTrustPolicy)
+	}
+	first.ServiceAccount += ", " + d.ServiceAccount
+	first.Object, first.Command = merged, updateRoleTrust(d.Target, name, string(body))
+	return first, nil
 }

@@ -101,6 +101,12 @@ type TrustSpec struct {
 	// Command applies it with the cloud's CLI; {document} is the
 	// document (as compact JSON, or the text), one shell word.
 	Command string `json:"command,omitempty"`
+	// Additive says that each ServiceAccount's document is added beside
+	// the others of its target (policy statements, a provider's subject
+	// mappings). Without it, applying a document replaces the target's
+	// (a role's trust policy, a rule's one subject), so `injector trust`
+	// refuses two ServiceAccounts that name one target.
+	Additive bool `json:"additive,omitempty"`
 }
 
 // AnnotationSpec is what a ServiceAccount annotation may hold.
@@ -356,6 +362,7 @@ type Definition struct {
 // trustTemplates are the parsed templates of a TrustSpec.
 type trustTemplates struct {
 	kind            string
+	additive        bool
 	target, command template
 	// document is a template, or a JSON value whose strings are.
 	document any
@@ -549,7 +556,7 @@ func (d *Definition) compileTrust(field string, t *TrustSpec, underPrefix func(f
 	if strings.TrimSpace(t.Kind) == "" {
 		return fieldErr(field+".kind", nil, "what the object is, such as RAM role trust policy")
 	}
-	tt := &trustTemplates{kind: t.Kind}
+	tt := &trustTemplates{kind: t.Kind, additive: t.Additive}
 	parse := func(f, value string) (template, error) {
 		extra := []string{issuerPH, subjectPH}
 		if f == field+".command" {

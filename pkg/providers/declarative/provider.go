@@ -294,7 +294,7 @@ func (p *Provider) Trust(issuer string, sa *corev1.ServiceAccount, inj *provider
 	withDoc[documentPH] = doc
 	// Every value is one word of the command, whatever it holds.
 	command, _ := t.command.render(values{fixed: withDoc, annotation: annotation, escape: quote.Shell})
-	return []providers.TrustObject{{Kind: t.kind, Target: target, Object: object, Command: command}}, nil
+	return []providers.TrustObject{{Kind: t.kind, Target: target, Object: object, Command: command, Additive: t.additive}}, nil
 }
 
 // renderDocument fills in a parsed document's templates.
