@@ -541,6 +541,7 @@ func identityNames(t *testing.T) (vars, added []string) {
 		"anthropic.pod-identity.io/federation-rule-id": "fdrl_1",
 		"anthropic.pod-identity.io/organization-id":    "3f2a9c1e-7b4d-4e8a-9c0f-1a2b3c4d5e6f",
 		"openai.pod-identity.io/service-account-id":    "sa",
+		"vault.pod-identity.io/role":                   "reader",
 	}, Labels: map[string]string{"azure.workload.identity/use": "true"}}}
 	req := providers.Request{Namespace: "ns", PodMeta: &metav1.ObjectMeta{}, PodSpec: &corev1.PodSpec{}, ServiceAccount: sa, ServiceAccountOnly: true}
 	for _, p := range ps {

@@ -110,6 +110,7 @@ func providerArgs() []string {
 		"--provider-config=" + filepath.Join(repoRoot, "deploy", "providers", "oracle-oke.yaml"),
 		"--provider-config=" + filepath.Join(repoRoot, "deploy", "providers", "anthropic-claude.yaml"),
 		"--provider-config=" + filepath.Join(repoRoot, "deploy", "providers", "openai.yaml"),
+		"--provider-config=" + filepath.Join(repoRoot, "deploy", "providers", "vault.yaml"),
 	}
 }
 
