@@ -65,7 +65,7 @@ func newServeCommand(args []string) *cobra.Command {
 	fs.StringVar(&cfg.server.MetricsAddress, "metrics-address", ":8080", "plain HTTP address of /metrics, /healthz and /readyz")
 	fs.StringVar(&cfg.certFile, "tls-cert-file", "", "serving certificate (PEM), reloaded when it changes")
 	fs.StringVar(&cfg.keyFile, "tls-key-file", "", "serving key (PEM), reloaded when it changes")
-	fs.StringVar(&cfg.clientCAFile, "client-ca-file", "", "PEM bundle of CAs: when set, only clients with a certificate they signed (the API server, configured as the README shows) may send reviews; reloaded when it changes")
+	fs.StringVar(&cfg.clientCAFile, "client-ca-file", "", "PEM bundle of CAs: when set, only clients with a certificate they signed (the API server, configured as docs/deploying.md shows) may send reviews; reloaded when it changes")
 	fs.StringSliceVar(&cfg.server.ClientNames, "client-names", nil, "with --client-ca-file: the only common names or DNS names a client certificate may carry (the API server's webhook client certificate), so that other certificates the same CA signed are refused")
 	fs.DurationVar(&cfg.certPoll, "tls-reload-interval", time.Minute, "how often the certificate files are re-read besides on change events")
 	fs.StringVar(&cfg.server.TLSMinVersion, "tls-min-version", "1.2", "minimum TLS version: 1.2 or 1.3")
