@@ -533,15 +533,17 @@ func identityNames(t *testing.T) (vars, added []string) {
 	}
 	// A ServiceAccount set up for every provider.
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "sa", Annotations: map[string]string{
-		"eks.amazonaws.com/role-arn":                   "arn:aws:iam::111122223333:role/app",
-		"azure.workload.identity/client-id":            "11111111-2222-3333-4444-555555555555",
-		"cloud.google.com/workload-identity-provider":  "projects/1/locations/global/workloadIdentityPools/pool/providers/prov",
-		"pod-identity.alibabacloud.com/role-name":      "role",
-		"oci.pod-identity.io/region":                   "us-ashburn-1",
-		"anthropic.pod-identity.io/federation-rule-id": "fdrl_1",
-		"anthropic.pod-identity.io/organization-id":    "3f2a9c1e-7b4d-4e8a-9c0f-1a2b3c4d5e6f",
-		"openai.pod-identity.io/service-account-id":    "sa",
-		"vault.pod-identity.io/role":                   "reader",
+		"eks.amazonaws.com/role-arn":                            "arn:aws:iam::111122223333:role/app",
+		"azure.workload.identity/client-id":                     "11111111-2222-3333-4444-555555555555",
+		"cloud.google.com/workload-identity-provider":           "projects/1/locations/global/workloadIdentityPools/pool/providers/prov",
+		"pod-identity.alibabacloud.com/role-name":               "role",
+		"oci.pod-identity.io/region":                            "us-ashburn-1",
+		"anthropic.pod-identity.io/federation-rule-id":          "fdrl_1",
+		"anthropic.pod-identity.io/organization-id":             "3f2a9c1e-7b4d-4e8a-9c0f-1a2b3c4d5e6f",
+		"openai.pod-identity.io/service-account-id":             "sa",
+		"vault.pod-identity.io/role":                            "reader",
+		"workload-identity.stackit.cloud/service-account-email": "app-aBc2defg@sa.stackit.cloud",
+		"databricks.pod-identity.io/client-id":                  "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b",
 	}, Labels: map[string]string{"azure.workload.identity/use": "true"}}}
 	req := providers.Request{Namespace: "ns", PodMeta: &metav1.ObjectMeta{}, PodSpec: &corev1.PodSpec{}, ServiceAccount: sa, ServiceAccountOnly: true}
 	for _, p := range ps {

@@ -730,15 +730,17 @@ func (f *FakeGoogle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Fakes are the clouds' endpoints: the three compiled-in clouds' and
 // those of the declarative providers in deploy/providers.
 type Fakes struct {
-	STS       *FakeSTS
-	Entra     *FakeEntra
-	Google    *FakeGoogle
-	Alibaba   *FakeAlibabaSTS
-	OKE       *FakeOKE
-	Anthropic *FakeAnthropic
-	OpenAI    *FakeOpenAI
-	Vault     *FakeVault
-	stop      []func()
+	STS        *FakeSTS
+	Entra      *FakeEntra
+	Google     *FakeGoogle
+	Alibaba    *FakeAlibabaSTS
+	OKE        *FakeOKE
+	Anthropic  *FakeAnthropic
+	OpenAI     *FakeOpenAI
+	Vault      *FakeVault
+	STACKIT    *FakeSTACKIT
+	Databricks *FakeDatabricks
+	stop       []func()
 }
 
 // The OIDC provider ARN and the OKE audience of deploy/providers' examples.
@@ -799,6 +801,14 @@ func StartFakes() (*Fakes, error) {
 		return nil, err
 	}
 	f.stop = append(f.stop, f.Vault.close)
+	if f.STACKIT, err = startFakeSTACKIT(); err != nil {
+		return nil, err
+	}
+	f.stop = append(f.stop, f.STACKIT.close)
+	if f.Databricks, err = startFakeDatabricks(); err != nil {
+		return nil, err
+	}
+	f.stop = append(f.stop, f.Databricks.close)
 	return f, nil
 }
 
@@ -806,6 +816,7 @@ func StartFakes() (*Fakes, error) {
 func (f *Fakes) SetVerifier(v *Verifier) {
 	f.STS.verifier, f.Entra.verifier, f.Google.verifier, f.Alibaba.verifier, f.OKE.verifier = v, v, v, v, v
 	f.Anthropic.verifier, f.OpenAI.verifier, f.Vault.verifier = v, v, v
+	f.STACKIT.verifier, f.Databricks.verifier = v, v
 }
 
 // Close stops the fakes.

@@ -14,6 +14,7 @@ require (
 	github.com/openai/openai-go/v3 v3.102.0
 	github.com/oracle/oci-go-sdk/v65 v65.130.0
 	github.com/pod-identity/injector v0.0.0-00010101000000-000000000000
+	github.com/stackitcloud/stackit-sdk-go/core v0.27.1
 	golang.org/x/oauth2 v0.38.0
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
@@ -50,7 +51,7 @@ require (
 	github.com/emicklei/go-restful/v3 v3.13.0 // indirect
 	github.com/fxamacker/cbor/v2 v2.9.1 // indirect
 	github.com/go-errors/errors v1.5.1 // indirect
-	github.com/go-logr/logr v1.4.3 // indirect
+	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-openapi/jsonpointer v1.0.0 // indirect
 	github.com/go-openapi/jsonreference v1.0.0 // indirect

@@ -111,6 +111,8 @@ func providerArgs() []string {
 		"--provider-config=" + filepath.Join(repoRoot, "deploy", "providers", "anthropic-claude.yaml"),
 		"--provider-config=" + filepath.Join(repoRoot, "deploy", "providers", "openai.yaml"),
 		"--provider-config=" + filepath.Join(repoRoot, "deploy", "providers", "vault.yaml"),
+		"--provider-config=" + filepath.Join(repoRoot, "deploy", "providers", "stackit.yaml"),
+		"--provider-config=" + filepath.Join(repoRoot, "deploy", "providers", "databricks.yaml"),
 	}
 }
 
