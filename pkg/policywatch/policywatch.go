@@ -48,6 +48,9 @@ type Config struct {
 	// changed: with a namespace whose labels changed, or with "" when the
 	// policies changed (every namespace). It must not block.
 	OnChange func(namespace string)
+	// CRDPoll is how often a missing IdentityPolicy CRD is looked for
+	// again (default 5 s).
+	CRDPoll time.Duration
 }
 
 // Watcher keeps a Store current.
@@ -71,6 +74,9 @@ type compiledPolicy struct {
 func New(cfg Config) (*Watcher, error) {
 	if cfg.Client == nil || cfg.Dynamic == nil || cfg.Store == nil {
 		return nil, errors.New("policywatch: a client, a dynamic client and a store are required")
+	}
+	if cfg.CRDPoll <= 0 {
+		cfg.CRDPoll = 5 * time.Second
 	}
 	if cfg.Log == nil {
 		l := logrus.New()
@@ -201,10 +207,16 @@ func statusOutOfDate(u *unstructured.Unstructured, p *policy.Policy) bool {
 		got.Reason != want.Reason || got.Message != want.Message || got.ObservedGeneration != want.ObservedGeneration
 }
 
-// Start runs the informers and the status writer until ctx ends.
+// Start runs the informers and the status writer until ctx ends. The
+// policies are watched once the API server serves the IdentityPolicy CRD:
+// until then the Watcher is not synced, and says why once.
 func (w *Watcher) Start(ctx context.Context) {
 	go w.namespaces.RunWithContext(ctx)
-	go w.policies.RunWithContext(ctx)
+	go func() {
+		if w.waitForCRD(ctx) {
+			w.policies.RunWithContext(ctx)
+		}
+	}()
 	go func() {
 		<-ctx.Done()
 		w.queue.ShutDown()
@@ -213,6 +225,58 @@ func (w *Watcher) Start(ctx context.Context) {
 		for w.writeNextStatus(ctx) {
 		}
 	}()
+}
+
+// waitForCRD returns once the API server serves IdentityPolicies (true),
+// or when ctx ends (false). A missing CRD is said once, with what installs
+// it and the flag that turns policies off; watching a resource the server
+// does not serve would only repeat client-go's "could not find the
+// requested resource".
+func (w *Watcher) waitForCRD(ctx context.Context) bool {
+	said := false
+	for {
+		served, err := w.crdServed(ctx)
+		switch {
+		case served:
+			if said {
+				w.cfg.Log.WithField("crd", CRDName).Info("the IdentityPolicy CRD is installed now: identity policies are read")
+			}
+			return true
+		case err != nil:
+			w.cfg.Log.WithError(err).Debug("cannot tell whether the IdentityPolicy CRD is installed; asking again")
+		case !said:
+			w.cfg.Log.WithFields(logrus.Fields{"crd": CRDName, "install": "kubectl apply -k deploy/manifests (or the Helm chart's crds/)", "flag": "--identity-policies=false"}).
+				Error("the IdentityPolicy CustomResourceDefinition is not installed: identity policies cannot be read, so the server stays unready; install it, or run with --identity-policies=false to inject without policies")
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(w.cfg.CRDPoll):
+		}
+	}
+}
+
+// CRDName is the IdentityPolicy CustomResourceDefinition's name.
+var CRDName = v1alpha1.GroupVersionResource.Resource + "." + v1alpha1.GroupVersionResource.Group
+
+// crdServed asks the API server's discovery whether it serves
+// IdentityPolicies; an error other than "not found" means it cannot tell.
+func (w *Watcher) crdServed(ctx context.Context) (bool, error) {
+	gvr := v1alpha1.GroupVersionResource
+	list, err := w.cfg.Client.Discovery().ServerResourcesForGroupVersionWithContext(ctx, gvr.GroupVersion().String())
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, r := range list.APIResources {
+		if r.Name == gvr.Resource {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // HasSynced reports whether the policies and namespaces have been listed.

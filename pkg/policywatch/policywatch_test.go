@@ -4,6 +4,10 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -58,6 +62,48 @@ func storedReady(t *testing.T, dyn *dynamicfake.FakeDynamicClient, name string) 
 	return meta.FindStatusCondition(st.Conditions, ConditionReady)
 }
 
+// serveCRD makes the fake API server's discovery list IdentityPolicies, as
+// once the CRD is installed.
+func serveCRD(client *fake.Clientset) {
+	gvr := v1alpha1.GroupVersionResource
+	client.Resources = append(client.Resources, &metav1.APIResourceList{GroupVersion: gvr.GroupVersion().String(),
+		APIResources: []metav1.APIResource{{Name: gvr.Resource, Namespaced: false, Kind: "IdentityPolicy"}}})
+}
+
+// TestAMissingCRDIsSaidOnce: without the IdentityPolicy CRD the watcher
+// does not sync, and says so in one line naming the CRD, what installs it
+// and the flag that turns policies off, however often it asks again.
+func TestAMissingCRDIsSaidOnce(t *testing.T) {
+	const poll = 10 * time.Millisecond
+	scheme := runtime.NewScheme()
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{v1alpha1.GroupVersionResource: "IdentityPolicyList"})
+	client := fake.NewClientset()
+	log, hook := logtest.NewNullLogger()
+	w, err := New(Config{Client: client, Dynamic: dyn, Store: policy.NewStore(), Log: log, CRDPoll: poll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w.Start(ctx)
+	time.Sleep(20 * poll) // many polls
+	if w.HasSynced() {
+		t.Fatal("synced without the CRD")
+	}
+	var missing []*logrus.Entry
+	for _, e := range hook.AllEntries() {
+		if strings.Contains(e.Message, "CustomResourceDefinition is not installed") {
+			missing = append(missing, e)
+		}
+	}
+	if len(missing) != 1 || missing[0].Level != logrus.ErrorLevel || missing[0].Data["crd"] != "identitypolicies.pod-identity.io" ||
+		!strings.Contains(missing[0].Data["install"].(string), "deploy/manifests") || missing[0].Data["flag"] != "--identity-policies=false" {
+		t.Fatalf("want one error line naming the CRD, the manifest and the flag; got %d: %+v", len(missing), missing)
+	}
+	// That it syncs once the CRD is served is the test below (the fake's
+	// discovery list cannot change under a running watcher without a race).
+}
+
 func TestWatcherKeepsTheStoreAndStatusCurrent(t *testing.T) {
 	scheme := runtime.NewScheme()
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
@@ -69,6 +115,7 @@ func TestWatcherKeepsTheStoreAndStatusCurrent(t *testing.T) {
 	client := fake.NewClientset(
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a", Labels: map[string]string{"tenant": "true"}}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "platform"}})
+	serveCRD(client)
 	store := policy.NewStore()
 	w, err := New(Config{Client: client, Dynamic: dyn, Store: store})
 	if err != nil {

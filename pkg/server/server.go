@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"maps"
 	"net"
 	"net/http"
@@ -202,6 +203,7 @@ const (
 
 // httpServers returns the webhook and the ops servers.
 func (s *Server) httpServers() (webhook, ops *http.Server) {
+	errorLog := stdlog.New(httpErrorWriter{s.log.WithField("source", "net/http")}, "", 0)
 	return &http.Server{
 			Handler:           s.handler,
 			TLSConfig:         s.tls,
@@ -209,8 +211,19 @@ func (s *Server) httpServers() (webhook, ops *http.Server) {
 			ReadTimeout:       readTimeout,
 			WriteTimeout:      writeTimeout,
 			IdleTimeout:       idleTimeout,
+			ErrorLog:          errorLog,
 		}, &http.Server{Handler: s.OpsHandler(), ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
-			WriteTimeout: writeTimeout, IdleTimeout: idleTimeout}
+			WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, ErrorLog: errorLog}
+}
+
+// httpErrorWriter takes net/http's own messages (a TLS handshake a client
+// failed, a connection it could not serve) into the structured log, one
+// entry each, instead of the standard logger's text lines.
+type httpErrorWriter struct{ log logrus.FieldLogger }
+
+func (w httpErrorWriter) Write(p []byte) (int, error) {
+	w.log.Warn(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // Serve is Run on listeners the caller opened.

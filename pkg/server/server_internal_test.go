@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
 func TestEveryConnectionHasTimeouts(t *testing.T) {
@@ -60,5 +62,22 @@ func TestTheGCTargetYieldsToGOGC(t *testing.T) {
 	SetGCPercent(50)
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Errorf("with GOGC set, --gc-percent changed the target to %d", got)
+	}
+}
+
+// TestNetHTTPMessagesGoThroughTheStructuredLog: what net/http says on its
+// own (a client that failed the TLS handshake) becomes one warning entry
+// of the server's logger, not a text line of the standard logger.
+func TestNetHTTPMessagesGoThroughTheStructuredLog(t *testing.T) {
+	log, hook := logtest.NewNullLogger()
+	s := &Server{log: log}
+	web, ops := s.httpServers()
+	for _, srv := range []*http.Server{web, ops} {
+		srv.ErrorLog.Printf("http: TLS handshake error from 127.0.0.1:5000: tls: client didn't provide a certificate")
+	}
+	entries := hook.AllEntries()
+	if len(entries) != 2 || entries[0].Level != logrus.WarnLevel || entries[0].Data["source"] != "net/http" ||
+		entries[0].Message != "http: TLS handshake error from 127.0.0.1:5000: tls: client didn't provide a certificate" {
+		t.Fatalf("entries %+v", entries)
 	}
 }

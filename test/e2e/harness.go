@@ -241,6 +241,16 @@ func KubeAPIServer(repoRoot string, log io.Writer) (string, error) {
 
 // StartCluster starts etcd and kube-apiserver in dir.
 func StartCluster(ctx context.Context, dir, repoRoot string, log io.Writer) (*Cluster, error) {
+	return startCluster(ctx, dir, repoRoot, log, true)
+}
+
+// StartBareCluster is StartCluster without the project's CRDs: a cluster
+// where nothing of the injector's is installed yet.
+func StartBareCluster(ctx context.Context, dir, repoRoot string, log io.Writer) (*Cluster, error) {
+	return startCluster(ctx, dir, repoRoot, log, false)
+}
+
+func startCluster(ctx context.Context, dir, repoRoot string, log io.Writer, crds bool) (*Cluster, error) {
 	c := &Cluster{Dir: dir, repoRoot: repoRoot, logWriter: log, Token: "e2e-admin-" + randomHex(8), Issuer: "https://issuer.e2e.pod-identity.test"}
 	etcd, err := exec.LookPath("etcd")
 	if err != nil {
@@ -354,6 +364,9 @@ func StartCluster(ctx context.Context, dir, repoRoot string, log io.Writer) (*Cl
 	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
 		c.Stop()
 		return nil, err
+	}
+	if !crds {
+		return c, nil
 	}
 	if err := c.InstallCRDs(ctx); err != nil {
 		c.Stop()
@@ -540,7 +553,7 @@ func (c *Cluster) StartSync(ctx context.Context, extraArgs ...string) (*Sync, er
 	addr := fmt.Sprintf("127.0.0.1:%d", mp)
 	name := "sync-" + randomHex(4)
 	args := append([]string{bin, "sync", "--kubeconfig=" + kubeconfig, "--metrics-address=" + addr,
-		"--log-format=text", "--leader-election-namespace=" + SyncNamespace, "--leader-election-identity=" + name}, extraArgs...)
+		"--log-format=json", "--leader-election-namespace=" + SyncNamespace, "--leader-election-identity=" + name}, extraArgs...)
 	p, err := c.start(name, args, nil)
 	if err != nil {
 		return nil, err
@@ -583,7 +596,7 @@ func (c *Cluster) StartInjector(ctx context.Context, certFile, keyFile string, c
 		"--listen-address=" + c.Injector.WebhookAddr,
 		"--metrics-address=" + c.Injector.MetricsAddr,
 		"--tls-cert-file=" + certFile, "--tls-key-file=" + keyFile,
-		"--log-format=text", "--shutdown-delay=0s",
+		"--log-format=json", "--shutdown-delay=0s",
 	}, extraArgs...)
 	p, err := c.start("injector", args, nil)
 	if err != nil {
@@ -598,6 +611,18 @@ func (c *Cluster) StartInjector(ctx context.Context, certFile, keyFile string, c
 
 // StopInjector stops the injector (to see what the API server does without it).
 func (c *Cluster) StopInjector() { c.injector.stop(10 * time.Second) }
+
+// ServerLogs returns the log files of every injector and sync the cluster
+// started.
+func (c *Cluster) ServerLogs() []string {
+	var out []string
+	for _, p := range append([]*proc{c.injector}, c.syncs...) {
+		if p != nil {
+			out = append(out, p.log)
+		}
+	}
+	return out
+}
 
 // InjectorLog returns the end of the injector's log.
 func (c *Cluster) InjectorLog() string {

@@ -79,6 +79,12 @@ func run(m *testing.M) int {
 	}
 	fmt.Fprintf(os.Stderr, "e2e: injector serving and registered %s after start\n", time.Since(t0).Round(time.Millisecond))
 	code := m.Run()
+	if code == 0 {
+		if err := serverLogsAreJSON(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: a server wrote a line that is not JSON (--log-format=json):", err)
+			code = 1
+		}
+	}
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "e2e: injector log tail:\n%s\n", cluster.InjectorLog())
 	}
