@@ -22,8 +22,8 @@ import (
 // one page and what it found, so its memory does not grow with the cluster.
 const auditPageSize = 500
 
-func newAuditCommand(args []string) *cobra.Command {
-	provs := registry.New().WithArgs(args)
+func newAuditCommand(configs *registry.Configs) *cobra.Command {
+	provs := registry.New().WithConfigs(configs)
 	var namespace string
 	kube := newKubeOptions()
 	cmd := &cobra.Command{

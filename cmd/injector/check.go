@@ -10,9 +10,9 @@ import (
 	"github.com/pod-identity/injector/pkg/render"
 )
 
-func newCheckCommand(args []string) *cobra.Command {
+func newCheckCommand(configs *registry.Configs) *cobra.Command {
 	opts := render.Options{}
-	provs := registry.New().WithArgs(args)
+	provs := registry.New().WithConfigs(configs)
 	cmd := &cobra.Command{
 		Use:   "check -f FILE [-f FILE...]",
 		Short: "Print every invalid identity annotation and identity policy violation in manifests, for CI",

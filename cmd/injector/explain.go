@@ -24,9 +24,9 @@ import (
 	"github.com/pod-identity/injector/pkg/render"
 )
 
-func newExplainCommand(args []string) *cobra.Command {
+func newExplainCommand(configs *registry.Configs) *cobra.Command {
 	opts := render.Options{}
-	provs := registry.New().WithArgs(args)
+	provs := registry.New().WithConfigs(configs)
 	var excluded []string
 	kube := newKubeOptions()
 	cmd := &cobra.Command{

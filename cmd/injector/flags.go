@@ -54,8 +54,8 @@ type clusterFlags struct {
 	providers       *registry.Set
 }
 
-func newClusterFlags(args []string) clusterFlags {
-	return clusterFlags{providers: registry.New().WithArgs(args), kube: newKubeOptions()}
+func newClusterFlags(configs *registry.Configs) clusterFlags {
+	return clusterFlags{providers: registry.New().WithConfigs(configs), kube: newKubeOptions()}
 }
 
 func (c *clusterFlags) addFlags(fs *pflag.FlagSet) {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pod-identity/injector/pkg/providers/registry"
 )
 
 func main() {
@@ -48,7 +50,19 @@ func newRootCommand(args []string) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newMutateCommand(args), newCheckCommand(args), newExplainCommand(args), newAuditCommand(args), newServeCommand(args), newSyncCommand(args), newTrustCommand(args), newIssuerCommand(), newVerifyCommand(args))
+	// The provider config files are read once, for every command.
+	configs := registry.ReadConfigs(args)
+	root.AddCommand(newMutateCommand(configs), newCheckCommand(configs), newExplainCommand(configs), newAuditCommand(configs), newServeCommand(configs), newSyncCommand(configs), newTrustCommand(configs), newIssuerCommand(), newVerifyCommand(configs), newVersionCommand())
+	// main prints every error once, as "error: ...": cobra's own "Error:"
+	// line is silenced on every command, not only the root.
+	var silence func(*cobra.Command)
+	silence = func(c *cobra.Command) {
+		c.SilenceErrors = true
+		for _, sub := range c.Commands() {
+			silence(sub)
+		}
+	}
+	silence(root)
 	root.SetArgs(args)
 	return root
 }

@@ -41,8 +41,8 @@ func validateInvalidIdentity(mode string) error {
 	return nil
 }
 
-func newMutateCommand(args []string) *cobra.Command {
-	cfg := &mutateConfig{providers: registry.New().WithArgs(args)}
+func newMutateCommand(configs *registry.Configs) *cobra.Command {
+	cfg := &mutateConfig{providers: registry.New().WithConfigs(configs)}
 	cmd := &cobra.Command{
 		Use:   "mutate -f FILE [-f FILE...]",
 		Short: "Print manifests with pod templates mutated exactly as the webhook would",

@@ -2,8 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pod-identity/injector/pkg/providers/registry"
 )
 
 const saAndPod = `apiVersion: v1
@@ -70,5 +74,27 @@ func TestMutateCommand(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEachProviderConfigFileIsReadOncePerProcess: the command line, every
+// command's flags and the providers' first load share one read of each
+// --provider-config file, however many commands the binary has.
+func TestEachProviderConfigFileIsReadOncePerProcess(t *testing.T) {
+	reads := map[string]int{}
+	defer func(read func(string) ([]byte, error)) { registry.ReadFile = read }(registry.ReadFile)
+	registry.ReadFile = func(name string) ([]byte, error) {
+		reads[filepath.Base(name)]++
+		return os.ReadFile(name)
+	}
+	root := filepath.Join("..", "..")
+	args := []string{"mutate", "-f", filepath.Join(root, "examples", "alibaba-pod.yaml"),
+		"--provider-config", filepath.Join(root, "deploy", "providers", "alibaba-rrsa.yaml"),
+		"--provider-config=" + filepath.Join(root, "deploy", "providers", "vault.yaml")}
+	if _, _, err := runInjector(args, nil); err != nil {
+		t.Fatal(err)
+	}
+	if reads["alibaba-rrsa.yaml"] != 1 || reads["vault.yaml"] != 1 {
+		t.Errorf("reads %v, want each file once", reads)
 	}
 }

@@ -8,13 +8,16 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/bombsimon/logrusr/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 
 	"github.com/pod-identity/injector/pkg/admission"
 	"github.com/pod-identity/injector/pkg/certwatch"
+	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/sacache"
 	"github.com/pod-identity/injector/pkg/server"
 )
@@ -50,8 +53,8 @@ func (c *serveConfig) validate() error {
 	return c.server.Validate()
 }
 
-func newServeCommand(args []string) *cobra.Command {
-	cfg := &serveConfig{clusterFlags: newClusterFlags(args)}
+func newServeCommand(configs *registry.Configs) *cobra.Command {
+	cfg := &serveConfig{clusterFlags: newClusterFlags(configs)}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the admission webhooks: pods are injected (and refused by identity policies); ServiceAccount writes are checked",
@@ -91,6 +94,9 @@ func newLogger(format, level string, out io.Writer) *logrus.Logger {
 	}
 	lvl, _ := logrus.ParseLevel(level)
 	log.SetLevel(lvl)
+	// client-go logs through klog: its lines go through the same logger,
+	// in the same format, instead of klog's own text between them.
+	klog.SetLogger(logrusr.New(log.WithField("source", "client-go")))
 	return log
 }
 
@@ -161,7 +167,8 @@ func runServe(ctx context.Context, cfg *serveConfig, stderr io.Writer) error {
 		}
 		return cachesSynced(sas, watcher)
 	}
-	log.WithFields(logrus.Fields{"providers": engine.ProviderNames(), "invalid_identity": cfg.invalidIdentity, "identity_policies": cfg.policies}).Info("starting")
+	v := currentVersion()
+	log.WithFields(logrus.Fields{"version": v.Version, "commit": v.Commit, "providers": engine.ProviderNames(), "invalid_identity": cfg.invalidIdentity, "identity_policies": cfg.policies}).Info("starting")
 	go func() {
 		if sas.WaitForSync(ctx) {
 			// The initial list held every ServiceAccount in full before the

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/sacache"
 	"github.com/pod-identity/injector/pkg/server"
 	idsync "github.com/pod-identity/injector/pkg/sync"
@@ -34,8 +35,8 @@ type syncConfig struct {
 	workers        int
 }
 
-func newSyncCommand(args []string) *cobra.Command {
-	cfg := &syncConfig{clusterFlags: newClusterFlags(args)}
+func newSyncCommand(configs *registry.Configs) *cobra.Command {
+	cfg := &syncConfig{clusterFlags: newClusterFlags(configs)}
 	cmd := &cobra.Command{
 		Use:   "sync",
 		Short: "Policy mode: keep each namespace's IdentityParameters, which the admission policies of deploy/policy inject pods from",
@@ -130,7 +131,8 @@ func runSync(ctx context.Context, cfg *syncConfig, stderr io.Writer) error {
 			log.WithError(err).Error("leader election")
 		}
 	}()
-	log.WithFields(logrus.Fields{"providers": engine.ProviderNames(), "invalid_identity": cfg.invalidIdentity, "identity_policies": cfg.policies, "leader_elect": cfg.leaderElect}).Info("starting sync")
+	v := currentVersion()
+	log.WithFields(logrus.Fields{"version": v.Version, "commit": v.Commit, "providers": engine.ProviderNames(), "invalid_identity": cfg.invalidIdentity, "identity_policies": cfg.policies, "leader_elect": cfg.leaderElect}).Info("starting sync")
 	err = server.RunOps(ctx, cfg.metricsAddress, reg, ready, log)
 	// On the way out the leader gives up its lease, so that the other
 	// replica takes over at once instead of when the lease expires.

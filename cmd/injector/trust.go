@@ -37,14 +37,14 @@ type trustSource struct {
 	named bool
 }
 
-func newTrustCommand(args []string) *cobra.Command {
+func newTrustCommand(configs *registry.Configs) *cobra.Command {
 	var files []string
 	var output, namespace string
 	var all bool
 	var o trust.Options
 	var policyOpts render.Options
 	kube := newKubeOptions()
-	provs := registry.New().WithArgs(args)
+	provs := registry.New().WithConfigs(configs)
 	cmd := &cobra.Command{
 		Use:   "trust [-f FILE | NAME...] [--issuer URL]",
 		Short: "Print the cloud-side trust each annotated ServiceAccount needs, exactly as narrow as the ServiceAccount",

@@ -31,9 +31,9 @@ type verifyResult struct {
 	Detail string `json:"detail"`
 }
 
-func newVerifyCommand(args []string) *cobra.Command {
+func newVerifyCommand(configs *registry.Configs) *cobra.Command {
 	kube := newKubeOptions()
-	provs := registry.New().WithArgs(args)
+	provs := registry.New().WithConfigs(configs)
 	var namespace, output string
 	var all bool
 	var o trust.VerifyOptions

@@ -26,6 +26,10 @@ func (w *Value[T]) load(file, what string, parse func([]byte) (T, error)) error 
 	if err != nil {
 		return fmt.Errorf("read %s: %w", what, err)
 	}
+	return w.store(file, what, data, parse)
+}
+
+func (w *Value[T]) store(file, what string, data []byte, parse func([]byte) (T, error)) error {
 	v, err := parse(data)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", what, file, err)
@@ -39,8 +43,18 @@ func (w *Value[T]) load(file, what string, parse func([]byte) (T, error)) error 
 // succeed; a later bad file keeps the last good content and is logged at
 // warning level, naming what (e.g. "aws identities") and the error.
 func File[T any](ctx context.Context, file, what string, parse func([]byte) (T, error), onReload func(T), log logrus.FieldLogger) (*Value[T], error) {
+	return FileFrom(ctx, file, what, nil, parse, onReload, log)
+}
+
+// FileFrom is File with the file's first contents already read (nil:
+// read them): the caller read it once for other uses.
+func FileFrom[T any](ctx context.Context, file, what string, first []byte, parse func([]byte) (T, error), onReload func(T), log logrus.FieldLogger) (*Value[T], error) {
 	w := &Value[T]{}
-	if err := w.load(file, what, parse); err != nil {
+	if first != nil {
+		if err := w.store(file, what, first, parse); err != nil {
+			return nil, err
+		}
+	} else if err := w.load(file, what, parse); err != nil {
 		return nil, err
 	}
 	err := Watch(ctx, []string{filepath.Dir(file)}, 0, func() {

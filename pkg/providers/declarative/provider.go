@@ -170,8 +170,9 @@ func (d *Definition) halfConfigured(req providers.Request) *providers.Injection 
 // that does not load, or that adds, removes or renames a provider or
 // changes its annotation prefix (which the ServiceAccount cache and the
 // --enable-<name> flags fixed at start), is logged and the file's last
-// good providers are kept. reserved are the compiled-in providers' names.
-func Load(ctx context.Context, files []string, reserved []string, log logrus.FieldLogger) ([]*Provider, error) {
+// good providers are kept. reserved are the compiled-in providers' names;
+// read gives each file's first contents (nil: read it).
+func Load(ctx context.Context, files []string, reserved []string, read func(string) ([]byte, error), log logrus.FieldLogger) ([]*Provider, error) {
 	var out []*Provider
 	for _, file := range files {
 		taken := append(slices.Clone(reserved), names(out)...)
@@ -189,7 +190,15 @@ func Load(ctx context.Context, files []string, reserved []string, log logrus.Fie
 			}
 			return defs, sameShape(started, defs)
 		}
-		_, err := filewatch.File(ctx, file, "provider config", parse, func(defs []*Definition) {
+		var first []byte
+		if read != nil {
+			b, err := read(file)
+			if err != nil {
+				return nil, fmt.Errorf("read provider config: %w", err)
+			}
+			first = b
+		}
+		_, err := filewatch.FileFrom(ctx, file, "provider config", first, parse, func(defs []*Definition) {
 			for i, d := range defs {
 				started[i].def.Store(d)
 			}

@@ -211,7 +211,7 @@ func TestReload(t *testing.T) {
 	log, hook := test.NewNullLogger()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ps, err := Load(ctx, []string{file}, []string{"aws"}, log)
+	ps, err := Load(ctx, []string{file}, []string{"aws"}, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestLoadRefusesANameTakenInAnotherFile(t *testing.T) {
 		}
 	}
 	log, _ := test.NewNullLogger()
-	_, err := Load(context.Background(), []string{a, b}, nil, log)
+	_, err := Load(context.Background(), []string{a, b}, nil, nil, log)
 	if err == nil || !strings.Contains(err.Error(), b) || !strings.Contains(err.Error(), `providers[0].name "vault"`) {
 		t.Errorf("error %v, want one naming %s and the field", err, b)
 	}

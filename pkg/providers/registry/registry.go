@@ -31,6 +31,8 @@ type Set struct {
 	// are parsed (WithArgs); declareErr is why a file could not be read.
 	declared   []string
 	declareErr error
+	// files are the config files as read once for the process.
+	files *Configs
 	// apiAudiences are --kubernetes-api-audiences.
 	apiAudiences []string
 }
@@ -49,13 +51,66 @@ func (s *Set) APIAudiences() []string { return slices.Clone(s.apiAudiences) }
 // ConfigFlag is the flag that names a provider config file.
 const ConfigFlag = "provider-config"
 
-// WithArgs reads the provider config files that args (the command line
-// the flags will be parsed from) name, so that AddFlags registers the
-// --enable-<name> flag of each provider they declare, wherever it stands
-// on the command line. It returns s.
+// WithArgs is WithConfigs(ReadConfigs(args)), for a command line that
+// builds one Set.
 func (s *Set) WithArgs(args []string) *Set {
-	s.declared, s.declareErr = declarative.Names(configArgs(args), os.ReadFile)
+	return s.WithConfigs(ReadConfigs(args))
+}
+
+// WithConfigs takes the provider config files the command line names, as
+// ReadConfigs read them, so that AddFlags registers the --enable-<name>
+// flag of each provider they declare, wherever it stands on the command
+// line, and Build loads them without reading them again. It returns s.
+func (s *Set) WithConfigs(c *Configs) *Set {
+	s.files = c
+	s.declared, s.declareErr = declarative.Names(c.names, c.read)
 	return s
+}
+
+// Configs are the provider config files a command line names, each read
+// once: every command of a process, and Build's first load, share them
+// (the file is read again only when it changes).
+type Configs struct {
+	names []string
+	data  map[string][]byte
+	errs  map[string]error
+}
+
+// ReadFile reads a provider config file. It is a variable so that a test
+// can count the reads: one per file per process.
+var ReadFile = os.ReadFile
+
+// ReadConfigs reads the provider config files args name.
+func ReadConfigs(args []string) *Configs {
+	c := &Configs{names: configArgs(args), data: map[string][]byte{}, errs: map[string]error{}}
+	for _, f := range c.names {
+		if _, done := c.data[f]; done {
+			continue
+		}
+		if _, done := c.errs[f]; done {
+			continue
+		}
+		if b, err := ReadFile(f); err != nil {
+			c.errs[f] = err
+		} else {
+			c.data[f] = b
+		}
+	}
+	return c
+}
+
+// read returns a file as ReadConfigs read it, or reads it (a file the
+// flags name that the pre-scan did not see).
+func (c *Configs) read(file string) ([]byte, error) {
+	if c != nil {
+		if b, ok := c.data[file]; ok {
+			return b, nil
+		}
+		if err, ok := c.errs[file]; ok {
+			return nil, err
+		}
+	}
+	return ReadFile(file)
 }
 
 // configArgs returns the values of --provider-config in args.
@@ -137,7 +192,7 @@ func (s *Set) Build(ctx context.Context, log logrus.FieldLogger) ([]providers.Pr
 		}
 		out = append(out, pr)
 	}
-	declared, err := declarative.Load(ctx, s.configs, s.Names(), log.WithField("provider", "declarative"))
+	declared, err := declarative.Load(ctx, s.configs, s.Names(), s.files.read, log.WithField("provider", "declarative"))
 	if err != nil {
 		return nil, err
 	}
