@@ -1,11 +1,29 @@
 # Convenience targets; each runs what the README documents.
-.PHONY: build test e2e bench loadtest mutation apibench
+.PHONY: build test unit lint generate e2e bench loadtest mutation apibench
 
 build:
 	go build -o bin/injector ./cmd/injector
 
+# Everything CI runs: lint, generated files, unit tests, then e2e.
 test:
 	./hack/test.sh
+
+# The unit, fixture and HTTP tests with the race detector; no e2e.
+unit:
+	go test -race -count=1 ./...
+
+# Formatting, vet and staticcheck.
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	go vet ./...
+	cd test/e2e && go vet ./...
+	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# What is generated: deep copies and CRDs (hack/generate.sh), and
+# docs/flags.md from the commands. Review the diff before committing.
+generate:
+	./hack/generate.sh
+	GOLDEN_UPDATE=1 go test ./cmd/injector -run TestTheFlagReferenceIsCurrent
 
 e2e:
 	./hack/e2e.sh
