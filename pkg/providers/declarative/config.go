@@ -183,7 +183,7 @@ type EnvSpec struct {
 	// Name is the variable's name.
 	Name string `json:"name"`
 	// Value is a template: text with placeholders {identity},
-	// {namespace}, {serviceAccount}, {tokenPath}, {audience} and
+	// {namespace}, {serviceaccount}, {tokenPath}, {audience} and
 	// {annotation:<key>} (a ServiceAccount annotation under
 	// AnnotationPrefix; a variable whose annotation is not set is left
 	// out). {{ and }} stand for { and }.

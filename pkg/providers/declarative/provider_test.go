@@ -174,6 +174,14 @@ func equalEnv(a, b []corev1.EnvVar) bool {
 	return true
 }
 
+func TestTheServiceAccountPlaceholderHasOneSpellingAndReadsItsFirst(t *testing.T) {
+	now, err1 := parseTemplate("{namespace}/{serviceaccount}")
+	old, err2 := parseTemplate("{namespace}/{serviceAccount}")
+	if err1 != nil || err2 != nil || len(now) != 3 || now[2].kind != serviceAccountPH || old[2] != now[2] {
+		t.Errorf("parsed %+v (%v) and %+v (%v), want the same placeholder", now, err1, old, err2)
+	}
+}
+
 func TestParseTemplate(t *testing.T) {
 	for _, tc := range []struct{ name, in, err string }{
 		{"an unclosed brace is refused", "a{identity", "a { with no }"},

@@ -25,7 +25,11 @@ type part struct {
 const (
 	identityPH       = "identity"
 	namespacePH      = "namespace"
-	serviceAccountPH = "serviceAccount"
+	serviceAccountPH = "serviceaccount"
+	// serviceAccountOld is the placeholder's first spelling, still read:
+	// IdentityPolicy patterns spell it {serviceaccount}, and so do the
+	// provider files now.
+	serviceAccountOld = "serviceAccount"
 	tokenPathPH      = "tokenPath"
 	audiencePH       = "audience"
 	annotationPH     = "annotation"
@@ -35,7 +39,7 @@ const (
 	documentPH = "document"
 )
 
-const placeholders = "{identity}, {namespace}, {serviceAccount}, {tokenPath}, {audience}, {annotation:<key>} or {annotation:<key>|<default>}"
+const placeholders = "{identity}, {namespace}, {serviceaccount}, {tokenPath}, {audience}, {annotation:<key>} or {annotation:<key>|<default>}"
 
 // parseTemplate splits s into literal text and placeholders. {{ and }}
 // stand for { and }. extra names placeholders allowed besides the env
@@ -62,6 +66,9 @@ func parseTemplate(s string, extra ...string) (template, error) {
 				return nil, errors.New("a { with no } after it: write {{ for a literal {")
 			}
 			name := s[i+1 : i+end]
+			if name == serviceAccountOld {
+				name = serviceAccountPH
+			}
 			p := part{kind: name}
 			if key, ok := strings.CutPrefix(name, annotationPH+":"); ok && key != "" {
 				// An annotation key never holds "|" (a qualified name is
