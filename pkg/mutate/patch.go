@@ -81,6 +81,14 @@ func appendList[T any](ops []Op, path string, absent bool, items []T) []Op {
 // slices as encoding/json produces them) and returns the new document. Values
 // are converted to plain JSON values first, so the result marshals exactly as
 // the API server would store it.
+//
+// Hand-written rather than gopkg.in/evanphx/json-patch.v4 (the API server's,
+// which the tests compare it with): it edits the decoded document in place,
+// which pkg/manifest relies on to write a manifest back with only the
+// inserted lines (swapping in the library's copy left the template's empty
+// lists unpatched in the output, 7 fixtures and command tests failing), and
+// the library takes a negative index (/containers/-1) the API server's patch
+// handler refuses.
 func ApplyPatch(doc any, ops []Op) (any, error) {
 	for _, op := range ops {
 		if op.Op != "add" {
