@@ -43,17 +43,19 @@ const KubeVersion = "v1.37.2"
 
 // Cluster is etcd plus kube-apiserver on loopback, and the injector.
 type Cluster struct {
-	Dir      string
-	APIURL   string
-	Token    string
-	CAFile   string
-	Issuer   string
-	Config   *rest.Config
-	Client   kubernetes.Interface
-	procs    []*proc
-	injector *proc
-	syncs    []*proc
-	Injector InjectorEndpoints
+	Dir string
+	// sharedBinary, when set, is the injector binary to run (SameBinaryAs).
+	sharedBinary string
+	APIURL       string
+	Token        string
+	CAFile       string
+	Issuer       string
+	Config       *rest.Config
+	Client       kubernetes.Interface
+	procs        []*proc
+	injector     *proc
+	syncs        []*proc
+	Injector     InjectorEndpoints
 	// WebhookClient is the client certificate the API server presents to
 	// webhooks (its AdmissionConfiguration), and the CA that signed it,
 	// which the injector requires with --client-ca-file.
@@ -506,8 +508,12 @@ current-context: e2e
 	return path, os.WriteFile(path, []byte(data), 0o600)
 }
 
-// binary builds the injector once per cluster directory.
+// binary builds the injector once per cluster directory, or returns the
+// one SameBinaryAs gave.
 func (c *Cluster) binary() (string, error) {
+	if c.sharedBinary != "" {
+		return c.sharedBinary, nil
+	}
 	bin := filepath.Join(c.Dir, "injector")
 	if _, err := os.Stat(bin); err != nil {
 		cmd := exec.Command("go", "build", "-o", bin, "./cmd/injector")
@@ -611,6 +617,14 @@ func (c *Cluster) StartInjector(ctx context.Context, certFile, keyFile string, c
 
 // StopInjector stops the injector (to see what the API server does without it).
 func (c *Cluster) StopInjector() { c.injector.stop(10 * time.Second) }
+
+// SameBinaryAs makes c run other's injector binary: one build per suite
+// run, from the source as it was when the suite started.
+func (c *Cluster) SameBinaryAs(other *Cluster) error {
+	bin, err := other.binary()
+	c.sharedBinary = bin
+	return err
+}
 
 // ServerLogs returns the log files of every injector and sync the cluster
 // started.

@@ -26,6 +26,9 @@ func TestServeWithoutTheCRDSaysSoOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bare.Stop()
+	if err := bare.SameBinaryAs(cluster); err != nil {
+		t.Fatal(err)
+	}
 	certFile, keyFile, err := webCA.WriteServing(t.TempDir(), "pod-identity-injector")
 	if err != nil {
 		t.Fatal(err)
