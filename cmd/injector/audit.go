@@ -54,7 +54,7 @@ for CI and cron jobs. Reads only (get, list), with kubectl's configuration
 	}
 	fs := cmd.Flags()
 	kube.addFlags(fs)
-	fs.StringVarP(&namespace, "namespace", "n", metav1.NamespaceAll, "namespace to audit (default: all)")
+	addNamespaceFlag(fs, &namespace, metav1.NamespaceAll, "namespace to audit (default: all)")
 	provs.AddFlags(fs)
 	return cmd
 }

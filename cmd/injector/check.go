@@ -39,9 +39,9 @@ Exits non-zero when it printed anything.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringArrayVarP(&opts.Files, "filename", "f", nil, "manifest file to check, - for stdin (repeatable)")
-	fs.StringArrayVar(&opts.ServiceAccountFiles, "serviceaccounts", nil, "file of ServiceAccounts the workloads run as (repeatable)")
-	fs.StringVarP(&opts.Namespace, "namespace", "n", "default", "namespace of objects that name none")
+	addFilenameFlag(fs, &opts.Files, "manifest file to check")
+	addServiceAccountsFlag(fs, &opts.ServiceAccountFiles, "the workloads run as")
+	addNamespaceFlag(fs, &opts.Namespace, "default", "namespace of objects that name none")
 	opts.AddPolicyFlags(fs)
 	provs.AddFlags(fs)
 	return cmd

@@ -70,10 +70,10 @@ where the identity it carries is not the one its ServiceAccount gives now.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringArrayVarP(&opts.Files, "filename", "f", nil, "manifest file to explain, - for stdin (repeatable)")
-	fs.StringArrayVar(&opts.ServiceAccountFiles, "serviceaccounts", nil, "file of ServiceAccounts the workloads run as (repeatable)")
-	fs.StringVarP(&opts.Namespace, "namespace", "n", "default", "namespace of objects that name none (live: default the context's)")
-	fs.StringVarP(&opts.Output, "output", "o", "text", "output format: text or json")
+	addFilenameFlag(fs, &opts.Files, "manifest file to explain")
+	addServiceAccountsFlag(fs, &opts.ServiceAccountFiles, "the workloads run as")
+	addNamespaceFlag(fs, &opts.Namespace, "default", "namespace of objects that name none (live: default the context's)")
+	addOutputFlag(fs, &opts.Output, "text", "", "text", "json")
 	fs.StringSliceVar(&excluded, "excluded-namespaces", []string{"kube-system", "pod-identity-system"}, "namespaces the webhook configuration never sends to the injector")
 	kube.addFlags(fs)
 	opts.AddPolicyFlags(fs)

@@ -2,8 +2,12 @@ package main
 
 import (
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -71,4 +75,47 @@ func flagReference(root *cobra.Command) string {
 	}
 	walk(root)
 	return b.String()
+}
+
+// TestEachFlagIsDefinedInOnePlace: a flag name that several commands take
+// is registered by one function (options.go, kubeOptions, the registry),
+// not once per command: no name is passed to the flag set's Var functions
+// in two places of this package.
+func TestEachFlagIsDefinedInOnePlace(t *testing.T) {
+	files, _ := filepath.Glob("*.go")
+	seen := map[string]string{}
+	fset := token.NewFileSet()
+	for _, file := range files {
+		if strings.HasSuffix(file, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, file, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok || !strings.HasSuffix(sel.Sel.Name, "Var") && !strings.HasSuffix(sel.Sel.Name, "VarP") || len(call.Args) < 2 {
+				return true
+			}
+			lit, ok := call.Args[1].(*ast.BasicLit)
+			if !ok || lit.Kind != token.STRING {
+				return true
+			}
+			name, _ := strconv.Unquote(lit.Value)
+			at := fset.Position(call.Pos()).String()
+			if prev, dup := seen[name]; dup {
+				t.Errorf("flag --%s is registered at %s and at %s: define it once (options.go)", name, prev, at)
+			}
+			seen[name] = at
+			return true
+		})
+	}
+	if len(seen) < 20 {
+		t.Fatalf("found %d flag registrations; the scan is not reading the commands", len(seen))
+	}
 }

@@ -100,11 +100,11 @@ DNS points at it.`,
 	}
 	fs := cmd.Flags()
 	kube.addFlags(fs)
-	fs.StringVarP(&namespace, "namespace", "n", "", "namespace of --serviceaccount (default: the context's)")
+	addNamespaceFlag(fs, &namespace, "", "namespace of --serviceaccount (default: the context's)")
 	fs.StringVar(&serviceAccount, "serviceaccount", "default", "ServiceAccount to request a short-lived token for, to learn the current signing key")
 	fs.StringArrayVar(&connectTo, "connect-to", nil, "HOST:PORT:HOST2:PORT2: fetch from HOST2:PORT2 what is asked of HOST:PORT (repeatable)")
-	fs.DurationVar(&timeout, "timeout", 10*time.Second, "time allowed for each fetch from the public issuer")
-	fs.StringVarP(&output, "output", "o", "text", "text or json")
+	addTimeoutFlag(fs, &timeout, 10*time.Second, "each fetch from the public issuer")
+	addOutputFlag(fs, &output, "text", "", "text", "json")
 	return cmd
 }
 

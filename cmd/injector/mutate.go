@@ -60,11 +60,11 @@ mode, and a pod an identity policy denies exits non-zero in either mode.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringArrayVarP(&cfg.files, "filename", "f", nil, "manifest file to mutate, - for stdin (repeatable)")
-	fs.StringArrayVar(&cfg.serviceAccounts, "serviceaccounts", nil, "file of ServiceAccounts that drive the injection (repeatable)")
-	fs.StringVarP(&cfg.output, "output", "o", "", "output format: yaml or json (default: json when the input is all JSON, else yaml)")
+	addFilenameFlag(fs, &cfg.files, "manifest file to mutate")
+	addServiceAccountsFlag(fs, &cfg.serviceAccounts, "that drive the injection")
+	addOutputFlag(fs, &cfg.output, "", "default: json when the input is all JSON, else yaml", "yaml", "json")
 	fs.BoolVar(&cfg.patch, "patch", false, "print the JSON patch of each pod instead of the manifests")
-	fs.StringVarP(&cfg.namespace, "namespace", "n", "default", "namespace of objects that name none")
+	addNamespaceFlag(fs, &cfg.namespace, "default", "namespace of objects that name none")
 	addInvalidIdentityFlag(fs, &cfg.invalidIdentity)
 	cfg.policies.AddPolicyFlags(fs)
 	cfg.providers.AddFlags(fs)

@@ -65,7 +65,7 @@ func newServeCommand(configs *registry.Configs) *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.server.Address, "listen-address", ":8443", "TLS address of the webhooks ("+server.MutatePath+", "+server.ValidatePath+", "+server.ServiceAccountPath+")")
-	fs.StringVar(&cfg.server.MetricsAddress, "metrics-address", ":8080", "plain HTTP address of /metrics, /healthz and /readyz")
+	addMetricsAddressFlag(fs, &cfg.server.MetricsAddress)
 	fs.StringVar(&cfg.certFile, "tls-cert-file", "", "serving certificate (PEM), reloaded when it changes")
 	fs.StringVar(&cfg.keyFile, "tls-key-file", "", "serving key (PEM), reloaded when it changes")
 	fs.StringVar(&cfg.clientCAFile, "client-ca-file", "", "PEM bundle of CAs: when set, only clients with a certificate they signed (the API server, configured as docs/deploying.md shows) may send reviews; reloaded when it changes")

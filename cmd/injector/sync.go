@@ -51,7 +51,7 @@ leader writes (client-go leases), the other takes over.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&cfg.metricsAddress, "metrics-address", ":8080", "plain HTTP address of /metrics, /healthz and /readyz")
+	addMetricsAddressFlag(fs, &cfg.metricsAddress)
 	fs.BoolVar(&cfg.leaderElect, "leader-elect", true, "write only while holding the lease, so that replicas can run side by side")
 	fs.StringVar(&cfg.leaseNamespace, "leader-election-namespace", "", "namespace of the lease (default: the pod's namespace from POD_NAMESPACE, else pod-identity-system)")
 	fs.StringVar(&cfg.leaseName, "leader-election-name", "pod-identity-sync", "name of the lease")

@@ -112,12 +112,12 @@ commands instead.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringArrayVarP(&files, "filename", "f", nil, "file of ServiceAccounts, - for stdin (repeatable); without it the cluster's are read")
-	fs.StringVar(&o.Issuer, "issuer", "", "the cluster's service account issuer URL (default without -f: the API server's)")
+	addFilenameFlag(fs, &files, "file of ServiceAccounts (without it the cluster's are read)")
+	addIssuerFlag(fs, &o.Issuer, "default without -f: the API server's")
 	fs.StringVar(&o.EKSCluster, "eks-cluster", "", "ARN of the EKS cluster whose pods get AWS roles through EKS Pod Identity: print associations and Pod Identity trust instead of IRSA trust")
-	fs.StringVarP(&output, "output", "o", "yaml", "json, yaml or commands")
-	fs.StringVarP(&namespace, "namespace", "n", "", "namespace of the ServiceAccounts (with -f: of those that name none, default \"default\"; live: default the context's)")
-	fs.BoolVarP(&all, "all-namespaces", "A", false, "every namespace's ServiceAccounts (live only)")
+	addOutputFlag(fs, &output, "yaml", "", "json", "yaml", "commands")
+	addNamespaceFlag(fs, &namespace, "", "namespace of the ServiceAccounts (with -f: of those that name none, default \"default\"; live: default the context's)")
+	addAllNamespacesFlag(fs, &all, "every namespace's ServiceAccounts (live only)")
 	policyOpts.AddPolicyFlags(fs)
 	kube.addFlags(fs)
 	provs.AddFlags(fs)
@@ -353,7 +353,7 @@ the check could not run (a file that is not a trust document).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&issuer, "issuer", "", "the cluster's service account issuer URL")
+	addIssuerFlag(cmd.Flags(), &issuer, "")
 	cmd.Flags().StringVar(&identity, "identity", "", "the identity the documents belong to (role ARN, client ID, Google service account email), for --policy")
 	policyOpts.AddPolicyFlags(cmd.Flags())
 	return cmd

@@ -129,11 +129,11 @@ could not run.`,
 	}
 	fs := cmd.Flags()
 	kube.addFlags(fs)
-	fs.StringVarP(&namespace, "namespace", "n", "", "namespace of the ServiceAccounts (default: the context's)")
-	fs.BoolVarP(&all, "all-namespaces", "A", false, "every namespace's ServiceAccounts")
+	addNamespaceFlag(fs, &namespace, "", "namespace of the ServiceAccounts (default: the context's)")
+	addAllNamespacesFlag(fs, &all, "every namespace's ServiceAccounts")
 	fs.StringVar(&o.AWSRegion, "aws-region", "us-east-1", "STS region when the injection names none")
-	fs.DurationVar(&timeout, "timeout", 30*time.Second, "time allowed for each exchange")
-	fs.StringVarP(&output, "output", "o", "text", "text or json")
+	addTimeoutFlag(fs, &timeout, 30*time.Second, "each exchange")
+	addOutputFlag(fs, &output, "text", "", "text", "json")
 	provs.AddFlags(fs)
 	return cmd
 }

@@ -69,7 +69,7 @@ func newVersionCommand() *cobra.Command {
 			return printVersion(cmd.OutOrStdout(), output, currentVersion())
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "json for one JSON object; text otherwise")
+	addOutputFlag(cmd.Flags(), &output, "", "default: text", "json")
 	return cmd
 }
 
