@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
@@ -63,7 +64,7 @@ func (s *Set) WithArgs(args []string) *Set {
 // line, and Build loads them without reading them again. It returns s.
 func (s *Set) WithConfigs(c *Configs) *Set {
 	s.files = c
-	s.declared, s.declareErr = declarative.Names(c.names, c.read)
+	s.declared, s.declareErr = c.declaredNames()
 	return s
 }
 
@@ -74,6 +75,17 @@ type Configs struct {
 	names []string
 	data  map[string][]byte
 	errs  map[string]error
+	// The provider names the files declare, parsed once for every Set.
+	once       sync.Once
+	declared   []string
+	declareErr error
+}
+
+// declaredNames parses the files once for the provider names they
+// declare.
+func (c *Configs) declaredNames() ([]string, error) {
+	c.once.Do(func() { c.declared, c.declareErr = declarative.Names(c.names, c.read) })
+	return slices.Clone(c.declared), c.declareErr
 }
 
 // ReadFile reads a provider config file. It is a variable so that a test
