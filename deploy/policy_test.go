@@ -14,7 +14,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
-	syncv1 "github.com/pod-identity/injector/pkg/sync/v1alpha1"
+	syncv1 "github.com/pod-identity/injector/pkg/parameters/v1alpha1"
 )
 
 // TestPolicyModeBase checks deploy/policy: strictly decoded, every file

@@ -12,7 +12,7 @@ fi
 
 echo "== generated files (hack/generate.sh)"
 ./hack/generate.sh
-if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --exit-code -- deploy/manifests/crds deploy/chart/crds deploy/policy/crds pkg/policy/v1alpha1 pkg/sync/v1alpha1; then
+if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --exit-code -- deploy/manifests/crds deploy/chart/crds deploy/policy/crds pkg/policy/v1alpha1 pkg/parameters/v1alpha1; then
   echo "generated files differ from what is committed: run hack/generate.sh and commit the result"; exit 1
 fi
 

@@ -17,10 +17,10 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	"github.com/pod-identity/injector/pkg/parameters"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/sacache"
 	"github.com/pod-identity/injector/pkg/server"
-	idsync "github.com/pod-identity/injector/pkg/sync"
 )
 
 // syncConfig is the configuration of `injector sync`.
@@ -82,7 +82,7 @@ func runSync(ctx context.Context, cfg *syncConfig, stderr io.Writer) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// The controller exists before the caches that tell it about changes.
-	var ctrl *idsync.Controller
+	var ctrl *parameters.Controller
 	changed := func(ns string) {
 		if ctrl != nil {
 			ctrl.Changed(ns)
@@ -97,9 +97,9 @@ func runSync(ctx context.Context, cfg *syncConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctrl, err = idsync.New(idsync.Config{
+	ctrl, err = parameters.New(parameters.Config{
 		Engine: engine, ServiceAccounts: sas, Policies: policies, Dynamic: dyn, Log: log, Registerer: reg,
-		Options: idsync.Options{WarnInvalid: cfg.invalidIdentity == "warn"}, Resync: cfg.resync,
+		Options: parameters.Options{WarnInvalid: cfg.invalidIdentity == "warn"}, Resync: cfg.resync,
 	})
 	if err != nil {
 		return err

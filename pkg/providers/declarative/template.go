@@ -30,9 +30,9 @@ const (
 	// IdentityPolicy patterns spell it {serviceaccount}, and so do the
 	// provider files now.
 	serviceAccountOld = "serviceAccount"
-	tokenPathPH      = "tokenPath"
-	audiencePH       = "audience"
-	annotationPH     = "annotation"
+	tokenPathPH       = "tokenPath"
+	audiencePH        = "audience"
+	annotationPH      = "annotation"
 	// Only in trust templates.
 	issuerPH   = "issuer"
 	subjectPH  = "subject"

@@ -1,4 +1,4 @@
-package sync
+package parameters
 
 import (
 	"context"
@@ -12,11 +12,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
 	"github.com/pod-identity/injector/pkg/policy"
 	policyv1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
 	"github.com/pod-identity/injector/pkg/providers"
 	"github.com/pod-identity/injector/pkg/providers/registry"
-	"github.com/pod-identity/injector/pkg/sync/v1alpha1"
 )
 
 const (

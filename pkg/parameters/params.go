@@ -1,9 +1,9 @@
-// Package sync keeps, in each namespace with identities, the
+// Package parameters keeps, in each namespace with identities, the
 // IdentityParameters object that the admission policies of policy mode read:
 // per ServiceAccount, what the engine's providers inject into its pods, for
 // every case a pod can present (its OS, the labels a provider reads), and
 // why its pods are refused.
-package sync
+package parameters
 
 import (
 	"encoding/json"
@@ -16,10 +16,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
 	"github.com/pod-identity/injector/pkg/policy"
 	policyv1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
 	"github.com/pod-identity/injector/pkg/providers"
-	"github.com/pod-identity/injector/pkg/sync/v1alpha1"
 )
 
 // OS values of an entry.

@@ -1,4 +1,4 @@
-package sync
+package parameters
 
 import (
 	"context"
@@ -15,9 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 
+	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
 	"github.com/pod-identity/injector/pkg/policy"
 	policyv1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
-	"github.com/pod-identity/injector/pkg/sync/v1alpha1"
 )
 
 // serviceAccounts is a fixed ServiceAccount source.

@@ -1,4 +1,4 @@
-package sync
+package parameters
 
 import (
 	"context"
@@ -25,8 +25,8 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
 	"github.com/pod-identity/injector/pkg/policy"
-	"github.com/pod-identity/injector/pkg/sync/v1alpha1"
 )
 
 // ManagedByLabel marks the IdentityParameters objects the controller owns.
