@@ -231,14 +231,14 @@ func (m *Mutator) Review(ctx context.Context, ar model.AdmissionReview) (model.A
 func (m *Mutator) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *WirePod, podErr error) (model.AdmissionResponse, error) {
 	pr, err := m.decode(ctx, ar, w, podErr)
 	if errors.Is(err, errNotPodCreate) {
-		return &model.MutatingAdmissionResponse{ID: ar.ID}, nil
+		return unchanged(ar.ID), nil
 	}
 	if err != nil {
 		// A body the API server would never send: answer with a clean denial.
-		return &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: false, Message: err.Error()}, nil
+		return refuse(ar.ID, []string{err.Error()}), nil
 	}
 	if pr.sa == nil {
-		return &model.MutatingAdmissionResponse{ID: ar.ID, Warnings: []string{pr.warning}}, nil
+		return unchanged(ar.ID, pr.warning), nil
 	}
 	res := m.cfg.Engine.Mutate(pr.target, pr.sa)
 	warnings := res.Warnings
@@ -256,7 +256,7 @@ func (m *Mutator) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *Wi
 		m.cfg.Metrics.count(invalidAdmitted, invalidProviders(res.Invalid)...)
 	}
 	if len(res.Patch) == 0 {
-		return &model.MutatingAdmissionResponse{ID: ar.ID, Warnings: warnings}, nil
+		return unchanged(ar.ID, warnings...), nil
 	}
 	patch, err := json.Marshal(res.Patch)
 	if err != nil {
@@ -271,7 +271,7 @@ func (m *Mutator) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *Wi
 	if log.Logger.IsLevelEnabled(logrus.DebugLevel) {
 		log.WithField("patch", string(patch)).Debug("patch")
 	}
-	return &model.MutatingAdmissionResponse{ID: ar.ID, JSONPatchPatch: patch, Warnings: warnings}, nil
+	return patched(ar.ID, patch, warnings), nil
 }
 
 // Validator is the validating webhook: it denies invalid identity
@@ -300,13 +300,13 @@ func (v *Validator) Review(ctx context.Context, ar model.AdmissionReview) (model
 
 // ReviewPod implements PodWebhook.
 func (v *Validator) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *WirePod, podErr error) (model.AdmissionResponse, error) {
-	allowed := &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: true}
+	allowed := admit(ar.ID)
 	pr, err := v.decode(ctx, ar, w, podErr)
 	if errors.Is(err, errNotPodCreate) {
 		return allowed, nil
 	}
 	if err != nil {
-		return &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: false, Message: err.Error()}, nil
+		return refuse(ar.ID, []string{err.Error()}), nil
 	}
 	if pr.sa == nil {
 		return allowed, nil
@@ -333,7 +333,7 @@ func (r *reviewer) deny(id string, pr *podReview, errs []error, warnings []strin
 	}
 	r.cfg.Log.WithFields(logrus.Fields{"namespace": pr.target.Namespace, "pod": pr.target.Name, "serviceaccount": pr.sa.Name}).
 		Info("denied pod: invalid identity, or one an identity policy refuses")
-	return &model.ValidatingAdmissionResponse{ID: id, Allowed: false, Message: strings.Join(msgs, "; "), Warnings: warnings}
+	return refuse(id, msgs, warnings...)
 }
 
 func invalidProviders(errs []error) []string {
@@ -386,7 +386,7 @@ func (e *Enforcer) Review(ctx context.Context, ar model.AdmissionReview) (model.
 
 // ReviewPod implements PodWebhook.
 func (e *Enforcer) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *WirePod, podErr error) (model.AdmissionResponse, error) {
-	allowed := &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: true}
+	allowed := admit(ar.ID)
 	if ar.Operation == model.OperationUpdate && subResource(ar) == "ephemeralcontainers" {
 		// kubectl debug: the new containers share the pod's volumes, its
 		// token among them, so the pod is checked again as at creation.
@@ -399,7 +399,7 @@ func (e *Enforcer) ReviewPod(ctx context.Context, ar model.AdmissionReview, w *W
 		return allowed, nil
 	}
 	if err != nil {
-		return &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: false, Message: err.Error()}, nil
+		return refuse(ar.ID, []string{err.Error()}), nil
 	}
 	if pr.target.Policy.Empty() {
 		return allowed, nil
@@ -440,7 +440,7 @@ func subResource(ar model.AdmissionReview) string {
 // configuration the pod reads through the downward API.
 func (e *Enforcer) reviewUpdate(ar model.AdmissionReview, w *WirePod, podErr error) (model.AdmissionResponse, error) {
 	deny := func(msg string) (model.AdmissionResponse, error) {
-		return &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: false, Message: msg}, nil
+		return refuse(ar.ID, []string{msg}), nil
 	}
 	if podErr == nil && w == nil {
 		podErr = errors.New("the request has no object")
@@ -461,7 +461,7 @@ func (e *Enforcer) reviewUpdate(ar model.AdmissionReview, w *WirePod, podErr err
 	}
 	errs := e.cfg.Engine.CheckUpdate(ns+"/"+cur.Name, &was.ObjectMeta, &cur.ObjectMeta, &was.Spec)
 	if len(errs) == 0 {
-		return &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: true}, nil
+		return admit(ar.ID), nil
 	}
 	msgs := make([]string, len(errs))
 	for i, err := range errs {
@@ -501,13 +501,13 @@ func (v *ServiceAccountValidator) Kind() model.WebhookKind { return model.Webhoo
 
 // Review implements webhook.Webhook.
 func (v *ServiceAccountValidator) Review(_ context.Context, ar model.AdmissionReview) (model.AdmissionResponse, error) {
-	allowed := &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: true}
+	allowed := admit(ar.ID)
 	if (ar.Operation != model.OperationCreate && ar.Operation != model.OperationUpdate) ||
 		ar.RequestGVK == nil || ar.RequestGVK.Kind != "ServiceAccount" || ar.RequestGVK.Group != "" {
 		return allowed, nil
 	}
 	deny := func(err error) (model.AdmissionResponse, error) {
-		return &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: false, Message: err.Error()}, nil
+		return refuse(ar.ID, []string{err.Error()}), nil
 	}
 	sa, err := readServiceAccount(ar.NewObjectRaw, ar.Namespace)
 	if err != nil {
@@ -536,7 +536,7 @@ func (v *ServiceAccountValidator) Review(_ context.Context, ar model.AdmissionRe
 	}
 	v.cfg.Log.WithFields(logrus.Fields{"namespace": sa.Namespace, "serviceaccount": sa.Name, "operation": string(ar.Operation)}).
 		Info("refused a serviceaccount identity")
-	return &model.ValidatingAdmissionResponse{ID: ar.ID, Allowed: false, Message: strings.Join(msgs, "; "), Warnings: warnings}, nil
+	return refuse(ar.ID, msgs, warnings...), nil
 }
 
 // readServiceAccount decodes a ServiceAccount of a review, checking its
