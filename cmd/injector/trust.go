@@ -414,6 +414,9 @@ func writeTrust(w io.Writer, docs []trust.Document, output string) error {
 		for _, d := range docs {
 			// One comment line, whatever the names hold.
 			fmt.Fprintf(&b, "# %s\n", oneLineText(fmt.Sprintf("%s %s: %s for %s", d.Provider, d.ServiceAccount, d.Kind, d.Target)))
+			if d.Note != "" {
+				fmt.Fprintf(&b, "# note: %s\n", oneLineText(d.Note))
+			}
 			if d.Command != "" {
 				b.WriteString(d.Command + "\n")
 				continue

@@ -70,6 +70,8 @@ func TestTrustRefusesBadInput(t *testing.T) {
 	audiences := write("audiences.yaml", sa("acme", "hostile", provider+", cloud.google.com/audience: sts.example.com")+sa("acme", "victim", provider))
 	issuerAudience := write("issuer-audience.yaml", sa("acme", "reports", "eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/x, eks.amazonaws.com/audience: '"+testIssuer+"'"))
 	vaultShared := write("vault-shared.yaml", sa("acme", "a", "vault.pod-identity.io/role: shared")+sa("acme", "b", "vault.pod-identity.io/role: shared"))
+	vaultCase := write("vault-case.yaml", sa("billing", "api", "vault.pod-identity.io/role: billing-reader")+sa("evil", "x", "vault.pod-identity.io/role: Billing-Reader"))
+	alibabaCase := write("alibaba-case.yaml", sa("billing", "api", "pod-identity.alibabacloud.com/role-name: billing-reader")+sa("evil", "x", "pod-identity.alibabacloud.com/role-name: Billing-Reader"))
 	var many strings.Builder
 	for i := range 40 {
 		many.WriteString(sa("acme", fmt.Sprintf("app-%d", i), "eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/shared"))
@@ -92,6 +94,10 @@ func TestTrustRefusesBadInput(t *testing.T) {
 		{"one pool provider given two audiences", []string{"trust", "-f", audiences, "--issuer", testIssuer}, `serviceaccounts acme/hostile give it the audience "sts.example.com" and acme/victim gives it`},
 		{"two serviceaccounts naming one role that admits one subject", []string{"trust", "-f", vaultShared, "--issuer", testIssuer, "--provider-config", filepath.Join("..", "..", "deploy", "providers", "vault.yaml")},
 			`Vault JWT auth role "auth/jwt/role/shared": serviceaccounts acme/a and acme/b both name it, and it admits one ServiceAccount: applying the second would replace the first`},
+		{"the same Vault role spelled in another case", []string{"trust", "-f", vaultCase, "--issuer", testIssuer, "--provider-config", filepath.Join("..", "..", "deploy", "providers", "vault.yaml")},
+			`serviceaccounts billing/api and evil/x both name it`},
+		{"the same RAM role spelled in another case", []string{"trust", "-f", alibabaCase, "--issuer", testIssuer, "--provider-config", filepath.Join("..", "..", "deploy", "providers", "alibaba-rrsa.yaml")},
+			`serviceaccounts billing/api and evil/x both name it`},
 		{"so many serviceaccounts on one IAM role that its trust policy would pass IAM's limit", []string{"trust", "-f", manyOnOneRole, "--issuer", testIssuer},
 			`over IAM's maximum of 4096: give some of them another role`},
 		{"an audience the API server accepts", []string{"trust", "-f", apiAudience, "--issuer", testIssuer}, `the token audience "https://kubernetes.default.svc" is one the Kubernetes API server accepts`},

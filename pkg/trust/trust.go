@@ -37,6 +37,9 @@ type Document struct {
 	Object any `json:"object"`
 	// Command applies it with the cloud's CLI; empty when there is none.
 	Command string `json:"command,omitempty"`
+	// Note says what to look at before applying it: one role trusted by
+	// ServiceAccounts of several namespaces.
+	Note string `json:"note,omitempty"`
 	// Additive says that applying it adds to the target (an Entra
 	// credential, an IAM binding, a policy statement); otherwise it
 	// replaces the target's document (a role's trust policy), so Merge
@@ -353,7 +356,11 @@ func Merge(docs []Document) ([]Document, error) {
 				out = append(out, d)
 				continue
 			}
-			key := d.Provider + "\x00" + d.Kind + "\x00" + d.Target
+			// Without regard to case: IAM and RAM role names are not
+			// case-sensitive, and Vault stores role names in lower case, so
+			// "Billing-Reader" is the role "billing-reader" is. (A target that
+			// is case-sensitive is refused for nothing, never merged wrongly.)
+			key := d.Provider + "\x00" + d.Kind + "\x00" + strings.ToLower(d.Target)
 			i, seen := at[key]
 			if !seen {
 				at[key] = len(out)
@@ -387,6 +394,20 @@ func Merge(docs []Document) ([]Document, error) {
 	return out, nil
 }
 
+// namespacesOf lists, sorted and once each, the namespaces of a
+// Document's ServiceAccount list ("ns/name, ns/name").
+func namespacesOf(refs string) []string {
+	var out []string
+	for _, r := range strings.Split(refs, ", ") {
+		ns, _, _ := strings.Cut(r, "/")
+		if !slices.Contains(out, ns) {
+			out = append(out, ns)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // maxTrustPolicy is the largest role trust policy IAM takes (its quota
 // raised from the default 2048 to the maximum).
 const maxTrustPolicy = 4096
@@ -404,7 +425,7 @@ func mergeReplacing(first, d Document) (Document, error) {
 		return Document{}, fmt.Errorf("%s %s: serviceaccounts %s and %s both name it, and it admits one ServiceAccount: applying the second would replace the first (give each ServiceAccount its own)",
 			d.Kind, quote.Value(d.Target), first.ServiceAccount, d.ServiceAccount)
 	}
-	_, _, name, err := roleARN(d.Target)
+	_, _, name, err := roleARN(first.Target)
 	if err != nil {
 		return Document{}, err
 	}
@@ -422,7 +443,14 @@ func mergeReplacing(first, d Document) (Document, error) {
 		return Document{}, fmt.Errorf("%s %s: one statement each for serviceaccounts %s and %s makes a trust policy of %d characters, over IAM's maximum of %d: give some of them another role",
 			d.Kind, quote.Value(d.Target), first.ServiceAccount, d.ServiceAccount, len(body), maxTrustPolicy)
 	}
+	if ns := namespacesOf(first.ServiceAccount + ", " + d.ServiceAccount); len(ns) > 1 {
+		// One team's role assumable from another team's namespace may be
+		// meant (a shared reader) or a ServiceAccount naming a role it should
+		// not: the policies allowed it, but a person should see it.
+		first.Note = fmt.Sprintf("this role admits serviceaccounts of %d namespaces (%s): each of them may assume it; an IdentityPolicy per namespace (roleARNs) keeps a tenant from naming another's role",
+			len(ns), strings.Join(ns, ", "))
+	}
 	first.ServiceAccount += ", " + d.ServiceAccount
-	first.Object, first.Command = merged, updateRoleTrust(d.Target, name, string(body))
+	first.Object, first.Command = merged, updateRoleTrust(first.Target, name, string(body))
 	return first, nil
 }
