@@ -36,7 +36,7 @@ type PodIdentityAssociation struct {
 // clusterARN is an EKS cluster ARN: EKS cluster names are 1 to 100
 // letters, digits, hyphens and underscores, starting with a letter or a
 // digit.
-var clusterARN = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b|aws-eusc):eks:[a-z]{2}(-[a-z]+)+-[0-9]+:([0-9]{12}):cluster/([0-9A-Za-z][A-Za-z0-9_-]{0,99})$`)
+var clusterARN = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b|aws-iso-e|aws-iso-f|aws-eusc):eks:[a-z]{2}(-[a-z]+)+-[0-9]+:([0-9]{12}):cluster/([0-9A-Za-z][A-Za-z0-9_-]{0,99})$`)
 
 // eksCluster splits an EKS cluster ARN into its account and name.
 func eksCluster(arn string) (account, name string, err error) {

@@ -78,7 +78,7 @@ func TestRoleARNValidation(t *testing.T) {
 func TestPartitionForRegion(t *testing.T) {
 	for region, want := range map[string]string{
 		"": "aws", "us-east-1": "aws", "cn-northwest-1": "aws-cn", "us-gov-east-1": "aws-us-gov",
-		"us-iso-east-1": "aws-iso", "us-isob-east-1": "aws-iso-b", "eusc-de-east-1": "aws-eusc",
+		"us-iso-east-1": "aws-iso", "us-isob-east-1": "aws-iso-b", "eusc-de-east-1": "aws-eusc", "eu-isoe-west-1": "aws-iso-e", "us-isof-south-1": "aws-iso-f",
 	} {
 		if got := PartitionForRegion(region); got != want {
 			t.Errorf("PartitionForRegion(%q) = %q, want %q", region, got, want)

@@ -31,8 +31,8 @@ const (
 	IRSATokenPath             = "token"
 	windowsMountPrefix        = `C:`
 	accountIDPattern          = `[0-9]{12}`
-	partitionPattern          = `aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b|aws-eusc`
-	roleNameExpected          = "arn:<partition>:iam::<12-digit account>:role/<path/name> with partition aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b or aws-eusc, within IAM's limits (a path of 512 characters, a name of 64, 2048 in all)"
+	partitionPattern          = `aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b|aws-iso-e|aws-iso-f|aws-eusc`
+	roleNameExpected          = "arn:<partition>:iam::<12-digit account>:role/<path/name> with partition aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b, aws-iso-e, aws-iso-f or aws-eusc, within IAM's limits (a path of 512 characters, a name of 64, 2048 in all)"
 	// IAM's limits: an ARN is at most 2048 characters, a role's path at
 	// most 512 (its leading and trailing slash included), its name at most 64.
 	maxARN                     = 2048
@@ -147,7 +147,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--aws-token-expiration %d: expected %d to %d seconds", c.TokenExpiration, MinTokenExpiration, MaxTokenExpiration)
 	}
 	if !partition.MatchString(c.Partition) {
-		return fmt.Errorf("--aws-partition %q: expected one of aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b, aws-eusc", c.Partition)
+		return fmt.Errorf("--aws-partition %q: expected one of aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b, aws-iso-e, aws-iso-f, aws-eusc", c.Partition)
 	}
 	if c.ComposeRoleARN && !accountID.MatchString(c.AccountID) {
 		return fmt.Errorf("--aws-account-id %q: expected 12 digits (left out, the instance metadata service's account is used)", c.AccountID)
@@ -176,6 +176,10 @@ func PartitionForRegion(region string) string {
 		return "aws-us-gov"
 	case strings.HasPrefix(region, "us-isob-"):
 		return "aws-iso-b"
+	case strings.HasPrefix(region, "eu-isoe-"):
+		return "aws-iso-e"
+	case strings.HasPrefix(region, "us-isof-"):
+		return "aws-iso-f"
 	case strings.HasPrefix(region, "us-iso-"):
 		return "aws-iso"
 	case strings.HasPrefix(region, "eusc-"):

@@ -224,9 +224,11 @@ func (p *Provider) TokenAudiences() []string {
 
 // IdentityVariables implements providers.Enforcer: a credential
 // configuration file of the container's own names a provider and a
-// service account the policies cannot see.
+// service account the policies cannot see; gcloud's impersonation
+// variable names the service account it acts as with the injected
+// credential.
 func (p *Provider) IdentityVariables() map[string]string {
-	return map[string]string{"GOOGLE_APPLICATION_CREDENTIALS": "workloadIdentityProviders"}
+	return map[string]string{"GOOGLE_APPLICATION_CREDENTIALS": "workloadIdentityProviders", "CLOUDSDK_AUTH_IMPERSONATE_SERVICE_ACCOUNT": "serviceAccountEmails"}
 }
 
 // AnnotationPrefixes implements providers.Provider.
