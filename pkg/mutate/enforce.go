@@ -67,6 +67,7 @@ func (e *Engine) Enforce(t Target, sa *corev1.ServiceAccount) Result {
 		}
 	}
 	tokens, projectedAPI := e.foreignTokens(t.Spec, ours)
+	res.Denied = append(res.Denied, e.selfProjectedHidden(t, tokens)...)
 	api := apiToken(t.Spec, sa)
 	if !api.Mounted && projectedAPI != "" {
 		api = &policy.APIToken{Mounted: true, Source: policy.TokenProjected, Volume: projectedAPI}
@@ -163,9 +164,13 @@ func everyContainer(spec *corev1.PodSpec) []containerView {
 // variables explicitly, which envFrom cannot override; a container that
 // sets some variable of their group itself does not get them.
 func hiddenCredentials(t Target, en providers.Enforcer, inj *providers.Injection, provider string) []error {
+	// The volumes that hold a token or a credential configuration (not a
+	// scratch directory such as gcloud's).
 	volumes := map[string]bool{}
 	for _, v := range inj.Volumes {
-		volumes[v.Name] = true
+		if v.EmptyDir == nil {
+			volumes[v.Name] = true
+		}
 	}
 	// The variables a container with envFrom must set itself: the token
 	// file variables, and the identity variables whose field a policy of
@@ -226,6 +231,42 @@ func hiddenCredentials(t Target, en providers.Enforcer, inj *providers.Injection
 			if !slices.ContainsFunc(c.env, func(ev corev1.EnvVar) bool { return ev.Name == name }) {
 				out = append(out, fmt.Errorf("%s and takes variables from envFrom without setting %s itself: the identity policies cannot read what envFrom gives it (set %s in env, or remove envFrom)",
 					where, name, name))
+			}
+		}
+	}
+	return out
+}
+
+// selfProjectedHidden refuses a container that mounts a cloud token the
+// pod projected itself (where a policy allows that) and takes variables
+// from envFrom without setting that cloud's governed identity variables
+// in env: the rule hiddenCredentials applies to the injector's own token.
+func (e *Engine) selfProjectedHidden(t Target, tokens []policy.Token) []error {
+	var out []error
+	for _, tok := range tokens {
+		if tok.Provider == "" {
+			continue
+		}
+		var en providers.Enforcer
+		for _, p := range e.providers {
+			if p.Name() == tok.Provider {
+				en, _ = p.(providers.Enforcer)
+			}
+		}
+		if en == nil {
+			continue
+		}
+		vars := en.IdentityVariables()
+		for _, c := range everyContainer(t.Spec) {
+			if len(c.envFrom) == 0 || !slices.ContainsFunc(c.mounts, func(m corev1.VolumeMount) bool { return m.Name == tok.Volume }) {
+				continue
+			}
+			for _, name := range slices.Sorted(maps.Keys(vars)) {
+				if !t.Policy.Governs(tok.Provider, vars[name]) || slices.ContainsFunc(c.env, func(ev corev1.EnvVar) bool { return ev.Name == name }) {
+					continue
+				}
+				out = append(out, fmt.Errorf("pod %s container %s mounts the %s token the pod projects itself (volume %s) and takes variables from envFrom without setting %s itself: the identity policies cannot read what envFrom gives it (set %s in env, or remove envFrom)",
+					podRef(t), strconv.Quote(c.name), tok.Provider, strconv.Quote(tok.Volume), name, name))
 			}
 		}
 	}

@@ -588,6 +588,10 @@ func normalizeVolume(v corev1.Volume) corev1.Volume {
 		}
 		v.Projected = &cp
 	}
+	if v.EmptyDir != nil {
+		// A scratch directory is one whatever its medium or size.
+		v.EmptyDir = &corev1.EmptyDirVolumeSource{}
+	}
 	if d := v.DownwardAPI; d != nil {
 		cp := *d
 		if cp.DefaultMode == nil {

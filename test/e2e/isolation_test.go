@@ -102,6 +102,13 @@ func hiddenIdentitiesAreRefused(t *testing.T, ns, wantPolicy string) {
 		_, err := createPod(t, ns, tenantPod("envfrom", "app", envFrom, withEnv("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks.amazonaws.com/serviceaccount/token")), true)
 		requireDenied(t, err, `container "app" mounts the aws token (volume "aws-iam-token") and takes variables from envFrom without setting AWS_ROLE_ARN itself`)
 	})
+	t.Run("a client ID left to envFrom beside a token the pod projects itself is refused", func(t *testing.T) {
+		mounted := func(p *corev1.Pod) {
+			p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "mine", MountPath: "/var/run/secrets/azure/wi/0123abcd/token", ReadOnly: true})
+		}
+		_, err := createPod(t, ns, tenantPod("envfrom-own", "plain", ownToken("api://AzureADTokenExchange"), mounted, envFrom), true)
+		requireDenied(t, err, `container "app" mounts the azure token the pod projects itself (volume "mine") and takes variables from envFrom without setting AZURE_CLIENT_ID itself`)
+	})
 	t.Run("envFrom beside the injected role is allowed", func(t *testing.T) {
 		if _, err := createPod(t, ns, tenantPod("envfrom-ok", "app", envFrom), true); err != nil {
 			t.Fatalf("refused: %v", err)
