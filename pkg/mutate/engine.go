@@ -473,7 +473,7 @@ func (s *state) apply(req providers.Request, inj *providers.Injection) (bool, []
 		}
 		if name, have, other := s.otherTokenFile(ci, inj); other {
 			if who := knownTokenFile(inj, have); who != "" {
-				warn("pod %s container %s sets %s=%s, the token path of %s: that webhook injected the container, so nothing was added to it (run one of the two for %s pods, or remove %s from the container to use this injection)",
+				warn("pod %s container %s sets %s=%s, the token path of %s, as that webhook's injection does; nothing was added to it (run one of the two for %s pods, or remove %s from the container to use this injection)",
 					s.podRef(), quote.Value(c.Name), name, quote.Value(have), who, inj.Provider, name)
 				continue
 			}
