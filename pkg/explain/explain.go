@@ -20,8 +20,6 @@ import (
 	"github.com/pod-identity/injector/pkg/policy"
 	"github.com/pod-identity/injector/pkg/providers"
 	"github.com/pod-identity/injector/pkg/providers/aws"
-	"github.com/pod-identity/injector/pkg/providers/azure"
-	"github.com/pod-identity/injector/pkg/providers/gcp"
 )
 
 // The provider decisions.
@@ -168,7 +166,7 @@ func Explain(e *mutate.Engine, in Input) Report {
 		r.Adds = additions(t, res.Patch)
 	}
 	if in.Running {
-		r.Drift = drift(t, fresh, freshRes.Patch)
+		r.Drift = drift(e, t, fresh, freshRes.Patch)
 	}
 	return r
 }
@@ -191,9 +189,9 @@ func freshTarget(t mutate.Target) mutate.Target {
 // with those the same containers would get now, fresh: a changed
 // annotation shows as a different value, a new one as a missing variable,
 // a removed one as an identity the pod still carries (see removed).
-func drift(t, fresh mutate.Target, freshPatch []mutate.Op) []string {
+func drift(engine *mutate.Engine, t, fresh mutate.Target, freshPatch []mutate.Op) []string {
 	want := additionsWithValues(fresh, freshPatch)
-	out := removed(t, want)
+	out := removed(engine, t, want)
 	for _, list := range [][]corev1.Container{t.Spec.InitContainers, t.Spec.Containers} {
 		for _, c := range list {
 			have := map[string]string{}
@@ -216,31 +214,33 @@ func drift(t, fresh mutate.Target, freshPatch []mutate.Op) []string {
 	return out
 }
 
-// injectedMarks are, for the compiled providers, the token volume their
-// injection leaves in a pod and the variable that names the identity: a
-// pod that has both carries an identity that provider gave it.
-var injectedMarks = []struct{ provider, volume, variable string }{
-	{aws.Name, aws.IRSAVolumeName, "AWS_ROLE_ARN"},
-	{aws.Name, aws.PodIdentityVolumeName, "AWS_CONTAINER_CREDENTIALS_FULL_URI"},
-	{azure.Name, azure.VolumeName, "AZURE_CLIENT_ID"},
-	{gcp.Name, gcp.TokenVolumeName, "GOOGLE_APPLICATION_CREDENTIALS"},
-}
-
 // removed reports the identities a running pod carries (a provider's
 // token volume and variable) that its ServiceAccount no longer gives.
-func removed(t mutate.Target, want map[string][]corev1.EnvVar) []string {
+func removed(engine *mutate.Engine, t mutate.Target, want map[string][]corev1.EnvVar) []string {
+	type mark struct {
+		provider string
+		providers.Mark
+	}
+	var marks []mark
+	for _, p := range engine.Providers() {
+		if m, ok := p.(providers.Marker); ok {
+			for _, mk := range m.InjectionMarks() {
+				marks = append(marks, mark{p.Name(), mk})
+			}
+		}
+	}
 	var out []string
 	hasVolume := func(name string) bool {
 		return slices.ContainsFunc(t.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == name })
 	}
 	for _, list := range [][]corev1.Container{t.Spec.InitContainers, t.Spec.Containers} {
 		for _, c := range list {
-			for _, m := range injectedMarks {
-				if !hasVolume(m.volume) || slices.ContainsFunc(want[c.Name], func(v corev1.EnvVar) bool { return v.Name == m.variable }) {
+			for _, m := range marks {
+				if !hasVolume(m.Volume) || slices.ContainsFunc(want[c.Name], func(v corev1.EnvVar) bool { return v.Name == m.Variable }) {
 					continue
 				}
 				for _, e := range c.Env {
-					if e.Name == m.variable {
+					if e.Name == m.Variable {
 						out = append(out, fmt.Sprintf("container %s has %s=%s, but its serviceaccount no longer gives it an identity from %s: restart the pod to drop it",
 							c.Name, e.Name, strconv.Quote(e.Value), m.provider))
 					}

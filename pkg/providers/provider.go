@@ -231,6 +231,21 @@ func AudienceIdentity(annotation, audience string) Identity {
 	return Identity{Field: "audiences", Source: "annotation " + annotation, Value: audience}
 }
 
+// Marker is implemented by a provider that can say what its injection
+// leaves in a pod: explain and audit use the marks to find running pods
+// that still carry an identity their ServiceAccount no longer gives.
+type Marker interface {
+	// InjectionMarks are the token volumes the provider adds, each with
+	// the variable that names the identity.
+	InjectionMarks() []Mark
+}
+
+// Mark is a token volume and the variable that names the identity: a pod
+// that has both carries an identity of the provider.
+type Mark struct {
+	Volume, Variable string
+}
+
 // TrustObject is the object a cloud must hold so that it accepts one
 // ServiceAccount's tokens: what `injector trust` prints.
 type TrustObject struct {

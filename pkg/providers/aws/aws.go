@@ -119,6 +119,12 @@ func (p *Provider) IdentityVariables() map[string]string {
 	return map[string]string{"AWS_ROLE_ARN": "roleARNs"}
 }
 
+// InjectionMarks implements providers.Marker: IRSA's token and role,
+// EKS Pod Identity's token and container credentials endpoint.
+func (p *Provider) InjectionMarks() []providers.Mark {
+	return []providers.Mark{{Volume: IRSAVolumeName, Variable: "AWS_ROLE_ARN"}, {Volume: p.cfg.PodIdentityVolumeName, Variable: "AWS_CONTAINER_CREDENTIALS_FULL_URI"}}
+}
+
 // PodLabels implements providers.PodLabelReader: the opt-out label, any
 // value, and the label the EKS webhook gives Pod Identity pods.
 func (p *Provider) PodLabels() map[string][]string {

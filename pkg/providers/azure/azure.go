@@ -233,6 +233,11 @@ func (p *Provider) TokenAudiences() []string {
 	return out
 }
 
+// InjectionMarks implements providers.Marker.
+func (p *Provider) InjectionMarks() []providers.Mark {
+	return []providers.Mark{{Volume: VolumeName, Variable: "AZURE_CLIENT_ID"}}
+}
+
 // IdentityVariables implements providers.Enforcer.
 func (p *Provider) IdentityVariables() map[string]string {
 	return map[string]string{"AZURE_CLIENT_ID": "clientIDs", "AZURE_TENANT_ID": "tenantIDs"}

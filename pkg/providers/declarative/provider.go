@@ -70,6 +70,20 @@ func (p *Provider) IdentityVariables() map[string]string {
 	return out
 }
 
+// InjectionMarks implements providers.Marker: the token volume, and the
+// variable whose value holds the identity.
+func (p *Provider) InjectionMarks() []providers.Mark {
+	d := p.def.Load()
+	for _, v := range d.env {
+		for _, part := range v.value {
+			if part.kind == identityPH {
+				return []providers.Mark{{Volume: d.spec.Token.VolumeName, Variable: v.name}}
+			}
+		}
+	}
+	return nil
+}
+
 // PodLabels implements providers.PodLabelReader: the pod label gate, if
 // the provider has one.
 func (p *Provider) PodLabels() map[string][]string {

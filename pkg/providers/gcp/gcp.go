@@ -222,6 +222,11 @@ func (p *Provider) TokenAudiences() []string {
 	return out
 }
 
+// InjectionMarks implements providers.Marker.
+func (p *Provider) InjectionMarks() []providers.Mark {
+	return []providers.Mark{{Volume: TokenVolumeName, Variable: "GOOGLE_APPLICATION_CREDENTIALS"}}
+}
+
 // IdentityVariables implements providers.Enforcer: a credential
 // configuration file of the container's own names a provider and a
 // service account the policies cannot see; gcloud's impersonation
