@@ -35,7 +35,7 @@ import (
 
 	v1alpha1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
 	"github.com/pod-identity/injector/pkg/providers"
-	"github.com/pod-identity/injector/pkg/providers/registry"
+	"github.com/pod-identity/injector/pkg/providers/builtin"
 	"github.com/pod-identity/injector/pkg/server"
 )
 
@@ -517,7 +517,7 @@ func identityNames(t *testing.T) (vars, added []string) {
 	for _, f := range files {
 		args = append(args, "--provider-config="+f)
 	}
-	set := registry.New().WithArgs(args)
+	set := builtin.New().WithArgs(args)
 	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	set.AddFlags(fs)
 	if err := fs.Parse(args); err != nil {

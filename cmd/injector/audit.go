@@ -15,6 +15,7 @@ import (
 
 	"github.com/pod-identity/injector/pkg/explain"
 	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/providers/builtin"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 )
 
@@ -23,7 +24,7 @@ import (
 const auditPageSize = 500
 
 func newAuditCommand(configs *registry.Configs) *cobra.Command {
-	provs := registry.New().WithConfigs(configs)
+	provs := builtin.New().WithConfigs(configs)
 	var namespace string
 	kube := newKubeOptions()
 	cmd := &cobra.Command{

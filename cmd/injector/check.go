@@ -6,13 +6,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pod-identity/injector/pkg/providers/builtin"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/render"
 )
 
 func newCheckCommand(configs *registry.Configs) *cobra.Command {
 	opts := render.Options{}
-	provs := registry.New().WithConfigs(configs)
+	provs := builtin.New().WithConfigs(configs)
 	cmd := &cobra.Command{
 		Use:   "check -f FILE [-f FILE...]",
 		Short: "Print every invalid identity annotation and identity policy violation in manifests, for CI",

@@ -20,13 +20,14 @@ import (
 	"github.com/pod-identity/injector/pkg/explain"
 	"github.com/pod-identity/injector/pkg/manifest"
 	"github.com/pod-identity/injector/pkg/mutate"
+	"github.com/pod-identity/injector/pkg/providers/builtin"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/render"
 )
 
 func newExplainCommand(configs *registry.Configs) *cobra.Command {
 	opts := render.Options{}
-	provs := registry.New().WithConfigs(configs)
+	provs := builtin.New().WithConfigs(configs)
 	var excluded []string
 	kube := newKubeOptions()
 	cmd := &cobra.Command{

@@ -21,6 +21,7 @@ import (
 	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/policy"
 	"github.com/pod-identity/injector/pkg/policywatch"
+	"github.com/pod-identity/injector/pkg/providers/builtin"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/sacache"
 )
@@ -55,7 +56,7 @@ type clusterFlags struct {
 }
 
 func newClusterFlags(configs *registry.Configs) clusterFlags {
-	return clusterFlags{providers: registry.New().WithConfigs(configs), kube: newKubeOptions()}
+	return clusterFlags{providers: builtin.New().WithConfigs(configs), kube: newKubeOptions()}
 }
 
 func (c *clusterFlags) addFlags(fs *pflag.FlagSet) {

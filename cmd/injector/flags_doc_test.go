@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/pod-identity/injector/internal/golden"
-	"github.com/pod-identity/injector/pkg/providers/registry"
+	"github.com/pod-identity/injector/pkg/providers/builtin"
 )
 
 // TestTheFlagReferenceIsCurrent: docs/flags.md is generated from the
@@ -31,7 +31,7 @@ func TestTheFlagReferenceIsCurrent(t *testing.T) {
 // flags.
 func flagReference(root *cobra.Command) string {
 	provider := pflag.NewFlagSet("providers", pflag.ContinueOnError)
-	registry.New().AddFlags(provider)
+	builtin.New().AddFlags(provider)
 	var b strings.Builder
 	b.WriteString("# Flag reference\n\n")
 	b.WriteString("Every flag of every `injector` command, generated from the commands themselves\n")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pod-identity/injector/pkg/providers/builtin"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/render"
 )
@@ -42,7 +43,7 @@ func validateInvalidIdentity(mode string) error {
 }
 
 func newMutateCommand(configs *registry.Configs) *cobra.Command {
-	cfg := &mutateConfig{providers: registry.New().WithConfigs(configs)}
+	cfg := &mutateConfig{providers: builtin.New().WithConfigs(configs)}
 	cmd := &cobra.Command{
 		Use:   "mutate -f FILE [-f FILE...]",
 		Short: "Print manifests with pod templates mutated exactly as the webhook would",

@@ -21,6 +21,7 @@ import (
 	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/policy"
 	"github.com/pod-identity/injector/pkg/providers"
+	"github.com/pod-identity/injector/pkg/providers/builtin"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/render"
 	"github.com/pod-identity/injector/pkg/trust"
@@ -44,7 +45,7 @@ func newTrustCommand(configs *registry.Configs) *cobra.Command {
 	var o trust.Options
 	var policyOpts render.Options
 	kube := newKubeOptions()
-	provs := registry.New().WithConfigs(configs)
+	provs := builtin.New().WithConfigs(configs)
 	cmd := &cobra.Command{
 		Use:   "trust [-f FILE | NAME...] [--issuer URL]",
 		Short: "Print the cloud-side trust each annotated ServiceAccount needs, exactly as narrow as the ServiceAccount",

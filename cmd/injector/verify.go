@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/pod-identity/injector/pkg/providers/builtin"
 	"github.com/pod-identity/injector/pkg/providers/registry"
 	"github.com/pod-identity/injector/pkg/trust"
 )
@@ -33,7 +34,7 @@ type verifyResult struct {
 
 func newVerifyCommand(configs *registry.Configs) *cobra.Command {
 	kube := newKubeOptions()
-	provs := registry.New().WithConfigs(configs)
+	provs := builtin.New().WithConfigs(configs)
 	var namespace, output string
 	var all bool
 	var o trust.VerifyOptions

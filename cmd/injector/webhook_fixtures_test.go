@@ -3,11 +3,11 @@ package main
 import (
 	"testing"
 
-	"github.com/pod-identity/injector/pkg/providers/providertest"
+	"github.com/pod-identity/injector/internal/fixturetest"
 )
 
 // TestWebhookAgreesWithFixtures: the webhook's HTTP handler and `injector
-// mutate` do the same thing to every fixture pod (see providertest.RunWebhook).
+// mutate` do the same thing to every fixture pod (see fixturetest.RunWebhook).
 func TestWebhookAgreesWithFixtures(t *testing.T) {
-	providertest.RunWebhook(t, fixtures)
+	fixturetest.RunWebhook(t, fixtures)
 }

@@ -4,12 +4,12 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/pod-identity/injector/pkg/providers/providertest"
+	"github.com/pod-identity/injector/internal/fixturetest"
 )
 
 // TestWebhooksAgreeWithFixtures runs every fixture pod through the
 // webhooks behind the HTTP handler, so that this package's tests hold what
 // the fixtures pin down.
 func TestWebhooksAgreeWithFixtures(t *testing.T) {
-	providertest.RunWebhook(t, filepath.Join("..", "..", "test", "fixtures"))
+	fixturetest.RunWebhook(t, filepath.Join("..", "..", "test", "fixtures"))
 }

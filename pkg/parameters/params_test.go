@@ -16,7 +16,7 @@ import (
 	"github.com/pod-identity/injector/pkg/policy"
 	policyv1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
 	"github.com/pod-identity/injector/pkg/providers"
-	"github.com/pod-identity/injector/pkg/providers/registry"
+	"github.com/pod-identity/injector/pkg/providers/builtin"
 )
 
 const (
@@ -26,7 +26,7 @@ const (
 
 func engine(t *testing.T, args ...string) *mutate.Engine {
 	t.Helper()
-	set := registry.New()
+	set := builtin.New()
 	fs := pflag.NewFlagSet("sync", pflag.ContinueOnError)
 	set.AddFlags(fs)
 	if err := fs.Parse(args); err != nil {

@@ -30,6 +30,7 @@ import (
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 
 	"github.com/pod-identity/injector/internal/golden"
+	"github.com/pod-identity/injector/pkg/manifest"
 	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/providers"
 	"github.com/pod-identity/injector/pkg/providers/registry"
@@ -40,13 +41,6 @@ import (
 // (with --patch, each pod's patch as a JSON line), returning what it wrote
 // to stdout and stderr and its error.
 type Renderer func(file string, flags []string, patch bool) (stdout, stderr []byte, err error)
-
-// Mutate is the Renderer of the compiled providers: the flags are those
-// of `injector mutate` (the providers' own, --enable-<name>,
-// --invalid-identity, -n).
-func Mutate(file string, flags []string, patch bool) (stdout, stderr []byte, err error) {
-	return renderWith(registry.New(), file, flags, patch)
-}
 
 // RendererFor is the Renderer of the providers that newPlugins make (a
 // package's NewPlugin functions), as `injector mutate` would render with
@@ -65,9 +59,18 @@ func RendererFor(newPlugins ...func() providers.Plugin) Renderer {
 	}
 }
 
+// RendererOf is the Renderer of the providers of set, as `injector mutate`
+// renders with them: the flags are its own (the providers',
+// --enable-<name>, --invalid-identity, -n).
+func RendererOf(set func() *registry.Set) Renderer {
+	return func(file string, flags []string, patch bool) ([]byte, []byte, error) {
+		return renderWith(set(), file, flags, patch)
+	}
+}
+
 // renderWith renders file with the providers of set and flags.
 func renderWith(set *registry.Set, file string, flags []string, patch bool) (stdout, stderr []byte, err error) {
-	engine, opts, cancel, err := fromFlags(set, flags)
+	engine, opts, cancel, err := EngineFromFlags(set, flags)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -78,10 +81,10 @@ func renderWith(set *registry.Set, file string, flags []string, patch bool) (std
 	return out.Bytes(), errOut.Bytes(), err
 }
 
-// fromFlags builds the engine of the providers of set, and the rendering
-// options, from the flags of `injector mutate`. cancel stops what the
-// providers watch.
-func fromFlags(set *registry.Set, flags []string) (*mutate.Engine, render.Options, context.CancelFunc, error) {
+// EngineFromFlags builds the engine of the providers of set, and the
+// rendering options, from the flags of `injector mutate`. cancel stops
+// what the providers watch.
+func EngineFromFlags(set *registry.Set, flags []string) (*mutate.Engine, render.Options, context.CancelFunc, error) {
 	fs := pflag.NewFlagSet("mutate", pflag.ContinueOnError)
 	set.WithArgs(flags).AddFlags(fs)
 	var opts render.Options
@@ -277,7 +280,7 @@ func eachPatch(t *testing.T, lines []byte, f func(kind, name string, ops []op)) 
 func documents(t *testing.T, file string) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
-	for _, d := range readDocs(t, file) {
+	for _, d := range ReadDocuments(t, file) {
 		meta, _ := d.Object["metadata"].(map[string]any)
 		ns, _ := meta["namespace"].(string)
 		if ns == "" {
@@ -326,4 +329,19 @@ func volumeNames(t *testing.T, doc []byte) map[string]bool {
 	}
 	walk(obj)
 	return out
+}
+
+// ReadDocuments reads a YAML or JSON stream of a fixture.
+func ReadDocuments(t *testing.T, path string) []*manifest.Document {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	docs, err := manifest.Read(f, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return docs
 }

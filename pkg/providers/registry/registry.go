@@ -1,7 +1,7 @@
-// Package registry lists the provider plugins compiled into the binary and
-// builds the enabled ones from flags, with the declarative providers of
-// --provider-config files after them. Adding a compiled cloud is one line
-// in New.
+// Package registry builds the enabled providers of a set of plugins from
+// flags, with the declarative providers of --provider-config files after
+// them. It knows no cloud: pkg/providers/builtin lists the compiled-in
+// ones, so that a provider's tests build only that provider.
 package registry
 
 import (
@@ -16,10 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/pod-identity/injector/pkg/providers"
-	"github.com/pod-identity/injector/pkg/providers/aws"
-	"github.com/pod-identity/injector/pkg/providers/azure"
 	"github.com/pod-identity/injector/pkg/providers/declarative"
-	"github.com/pod-identity/injector/pkg/providers/gcp"
 )
 
 // Set is every compiled-in provider plugin and every declarative provider,
@@ -141,11 +138,6 @@ func configArgs(args []string) []string {
 		}
 	}
 	return files
-}
-
-// New returns the set of all compiled-in providers, each enabled by default.
-func New() *Set {
-	return NewSet(aws.NewPlugin(), azure.NewPlugin(), gcp.NewPlugin())
 }
 
 // NewSet returns a set of the given plugins, each enabled by default: for

@@ -9,12 +9,12 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 
-	"github.com/pod-identity/injector/pkg/providers/registry"
+	"github.com/pod-identity/injector/pkg/providers/builtin"
 )
 
 func build(t *testing.T, args ...string) ([]string, error) {
 	t.Helper()
-	s := registry.New().WithArgs(args)
+	s := builtin.New().WithArgs(args)
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	s.AddFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -56,7 +56,7 @@ func TestTheRegistry(t *testing.T) {
 			}
 		})
 	}
-	if got := strings.Join(registry.New().Names(), ","); got != "aws,azure,gcp" {
+	if got := strings.Join(builtin.New().Names(), ","); got != "aws,azure,gcp" {
 		t.Errorf("Names() = %s", got)
 	}
 }

@@ -1,4 +1,9 @@
-package providertest
+// Package fixturetest runs the golden fixtures with every compiled-in
+// provider: through the renderer `injector mutate` uses, and through the
+// webhook's HTTP handler. Only the tests of the packages that see every
+// provider (the engine, admission, the command) use it; a provider's own
+// tests use pkg/providers/providertest with only that provider.
+package fixturetest
 
 import (
 	"encoding/json"
@@ -19,10 +24,14 @@ import (
 	"github.com/pod-identity/injector/internal/staticsa"
 	"github.com/pod-identity/injector/pkg/admission"
 	"github.com/pod-identity/injector/pkg/manifest"
-	"github.com/pod-identity/injector/pkg/providers/registry"
+	"github.com/pod-identity/injector/pkg/providers/builtin"
+	"github.com/pod-identity/injector/pkg/providers/providertest"
 	"github.com/pod-identity/injector/pkg/render"
 	"github.com/pod-identity/injector/pkg/server"
 )
+
+// Mutate is the Renderer of every compiled-in provider.
+var Mutate = providertest.RendererOf(builtin.New)
 
 // RunWebhook sends every Pod of every case below dir through the
 // webhook's HTTP handler (with the compiled providers and the case's
@@ -35,20 +44,20 @@ func RunWebhook(t *testing.T, dir string) {
 	if golden.Update {
 		t.Skip("expectations are being rewritten")
 	}
-	for _, c := range Cases(t, dir) {
+	for _, c := range providertest.Cases(t, dir) {
 		name, _ := filepath.Rel(dir, c)
 		t.Run(filepath.ToSlash(name), func(t *testing.T) { runWebhookCase(t, c) })
 	}
 }
 
 func runWebhookCase(t *testing.T, dir string) {
-	engine, opts, cancel, err := fromFlags(registry.New(), Flags(t, dir))
+	engine, opts, cancel, err := providertest.EngineFromFlags(builtin.New(), providertest.Flags(t, dir))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cancel()
 	mode := opts.InvalidIdentity
-	in := readDocs(t, filepath.Join(dir, "input.yaml"))
+	in := providertest.ReadDocuments(t, filepath.Join(dir, "input.yaml"))
 	sas := manifest.ServiceAccounts{}
 	if err := sas.Add(in, "default"); err != nil {
 		t.Fatal(err)
@@ -75,7 +84,7 @@ func runWebhookCase(t *testing.T, dir string) {
 	webhookWarnings, podsOnly := 0, true
 	var expected []*manifest.Document
 	if len(wantErr) == 0 {
-		expected = readDocs(t, filepath.Join(dir, "expected.yaml"))
+		expected = providertest.ReadDocuments(t, filepath.Join(dir, "expected.yaml"))
 	}
 	for i, d := range in {
 		if d.Kind() != "Pod" {
@@ -223,18 +232,4 @@ func call(t *testing.T, h http.Handler, path, body string) reviewResponse {
 		t.Fatal(err)
 	}
 	return r
-}
-
-func readDocs(t *testing.T, path string) []*manifest.Document {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	docs, err := manifest.Read(f, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return docs
 }
