@@ -29,7 +29,7 @@ e2e:
 	./hack/e2e.sh
 
 bench:
-	go test -run - -bench . -benchmem ./pkg/mutate/... ./pkg/server/...
+	go test -run - -bench . -benchmem ./pkg/mutate/... ./internal/server/...
 
 loadtest:
 	go run ./hack/loadtest

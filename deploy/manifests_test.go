@@ -33,10 +33,10 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
+	"github.com/pod-identity/injector/internal/server"
 	v1alpha1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
 	"github.com/pod-identity/injector/pkg/providers"
 	"github.com/pod-identity/injector/pkg/providers/builtin"
-	"github.com/pod-identity/injector/pkg/server"
 )
 
 type kustomization struct {

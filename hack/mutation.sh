@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/pod-identity-mutation}
 mkdir -p "$out"
 # ./pkg/providers takes in its subpackages: the three providers and the registry.
-packages=${PACKAGES:-"./internal/jsonscan ./pkg/mutate ./pkg/providers ./pkg/admission ./pkg/server"}
+packages=${PACKAGES:-"./internal/jsonscan ./pkg/mutate ./pkg/providers ./internal/admission ./internal/server"}
 go install github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0
 gremlins=$(go env GOPATH)/bin/gremlins
 for p in $packages; do

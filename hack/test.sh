@@ -28,6 +28,6 @@ go test -race -count=1 ./...
 # Heap figures mean nothing under the race detector: the hostile-request
 # memory test runs on its own, without it.
 echo "== go test (memory under hostile requests)"
-go test -count=1 -run 'TestHostileRequestsGrowNothing' ./pkg/server/
+go test -count=1 -run 'TestHostileRequestsGrowNothing' ./internal/server/
 
 ./hack/e2e.sh

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pod-identity/injector/internal/explain"
 	"github.com/pod-identity/injector/internal/golden"
-	"github.com/pod-identity/injector/pkg/explain"
 	"github.com/pod-identity/injector/pkg/providers/providertest"
 )
 

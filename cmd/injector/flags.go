@@ -18,12 +18,12 @@ import (
 
 	"github.com/pod-identity/injector/pkg/policy/v1alpha1"
 
+	"github.com/pod-identity/injector/internal/policywatch"
+	"github.com/pod-identity/injector/internal/sacache"
 	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/policy"
-	"github.com/pod-identity/injector/pkg/policywatch"
 	"github.com/pod-identity/injector/pkg/providers/builtin"
 	"github.com/pod-identity/injector/pkg/providers/registry"
-	"github.com/pod-identity/injector/pkg/sacache"
 )
 
 func addInvalidIdentityFlag(fs *pflag.FlagSet, v *string) {

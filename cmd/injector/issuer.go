@@ -20,7 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
-	"github.com/pod-identity/injector/pkg/trust"
+	"github.com/pod-identity/injector/internal/trust"
 )
 
 // The exit codes of injector issuer check.

@@ -15,11 +15,11 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
-	"github.com/pod-identity/injector/pkg/admission"
-	"github.com/pod-identity/injector/pkg/certwatch"
+	"github.com/pod-identity/injector/internal/admission"
+	"github.com/pod-identity/injector/internal/certwatch"
+	"github.com/pod-identity/injector/internal/sacache"
+	"github.com/pod-identity/injector/internal/server"
 	"github.com/pod-identity/injector/pkg/providers/registry"
-	"github.com/pod-identity/injector/pkg/sacache"
-	"github.com/pod-identity/injector/pkg/server"
 )
 
 // serveConfig is the configuration of `injector serve`.

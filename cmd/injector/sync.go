@@ -17,10 +17,10 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
-	"github.com/pod-identity/injector/pkg/parameters"
+	"github.com/pod-identity/injector/internal/parameters"
+	"github.com/pod-identity/injector/internal/sacache"
+	"github.com/pod-identity/injector/internal/server"
 	"github.com/pod-identity/injector/pkg/providers/registry"
-	"github.com/pod-identity/injector/pkg/sacache"
-	"github.com/pod-identity/injector/pkg/server"
 )
 
 // syncConfig is the configuration of `injector sync`.

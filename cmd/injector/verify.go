@@ -14,9 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/pod-identity/injector/internal/trust"
 	"github.com/pod-identity/injector/pkg/providers/builtin"
 	"github.com/pod-identity/injector/pkg/providers/registry"
-	"github.com/pod-identity/injector/pkg/trust"
 )
 
 // exitVerifyRefused is verify's exit code when a cloud refused a token.

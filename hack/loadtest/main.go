@@ -50,12 +50,12 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/pod-identity/injector/internal/admission"
+	"github.com/pod-identity/injector/internal/certwatch"
+	"github.com/pod-identity/injector/internal/sacache"
+	"github.com/pod-identity/injector/internal/server"
 	"github.com/pod-identity/injector/internal/testenv"
 	"github.com/pod-identity/injector/internal/testpki"
-	"github.com/pod-identity/injector/pkg/admission"
-	"github.com/pod-identity/injector/pkg/certwatch"
-	"github.com/pod-identity/injector/pkg/sacache"
-	"github.com/pod-identity/injector/pkg/server"
 )
 
 func main() {

@@ -20,14 +20,14 @@ import (
 	"github.com/sirupsen/logrus"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 
+	"github.com/pod-identity/injector/internal/admission"
 	"github.com/pod-identity/injector/internal/golden"
+	"github.com/pod-identity/injector/internal/server"
 	"github.com/pod-identity/injector/internal/staticsa"
-	"github.com/pod-identity/injector/pkg/admission"
 	"github.com/pod-identity/injector/pkg/manifest"
 	"github.com/pod-identity/injector/pkg/providers/builtin"
 	"github.com/pod-identity/injector/pkg/providers/providertest"
 	"github.com/pod-identity/injector/pkg/render"
-	"github.com/pod-identity/injector/pkg/server"
 )
 
 // Mutate is the Renderer of every compiled-in provider.

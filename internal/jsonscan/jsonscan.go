@@ -4,7 +4,7 @@
 // way to read the few fields of a pod it needs out of a review that is
 // mostly other things (resources, probes, owner references, user info).
 //
-// Why our own reader (pkg/server's BenchmarkCodecRead*, docs/performance.md):
+// Why our own reader (internal/server's BenchmarkCodecRead*, docs/performance.md):
 // for the recorded three-container pod review it takes 30 µs against
 // encoding/json's 76 µs, which is most of the handler's 78 µs. Against
 // github.com/go-json-experiment/json (32 µs, and as strict about duplicate

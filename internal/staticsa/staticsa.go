@@ -7,7 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/pod-identity/injector/pkg/sacache"
+	"github.com/pod-identity/injector/internal/sacache"
 )
 
 // Set maps "namespace/name" to a ServiceAccount.

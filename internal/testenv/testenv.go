@@ -1,7 +1,7 @@
 // Package testenv builds the engine and ServiceAccounts that the HTTP
 // tests, the benchmarks, the fuzz targets and the load harness share: all
 // three providers, and the ServiceAccount of the realistic pod in
-// pkg/server/testdata/pod-review.json.
+// internal/server/testdata/pod-review.json.
 package testenv
 
 import (

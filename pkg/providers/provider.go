@@ -265,7 +265,7 @@ type TrustObject struct {
 
 // TrustDescriber is implemented by a provider that can say what its cloud
 // must hold to trust a ServiceAccount (the compiled-in clouds are known to
-// pkg/trust itself).
+// internal/trust itself).
 type TrustDescriber interface {
 	// Trust returns the objects for the injection inj that the provider
 	// made for sa alone, with tokens of the cluster's issuer (an https

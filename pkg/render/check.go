@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/pod-identity/injector/pkg/explain"
+	"github.com/pod-identity/injector/internal/explain"
 	"github.com/pod-identity/injector/pkg/manifest"
 	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/policy"
@@ -70,7 +70,7 @@ func Check(engine *mutate.Engine, opts Options, stdout, stderr io.Writer) error 
 
 // Explain is what `injector explain` does: for every pod template of the
 // streams (or those that targets name, as "kind/name"; a ServiceAccount
-// only when named, as "serviceaccount/name"), the report of pkg/explain,
+// only when named, as "serviceaccount/name"), the report of internal/explain,
 // as text or JSON; excluded are the namespaces the webhook
 // configuration never sends.
 func Explain(engine *mutate.Engine, opts Options, targets, excluded []string, stdout io.Writer) error {

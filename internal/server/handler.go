@@ -21,8 +21,8 @@ import (
 	"github.com/slok/kubewebhook/v2/pkg/webhook"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/pod-identity/injector/internal/admission"
 	"github.com/pod-identity/injector/internal/quote"
-	"github.com/pod-identity/injector/pkg/admission"
 )
 
 // Paths the webhooks are served at.

@@ -12,8 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/pod-identity/injector/internal/admission"
 	"github.com/pod-identity/injector/internal/jsonscan"
-	"github.com/pod-identity/injector/pkg/admission"
 )
 
 // wireReview is an AdmissionReview request as read off the wire: the

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pod-identity/injector/pkg/server"
+	"github.com/pod-identity/injector/internal/server"
 )
 
 func TestTLSSettings(t *testing.T) {

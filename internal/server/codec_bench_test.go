@@ -3,7 +3,7 @@ package server
 // Whether the hand-written reader of reviews still pays for itself against
 // the libraries:
 //
-//	go test -run - -bench Codec -benchmem ./pkg/server/
+//	go test -run - -bench Codec -benchmem ./internal/server/
 //
 // Each reads the recorded three-container pod review as the handler needs
 // it (the request's fields, the objects kept raw, the pod's fields the
@@ -17,7 +17,7 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
-	"github.com/pod-identity/injector/pkg/admission"
+	"github.com/pod-identity/injector/internal/admission"
 )
 
 func benchReview(b *testing.B) []byte {

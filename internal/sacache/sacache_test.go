@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/pod-identity/injector/pkg/sacache"
+	"github.com/pod-identity/injector/internal/sacache"
 )
 
 const prefix = "eks.amazonaws.com/"

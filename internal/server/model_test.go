@@ -16,8 +16,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionv1beta1 "k8s.io/api/admission/v1beta1"
 
+	"github.com/pod-identity/injector/internal/server"
 	"github.com/pod-identity/injector/internal/testenv"
-	"github.com/pod-identity/injector/pkg/server"
 )
 
 // recorder is a stock kubewebhook webhook: it keeps the model it is given.

@@ -23,10 +23,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/pod-identity/injector/internal/admission"
+	"github.com/pod-identity/injector/internal/sacache"
+	"github.com/pod-identity/injector/internal/server"
 	"github.com/pod-identity/injector/internal/testenv"
-	"github.com/pod-identity/injector/pkg/admission"
-	"github.com/pod-identity/injector/pkg/sacache"
-	"github.com/pod-identity/injector/pkg/server"
 )
 
 // logMeter records how much each request made the server log.

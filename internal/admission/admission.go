@@ -24,10 +24,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/pod-identity/injector/internal/quote"
+	"github.com/pod-identity/injector/internal/sacache"
 	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/policy"
 	"github.com/pod-identity/injector/pkg/providers"
-	"github.com/pod-identity/injector/pkg/sacache"
 )
 
 // Invalid identity modes.

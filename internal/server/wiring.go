@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pod-identity/injector/pkg/admission"
+	"github.com/pod-identity/injector/internal/admission"
 )
 
 // NewAdmissionHandler builds the pod webhooks, the enforcement webhook and

@@ -12,9 +12,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/pod-identity/injector/internal/certwatch"
+	"github.com/pod-identity/injector/internal/sacache"
 	"github.com/pod-identity/injector/internal/testpki"
-	"github.com/pod-identity/injector/pkg/certwatch"
-	"github.com/pod-identity/injector/pkg/sacache"
 )
 
 // servingCerts issues a serving certificate from a fresh CA into a

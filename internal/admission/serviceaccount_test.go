@@ -11,9 +11,9 @@ import (
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/pod-identity/injector/internal/admission"
 	"github.com/pod-identity/injector/internal/staticsa"
 	"github.com/pod-identity/injector/internal/testenv"
-	"github.com/pod-identity/injector/pkg/admission"
 	"github.com/pod-identity/injector/pkg/policy"
 	v1alpha1 "github.com/pod-identity/injector/pkg/policy/v1alpha1"
 )

@@ -3,7 +3,7 @@ package server_test
 // Benchmarks of the admission handler against a floor handler that only
 // decodes the review and answers allowed, in process and without TLS:
 //
-//	go test -run - -bench Handler -benchmem ./pkg/server/
+//	go test -run - -bench Handler -benchmem ./internal/server/
 //
 // hack/loadtest measures the same over TLS with a full ServiceAccount cache.
 
@@ -22,10 +22,10 @@ import (
 	"github.com/sirupsen/logrus"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 
+	"github.com/pod-identity/injector/internal/admission"
+	"github.com/pod-identity/injector/internal/server"
 	"github.com/pod-identity/injector/internal/staticsa"
 	"github.com/pod-identity/injector/internal/testenv"
-	"github.com/pod-identity/injector/pkg/admission"
-	"github.com/pod-identity/injector/pkg/server"
 )
 
 // BenchmarkInjectorHandler serves the shared review with no identity

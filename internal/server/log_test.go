@@ -13,10 +13,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/pod-identity/injector/internal/admission"
+	"github.com/pod-identity/injector/internal/server"
 	"github.com/pod-identity/injector/internal/staticsa"
 	"github.com/pod-identity/injector/internal/testenv"
-	"github.com/pod-identity/injector/pkg/admission"
-	"github.com/pod-identity/injector/pkg/server"
 )
 
 // TestLogsOneInfoLinePerMutatedPodAndNothingElse checks the logging

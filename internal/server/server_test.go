@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
-	"github.com/pod-identity/injector/pkg/server"
+	"github.com/pod-identity/injector/internal/server"
 )
 
 func TestReadinessAndGracefulShutdown(t *testing.T) {
