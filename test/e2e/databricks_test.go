@@ -13,8 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"k8s.io/utils/ptr"
 )
 
 // TestDatabricksWorkloadIdentityWithThePodsOwnToken:
@@ -52,31 +50,12 @@ func TestDatabricksWorkloadIdentityWithThePodsOwnToken(t *testing.T) {
 	if src := volume(stored, "databricks-identity-token").Projected.Sources[0].ServiceAccountToken; src.Audience != DatabricksAudience || *src.ExpirationSeconds != 3600 {
 		t.Errorf("token projection %+v, want audience %s for 3600 s", src, DatabricksAudience)
 	}
-	c := stored.Spec.Containers[0]
-	for _, tt := range []struct {
-		name, sa, audience, refusal string
-	}{
-		{name: "the pod's own token is exchanged and reads the service principal", sa: "reader", audience: DatabricksAudience},
-		{name: "another serviceaccount's token is refused by the policy's subject", sa: "intruder", audience: DatabricksAudience, refusal: "subject claim sub"},
-		{name: "a token for another audience is refused by the policy's audiences", sa: "reader", audience: "vault", refusal: "is not one of [databricks]"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			files := podFiles{t.TempDir()}
-			if tt.sa == "reader" && tt.audience == DatabricksAudience {
-				projectToken(t, stored, "databricks-identity-token", files)
-			} else {
-				writeToken(t, ns, tt.sa, tt.audience, ptr.To[int64](3600), nil, "/var/run/secrets/databricks/token", files)
-			}
-			setContainerEnv(t, c, files, nil)
-			got, err := databricksMe(fakes.Databricks.CAFile)
-			switch {
-			case tt.refusal == "" && (err != nil || got != clientID):
-				t.Errorf("the exchange with the injected identity: %q, %v", got, err)
-			case tt.refusal != "" && (err == nil || !strings.Contains(err.Error(), tt.refusal)):
-				t.Errorf("error %v, want the policy's refusal %q", err, tt.refusal)
-			}
+	exchanges(t, ns, stored, "databricks-identity-token", "/var/run/secrets/databricks/token", "reader", DatabricksAudience, 3600, nil,
+		func() (string, error) { return databricksMe(fakes.Databricks.CAFile) }, clientID, []exchange{
+			{name: "the pod's own token is exchanged and reads the service principal", sa: "reader", audience: DatabricksAudience},
+			{name: "another serviceaccount's token is refused by the policy's subject", sa: "intruder", audience: DatabricksAudience, refusal: "subject claim sub"},
+			{name: "a token for another audience is refused by the policy's audiences", sa: "reader", audience: "vault", refusal: "is not one of [databricks]"},
 		})
-	}
 }
 
 // databricksMe is a minimal Databricks client, written from the documented

@@ -3,12 +3,8 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -45,17 +41,8 @@ type FakeDatabricks struct {
 // only an https host).
 func startFakeDatabricks() (*FakeDatabricks, error) {
 	f := &FakeDatabricks{policies: map[string][]databricksPolicy{}, tokens: map[string]string{}}
-	srv := httptest.NewTLSServer(f)
-	dir, err := os.MkdirTemp("", "fake-databricks-")
-	if err != nil {
-		srv.Close()
-		return nil, err
-	}
-	f.URL, f.CAFile = srv.URL, filepath.Join(dir, "ca.pem")
-	f.close = func() { srv.Close(); _ = os.RemoveAll(dir) }
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	if err := os.WriteFile(f.CAFile, pemBytes, 0o600); err != nil {
-		f.close()
+	var err error
+	if f.URL, f.CAFile, f.close, err = serveTLS(f, "databricks"); err != nil {
 		return nil, err
 	}
 	return f, nil

@@ -6,12 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -51,17 +47,8 @@ func startFakeSTACKIT() (*FakeSTACKIT, error) {
 	if _, err := rand.Read(f.key); err != nil {
 		return nil, err
 	}
-	srv := httptest.NewTLSServer(f)
-	dir, err := os.MkdirTemp("", "fake-stackit-")
-	if err != nil {
-		srv.Close()
-		return nil, err
-	}
-	f.URL, f.CAFile = srv.URL, filepath.Join(dir, "ca.pem")
-	f.close = func() { srv.Close(); _ = os.RemoveAll(dir) }
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	if err := os.WriteFile(f.CAFile, pemBytes, 0o600); err != nil {
-		f.close()
+	var err error
+	if f.URL, f.CAFile, f.close, err = serveTLS(f, "stackit"); err != nil {
 		return nil, err
 	}
 	return f, nil

@@ -34,17 +34,8 @@ type FakeVault struct {
 // an https address), its certificate written for VAULT_CACERT.
 func startFakeVault() (*FakeVault, error) {
 	f := &FakeVault{roles: map[string]vaultRole{}, tokens: map[string]string{}}
-	srv := httptest.NewTLSServer(f)
-	dir, err := os.MkdirTemp("", "fake-vault-")
-	if err != nil {
-		srv.Close()
-		return nil, err
-	}
-	f.URL, f.CAFile = srv.URL, filepath.Join(dir, "ca.pem")
-	f.close = func() { srv.Close(); _ = os.RemoveAll(dir) }
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	if err := os.WriteFile(f.CAFile, pemBytes, 0o600); err != nil {
-		f.close()
+	var err error
+	if f.URL, f.CAFile, f.close, err = serveTLS(f, "vault"); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -170,4 +161,23 @@ func (f *FakeVault) login(role vaultRole, jwt string) (string, error) {
 		return "", fmt.Errorf("claim %q not found in token", role.UserClaim)
 	}
 	return claims.Subject, nil
+}
+
+// serveTLS serves h over TLS on loopback and writes the certificate that
+// signs it to a file, as an application would be given a private CA. It
+// returns the URL, the file and what stops both.
+func serveTLS(h http.Handler, name string) (url, caFile string, stop func(), err error) {
+	srv := httptest.NewTLSServer(h)
+	dir, err := os.MkdirTemp("", "fake-"+name+"-")
+	if err != nil {
+		srv.Close()
+		return "", "", nil, err
+	}
+	stop = func() { srv.Close(); _ = os.RemoveAll(dir) }
+	caFile = filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		stop()
+		return "", "", nil, err
+	}
+	return srv.URL, caFile, stop, nil
 }

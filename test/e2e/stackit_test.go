@@ -10,12 +10,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	stackitauth "github.com/stackitcloud/stackit-sdk-go/core/auth"
 	stackitconfig "github.com/stackitcloud/stackit-sdk-go/core/config"
-	"k8s.io/utils/ptr"
 )
 
 // stackitProject is the project the test's service account belongs to.
@@ -57,31 +55,14 @@ func TestSTACKITWorkloadIdentityWithThePodsOwnToken(t *testing.T) {
 	if src := volume(stored, "stackit-workload-identity").Projected.Sources[0].ServiceAccountToken; src.Audience != STACKITAudience || *src.ExpirationSeconds != 600 {
 		t.Errorf("token projection %+v, want audience %s for 600 s", src, STACKITAudience)
 	}
-	c := stored.Spec.Containers[0]
-	for _, tt := range []struct {
-		name, sa, audience, refusal string
-	}{
-		{name: "the pod's own token is exchanged and lists the project's service accounts", sa: "reader", audience: STACKITAudience},
-		{name: "another serviceaccount's token is refused by the federation's subject assertion", sa: "intruder", audience: STACKITAudience, refusal: "assertion sub equals"},
-		{name: "a token for another audience is refused by the federation's audience assertion", sa: "reader", audience: "vault", refusal: "assertion aud equals"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			files := podFiles{t.TempDir()}
-			if tt.sa == "reader" && tt.audience == STACKITAudience {
-				projectToken(t, stored, "stackit-workload-identity", files)
-			} else {
-				writeToken(t, ns, tt.sa, tt.audience, ptr.To[int64](600), nil, "/var/run/secrets/stackit.cloud/serviceaccount/token", files)
-			}
-			setContainerEnv(t, c, files, nil)
-			got, err := listSTACKITServiceAccounts(fakes.STACKIT.URL, stackitProject, fakes.STACKIT.CAFile)
-			switch {
-			case tt.refusal == "" && (err != nil || got != email):
-				t.Errorf("the STACKIT SDK with the injected identity: %q, %v", got, err)
-			case tt.refusal != "" && (err == nil || !strings.Contains(err.Error(), tt.refusal)):
-				t.Errorf("error %v, want the federation's refusal %q", err, tt.refusal)
-			}
+	exchanges(t, ns, stored, "stackit-workload-identity", "/var/run/secrets/stackit.cloud/serviceaccount/token", "reader", STACKITAudience, 600, nil,
+		func() (string, error) {
+			return listSTACKITServiceAccounts(fakes.STACKIT.URL, stackitProject, fakes.STACKIT.CAFile)
+		}, email, []exchange{
+			{name: "the pod's own token is exchanged and lists the project's service accounts", sa: "reader", audience: STACKITAudience},
+			{name: "another serviceaccount's token is refused by the federation's subject assertion", sa: "intruder", audience: STACKITAudience, refusal: "assertion sub equals"},
+			{name: "a token for another audience is refused by the federation's audience assertion", sa: "reader", audience: "vault", refusal: "assertion aud equals"},
 		})
-	}
 }
 
 // listSTACKITServiceAccounts makes one service-account API call as an

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	vault "github.com/hashicorp/vault/api"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 )
 
@@ -42,32 +43,12 @@ func TestVaultLoginWithThePodsOwnToken(t *testing.T) {
 	if src := volume(stored, "vault-token").Projected.Sources[0].ServiceAccountToken; src.Audience != "vault" || *src.ExpirationSeconds != 600 {
 		t.Errorf("token projection %+v, want audience vault for 600 s", src)
 	}
-	c := stored.Spec.Containers[0]
-	env := map[string]string{"VAULT_CACERT": fakes.Vault.CAFile}
-	for _, tt := range []struct {
-		name, sa, audience, refusal string
-	}{
-		{name: "the pod's own token logs in and reads the secret", sa: "reader", audience: "vault"},
-		{name: "another serviceaccount's token is refused by the role's bound subject", sa: "intruder", audience: "vault", refusal: "sub claim does not match bound subject"},
-		{name: "a token for another audience is refused by the role's bound audiences", sa: "reader", audience: "sts.amazonaws.com", refusal: "invalid audience"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			files := podFiles{t.TempDir()}
-			if tt.sa == "reader" && tt.audience == "vault" {
-				projectToken(t, stored, "vault-token", files)
-			} else {
-				writeToken(t, ns, tt.sa, tt.audience, ptr.To[int64](600), nil, "/var/run/secrets/vault/token", files)
-			}
-			setContainerEnv(t, c, files, env)
-			got, err := readVaultSecret()
-			switch {
-			case tt.refusal == "" && (err != nil || got != Subject(ns, "reader")):
-				t.Errorf("vault/api with the injected identity: %q, %v", got, err)
-			case tt.refusal != "" && (err == nil || !strings.Contains(err.Error(), tt.refusal)):
-				t.Errorf("error %v, want the role's refusal %q", err, tt.refusal)
-			}
+	exchanges(t, ns, stored, "vault-token", "/var/run/secrets/vault/token", "reader", "vault", 600, map[string]string{"VAULT_CACERT": fakes.Vault.CAFile},
+		readVaultSecret, Subject(ns, "reader"), []exchange{
+			{name: "the pod's own token logs in and reads the secret", sa: "reader", audience: "vault"},
+			{name: "another serviceaccount's token is refused by the role's bound subject", sa: "intruder", audience: "vault", refusal: "sub claim does not match bound subject"},
+			{name: "a token for another audience is refused by the role's bound audiences", sa: "reader", audience: "sts.amazonaws.com", refusal: "invalid audience"},
 		})
-	}
 }
 
 // readVaultSecret logs in as deploy/providers/vault.yaml documents it,
@@ -98,4 +79,39 @@ func readVaultSecret() (string, error) {
 	data, _ := secret.Data["data"].(map[string]any)
 	reader, _ := data["reader"].(string)
 	return reader, nil
+}
+
+// exchange is one case of a token exchange with a service's fake: whose
+// token (sa) for which audience the pod's file holds, and the refusal the
+// service answers with ("" when it accepts).
+type exchange struct {
+	name, sa, audience, refusal string
+}
+
+// exchanges runs each case: the injected volume's token when it is the
+// pod's own ServiceAccount's for the injected audience, else a token
+// requested for the case; then the client, configured from the
+// container's injected environment (and env), makes its call, which
+// returns want when the service accepts.
+func exchanges(t *testing.T, ns string, pod *corev1.Pod, volumeName, tokenFile, own, audience string, lifetime int64, env map[string]string,
+	call func() (string, error), want string, cases []exchange) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			files := podFiles{t.TempDir()}
+			if tt.sa == own && tt.audience == audience {
+				projectToken(t, pod, volumeName, files)
+			} else {
+				writeToken(t, ns, tt.sa, tt.audience, ptr.To(lifetime), nil, tokenFile, files)
+			}
+			setContainerEnv(t, pod.Spec.Containers[0], files, env)
+			got, err := call()
+			switch {
+			case tt.refusal == "" && (err != nil || got != want):
+				t.Errorf("the client with the injected identity: %q, %v; want %q", got, err, want)
+			case tt.refusal != "" && (err == nil || !strings.Contains(err.Error(), tt.refusal)):
+				t.Errorf("error %v, want the service's refusal %q", err, tt.refusal)
+			}
+		})
+	}
 }
