@@ -360,7 +360,7 @@ func Merge(docs []Document) ([]Document, error) {
 			// case-sensitive, and Vault stores role names in lower case, so
 			// "Billing-Reader" is the role "billing-reader" is. (A target that
 			// is case-sensitive is refused for nothing, never merged wrongly.)
-			key := d.Provider + "\x00" + d.Kind + "\x00" + strings.ToLower(d.Target)
+			key := d.Provider + "\x00" + d.Kind + "\x00" + targetKey(d)
 			i, seen := at[key]
 			if !seen {
 				at[key] = len(out)
@@ -392,6 +392,19 @@ func Merge(docs []Document) ([]Document, error) {
 		out[i] = poolProviderDocument(out[i].ServiceAccount+", "+d.ServiceAccount, d.Target, first.OIDC.IssuerURI, a, subjects[d.Target])
 	}
 	return out, nil
+}
+
+// targetKey is what names a replacing document's target: an IAM role is
+// its partition, account and name, whatever its path (IAM role names are
+// unique in an account whatever the path, and not case-sensitive);
+// another target is its text, in lower case (Vault and RAM role names).
+func targetKey(d Document) string {
+	if _, ok := d.Object.(IAMPolicy); ok {
+		if partition, account, name, err := roleARN(d.Target); err == nil {
+			return strings.ToLower(partition + ":" + account + ":" + name)
+		}
+	}
+	return strings.ToLower(d.Target)
 }
 
 // namespacesOf lists, sorted and once each, the namespaces of a

@@ -229,11 +229,12 @@ func (p *Provider) InjectionMarks() []providers.Mark {
 
 // IdentityVariables implements providers.Enforcer: a credential
 // configuration file of the container's own names a provider and a
-// service account the policies cannot see; gcloud's impersonation
-// variable names the service account it acts as with the injected
-// credential.
+// service account the policies cannot see. (gcloud's impersonation
+// variable is not one: the injector never sets it, so a container with
+// envFrom could not comply, and whom an identity may impersonate is the
+// service accounts' IAM policy: docs/governance.md.)
 func (p *Provider) IdentityVariables() map[string]string {
-	return map[string]string{"GOOGLE_APPLICATION_CREDENTIALS": "workloadIdentityProviders", "CLOUDSDK_AUTH_IMPERSONATE_SERVICE_ACCOUNT": "serviceAccountEmails"}
+	return map[string]string{"GOOGLE_APPLICATION_CREDENTIALS": "workloadIdentityProviders"}
 }
 
 // AnnotationPrefixes implements providers.Provider.
