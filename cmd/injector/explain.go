@@ -47,9 +47,6 @@ ServiceAccounts and namespace, the
 IdentityPolicies and the webhook configuration; for a running pod it also says
 where the identity it carries is not the one its ServiceAccount gives now.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if opts.Output != "text" && opts.Output != "json" {
-				return fmt.Errorf("-o %q: expected text or json", opts.Output)
-			}
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			engine, err := buildEngine(ctx, provs, cmd.ErrOrStderr())

@@ -27,7 +27,7 @@ import (
 )
 
 func addInvalidIdentityFlag(fs *pflag.FlagSet, v *string) {
-	fs.StringVar(v, "invalid-identity", "deny", "what an invalid identity annotation does: deny the pod, or warn and admit it without that provider's injection")
+	addChoiceFlag(fs, v, "invalid-identity", "deny", "what an invalid identity annotation does: deny the pod, or warn and admit it without that provider's injection", "deny", "warn")
 }
 
 // buildEngine builds the enabled providers of set, logging to stderr,
@@ -63,7 +63,7 @@ func (c *clusterFlags) addFlags(fs *pflag.FlagSet) {
 	c.kube.addFlags(fs)
 	fs.Float32Var(&c.kubeQPS, "kube-api-qps", 20, "queries per second to the Kubernetes API")
 	fs.IntVar(&c.kubeBurst, "kube-api-burst", 40, "burst of queries to the Kubernetes API")
-	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or text")
+	addChoiceFlag(fs, &c.logFormat, "log-format", "json", "log format: json or text", "json", "text")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warning or error")
 	fs.BoolVar(&c.policies, "identity-policies", true, "enforce the cluster's IdentityPolicy objects (the CRD in deploy/manifests must be installed); false ignores them")
 	addInvalidIdentityFlag(fs, &c.invalidIdentity)
@@ -71,13 +71,10 @@ func (c *clusterFlags) addFlags(fs *pflag.FlagSet) {
 }
 
 func (c *clusterFlags) validate() error {
-	if c.logFormat != "json" && c.logFormat != "text" {
-		return fmt.Errorf("--log-format %q: expected json or text", c.logFormat)
-	}
 	if _, err := logrus.ParseLevel(c.logLevel); err != nil {
 		return fmt.Errorf("--log-level %q: expected debug, info, warning or error", c.logLevel)
 	}
-	return validateInvalidIdentity(c.invalidIdentity)
+	return nil
 }
 
 // clusterRuntime is what serve and sync start from.

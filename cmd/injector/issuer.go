@@ -64,9 +64,6 @@ is asked of HOST:PORT, TLS still verifying HOST: to check a new host before
 DNS points at it.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("-o %q: expected text or json", output)
-			}
 			client, err := publicClient(connectTo, timeout)
 			if err != nil {
 				return err

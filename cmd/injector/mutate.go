@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -28,16 +27,6 @@ type mutateConfig struct {
 func (c *mutateConfig) validate() error {
 	if len(c.files) == 0 {
 		return errors.New("-f is required: a file of manifests, or - for stdin")
-	}
-	if c.output != "" && c.output != "yaml" && c.output != "json" {
-		return fmt.Errorf("-o %q: expected yaml or json", c.output)
-	}
-	return validateInvalidIdentity(c.invalidIdentity)
-}
-
-func validateInvalidIdentity(mode string) error {
-	if mode != "deny" && mode != "warn" {
-		return fmt.Errorf("--invalid-identity %q: expected deny or warn", mode)
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ func TestMutateCommand(t *testing.T) {
 		{name: "a stream of YAML and JSON is written as YAML", args: []string{"-f", "-"}, stdin: saAndPod + "---\n" + `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}`, contains: []string{"kind: ConfigMap", "AWS_ROLE_ARN"}},
 		{name: "malformed YAML names the document", args: []string{"-f", "-"}, stdin: "kind: Pod\n---\nkind: [\n", err: "stdin#2"},
 		{name: "a missing file is an error", args: []string{"-f", "/nonexistent/pods.yaml"}, err: "/nonexistent/pods.yaml"},
-		{name: "an unknown output format is refused", args: []string{"-f", "-", "-o", "toml"}, err: `-o "toml": expected yaml or json`},
+		{name: "an unknown output format is refused", args: []string{"-f", "-", "-o", "toml"}, err: `invalid argument "toml" for "-o, --output" flag: expected yaml or json`},
 		{name: "an unknown invalid-identity mode is refused", args: []string{"-f", "-", "--invalid-identity", "maybe"}, err: "expected deny or warn"},
 		{name: "-f is required", args: nil, err: "-f is required"},
 		{name: "a pod template that is not an object is an error", args: []string{"-f", "-"}, stdin: "kind: Deployment\nmetadata: {name: d}\nspec: {template: 3}\n", err: "deployment default/d: expected a pod template"},

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,7 +44,36 @@ func addOutputFlag(fs *pflag.FlagSet, v *string, def, note string, formats ...st
 	if note != "" {
 		help += " (" + note + ")"
 	}
-	fs.StringVarP(v, "output", "o", def, help)
+	*v = def
+	fs.VarP(&choice{v: v, allowed: formats}, "output", "o", help)
+}
+
+// addChoiceFlag registers a string flag that takes one of allowed.
+func addChoiceFlag(fs *pflag.FlagSet, v *string, name, def, help string, allowed ...string) {
+	*v = def
+	fs.Var(&choice{v: v, allowed: allowed}, name, help)
+}
+
+// choice is a string flag that takes one of a few values. Every command
+// checks its enumerated flags the same way, when the flags are parsed:
+// `invalid argument "xml" for "-o, --output" flag: expected json or yaml`.
+type choice struct {
+	v       *string
+	allowed []string
+}
+
+func (c *choice) String() string { return *c.v }
+
+// Type names the value in the flags' help.
+func (c *choice) Type() string { return "string" }
+
+// Set takes s when it is one of the allowed values.
+func (c *choice) Set(s string) error {
+	if !slices.Contains(c.allowed, s) {
+		return fmt.Errorf("expected %s", orList(c.allowed))
+	}
+	*c.v = s
+	return nil
 }
 
 // addTimeoutFlag registers --timeout.

@@ -68,9 +68,6 @@ the IdentityPolicies refuse (those of the input or of --policy, or the
 cluster's): the command fails naming it. -o commands prints the cloud CLIs'
 commands instead.`,
 		RunE: func(cmd *cobra.Command, names []string) error {
-			if output != "json" && output != "yaml" && output != "commands" {
-				return fmt.Errorf("-o %q: expected json, yaml or commands", output)
-			}
 			live := len(files) == 0
 			if !live && (len(names) > 0 || all) {
 				return errors.New("NAME arguments and -A read the cluster: give them without -f")

@@ -111,7 +111,7 @@ func TestTrustRefusesBadInput(t *testing.T) {
 		{"an invalid identity", []string{"trust", "-f", bad, "--issuer", testIssuer}, `annotation eks.amazonaws.com/role-arn has invalid value "nope"`},
 		{"a serviceaccount with no identity", []string{"trust", "-f", plain, "--issuer", testIssuer}, `no identity to trust: none of the serviceaccounts read (team/plain) names an identity`},
 		{"an EKS cluster that is not an ARN", []string{"trust", "-f", good, "--eks-cluster", "prod"}, `EKS cluster "prod": expected an EKS cluster ARN`},
-		{"an unknown output", []string{"trust", "-f", good, "--issuer", testIssuer, "-o", "xml"}, `-o "xml": expected json, yaml or commands`},
+		{"an unknown output", []string{"trust", "-f", good, "--issuer", testIssuer, "-o", "xml"}, `invalid argument "xml" for "-o, --output" flag: expected json, yaml or commands`},
 		{"an identity a policy refuses", []string{"trust", "-f", good, "--issuer", testIssuer, "--policy", filepath.Join(fixtures, "policy", "isolation-own-aws-token-denied", "input.yaml")},
 			`serviceaccount "acme/billing": annotation eks.amazonaws.com/role-arn "arn:aws-cn:iam::444455556666:role/billing" is not allowed by identitypolicy "tenants"`},
 	} {

@@ -55,9 +55,6 @@ needs create on serviceaccounts/token. An identity an IdentityPolicy refuses is
 reported, not exchanged. Exit 0 all accepted, 2 a cloud refused, 1 the check
 could not run.`,
 		RunE: func(cmd *cobra.Command, names []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("-o %q: expected text or json", output)
-			}
 			if all && len(names) > 0 {
 				return errors.New("-A reads every ServiceAccount: name none with it")
 			}

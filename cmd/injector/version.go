@@ -69,7 +69,7 @@ func newVersionCommand() *cobra.Command {
 			return printVersion(cmd.OutOrStdout(), output, currentVersion())
 		},
 	}
-	addOutputFlag(cmd.Flags(), &output, "", "default: text", "json")
+	addOutputFlag(cmd.Flags(), &output, "text", "", "text", "json")
 	return cmd
 }
 
@@ -79,7 +79,7 @@ func printVersion(w io.Writer, output string, v versionInfo) error {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
-	case "":
+	case "text", "":
 		commit := v.Commit
 		if v.Modified {
 			commit += " (modified)"
@@ -87,6 +87,6 @@ func printVersion(w io.Writer, output string, v versionInfo) error {
 		_, err := fmt.Fprintf(w, "injector %s\ncommit: %s\nbuilt: %s\ngo: %s %s\n", v.Version, commit, v.BuildDate, v.GoVersion, v.Platform)
 		return err
 	default:
-		return fmt.Errorf("-o %q: expected json, or nothing for text", output)
+		return fmt.Errorf("-o %q: expected text or json", output)
 	}
 }

@@ -29,7 +29,7 @@ func TestVersion(t *testing.T) {
 		}
 	})
 	t.Run("another output is refused", func(t *testing.T) {
-		if _, _, err := runInjector([]string{"version", "-o", "xml"}, nil); err == nil || !strings.Contains(err.Error(), `-o "xml": expected json`) {
+		if _, _, err := runInjector([]string{"version", "-o", "xml"}, nil); err == nil || !strings.Contains(err.Error(), `invalid argument "xml" for "-o, --output" flag: expected text or json`) {
 			t.Errorf("error %v", err)
 		}
 	})
