@@ -362,7 +362,12 @@ func Enforcement(e *mutate.Engine, scope policy.Scope, ns string) *v1alpha1.Enfo
 				rules = append(rules, v1alpha1.FieldRule{Policy: r.Policy, Enforcement: r.Enforcement, Patterns: r.Patterns, Describe: r.Describe, Broken: r.Broken})
 			}
 			if len(rules) > 0 {
-				out.Variables = append(out.Variables, v1alpha1.VariableRule{Name: name, Provider: p.Name(), Rules: rules})
+				vr := v1alpha1.VariableRule{Name: name, Provider: p.Name(), Rules: rules}
+				if a, ok := en.(providers.Affixer); ok {
+					af := a.IdentityAffixes()[name]
+					vr.Prefix, vr.Suffix = af.Prefix, af.Suffix
+				}
+				out.Variables = append(out.Variables, vr)
 			}
 		}
 	}

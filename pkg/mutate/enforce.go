@@ -285,6 +285,12 @@ func variables(spec *corev1.PodSpec, en providers.Enforcer, provider string, our
 	if len(vars) == 0 {
 		return nil
 	}
+	affixes := map[string]providers.Affix{}
+	if a, ok := en.(providers.Affixer); ok {
+		for name, af := range a.IdentityAffixes() {
+			affixes[strings.ToUpper(name)] = af
+		}
+	}
 	var out []providers.Identity
 	for _, c := range everyContainer(spec) {
 		for _, ev := range c.env {
@@ -294,8 +300,17 @@ func variables(spec *corev1.PodSpec, en providers.Enforcer, provider string, our
 			}
 			id := providers.Identity{Field: field, Source: fmt.Sprintf("container %s env %s", strconv.Quote(c.name), ev.Name), Value: ev.Value,
 				CaseInsensitive: CaseInsensitiveField(field)}
-			if ev.ValueFrom != nil {
+			af, wrapped := affixes[strings.ToUpper(ev.Name)]
+			switch {
+			case ev.ValueFrom != nil:
 				id.Source += " (set from a reference the policies cannot read)"
+				id.Value = ""
+			case wrapped && len(ev.Value) >= len(af.Prefix)+len(af.Suffix) && strings.HasPrefix(ev.Value, af.Prefix) && strings.HasSuffix(ev.Value, af.Suffix):
+				// The policies match the identity, not the text around it.
+				id.Value = ev.Value[len(af.Prefix) : len(ev.Value)-len(af.Suffix)]
+			case wrapped:
+				// Another account's role, say: not an identity of this form.
+				id.Source += " " + quote.Value(ev.Value) + " (not of the form " + af.Prefix + "<identity>" + af.Suffix + ")"
 				id.Value = ""
 			}
 			out = append(out, id)

@@ -231,6 +231,22 @@ func AudienceIdentity(annotation, audience string) Identity {
 	return Identity{Field: "audiences", Source: "annotation " + annotation, Value: audience}
 }
 
+// Affixer is implemented by an Enforcer whose identity variables hold the
+// identity inside fixed text (a declarative provider's
+// acs:ram::<account>:role/{identity}): a value a container sets is read
+// back through the affixes before the policies match it, and one of
+// another form (another account's role) is one the policies cannot read.
+type Affixer interface {
+	// IdentityAffixes are, by variable name, the text before and after
+	// the identity.
+	IdentityAffixes() map[string]Affix
+}
+
+// Affix is the fixed text around an identity in a variable's value.
+type Affix struct {
+	Prefix, Suffix string
+}
+
 // Marker is implemented by a provider that can say what its injection
 // leaves in a pod: explain and audit use the marks to find running pods
 // that still carry an identity their ServiceAccount no longer gives.

@@ -36,6 +36,7 @@ func TestIsolationHoldsAgainstWhoeverCanCreateAPod(t *testing.T) {
 		"aws":               map[string]any{"roleARNs": []any{"arn:aws:iam::111122223333:role/tenants/{namespace}/*"}},
 		"azure":             map[string]any{"clientIDs": []any{}},
 		"gcp":               map[string]any{"workloadIdentityProviders": []any{wifProvider}},
+		"providers":         map[string]any{"alibaba": map[string]any{"identities": []any{"*-reader"}}},
 	})); err != nil {
 		t.Fatal(err)
 	}
@@ -108,6 +109,13 @@ func hiddenIdentitiesAreRefused(t *testing.T, ns, wantPolicy string) {
 		}
 		_, err := createPod(t, ns, tenantPod("envfrom-own", "plain", ownToken("api://AzureADTokenExchange"), mounted, envFrom), true)
 		requireDenied(t, err, `container "app" mounts the azure token the pod projects itself (volume "mine") and takes variables from envFrom without setting AZURE_CLIENT_ID itself`)
+	})
+	t.Run("a RAM role ARN of another account is refused, one of the provider's account is read by its name", func(t *testing.T) {
+		_, err := createPod(t, ns, tenantPod("ram-other", "plain", withEnv("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::999999999999999:role/billing-reader")), true)
+		requireDenied(t, err, `container "app" env ALIBABA_CLOUD_ROLE_ARN "acs:ram::999999999999999:role/billing-reader" (not of the form acs:ram::1234567890123456:role/<identity>) is not allowed by `+wantPolicy)
+		if _, err := createPod(t, ns, tenantPod("ram-own", "plain", withEnv("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1234567890123456:role/billing-reader")), true); err != nil {
+			t.Fatalf("the provider's own account's allowed role was refused: %v", err)
+		}
 	})
 	t.Run("envFrom beside the injected role is allowed", func(t *testing.T) {
 		if _, err := createPod(t, ns, tenantPod("envfrom-ok", "app", envFrom), true); err != nil {
@@ -316,6 +324,7 @@ func TestPolicyModeIsolationHolds(t *testing.T) {
 		"aws":               map[string]any{"roleARNs": []any{"arn:aws:iam::111122223333:role/tenants/{namespace}/*", "arn:aws:iam::*:role/e2e-*"}},
 		"azure":             map[string]any{"clientIDs": []any{}},
 		"gcp":               map[string]any{"workloadIdentityProviders": []any{wifProvider}},
+		"providers":         map[string]any{"alibaba": map[string]any{"identities": []any{"*-reader"}}},
 	})); err != nil {
 		t.Fatal(err)
 	}

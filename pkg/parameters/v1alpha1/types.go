@@ -119,6 +119,13 @@ type VariableRule struct {
 	Provider string `json:"provider"`
 	// Rules are the policies' rules on its field.
 	Rules []FieldRule `json:"rules"`
+	// Prefix and Suffix, when set, are the fixed text around the identity
+	// in the variable's value: the rules match what is between them, and a
+	// value of another form is refused.
+	// +optional
+	Prefix string `json:"prefix,omitempty"`
+	// +optional
+	Suffix string `json:"suffix,omitempty"`
 }
 
 // FieldRule is what one policy allows in an identity field.

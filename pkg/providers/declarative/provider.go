@@ -70,6 +70,32 @@ func (p *Provider) IdentityVariables() map[string]string {
 	return out
 }
 
+// IdentityAffixes implements providers.Affixer: the variables whose value
+// is the identity with literal text around it and no other placeholder.
+func (p *Provider) IdentityAffixes() map[string]providers.Affix {
+	out := map[string]providers.Affix{}
+	for _, v := range p.def.Load().env {
+		var a providers.Affix
+		identity, other := 0, false
+		for i, part := range v.value {
+			switch {
+			case part.kind == identityPH:
+				identity++
+			case part.kind != "":
+				other = true
+			case identity == 0:
+				a.Prefix += v.value[i].text
+			default:
+				a.Suffix += v.value[i].text
+			}
+		}
+		if identity == 1 && !other && (a.Prefix != "" || a.Suffix != "") {
+			out[v.name] = a
+		}
+	}
+	return out
+}
+
 // InjectionMarks implements providers.Marker: the token volume, and the
 // variable whose value holds the identity.
 func (p *Provider) InjectionMarks() []providers.Mark {
