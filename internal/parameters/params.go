@@ -366,6 +366,9 @@ func Enforcement(e *mutate.Engine, scope policy.Scope, ns string) *v1alpha1.Enfo
 				if a, ok := en.(providers.Affixer); ok {
 					af := a.IdentityAffixes()[name]
 					vr.Prefix, vr.Suffix = af.Prefix, af.Suffix
+					if af.Prefix != "" || af.Suffix != "" {
+						vr.IdentityPattern = af.Pattern
+					}
 				}
 				out.Variables = append(out.Variables, vr)
 			}

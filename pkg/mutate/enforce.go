@@ -305,7 +305,8 @@ func variables(spec *corev1.PodSpec, en providers.Enforcer, provider string, our
 			case ev.ValueFrom != nil:
 				id.Source += " (set from a reference the policies cannot read)"
 				id.Value = ""
-			case wrapped && len(ev.Value) >= len(af.Prefix)+len(af.Suffix) && strings.HasPrefix(ev.Value, af.Prefix) && strings.HasSuffix(ev.Value, af.Suffix):
+			case wrapped && len(ev.Value) >= len(af.Prefix)+len(af.Suffix) && strings.HasPrefix(ev.Value, af.Prefix) && strings.HasSuffix(ev.Value, af.Suffix) &&
+				wholeMatch(af.Pattern, ev.Value[len(af.Prefix):len(ev.Value)-len(af.Suffix)]):
 				// The policies match the identity, not the text around it.
 				id.Value = ev.Value[len(af.Prefix) : len(ev.Value)-len(af.Suffix)]
 			case wrapped:
@@ -317,6 +318,16 @@ func variables(spec *corev1.PodSpec, en providers.Enforcer, provider string, our
 		}
 	}
 	return out
+}
+
+// wholeMatch says whether s matches the RE2 pattern as a whole (any s
+// when there is no pattern; none when it does not compile).
+func wholeMatch(pattern, s string) bool {
+	if pattern == "" {
+		return true
+	}
+	re, err := regexp.Compile(`^(?:` + pattern + `)$`)
+	return err == nil && re.MatchString(s)
 }
 
 // CaseInsensitiveField says whether the cloud compares the values of an

@@ -242,9 +242,12 @@ type Affixer interface {
 	IdentityAffixes() map[string]Affix
 }
 
-// Affix is the fixed text around an identity in a variable's value.
+// Affix is the fixed text around an identity in a variable's value, and
+// the pattern (RE2, matched as a whole) the identity between must match:
+// text that is not an identity of the provider (another ARN nested
+// inside) is not read as one.
 type Affix struct {
-	Prefix, Suffix string
+	Prefix, Suffix, Pattern string
 }
 
 // Marker is implemented by a provider that can say what its injection

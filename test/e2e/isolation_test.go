@@ -113,6 +113,9 @@ func hiddenIdentitiesAreRefused(t *testing.T, ns, wantPolicy string) {
 	t.Run("a RAM role ARN of another account is refused, one of the provider's account is read by its name", func(t *testing.T) {
 		_, err := createPod(t, ns, tenantPod("ram-other", "plain", withEnv("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::999999999999999:role/billing-reader")), true)
 		requireDenied(t, err, `container "app" env ALIBABA_CLOUD_ROLE_ARN "acs:ram::999999999999999:role/billing-reader" (not of the form acs:ram::1234567890123456:role/<identity>) is not allowed by `+wantPolicy)
+		nested := "acs:ram::1234567890123456:role/acs:ram::999999999999999:role/billing-reader"
+		_, err = createPod(t, ns, tenantPod("ram-nested", "plain", withEnv("ALIBABA_CLOUD_ROLE_ARN", nested)), true)
+		requireDenied(t, err, `container "app" env ALIBABA_CLOUD_ROLE_ARN "`+nested+`" (not of the form acs:ram::1234567890123456:role/<identity>) is not allowed by `+wantPolicy)
 		if _, err := createPod(t, ns, tenantPod("ram-own", "plain", withEnv("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1234567890123456:role/billing-reader")), true); err != nil {
 			t.Fatalf("the provider's own account's allowed role was refused: %v", err)
 		}

@@ -126,6 +126,11 @@ type VariableRule struct {
 	Prefix string `json:"prefix,omitempty"`
 	// +optional
 	Suffix string `json:"suffix,omitempty"`
+	// IdentityPattern, with Prefix or Suffix, is what the identity between
+	// them must match as a whole (RE2); a value with anything else there
+	// is refused.
+	// +optional
+	IdentityPattern string `json:"identityPattern,omitempty"`
 }
 
 // FieldRule is what one policy allows in an identity field.

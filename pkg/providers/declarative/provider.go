@@ -73,9 +73,10 @@ func (p *Provider) IdentityVariables() map[string]string {
 // IdentityAffixes implements providers.Affixer: the variables whose value
 // is the identity with literal text around it and no other placeholder.
 func (p *Provider) IdentityAffixes() map[string]providers.Affix {
+	d := p.def.Load()
 	out := map[string]providers.Affix{}
-	for _, v := range p.def.Load().env {
-		var a providers.Affix
+	for _, v := range d.env {
+		a := providers.Affix{Pattern: d.spec.Identity.Pattern}
 		identity, other := 0, false
 		for i, part := range v.value {
 			switch {
