@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -222,16 +223,23 @@ func hiddenCredentials(t Target, en providers.Enforcer, inj *providers.Injection
 					where, ev.Name, quote.Value(ev.Value), ev.Name))
 			}
 		}
-		if len(c.envFrom) == 0 {
-			continue
+		if len(c.envFrom) > 0 {
+			out = append(out, leftToEnvFrom(where, c, mustSet())...)
 		}
-		for _, name := range mustSet() {
-			// Exactly this name: on Linux another spelling is another
-			// variable, which would leave this one to envFrom.
-			if !slices.ContainsFunc(c.env, func(ev corev1.EnvVar) bool { return ev.Name == name }) {
-				out = append(out, fmt.Errorf("%s and takes variables from envFrom without setting %s itself: the identity policies cannot read what envFrom gives it (set %s in env, or remove envFrom)",
-					where, name, name))
-			}
+	}
+	return out
+}
+
+// leftToEnvFrom refuses a container with envFrom that does not set each
+// of names in env itself (exactly that name: on Linux another spelling is
+// another variable, which would leave this one to envFrom). where says
+// which container and which token.
+func leftToEnvFrom(where string, c containerView, names []string) []error {
+	var out []error
+	for _, name := range names {
+		if !slices.ContainsFunc(c.env, func(ev corev1.EnvVar) bool { return ev.Name == name }) {
+			out = append(out, fmt.Errorf("%s and takes variables from envFrom without setting %s itself: the identity policies cannot read what envFrom gives it (set %s in env, or remove envFrom)",
+				where, name, name))
 		}
 	}
 	return out
@@ -257,16 +265,16 @@ func (e *Engine) selfProjectedHidden(t Target, tokens []policy.Token) []error {
 			continue
 		}
 		vars := en.IdentityVariables()
-		for _, c := range everyContainer(t.Spec) {
-			if len(c.envFrom) == 0 || !slices.ContainsFunc(c.mounts, func(m corev1.VolumeMount) bool { return m.Name == tok.Volume }) {
-				continue
+		var governed []string
+		for _, name := range slices.Sorted(maps.Keys(vars)) {
+			if t.Policy.Governs(tok.Provider, vars[name]) {
+				governed = append(governed, name)
 			}
-			for _, name := range slices.Sorted(maps.Keys(vars)) {
-				if !t.Policy.Governs(tok.Provider, vars[name]) || slices.ContainsFunc(c.env, func(ev corev1.EnvVar) bool { return ev.Name == name }) {
-					continue
-				}
-				out = append(out, fmt.Errorf("pod %s container %s mounts the %s token the pod projects itself (volume %s) and takes variables from envFrom without setting %s itself: the identity policies cannot read what envFrom gives it (set %s in env, or remove envFrom)",
-					podRef(t), strconv.Quote(c.name), tok.Provider, strconv.Quote(tok.Volume), name, name))
+		}
+		for _, c := range everyContainer(t.Spec) {
+			if len(c.envFrom) > 0 && slices.ContainsFunc(c.mounts, func(m corev1.VolumeMount) bool { return m.Name == tok.Volume }) {
+				where := fmt.Sprintf("pod %s container %s mounts the %s token the pod projects itself (volume %s)", podRef(t), strconv.Quote(c.name), tok.Provider, strconv.Quote(tok.Volume))
+				out = append(out, leftToEnvFrom(where, c, governed)...)
 			}
 		}
 	}
@@ -326,9 +334,23 @@ func wholeMatch(pattern, s string) bool {
 	if pattern == "" {
 		return true
 	}
-	re, err := regexp.Compile(`^(?:` + pattern + `)$`)
-	return err == nil && re.MatchString(s)
+	re, _ := compiled.Load(pattern)
+	if re == nil {
+		// A few patterns per process, from the providers' code and files:
+		// each is compiled once, not for every container of every review
+		// (a hostile pod may carry thousands).
+		c, err := regexp.Compile(`^(?:` + pattern + `)$`)
+		if err != nil {
+			c = nil
+		}
+		re, _ = compiled.LoadOrStore(pattern, c)
+	}
+	r, _ := re.(*regexp.Regexp)
+	return r != nil && r.MatchString(s)
 }
+
+// compiled holds wholeMatch's patterns, compiled (nil when one does not).
+var compiled sync.Map
 
 // CaseInsensitiveField says whether the cloud compares the values of an
 // identity field without regard to case (Entra's GUIDs).

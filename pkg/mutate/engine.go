@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -423,7 +422,7 @@ func (s *state) otherTokenFile(ci int, inj *providers.Injection) (name, value st
 // knownTokenFile names the other injector whose layout path is, or "".
 func knownTokenFile(inj *providers.Injection, path string) string {
 	for _, k := range inj.KnownTokenFiles {
-		if re, err := regexp.Compile(k.Pattern); err == nil && re.MatchString(path) {
+		if wholeMatch(k.Pattern, path) {
 			return k.Injector
 		}
 	}
