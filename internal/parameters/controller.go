@@ -257,9 +257,12 @@ func (c *Controller) next(ctx context.Context) bool {
 }
 
 // Desired returns the spec the namespace's object should have, and the
-// ServiceAccounts left out because the object would be too large. A
-// ServiceAccount whose pods get what a ServiceAccount with no annotation
-// gets (the default, with its name in the messages) is not listed.
+// ServiceAccounts left out because the object would be too large. Every
+// ServiceAccount is listed, so that the admission policies can tell one
+// that sync has not seen yet: one whose pods get what a ServiceAccount
+// with no annotation gets (the default, with its name in the messages)
+// is listed with empty parameters. The others' injections are stored as
+// the namespace's templates and their own values.
 func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []string, error) {
 	var spec v1alpha1.IdentityParametersSpec
 	sas, err := c.cfg.ServiceAccounts.List(ns)
@@ -288,11 +291,28 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 		b, _ := json.Marshal(spec.Enforcement)
 		size += len(b)
 	}
-	for _, sa := range sas {
-		p, _, err := Parameters(c.cfg.Engine, sa, scope, c.cfg.Options)
-		if err != nil {
+	// The ServiceAccounts with no identity of their own first: they cost
+	// a name each, and over the bound their pods would be refused too.
+	params := make([]v1alpha1.ServiceAccountParameters, len(sas))
+	for i, sa := range sas {
+		if params[i], _, err = Parameters(c.cfg.Engine, sa, scope, c.cfg.Options); err != nil {
 			return spec, nil, err
 		}
+		if b, _ := json.Marshal(params[i]); string(b) == strings.ReplaceAll(string(defJSON), ServiceAccountPlaceholder, sa.Name) {
+			params[i] = v1alpha1.ServiceAccountParameters{}
+		}
+	}
+	order := make([]int, len(sas))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		return isEmpty(params[order[a]]) && !isEmpty(params[order[b]])
+	})
+	tpl := newTemplater(ns)
+	spec.ServiceAccounts = make(map[string]v1alpha1.ServiceAccountParameters, len(sas))
+	for _, i := range order {
+		sa, p := sas[i], params[i]
 		if len(p.Denied) > 0 && spec.Enforcement != nil {
 			// Within the object's bound too: a namespace's own
 			// ServiceAccounts must not make its parameters unwritable.
@@ -310,21 +330,31 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 			}
 			spec.Enforcement.ServiceAccountDenied[sa.Name] = p.Denied
 		}
+		// Each JSON object member costs its quotes, colon and comma.
+		before := len(tpl.templates)
+		tpl.add(sa.Name, sa.Annotations, &p)
+		n := len(sa.Name) + 4
 		b, _ := json.Marshal(p)
-		if string(b) == strings.ReplaceAll(string(defJSON), ServiceAccountPlaceholder, sa.Name) {
-			continue
+		n += len(b)
+		for _, t := range tpl.templates[before:] {
+			b, _ := json.Marshal(t)
+			n += len(b) + 1
 		}
-		if size+len(sa.Name)+len(b) > c.cfg.MaxObjectBytes {
+		if size+n > c.cfg.MaxObjectBytes {
+			tpl.truncate(before)
 			dropped = append(dropped, sa.Name)
 			continue
 		}
-		size += len(sa.Name) + len(b)
-		if spec.ServiceAccounts == nil {
-			spec.ServiceAccounts = map[string]v1alpha1.ServiceAccountParameters{}
-		}
+		size += n
 		spec.ServiceAccounts[sa.Name] = p
 	}
+	spec.Templates = tpl.templates
+	spec.Incomplete = len(dropped) > 0
 	return spec, dropped, nil
+}
+
+func isEmpty(p v1alpha1.ServiceAccountParameters) bool {
+	return len(p.Denied) == 0 && len(p.Warnings) == 0 && p.APIToken == nil && len(p.Injections) == 0 && len(p.Entries) == 0
 }
 
 // Sync brings the namespace's object up to date: created, updated, or
@@ -337,7 +367,7 @@ func (c *Controller) Sync(ctx context.Context, ns string) error {
 	if len(dropped) > 0 {
 		c.errs.Inc()
 		c.cfg.Log.WithFields(logrus.Fields{"namespace": ns, "serviceaccounts": dropped, "max_bytes": c.cfg.MaxObjectBytes}).
-			Error("identity parameters too large: these serviceaccounts' pods get no identity in policy mode (use the webhook for this namespace)")
+			Error("identity parameters too large: these serviceaccounts' pods are refused in policy mode (use the webhook for this namespace)")
 	}
 	client := c.cfg.Dynamic.Resource(v1alpha1.GroupVersionResource).Namespace(ns)
 	obj, exists, err := c.params.GetStore().GetByKey(ns + "/" + v1alpha1.Name)

@@ -2,6 +2,9 @@ package parameters
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +77,7 @@ func newController(t *testing.T, sas serviceAccounts, maxBytes int, objs ...*uns
 }
 
 func TestController(t *testing.T) {
-	t.Run("a serviceaccount that gets what the default gives is not listed", func(t *testing.T) {
+	t.Run("a serviceaccount that gets what the default gives is listed with nothing of its own", func(t *testing.T) {
 		c, _, _ := newController(t, serviceAccounts{"team": {named("team", "default", nil), named("team", "app", map[string]string{"eks.amazonaws.com/role-arn": role})}}, 0)
 		spec, dropped, err := c.Desired("team")
 		if err != nil || len(dropped) != 0 {
@@ -83,8 +86,14 @@ func TestController(t *testing.T) {
 		if spec.Default == nil || len(spec.Default.Injections) == 0 {
 			t.Errorf("no default (azure injects a labelled pod of any serviceaccount): %+v", spec.Default)
 		}
-		if _, ok := spec.ServiceAccounts["app"]; !ok || len(spec.ServiceAccounts) != 1 {
-			t.Errorf("listed %v, want app only", keys(spec.ServiceAccounts))
+		if len(spec.ServiceAccounts) != 2 {
+			t.Errorf("listed %v, want app and default", keys(spec.ServiceAccounts))
+		}
+		if d, ok := spec.ServiceAccounts["default"]; !ok || !isEmpty(d) || len(d.Values) != 0 {
+			t.Errorf("default is listed as %+v, %t; want listed, empty", d, ok)
+		}
+		if app := spec.ServiceAccounts["app"]; len(app.Entries) == 0 || len(app.Injections) != 0 || !slices.Equal(app.Values, []string{role}) {
+			t.Errorf("app is listed as %+v; want its entries as templates, and its role as its one value", app)
 		}
 		for _, w := range spec.Default.Injections[0].Warnings {
 			if !strings.Contains(w, `"team/{serviceaccount}"`) {
@@ -92,14 +101,42 @@ func TestController(t *testing.T) {
 			}
 		}
 	})
-	t.Run("serviceaccounts that would make the object too large are left out and reported", func(t *testing.T) {
-		c, _, _ := newController(t, serviceAccounts{"team": {named("team", "a", map[string]string{"eks.amazonaws.com/role-arn": role}), named("team", "b", map[string]string{"eks.amazonaws.com/role-arn": role})}}, 8000)
+	t.Run("serviceaccounts that would make the object too large are left out and reported, those without identity last", func(t *testing.T) {
+		// b's expiration makes templates of its own, which do not fit.
+		sas := serviceAccounts{"team": {named("team", "a", map[string]string{"eks.amazonaws.com/role-arn": role}),
+			named("team", "b", map[string]string{"eks.amazonaws.com/role-arn": role, "eks.amazonaws.com/token-expiration": "3600"}),
+			named("team", "c", nil)}}
+		c, _, _ := newController(t, sas, 8000)
 		spec, dropped, err := c.Desired("team")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(spec.ServiceAccounts) != 1 || len(dropped) != 1 || dropped[0] != "b" {
-			t.Errorf("listed %v, dropped %v: want a listed and b dropped", keys(spec.ServiceAccounts), dropped)
+		if _, ok := spec.ServiceAccounts["a"]; !ok || len(spec.ServiceAccounts) != 2 || len(dropped) != 1 || dropped[0] != "b" || !spec.Incomplete {
+			t.Errorf("listed %v, dropped %v, incomplete %t: want a and c listed and b dropped", keys(spec.ServiceAccounts), dropped, spec.Incomplete)
+		}
+		if size := specSize(t, spec); size > 8000 {
+			t.Errorf("the spec takes %d bytes, over the bound of 8000", size)
+		}
+	})
+	t.Run("thousands of serviceaccounts of one shape take a template each and a short record", func(t *testing.T) {
+		var list []*corev1.ServiceAccount
+		for i := range 5000 {
+			list = append(list, named("ai", fmt.Sprintf("user-%04d", i), map[string]string{"eks.amazonaws.com/role-arn": fmt.Sprintf("arn:aws:iam::111122223333:role/user-%04d", i)}))
+		}
+		c, _, _ := newController(t, serviceAccounts{"ai": list}, 0)
+		spec, dropped, err := c.Desired("ai")
+		if err != nil || len(dropped) != 0 || len(spec.ServiceAccounts) != 5000 {
+			t.Fatalf("listed %d, dropped %d, %v", len(spec.ServiceAccounts), len(dropped), err)
+		}
+		one, _, _ := newController(t, serviceAccounts{"ai": list[:1]}, 0)
+		first, _, _ := one.Desired("ai")
+		if len(spec.Templates) != len(first.Templates) {
+			t.Errorf("%d templates for 5000 serviceaccounts of one shape, %d for one", len(spec.Templates), len(first.Templates))
+		}
+		size := specSize(t, spec)
+		t.Logf("5000 AWS identities: %d bytes (%d per serviceaccount), %d templates", size, size/5000, len(spec.Templates))
+		if size > DefaultMaxObjectBytes {
+			t.Errorf("%d bytes, over the bound", size)
 		}
 	})
 	t.Run("an object for a namespace that no longer has serviceaccounts is deleted, and counted", func(t *testing.T) {
@@ -137,20 +174,29 @@ func TestController(t *testing.T) {
 		if free, _, _ := c.Desired("free"); free.Enforcement != nil {
 			t.Errorf("an ungoverned namespace has enforcement rules: %+v", free.Enforcement)
 		}
-		// Room for the refusal but not for the serviceaccount's
-		// parameters: its pods are still refused (pod-identity-enforce
-		// reads the refusal of a serviceaccount that is not listed).
-		small, _, _ := newController(t, sas, 3400)
+		// What the namespace costs before its serviceaccounts: the
+		// default and the enforcement rules without refusals.
+		base := spec.DeepCopy()
+		base.ServiceAccounts, base.Templates, base.Enforcement.ServiceAccountDenied = nil, nil, nil
+		refusal := len("admin") + len(spec.Enforcement.ServiceAccountDenied["admin"][0])
+		// Room for the refusal and the default serviceaccount but not for
+		// admin's parameters: its pods are still refused
+		// (pod-identity-enforce reads the refusal of a serviceaccount
+		// that is not listed).
+		small, _, _ := newController(t, sas, specSize(t, *base)+refusal+len("default")+4+2+64)
 		small.cfg.Policies = store
 		spec, dropped, err := small.Desired("team")
-		if _, listed := spec.ServiceAccounts["admin"]; err != nil || listed || len(spec.Enforcement.ServiceAccountDenied["admin"]) != 1 || len(dropped) != 1 {
+		if _, listed := spec.ServiceAccounts["admin"]; err != nil || listed || len(spec.Enforcement.ServiceAccountDenied["admin"]) != 1 || !slices.Equal(dropped, []string{"admin"}) {
 			t.Errorf("over the bound: listed %v, denied %v, dropped %v, %v", keys(spec.ServiceAccounts), spec.Enforcement.ServiceAccountDenied, dropped, err)
 		}
+		if _, listed := spec.ServiceAccounts["default"]; !listed {
+			t.Errorf("the default serviceaccount is not listed: %v", keys(spec.ServiceAccounts))
+		}
 		// No room even for the refusal: left out, and reported.
-		tiny, _, _ := newController(t, sas, 2400)
+		tiny, _, _ := newController(t, sas, specSize(t, *base)+refusal/2)
 		tiny.cfg.Policies = store
 		spec, dropped, _ = tiny.Desired("team")
-		if len(spec.Enforcement.ServiceAccountDenied) != 0 || len(dropped) != 1 || dropped[0] != "admin" {
+		if len(spec.Enforcement.ServiceAccountDenied) != 0 || !slices.Contains(dropped, "admin") {
 			t.Errorf("far over the bound: denied %v, dropped %v", spec.Enforcement.ServiceAccountDenied, dropped)
 		}
 	})
@@ -163,6 +209,15 @@ func TestController(t *testing.T) {
 			t.Errorf("actions %v", dyn.Actions())
 		}
 	})
+}
+
+func specSize(t *testing.T, spec v1alpha1.IdentityParametersSpec) int {
+	t.Helper()
+	b, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(b)
 }
 
 func keys(m map[string]v1alpha1.ServiceAccountParameters) []string {

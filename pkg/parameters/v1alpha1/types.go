@@ -39,9 +39,31 @@ type IdentityParameters struct {
 
 // IdentityParametersSpec maps ServiceAccount names to their parameters.
 type IdentityParametersSpec struct {
-	// ServiceAccounts maps a ServiceAccount's name to what its pods get.
+	// ServiceAccounts maps the name of every ServiceAccount of the
+	// namespace that sync has seen to what its pods get; an empty value
+	// means the default. The pods of a ServiceAccount missing here are
+	// refused (it was created moments ago, or sync is not running): their
+	// identity is not known yet. The map is atomic, so that server-side
+	// apply keeps one managed field for it rather than one per
+	// ServiceAccount.
 	// +optional
+	// +mapType=atomic
 	ServiceAccounts map[string]ServiceAccountParameters `json:"serviceAccounts,omitempty"`
+	// Templates are the distinct entries of the namespace's
+	// ServiceAccounts, which their Entries name by index: in a template's
+	// variable values, added annotation values and messages,
+	// "{value:N}" stands for the ServiceAccount's Values[N], and in its
+	// messages "{serviceaccount}" for its name. Written once however many
+	// ServiceAccounts share them, they keep a namespace of thousands of
+	// identities within one object.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=512
+	Templates []Injection `json:"templates,omitempty"`
+	// Incomplete says that some ServiceAccounts with an identity did not
+	// fit in the object (see sync's log): their pods are refused.
+	// +optional
+	Incomplete bool `json:"incomplete,omitempty"`
 	// Default is what the pods of a ServiceAccount not listed get (those
 	// with no identity annotation: a provider may still inject a pod that
 	// asks for it by a label). Its messages name the ServiceAccount
@@ -174,6 +196,18 @@ type ServiceAccountParameters struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
 	Injections []Injection `json:"injections,omitempty"`
+	// Entries are more injections, by index into the namespace's
+	// Templates, after Injections in the engine's order.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Entries []int32 `json:"entries,omitempty"`
+	// Values are what "{value:N}" stands for in the Templates that
+	// Entries name.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=4
+	Values []string `json:"values,omitempty"`
 }
 
 // APITokenFindings are the findings about a pod that mounts a

@@ -250,6 +250,13 @@ func (in *IdentityParametersSpec) DeepCopyInto(out *IdentityParametersSpec) {
 			(*out)[key] = *val.DeepCopy()
 		}
 	}
+	if in.Templates != nil {
+		in, out := &in.Templates, &out.Templates
+		*out = make([]Injection, len(*in))
+		for i := range *in {
+			(*in)[i].DeepCopyInto(&(*out)[i])
+		}
+	}
 	if in.Default != nil {
 		in, out := &in.Default, &out.Default
 		*out = new(ServiceAccountParameters)
@@ -416,6 +423,16 @@ func (in *ServiceAccountParameters) DeepCopyInto(out *ServiceAccountParameters) 
 		for i := range *in {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
+	}
+	if in.Entries != nil {
+		in, out := &in.Entries, &out.Entries
+		*out = make([]int32, len(*in))
+		copy(*out, *in)
+	}
+	if in.Values != nil {
+		in, out := &in.Values, &out.Values
+		*out = make([]string, len(*in))
+		copy(*out, *in)
 	}
 }
 
