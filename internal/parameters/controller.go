@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
@@ -80,6 +81,13 @@ type Controller struct {
 	mu      gosync.Mutex
 	pending map[string]time.Time // namespace -> first change not yet written
 
+	// computed holds, by namespace and name, each ServiceAccount's
+	// parameters as last computed: a namespace of thousands of them is
+	// recomputed on every change to one, and Parameters asks every
+	// provider about every case a pod can present.
+	cacheMu  gosync.Mutex
+	computed map[string]map[string]computedParameters
+
 	lag    prometheus.Histogram
 	writes *prometheus.CounterVec
 	errs   prometheus.Counter
@@ -98,7 +106,7 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.MaxObjectBytes == 0 {
 		cfg.MaxObjectBytes = DefaultMaxObjectBytes
 	}
-	c := &Controller{cfg: cfg, pending: map[string]time.Time{},
+	c := &Controller{cfg: cfg, pending: map[string]time.Time{}, computed: map[string]map[string]computedParameters{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "identityparameters"}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -267,6 +275,11 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 	var spec v1alpha1.IdentityParametersSpec
 	sas, err := c.cfg.ServiceAccounts.List(ns)
 	if err != nil || len(sas) == 0 {
+		if err == nil {
+			c.cacheMu.Lock()
+			delete(c.computed, ns)
+			c.cacheMu.Unlock()
+		}
 		return spec, nil, err
 	}
 	sort.Slice(sas, func(i, j int) bool { return sas[i].Name < sas[j].Name })
@@ -294,13 +307,27 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 	// The ServiceAccounts with no identity of their own first: they cost
 	// a name each, and over the bound their pods would be refused too.
 	params := make([]v1alpha1.ServiceAccountParameters, len(sas))
+	tps := make([]templated, len(sas))
+	c.cacheMu.Lock()
+	previous := c.computed[ns]
+	c.cacheMu.Unlock()
+	current := make(map[string]computedParameters, len(sas))
 	for i, sa := range sas {
+		if was, ok := previous[sa.Name]; ok && was.uid == sa.UID && was.resourceVersion == sa.ResourceVersion && sa.ResourceVersion != "" &&
+			was.scope.Same(scope) && was.defaults == string(defJSON) {
+			current[sa.Name] = was
+			params[i], tps[i] = *was.params.DeepCopy(), was.templated
+			continue
+		}
 		if params[i], _, err = Parameters(c.cfg.Engine, sa, scope, c.cfg.Options); err != nil {
 			return spec, nil, err
 		}
 		if b, _ := json.Marshal(params[i]); string(b) == strings.ReplaceAll(string(defJSON), ServiceAccountPlaceholder, sa.Name) {
 			params[i] = v1alpha1.ServiceAccountParameters{}
 		}
+		tps[i] = templatizeAll(params[i].Injections, ns, sa.Name, sa.Annotations)
+		current[sa.Name] = computedParameters{uid: sa.UID, resourceVersion: sa.ResourceVersion, scope: scope, defaults: string(defJSON),
+			params: *params[i].DeepCopy(), templated: tps[i]}
 	}
 	order := make([]int, len(sas))
 	for i := range order {
@@ -309,7 +336,7 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 	sort.SliceStable(order, func(a, b int) bool {
 		return isEmpty(params[order[a]]) && !isEmpty(params[order[b]])
 	})
-	tpl := newTemplater(ns)
+	tpl := newTemplater()
 	spec.ServiceAccounts = make(map[string]v1alpha1.ServiceAccountParameters, len(sas))
 	for _, i := range order {
 		sa, p := sas[i], params[i]
@@ -332,7 +359,7 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 		}
 		// Each JSON object member costs its quotes, colon and comma.
 		before := len(tpl.templates)
-		tpl.add(sa.Name, sa.Annotations, &p)
+		tpl.add(tps[i], &p)
 		n := len(sa.Name) + 4
 		b, _ := json.Marshal(p)
 		n += len(b)
@@ -350,7 +377,21 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 	}
 	spec.Templates = tpl.templates
 	spec.Incomplete = len(dropped) > 0
+	c.cacheMu.Lock()
+	c.computed[ns] = current
+	c.cacheMu.Unlock()
 	return spec, dropped, nil
+}
+
+// computedParameters is a ServiceAccount's parameters, computed for one
+// version of it under one set of policies.
+type computedParameters struct {
+	uid             types.UID
+	resourceVersion string
+	scope           policy.Scope
+	defaults        string // the namespace's default, which it was compared with
+	params          v1alpha1.ServiceAccountParameters
+	templated       templated
 }
 
 func isEmpty(p v1alpha1.ServiceAccountParameters) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 
 	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
@@ -123,8 +125,13 @@ func TestController(t *testing.T) {
 		for i := range 5000 {
 			list = append(list, named("ai", fmt.Sprintf("user-%04d", i), map[string]string{"eks.amazonaws.com/role-arn": fmt.Sprintf("arn:aws:iam::111122223333:role/user-%04d", i)}))
 		}
+		for _, sa := range list {
+			sa.UID, sa.ResourceVersion = types.UID("uid-"+sa.Name), "1"
+		}
 		c, _, _ := newController(t, serviceAccounts{"ai": list}, 0)
+		t0 := time.Now()
 		spec, dropped, err := c.Desired("ai")
+		firstTook := time.Since(t0)
 		if err != nil || len(dropped) != 0 || len(spec.ServiceAccounts) != 5000 {
 			t.Fatalf("listed %d, dropped %d, %v", len(spec.ServiceAccounts), len(dropped), err)
 		}
@@ -134,7 +141,13 @@ func TestController(t *testing.T) {
 			t.Errorf("%d templates for 5000 serviceaccounts of one shape, %d for one", len(spec.Templates), len(first.Templates))
 		}
 		size := specSize(t, spec)
-		t.Logf("5000 AWS identities: %d bytes (%d per serviceaccount), %d templates", size, size/5000, len(spec.Templates))
+		t0 = time.Now()
+		again, _, _ := c.Desired("ai")
+		t.Logf("5000 AWS identities: %d bytes (%d per serviceaccount), %d templates; computed in %s, again with none changed in %s",
+			size, size/5000, len(spec.Templates), firstTook.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+		if !reflect.DeepEqual(again, spec) {
+			t.Error("computed again from the cache, the spec differs")
+		}
 		if size > DefaultMaxObjectBytes {
 			t.Errorf("%d bytes, over the bound", size)
 		}
@@ -198,6 +211,43 @@ func TestController(t *testing.T) {
 		spec, dropped, _ = tiny.Desired("team")
 		if len(spec.Enforcement.ServiceAccountDenied) != 0 || !slices.Contains(dropped, "admin") {
 			t.Errorf("far over the bound: denied %v, dropped %v", spec.Enforcement.ServiceAccountDenied, dropped)
+		}
+	})
+	t.Run("a serviceaccount is computed again when it changes, and when the policies do", func(t *testing.T) {
+		sa := named("team", "app", map[string]string{"eks.amazonaws.com/role-arn": role})
+		sa.UID, sa.ResourceVersion = "u1", "1"
+		sas := serviceAccounts{"team": {sa}}
+		c, _, _ := newController(t, sas, 0)
+		roleOf := func() string {
+			t.Helper()
+			spec, _, err := c.Desired("team")
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := spec.ServiceAccounts["app"]
+			if len(p.Denied) > 0 || len(p.Values) == 0 {
+				return fmt.Sprintf("denied %v", p.Denied)
+			}
+			return p.Values[0]
+		}
+		if got := roleOf(); got != role {
+			t.Fatalf("first: %s", got)
+		}
+		other := "arn:aws:iam::111122223333:role/other"
+		changed := named("team", "app", map[string]string{"eks.amazonaws.com/role-arn": other})
+		changed.UID, changed.ResourceVersion = "u1", "2"
+		sas["team"] = []*corev1.ServiceAccount{changed}
+		if got := roleOf(); got != other {
+			t.Errorf("after the annotation changed: %s, want %s", got, other)
+		}
+		store := policy.NewStore()
+		store.SetPolicies(policy.NewSet(&policyv1.IdentityPolicy{ObjectMeta: metav1.ObjectMeta{Name: "tenants"}, Spec: policyv1.IdentityPolicySpec{
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"governed": "yes"}},
+			AWS:               &policyv1.AWSRules{RoleARNs: &policyv1.Patterns{"arn:aws:iam::111122223333:role/tenants/*"}}}}))
+		store.SetNamespace("team", map[string]string{"governed": "yes"})
+		c.cfg.Policies = store
+		if got := roleOf(); !strings.Contains(got, "denied") {
+			t.Errorf("after a policy that refuses the role: %s, want it refused", got)
 		}
 	})
 	t.Run("a namespace with nothing to hold and no object is left alone", func(t *testing.T) {

@@ -34,39 +34,60 @@ func valueMarker(i int) string { return "{value:" + strconv.Itoa(i) + "}" }
 
 // templater collects the distinct entries of a namespace's ServiceAccounts.
 type templater struct {
-	ns        string
 	index     map[string]int32
 	templates []v1alpha1.Injection
 }
 
-func newTemplater(ns string) *templater {
-	return &templater{ns: ns, index: map[string]int32{}}
+func newTemplater() *templater {
+	return &templater{index: map[string]int32{}}
 }
 
-// add moves p's injections into templates: each becomes an index into
-// the namespace's templates, and the ServiceAccount's own values (its
-// annotation values and name, where they appear in a variable's value, an
-// added annotation's value or a message) become p.Values. Where an entry
-// would not read back exactly as it was, or the templates are full, p is
-// left as it is.
-func (t *templater) add(name string, annotations map[string]string, p *v1alpha1.ServiceAccountParameters) {
-	if len(p.Injections) == 0 {
-		return
+// templated is a ServiceAccount's injections as templates (with their
+// JSON, which identifies them) and its values; nil templates when they
+// would not read back exactly as they were.
+type templated struct {
+	templates []v1alpha1.Injection
+	keys      []string
+	values    []string
+}
+
+// templatize turns injections into templates: the ServiceAccount's own
+// values (its annotation values and name, where they appear in a
+// variable's value, an added annotation's value or a message) are
+// replaced by placeholders, and its name in messages by
+// "{serviceaccount}". Where an entry would not read back exactly as it
+// was, it returns none.
+func templatizeAll(injections []v1alpha1.Injection, ns, name string, annotations map[string]string) templated {
+	if len(injections) == 0 {
+		return templated{}
 	}
-	values := chooseValues(p.Injections, name, annotations)
-	entries := make([]int32, 0, len(p.Injections))
-	var fresh []v1alpha1.Injection
-	pending := map[string]int32{}
-	for _, e := range p.Injections {
-		tpl := templatize(e, t.ns, name, values)
-		if !reflect.DeepEqual(emitted(resolve(tpl, values), t.ns, name), emitted(e, t.ns, name)) {
-			return
+	out := templated{values: chooseValues(injections, name, annotations)}
+	for _, e := range injections {
+		tpl := templatize(e, ns, name, out.values)
+		if !reflect.DeepEqual(emitted(resolve(tpl, out.values), ns, name), emitted(e, ns, name)) {
+			return templated{}
 		}
 		b, err := json.Marshal(tpl)
 		if err != nil {
-			return
+			return templated{}
 		}
-		key := string(b)
+		out.templates = append(out.templates, tpl)
+		out.keys = append(out.keys, string(b))
+	}
+	return out
+}
+
+// add moves p's injections into the namespace's templates, as tp has
+// them: p then names them by index, with its values. Where they could not
+// be templated, or the templates are full, p is left as it is.
+func (t *templater) add(tp templated, p *v1alpha1.ServiceAccountParameters) {
+	if len(p.Injections) == 0 || len(tp.templates) != len(p.Injections) {
+		return
+	}
+	entries := make([]int32, 0, len(tp.keys))
+	var fresh []v1alpha1.Injection
+	pending := map[string]int32{}
+	for n, key := range tp.keys {
 		i, ok := t.index[key]
 		if !ok {
 			if i, ok = pending[key]; !ok {
@@ -75,7 +96,7 @@ func (t *templater) add(name string, annotations map[string]string, p *v1alpha1.
 				}
 				i = int32(len(t.templates) + len(fresh))
 				pending[key] = i
-				fresh = append(fresh, tpl)
+				fresh = append(fresh, tp.templates[n])
 			}
 		}
 		entries = append(entries, i)
@@ -84,7 +105,7 @@ func (t *templater) add(name string, annotations map[string]string, p *v1alpha1.
 		t.index[k] = v
 	}
 	t.templates = append(t.templates, fresh...)
-	p.Injections, p.Entries, p.Values = nil, entries, values
+	p.Injections, p.Entries, p.Values = nil, entries, tp.values
 }
 
 // truncate forgets the templates from n on (those of a ServiceAccount left

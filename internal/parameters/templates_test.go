@@ -17,13 +17,13 @@ func injection(source, value string, annotations map[string]string) v1alpha1.Inj
 
 func TestTemplater(t *testing.T) {
 	t.Run("two serviceaccounts that differ only in their values share a template, and read back as they were", func(t *testing.T) {
-		tpl := newTemplater("team")
+		tpl := newTemplater()
 		var got []v1alpha1.ServiceAccountParameters
 		for _, name := range []string{"alpha-app", "beta-app"} {
 			arn := "arn:aws:iam::111122223333:role/" + name
 			orig := injection(`serviceaccount "team/`+name+`" annotation role`, arn, map[string]string{"cred": `{"role":"` + arn + `"}`})
 			p := v1alpha1.ServiceAccountParameters{Injections: []v1alpha1.Injection{orig}}
-			tpl.add(name, map[string]string{"role": arn, "short": "x"}, &p)
+			tpl.add(templatizeAll(p.Injections, "team", name, map[string]string{"role": arn, "short": "x"}), &p)
 			if len(p.Injections) != 0 || len(p.Entries) != 1 || !reflect.DeepEqual(p.Values, []string{arn, name}) {
 				t.Fatalf("%s: %+v", name, p)
 			}
@@ -49,9 +49,9 @@ func TestTemplater(t *testing.T) {
 			"an unused value placeholder":       injection(`serviceaccount "team/app-one"`, "arn:aws:iam::111122223333:role/x{value:3}", nil),
 		} {
 			t.Run(name, func(t *testing.T) {
-				tpl := newTemplater("team")
+				tpl := newTemplater()
 				p := v1alpha1.ServiceAccountParameters{Injections: []v1alpha1.Injection{orig}}
-				tpl.add("app-one", map[string]string{"role": orig.Env[0].Vars[0].Value}, &p)
+				tpl.add(templatizeAll(p.Injections, "team", "app-one", map[string]string{"role": orig.Env[0].Vars[0].Value}), &p)
 				if len(p.Entries) != 0 || len(p.Values) != 0 || !reflect.DeepEqual(p.Injections, []v1alpha1.Injection{orig}) || len(tpl.templates) != 0 {
 					t.Errorf("got %+v and %d templates; want the injection kept as it is", p, len(tpl.templates))
 				}
@@ -65,18 +65,18 @@ func TestTemplater(t *testing.T) {
 			ann[v] = v
 			text += v + " "
 		}
-		tpl := newTemplater("team")
+		tpl := newTemplater()
 		p := v1alpha1.ServiceAccountParameters{Injections: []v1alpha1.Injection{injection("s", text, nil)}}
-		tpl.add("n", ann, &p)
+		tpl.add(templatizeAll(p.Injections, "team", "n", ann), &p)
 		if want := []string{"eeeeeeeeeeee", "ddddddddddd", "cccccccccc", "bbbbbbbbb"}; !reflect.DeepEqual(p.Values, want) {
 			t.Errorf("values %q, want %q", p.Values, want)
 		}
 	})
 	t.Run("a namespace whose templates are full keeps further injections as they are", func(t *testing.T) {
-		tpl := newTemplater("team")
+		tpl := newTemplater()
 		tpl.templates = make([]v1alpha1.Injection, MaxTemplates)
 		p := v1alpha1.ServiceAccountParameters{Injections: []v1alpha1.Injection{injection("s", "v", nil)}}
-		tpl.add("n", nil, &p)
+		tpl.add(templatizeAll(p.Injections, "team", "n", nil), &p)
 		if len(p.Injections) != 1 || len(p.Entries) != 0 || len(tpl.templates) != MaxTemplates {
 			t.Errorf("got %+v, %d templates", p, len(tpl.templates))
 		}

@@ -603,3 +603,7 @@ func stricter(decision string, e v1alpha1.Enforcement) string {
 	}
 	return Warn
 }
+
+// Same reports whether sc and other hold the same policies, as loaded:
+// what is decided under one holds under the other.
+func (sc Scope) Same(other Scope) bool { return slices.Equal(sc.policies, other.policies) }
