@@ -120,6 +120,17 @@ func TestPolicyModeBase(t *testing.T) {
 		}
 	})
 
+	t.Run("the policies that inject, refuse and enforce fail closed; the warnings do not", func(t *testing.T) {
+		fail := map[string]bool{maps[0].Name: maps[0].Spec.FailurePolicy != nil && *maps[0].Spec.FailurePolicy == admissionregv1.Fail}
+		for _, v := range vaps {
+			fail[v.Name] = v.Spec.FailurePolicy != nil && *v.Spec.FailurePolicy == admissionregv1.Fail
+		}
+		want := map[string]bool{"pod-identity-injector": true, "pod-identity-deny": true, "pod-identity-enforce": true, "pod-identity-warn": false}
+		if !reflect.DeepEqual(fail, want) {
+			t.Errorf("failing closed: %v, want %v", fail, want)
+		}
+	})
+
 	t.Run("every binding reads the namespace's pod-identity parameters and has the webhook's opt-outs", func(t *testing.T) {
 		hooks := find[*admissionregv1.MutatingWebhookConfiguration](decodeAll(t))
 		hook := hooks[0].Webhooks[0]
@@ -127,7 +138,7 @@ func TestPolicyModeBase(t *testing.T) {
 			// The refusing policy refuses where the parameters are not
 			// there yet: the pod's identity is not known.
 			absent := admissionregv1.AllowAction
-			if name == "pod-identity-deny" {
+			if name == "pod-identity-deny" || name == "pod-identity-injector" {
 				absent = admissionregv1.DenyAction
 			}
 			if ref == nil || ref.Name != syncv1.Name || ref.Namespace != "" || ref.ParameterNotFoundAction == nil || *ref.ParameterNotFoundAction != absent {

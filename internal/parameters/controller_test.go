@@ -103,11 +103,14 @@ func TestController(t *testing.T) {
 			}
 		}
 	})
-	t.Run("serviceaccounts that would make the object too large are left out and reported, those without identity last", func(t *testing.T) {
+	t.Run("serviceaccounts that would make the object too large are left out and reported, the newest first", func(t *testing.T) {
 		// b's expiration makes templates of its own, which do not fit.
 		sas := serviceAccounts{"team": {named("team", "a", map[string]string{"eks.amazonaws.com/role-arn": role}),
 			named("team", "b", map[string]string{"eks.amazonaws.com/role-arn": role, "eks.amazonaws.com/token-expiration": "3600"}),
 			named("team", "c", nil)}}
+		for i, age := range []int{3, 1, 2} { // b is the newest
+			sas["team"][i].CreationTimestamp = metav1.NewTime(time.Unix(int64(1000-age), 0))
+		}
 		c, _, _ := newController(t, sas, 8000)
 		spec, dropped, err := c.Desired("team")
 		if err != nil {
@@ -248,6 +251,31 @@ func TestController(t *testing.T) {
 		c.cfg.Policies = store
 		if got := roleOf(); !strings.Contains(got, "denied") {
 			t.Errorf("after a policy that refuses the role: %s, want it refused", got)
+		}
+	})
+	t.Run("a namespace's writes are paced by the size of its object", func(t *testing.T) {
+		c, dyn, _ := newController(t, serviceAccounts{"team": {named("team", "app", map[string]string{"eks.amazonaws.com/role-arn": role})}}, 0)
+		ctx := context.Background()
+		c.pace("team", WriteBytesPerSecond/10)
+		if wait := time.Until(c.paced["team"]); wait <= 50*time.Millisecond || wait > 100*time.Millisecond {
+			t.Errorf("after writing a tenth of the pace's bytes the next write waits %s, want up to 100ms", wait)
+		}
+		// A change while the pace holds is put back, not written.
+		c.paced["team"] = time.Now().Add(300 * time.Millisecond)
+		writes := len(dyn.Actions())
+		c.Changed("team")
+		if !c.next(ctx) || len(dyn.Actions()) != writes || c.queue.Len() != 0 {
+			t.Fatalf("written at once: %d actions, was %d; queue %d", len(dyn.Actions()), writes, c.queue.Len())
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for c.queue.Len() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the namespace was not put back once the pace allowed")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if time.Now().Before(c.paced["team"]) {
+			t.Error("put back before the pace allowed")
 		}
 	})
 	t.Run("a namespace with nothing to hold and no object is left alone", func(t *testing.T) {

@@ -122,8 +122,22 @@ func Parameters(e *mutate.Engine, sa *corev1.ServiceAccount, scope policy.Scope,
 	// The Warn rules of the policies are shown for every pod; the
 	// providers' warnings are in the entries of the cases that give them.
 	out.Warnings = check.PolicyWarnings
+	out.Denied, out.Warnings = capMessages(out.Denied), capMessages(out.Warnings)
 	out.APIToken = apiTokenFindings(scope, sa, check.Identities)
 	return out, len(out.Denied) > 0 || len(out.Warnings) > 0 || len(out.Injections) > 0 || out.APIToken != nil, nil
+}
+
+// maxMessages is the CRD's maxItems on a ServiceAccount's refusals and
+// warnings: one more would make the whole namespace's object unwritable.
+const maxMessages = 16
+
+// capMessages keeps at most maxMessages, the last saying how many more
+// there are.
+func capMessages(m []string) []string {
+	if len(m) <= maxMessages {
+		return m
+	}
+	return append(m[:maxMessages-1:maxMessages-1], fmt.Sprintf("and %d more (see `injector check` on the serviceaccount)", len(m)-maxMessages+1))
 }
 
 // providerEntries asks p about every case and returns one entry per case

@@ -2,6 +2,7 @@ package parameters
 
 import (
 	"context"
+	"fmt"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -246,6 +247,28 @@ func TestEnforcement(t *testing.T) {
 		if r.Policy != "tenants" || r.SelfProjected != "Deny" || r.Enforcement != "Deny" ||
 			len(r.Audiences) != 1 || r.Audiences[0] != `^(?s)vault\.team\.a\.example\.com$` {
 			t.Errorf("token rule %+v", r)
+		}
+	})
+}
+
+func TestCapMessages(t *testing.T) {
+	t.Run("sixteen messages are kept as they are", func(t *testing.T) {
+		m := make([]string, 16)
+		if got := capMessages(m); len(got) != 16 {
+			t.Errorf("%d kept", len(got))
+		}
+	})
+	t.Run("past sixteen, the sixteenth says how many more there are", func(t *testing.T) {
+		m := []string{}
+		for i := range 20 {
+			m = append(m, fmt.Sprint("finding ", i))
+		}
+		got := capMessages(m)
+		if len(got) != 16 || got[14] != "finding 14" || got[15] != "and 5 more (see `injector check` on the serviceaccount)" {
+			t.Errorf("got %q", got)
+		}
+		if m[15] != "finding 15" {
+			t.Error("the caller's messages were changed")
 		}
 	})
 }

@@ -473,7 +473,8 @@ func Trim(prefixes []string, keys ...string) cache.TransformFunc {
 		}
 		return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
 			Name: sa.Name, Namespace: sa.Namespace, UID: sa.UID, ResourceVersion: sa.ResourceVersion,
-			Annotations: keep(sa.Annotations), Labels: keep(sa.Labels),
+			CreationTimestamp: sa.CreationTimestamp, // policy mode keeps the oldest when a namespace's parameters are full
+			Annotations:       keep(sa.Annotations), Labels: keep(sa.Labels),
 		}, AutomountServiceAccountToken: sa.AutomountServiceAccountToken}, nil
 	}
 }

@@ -495,6 +495,14 @@ func TestPolicyModeKeepsInjectingWithoutSync(t *testing.T) {
 			t.Errorf("err %v, pod %v: want a refusal saying %q", err, p, want)
 		}
 	})
+	t.Run("a pod in a namespace whose parameters were never written is refused", func(t *testing.T) {
+		fresh := namespace(t, map[string]string{policyModeLabel: "policy", "pod-identity.io/inject": "disabled"})
+		serviceAccount(t, fresh, "app", awsAnnotations())
+		p, err := createPod(t, fresh, podSpec("web", "app"), true)
+		if err == nil || !strings.Contains(err.Error(), "no params found for policy binding with `Deny` parameterNotFoundAction") {
+			t.Errorf("err %v, pod %v: want the API server's refusal for missing parameters", err, p)
+		}
+	})
 	restarted, err := cluster.StartSync(ctx, syncArgs()...)
 	if err != nil {
 		t.Fatal(err)
