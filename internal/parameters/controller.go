@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -45,6 +46,14 @@ const DefaultMaxObjectBytes = 768 << 10
 // writing n bytes, the next write of that namespace waits n divided by
 // this (8 ms for a namespace with one identity, 0.5 s for one with 5,000).
 const WriteBytesPerSecond = 1 << 20
+
+// ClusterWriteBytesPerSecond bounds the writes of all namespaces
+// together, so that many namespaces rewritten at their pace cannot grow
+// etcd's history faster than this between compactions (every 5 minutes
+// by default: at most 1.2 GiB, within etcd's default 2 GiB quota only
+// if little else is written; the pace of one namespace is the usual
+// bound).
+const ClusterWriteBytesPerSecond = 4 << 20
 
 // ServiceAccounts is what the controller reads ServiceAccounts from: the
 // trimmed cache that `serve` uses (sacache.Cache).
@@ -94,6 +103,8 @@ type Controller struct {
 	cacheMu  gosync.Mutex
 	computed map[string]map[string]computedParameters
 
+	writeBudget *rate.Limiter
+
 	lag    prometheus.Histogram
 	writes *prometheus.CounterVec
 	errs   prometheus.Counter
@@ -113,6 +124,7 @@ func New(cfg Config) (*Controller, error) {
 		cfg.MaxObjectBytes = DefaultMaxObjectBytes
 	}
 	c := &Controller{cfg: cfg, pending: map[string]time.Time{}, paced: map[string]time.Time{}, computed: map[string]map[string]computedParameters{},
+		writeBudget: rate.NewLimiter(rate.Limit(ClusterWriteBytesPerSecond), 2*DefaultMaxObjectBytes),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "identityparameters"}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -414,10 +426,13 @@ type computedParameters struct {
 	templated       templated
 }
 
-// pace holds the namespace's next write back after writing n bytes.
-func (c *Controller) pace(ns string, n int) {
+// pace holds the namespace's next computation back by d, unless it is
+// already held back longer.
+func (c *Controller) pace(ns string, d time.Duration) {
 	c.mu.Lock()
-	c.paced[ns] = time.Now().Add(time.Duration(float64(n) / WriteBytesPerSecond * float64(time.Second)))
+	if until := time.Now().Add(d); until.After(c.paced[ns]) {
+		c.paced[ns] = until
+	}
 	c.mu.Unlock()
 }
 
@@ -428,10 +443,16 @@ func isEmpty(p v1alpha1.ServiceAccountParameters) bool {
 // Sync brings the namespace's object up to date: created, updated, or
 // deleted when it would hold nothing.
 func (c *Controller) Sync(ctx context.Context, ns string) error {
+	start := time.Now()
 	spec, dropped, err := c.Desired(ns)
 	if err != nil {
 		return err
 	}
+	// A namespace gets at most half of a worker's time: after computing
+	// it, it waits as long as that took (a namespace of thousands of
+	// ServiceAccounts, changed all the time, cannot hold the workers
+	// every other namespace needs).
+	c.pace(ns, time.Since(start))
 	if len(dropped) > 0 {
 		c.errs.Inc()
 		c.cfg.Log.WithFields(logrus.Fields{"namespace": ns, "serviceaccounts": dropped, "max_bytes": c.cfg.MaxObjectBytes}).
@@ -472,6 +493,13 @@ func (c *Controller) Sync(ctx context.Context, ns string) error {
 		"metadata": map[string]any{"name": v1alpha1.Name, "namespace": ns, "labels": map[string]any{ManagedByLabel: ManagedBy}},
 		"spec":     want,
 	}}
+	// And all namespaces' writes together within the cluster's budget
+	// (etcd keeps every version until compaction).
+	if b, err := json.Marshal(want); err == nil && c.writeBudget != nil {
+		if err := c.writeBudget.WaitN(ctx, min(len(b), c.writeBudget.Burst())); err != nil {
+			return fmt.Errorf("apply identityparameters %s/%s: %w", ns, v1alpha1.Name, err)
+		}
+	}
 	if _, err := client.Apply(ctx, v1alpha1.Name, u, metav1.ApplyOptions{FieldManager: ManagedBy, Force: true}); err != nil {
 		return fmt.Errorf("apply identityparameters %s/%s: %w", ns, v1alpha1.Name, err)
 	}
@@ -481,7 +509,7 @@ func (c *Controller) Sync(ctx context.Context, ns string) error {
 	// thousands of ServiceAccounts cannot write the object many times a
 	// second.
 	if b, err := json.Marshal(want); err == nil {
-		c.pace(ns, len(b))
+		c.pace(ns, time.Duration(float64(len(b))/WriteBytesPerSecond*float64(time.Second)))
 	}
 	op := "update"
 	if !exists {

@@ -253,12 +253,13 @@ func TestController(t *testing.T) {
 			t.Errorf("after a policy that refuses the role: %s, want it refused", got)
 		}
 	})
-	t.Run("a namespace's writes are paced by the size of its object", func(t *testing.T) {
+	t.Run("a namespace is held back after it is computed or written, and put back when the pace allows", func(t *testing.T) {
 		c, dyn, _ := newController(t, serviceAccounts{"team": {named("team", "app", map[string]string{"eks.amazonaws.com/role-arn": role})}}, 0)
 		ctx := context.Background()
-		c.pace("team", WriteBytesPerSecond/10)
+		c.pace("team", 100*time.Millisecond)
+		c.pace("team", time.Millisecond)
 		if wait := time.Until(c.paced["team"]); wait <= 50*time.Millisecond || wait > 100*time.Millisecond {
-			t.Errorf("after writing a tenth of the pace's bytes the next write waits %s, want up to 100ms", wait)
+			t.Errorf("held back by 100ms, then by 1ms: the next write waits %s, want the longer", wait)
 		}
 		// A change while the pace holds is put back, not written.
 		c.paced["team"] = time.Now().Add(300 * time.Millisecond)

@@ -122,10 +122,21 @@ func Parameters(e *mutate.Engine, sa *corev1.ServiceAccount, scope policy.Scope,
 	// The Warn rules of the policies are shown for every pod; the
 	// providers' warnings are in the entries of the cases that give them.
 	out.Warnings = check.PolicyWarnings
+	if len(out.Injections) > maxInjections {
+		// More cases than the CRD holds: the namespace's object would be
+		// refused whole. Its pods are refused instead, saying why.
+		out.Denied = append(out.Denied, fmt.Sprintf("serviceaccount %q: its providers tell apart %d cases of pod, more than the %d policy mode holds for one serviceaccount; use webhook mode for this namespace",
+			sa.Namespace+"/"+sa.Name, len(out.Injections), maxInjections))
+		out.Injections = nil
+	}
 	out.Denied, out.Warnings = capMessages(out.Denied), capMessages(out.Warnings)
 	out.APIToken = apiTokenFindings(scope, sa, check.Identities)
 	return out, len(out.Denied) > 0 || len(out.Warnings) > 0 || len(out.Injections) > 0 || out.APIToken != nil, nil
 }
+
+// maxInjections is the CRD's maxItems on a ServiceAccount's injections
+// (and entries).
+const maxInjections = 32
 
 // maxMessages is the CRD's maxItems on a ServiceAccount's refusals and
 // warnings: one more would make the whole namespace's object unwritable.

@@ -272,3 +272,30 @@ func TestCapMessages(t *testing.T) {
 		}
 	})
 }
+
+// manyCases is a provider that injects a different variable for each of 40
+// values of one pod label: more cases than policy mode holds.
+type manyCases struct{}
+
+func (manyCases) Name() string                 { return "many" }
+func (manyCases) AnnotationPrefixes() []string { return []string{"many.example.com/"} }
+func (manyCases) PodLabels() map[string][]string {
+	var v []string
+	for i := range 40 {
+		v = append(v, fmt.Sprint("v", i))
+	}
+	return map[string][]string{"many.example.com/case": v}
+}
+func (manyCases) Inject(req providers.Request) (*providers.Injection, error) {
+	return &providers.Injection{Env: []providers.EnvGroup{{Name: "g", Vars: []corev1.EnvVar{{Name: "CASE", Value: req.PodMeta.Labels["many.example.com/case"]}}}}}, nil
+}
+
+func TestAServiceAccountWithMoreCasesThanPolicyModeHoldsIsRefused(t *testing.T) {
+	p, _, err := Parameters(mutate.New([]providers.Provider{manyCases{}}), sa(nil), policy.Scope{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Injections) != 0 || len(p.Denied) != 1 || !strings.Contains(p.Denied[0], `serviceaccount "team/app": its providers tell apart 41 cases of pod, more than the 32`) {
+		t.Errorf("injections %d, denied %q", len(p.Injections), p.Denied)
+	}
+}
