@@ -12,6 +12,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	syncv1 "github.com/pod-identity/injector/pkg/parameters/v1alpha1"
@@ -141,11 +142,16 @@ func TestPolicyModeBase(t *testing.T) {
 			if name == "pod-identity-deny" || name == "pod-identity-injector" {
 				absent = admissionregv1.DenyAction
 			}
-			if ref == nil || ref.Name != syncv1.Name || ref.Namespace != "" || ref.ParameterNotFoundAction == nil || *ref.ParameterNotFoundAction != absent {
-				t.Errorf("%s: paramRef %+v, want name %s in the pod's namespace, %s when absent", name, ref, syncv1.Name, absent)
+			wantName, wantSelector := syncv1.Name, (*metav1.LabelSelector)(nil)
+			if name == "pod-identity-enforce" {
+				// New pods: only where the object says the namespace is governed.
+				wantName, wantSelector = "", &metav1.LabelSelector{MatchLabels: map[string]string{syncv1.EnforcedLabel: "true"}}
+			}
+			if ref == nil || ref.Name != wantName || !reflect.DeepEqual(ref.Selector, wantSelector) || ref.Namespace != "" || ref.ParameterNotFoundAction == nil || *ref.ParameterNotFoundAction != absent {
+				t.Errorf("%s: paramRef %+v, want name %q, selector %v in the pod's namespace, %s when absent", name, ref, wantName, wantSelector, absent)
 			}
 			wantObjects := hook.ObjectSelector
-			if name == "pod-identity-enforce" {
+			if strings.HasPrefix(name, "pod-identity-enforce") {
 				wantObjects = nil // as the enforcement webhook: a pod's labels cannot take it out
 			}
 			if mr == nil || !reflect.DeepEqual(mr.NamespaceSelector, hook.NamespaceSelector) || !reflect.DeepEqual(mr.ObjectSelector, wantObjects) {
@@ -159,14 +165,26 @@ func TestPolicyModeBase(t *testing.T) {
 				vbs = append(vbs, b)
 			}
 		}
-		if len(mbs) != 1 || len(vbs) != 3 {
-			t.Fatalf("want 1 and 3 bindings, got %d and %d", len(mbs), len(vbs))
+		if len(mbs) != 1 || len(vbs) != 4 {
+			t.Fatalf("want 1 and 4 bindings, got %d and %d", len(mbs), len(vbs))
 		}
 		check(mbs[0].Name, mbs[0].Spec.ParamRef, mbs[0].Spec.MatchResources)
 		actions := map[string][]admissionregv1.ValidationAction{}
+		operations := map[string][]string{}
 		for _, b := range vbs {
 			check(b.Name, b.Spec.ParamRef, b.Spec.MatchResources)
 			actions[b.Spec.PolicyName] = b.Spec.ValidationActions
+			for _, r := range b.Spec.MatchResources.ResourceRules {
+				for _, op := range r.Operations {
+					operations[b.Name] = append(operations[b.Name], string(op)+" "+strings.Join(r.Resources, ","))
+				}
+			}
+		}
+		// The enforcement step's two bindings split its requests, so that
+		// none is evaluated twice: new pods and ephemeral containers where
+		// governed, updates everywhere.
+		if want := map[string][]string{"pod-identity-enforce": {"CREATE pods", "UPDATE pods/ephemeralcontainers"}, "pod-identity-enforce-updates": {"UPDATE pods"}}; !reflect.DeepEqual(operations, want) {
+			t.Errorf("bindings' operations %v, want %v", operations, want)
 		}
 		if !slices.Equal(actions["pod-identity-deny"], []admissionregv1.ValidationAction{admissionregv1.Deny}) ||
 			!slices.Equal(actions["pod-identity-warn"], []admissionregv1.ValidationAction{admissionregv1.Warn}) ||

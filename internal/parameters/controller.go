@@ -482,15 +482,20 @@ func (c *Controller) Sync(ctx context.Context, ns string) error {
 	if err != nil {
 		return err
 	}
-	if exists && reflect.DeepEqual(obj.(*unstructured.Unstructured).Object["spec"], want) {
+	if exists && reflect.DeepEqual(obj.(*unstructured.Unstructured).Object["spec"], want) &&
+		(obj.(*unstructured.Unstructured).GetLabels()[v1alpha1.EnforcedLabel] == "true") == (spec.Enforcement != nil) {
 		return nil
 	}
 	// Server-side apply, forced: the controller owns the whole spec, and a
 	// write needs no resourceVersion, so a cache that has not seen the
 	// previous write yet causes no conflict (and no retry with backoff).
+	labels := map[string]any{ManagedByLabel: ManagedBy}
+	if spec.Enforcement != nil {
+		labels[v1alpha1.EnforcedLabel] = "true"
+	}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": v1alpha1.GroupVersion.String(), "kind": v1alpha1.Kind,
-		"metadata": map[string]any{"name": v1alpha1.Name, "namespace": ns, "labels": map[string]any{ManagedByLabel: ManagedBy}},
+		"metadata": map[string]any{"name": v1alpha1.Name, "namespace": ns, "labels": labels},
 		"spec":     want,
 	}}
 	// And all namespaces' writes together within the cluster's budget

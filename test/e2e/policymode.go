@@ -70,8 +70,8 @@ func AdmissionPolicies(repoRoot string, selector map[string]string) ([]*unstruct
 		}
 		out = append(out, o)
 	}
-	if len(out) != 10 {
-		return nil, fmt.Errorf("deploy/policy holds %d admission policies and bindings, want 10", len(out))
+	if len(out) != 11 {
+		return nil, fmt.Errorf("deploy/policy holds %d admission policies and bindings, want 11", len(out))
 	}
 	return out, nil
 }

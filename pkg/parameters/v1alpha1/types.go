@@ -20,6 +20,12 @@ const Kind = "IdentityParameters"
 // the name the admission policies' bindings look for.
 const Name = "pod-identity"
 
+// EnforcedLabel marks the object of a namespace an IdentityPolicy governs
+// (its spec holds enforcement): the binding pod-identity-enforce selects
+// the parameters by it, so that the API server evaluates that policy for
+// a new pod only where there is something to enforce.
+const EnforcedLabel = "pod-identity.io/enforced"
+
 // GroupVersionResource names the identityparameters resource.
 var GroupVersionResource = GroupVersion.WithResource(Resource)
 

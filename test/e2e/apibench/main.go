@@ -239,7 +239,7 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 			return waitInjected(ctx, fast, ns, true)
 		}},
 		{"policy mode (shipped)", applyPolicies(policies)},
-		{"policy mode, before enforcement", applyPolicies(without(without(policies, "pod-identity-enforce"), "pod-identity-parameters-writers"))},
+		{"policy mode, before enforcement", applyPolicies(without(without(without(policies, "pod-identity-enforce"), "pod-identity-enforce-updates"), "pod-identity-parameters-writers"))},
 		{"policy mode, no warnings", applyPolicies(without(policies, "pod-identity-warn"))},
 		{"policy mode, ApplyConfiguration", applyPolicies(applyConfigurationVariant(policies))},
 		{"policy mode, mutating only", applyPolicies(without(without(policies, "pod-identity-warn"), "pod-identity-deny"))},
