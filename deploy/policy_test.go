@@ -145,7 +145,8 @@ func TestPolicyModeBase(t *testing.T) {
 			wantName, wantSelector := syncv1.Name, (*metav1.LabelSelector)(nil)
 			if name == "pod-identity-enforce" {
 				// New pods: only where the object says the namespace is governed.
-				wantName, wantSelector = "", &metav1.LabelSelector{MatchLabels: map[string]string{syncv1.EnforcedLabel: "true"}}
+				// An object without the label (an older sync's) is still selected.
+				wantName, wantSelector = "", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: syncv1.EnforcedLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"false"}}}}
 			}
 			if ref == nil || ref.Name != wantName || !reflect.DeepEqual(ref.Selector, wantSelector) || ref.Namespace != "" || ref.ParameterNotFoundAction == nil || *ref.ParameterNotFoundAction != absent {
 				t.Errorf("%s: paramRef %+v, want name %q, selector %v in the pod's namespace, %s when absent", name, ref, wantName, wantSelector, absent)

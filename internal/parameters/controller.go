@@ -426,6 +426,14 @@ type computedParameters struct {
 	templated       templated
 }
 
+// enforced is the value of the object's v1alpha1.EnforcedLabel.
+func enforced(spec v1alpha1.IdentityParametersSpec) string {
+	if spec.Enforcement != nil {
+		return "true"
+	}
+	return "false"
+}
+
 // pace holds the namespace's next computation back by d, unless it is
 // already held back longer.
 func (c *Controller) pace(ns string, d time.Duration) {
@@ -483,16 +491,13 @@ func (c *Controller) Sync(ctx context.Context, ns string) error {
 		return err
 	}
 	if exists && reflect.DeepEqual(obj.(*unstructured.Unstructured).Object["spec"], want) &&
-		(obj.(*unstructured.Unstructured).GetLabels()[v1alpha1.EnforcedLabel] == "true") == (spec.Enforcement != nil) {
+		obj.(*unstructured.Unstructured).GetLabels()[v1alpha1.EnforcedLabel] == enforced(spec) {
 		return nil
 	}
 	// Server-side apply, forced: the controller owns the whole spec, and a
 	// write needs no resourceVersion, so a cache that has not seen the
 	// previous write yet causes no conflict (and no retry with backoff).
-	labels := map[string]any{ManagedByLabel: ManagedBy}
-	if spec.Enforcement != nil {
-		labels[v1alpha1.EnforcedLabel] = "true"
-	}
+	labels := map[string]any{ManagedByLabel: ManagedBy, v1alpha1.EnforcedLabel: enforced(spec)}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": v1alpha1.GroupVersion.String(), "kind": v1alpha1.Kind,
 		"metadata": map[string]any{"name": v1alpha1.Name, "namespace": ns, "labels": labels},

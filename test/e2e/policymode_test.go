@@ -453,6 +453,31 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 			t.Errorf("err %v, env %v", err, p)
 		}
 	})
+	t.Run("the governed namespace's parameters are labelled for the enforcement step, an ungoverned one's not", func(t *testing.T) {
+		if got := parametersLabel(t, ns); got != "true" {
+			t.Errorf("governed: pod-identity.io/enforced=%q, want true", got)
+		}
+		free := policyNamespace(t)
+		waitForAdmission(t, free)
+		if got := parametersLabel(t, free); got != "false" {
+			t.Errorf("ungoverned: pod-identity.io/enforced=%q, want false", got)
+		}
+	})
+}
+
+// parametersLabel is the namespace's IdentityParameters' label that
+// pod-identity-enforce selects by.
+func parametersLabel(t *testing.T, ns string) string {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := dyn.Resource(IdentityParametersGVR).Namespace(ns).Get(context.Background(), "pod-identity", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.GetLabels()["pod-identity.io/enforced"]
 }
 
 // TestPolicyModeKeepsInjectingWithoutSync: with every sync replica

@@ -20,10 +20,12 @@ const Kind = "IdentityParameters"
 // the name the admission policies' bindings look for.
 const Name = "pod-identity"
 
-// EnforcedLabel marks the object of a namespace an IdentityPolicy governs
-// (its spec holds enforcement): the binding pod-identity-enforce selects
-// the parameters by it, so that the API server evaluates that policy for
-// a new pod only where there is something to enforce.
+// EnforcedLabel says whether an IdentityPolicy governs the object's
+// namespace ("true": its spec holds enforcement) or not ("false"). The
+// binding pod-identity-enforce selects the parameters unless it is
+// "false", so that the API server evaluates that policy for a new pod only
+// where there may be something to enforce, and an object without the
+// label (written by an older sync) is still checked.
 const EnforcedLabel = "pod-identity.io/enforced"
 
 // GroupVersionResource names the identityparameters resource.
