@@ -347,8 +347,10 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 	for i, sa := range sas {
 		if was, ok := previous[sa.Name]; ok && was.uid == sa.UID && was.resourceVersion == sa.ResourceVersion && sa.ResourceVersion != "" &&
 			was.scope.Same(scope) && was.defaults == string(defJSON) {
+			// Shared with the cache: nothing below changes what a
+			// record's slices hold, only which slices it has.
 			current[sa.Name] = was
-			params[i], tps[i] = *was.params.DeepCopy(), was.templated
+			params[i], tps[i] = was.params, was.templated
 			continue
 		}
 		if params[i], _, err = Parameters(c.cfg.Engine, sa, scope, c.cfg.Options); err != nil {
@@ -359,7 +361,7 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 		}
 		tps[i] = templatizeAll(params[i].Injections, ns, sa.Name, sa.Annotations)
 		current[sa.Name] = computedParameters{uid: sa.UID, resourceVersion: sa.ResourceVersion, scope: scope, defaults: string(defJSON),
-			params: *params[i].DeepCopy(), templated: tps[i]}
+			params: params[i], templated: tps[i]}
 	}
 	order := make([]int, len(sas))
 	for i := range order {
@@ -444,10 +446,6 @@ func (c *Controller) pace(ns string, d time.Duration) {
 	c.mu.Unlock()
 }
 
-func isEmpty(p v1alpha1.ServiceAccountParameters) bool {
-	return len(p.Denied) == 0 && len(p.Warnings) == 0 && p.APIToken == nil && len(p.Injections) == 0 && len(p.Entries) == 0
-}
-
 // Sync brings the namespace's object up to date: created, updated, or
 // deleted when it would hold nothing.
 func (c *Controller) Sync(ctx context.Context, ns string) error {
@@ -503,12 +501,14 @@ func (c *Controller) Sync(ctx context.Context, ns string) error {
 		"metadata": map[string]any{"name": v1alpha1.Name, "namespace": ns, "labels": labels},
 		"spec":     want,
 	}}
-	// And all namespaces' writes together within the cluster's budget
+	// All namespaces' writes together stay within the cluster's budget
 	// (etcd keeps every version until compaction).
-	if b, err := json.Marshal(want); err == nil && c.writeBudget != nil {
-		if err := c.writeBudget.WaitN(ctx, min(len(b), c.writeBudget.Burst())); err != nil {
-			return fmt.Errorf("apply identityparameters %s/%s: %w", ns, v1alpha1.Name, err)
-		}
+	b, err := json.Marshal(want)
+	if err != nil {
+		return err
+	}
+	if err := c.writeBudget.WaitN(ctx, min(len(b), c.writeBudget.Burst())); err != nil {
+		return fmt.Errorf("apply identityparameters %s/%s: %w", ns, v1alpha1.Name, err)
 	}
 	if _, err := client.Apply(ctx, v1alpha1.Name, u, metav1.ApplyOptions{FieldManager: ManagedBy, Force: true}); err != nil {
 		return fmt.Errorf("apply identityparameters %s/%s: %w", ns, v1alpha1.Name, err)
@@ -518,9 +518,7 @@ func (c *Controller) Sync(ctx context.Context, ns string) error {
 	// WriteBytesPerSecond, so that toggling one annotation of one of
 	// thousands of ServiceAccounts cannot write the object many times a
 	// second.
-	if b, err := json.Marshal(want); err == nil {
-		c.pace(ns, time.Duration(float64(len(b))/WriteBytesPerSecond*float64(time.Second)))
-	}
+	c.pace(ns, time.Duration(float64(len(b))/WriteBytesPerSecond*float64(time.Second)))
 	op := "update"
 	if !exists {
 		op = "create"

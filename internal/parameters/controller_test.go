@@ -290,6 +290,10 @@ func TestController(t *testing.T) {
 	})
 }
 
+func isEmpty(p v1alpha1.ServiceAccountParameters) bool {
+	return len(p.Denied) == 0 && len(p.Warnings) == 0 && p.APIToken == nil && len(p.Injections) == 0 && len(p.Entries) == 0
+}
+
 func specSize(t *testing.T, spec v1alpha1.IdentityParametersSpec) int {
 	t.Helper()
 	b, err := json.Marshal(spec)

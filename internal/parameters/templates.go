@@ -51,7 +51,7 @@ type templated struct {
 	values    []string
 }
 
-// templatize turns injections into templates: the ServiceAccount's own
+// templatizeAll turns injections into templates: the ServiceAccount's own
 // values (its annotation values and name, where they appear in a
 // variable's value, an added annotation's value or a message) are
 // replaced by placeholders, and its name in messages by
@@ -185,7 +185,7 @@ func forEachMessage(e *v1alpha1.Injection, f func(*string)) {
 // templatize returns e with name in its messages and values everywhere a
 // template may stand for them replaced by their placeholders.
 func templatize(e v1alpha1.Injection, ns, name string, values []string) v1alpha1.Injection {
-	e = deepCopy(e)
+	e = *e.DeepCopy()
 	forEachMessage(&e, func(s *string) {
 		*s = strings.ReplaceAll(*s, ns+"/"+name+`"`, ns+"/"+ServiceAccountPlaceholder+`"`)
 	})
@@ -200,7 +200,7 @@ func templatize(e v1alpha1.Injection, ns, name string, values []string) v1alpha1
 // resolve is what the admission policies do to a template: the values
 // put back, the last first, as the policies' chain of replacements does.
 func resolve(e v1alpha1.Injection, values []string) v1alpha1.Injection {
-	e = deepCopy(e)
+	e = *e.DeepCopy()
 	forEachText(&e, func(s *string) {
 		for i := MaxValues - 1; i >= 0; i-- {
 			v := ""
@@ -216,13 +216,9 @@ func resolve(e v1alpha1.Injection, values []string) v1alpha1.Injection {
 // emitted is what the admission policies show of e's messages: the
 // ServiceAccount's name where they say "{serviceaccount}".
 func emitted(e v1alpha1.Injection, ns, name string) v1alpha1.Injection {
-	e = deepCopy(e)
+	e = *e.DeepCopy()
 	forEachMessage(&e, func(s *string) {
 		*s = strings.ReplaceAll(*s, ns+"/"+ServiceAccountPlaceholder+`"`, ns+"/"+name+`"`)
 	})
 	return e
-}
-
-func deepCopy(e v1alpha1.Injection) v1alpha1.Injection {
-	return *e.DeepCopy()
 }
