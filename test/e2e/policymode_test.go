@@ -17,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
 )
 
 // Policy mode runs beside webhook mode in the suite's cluster: `injector
@@ -259,6 +261,18 @@ func TestPolicyModeInjectsWhatTheWebhookInjects(t *testing.T) {
 				}
 				if web.err != nil || pol.err != nil {
 					t.Fatalf("webhook mode: %v; policy mode: %v\n%s", web.err, pol.err, syncLog())
+				}
+				// Policy mode labels the pods it acts on, which selects them
+				// for its refusing and warning policies; the webhook has no
+				// need of it.
+				if c.injects && pol.pod.Labels[v1alpha1.PolicyCheckedLabel] != "true" {
+					t.Errorf("dry run %t: policy mode injected a pod without label %s=true: its refusals and warnings were not checked", dryRun, v1alpha1.PolicyCheckedLabel)
+				}
+				if c.sa == nil && !c.injects && pol.pod.Labels[v1alpha1.PolicyCheckedLabel] != "" {
+					t.Errorf("dry run %t: policy mode labelled %s a pod it has nothing to do with: the refusing and warning policies read the parameters for it", dryRun, v1alpha1.PolicyCheckedLabel)
+				}
+				if delete(pol.pod.Labels, v1alpha1.PolicyCheckedLabel); len(pol.pod.Labels) == 0 {
+					pol.pod.Labels = nil
 				}
 				w, p := injected(web.pod, webNS), injected(pol.pod, polNS)
 				if w != p {

@@ -28,6 +28,15 @@ const Name = "pod-identity"
 // label (written by an older sync) is still checked.
 const EnforcedLabel = "pod-identity.io/enforced"
 
+// PolicyCheckedLabel is the pod label the mutating admission policy gives
+// every pod it acts on (its ServiceAccount is not listed yet, or has
+// parameters of its own, or the namespace's default may apply to the pod).
+// The bindings of pod-identity-deny and pod-identity-warn select it, so that
+// the API server never reads the parameters for them for any other pod
+// (most pods of a cluster). A pod that sets it itself only costs those
+// policies an evaluation.
+const PolicyCheckedLabel = "pod-identity.io/policy-checked"
+
 // GroupVersionResource names the identityparameters resource.
 var GroupVersionResource = GroupVersion.WithResource(Resource)
 

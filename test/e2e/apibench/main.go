@@ -23,6 +23,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -40,6 +41,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
@@ -194,6 +196,9 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 		_ = ar.ValidatingWebhookConfigurations().Delete(ctx, hooks.Enforce.Name, metav1.DeleteOptions{})
 		_ = cluster.DeleteAdmissionPolicies(ctx, policies)
 		_ = cluster.DeleteAdmissionPolicies(ctx, floor)
+		for _, p := range []string{"", "crd", "configmap"} {
+			_ = cluster.DeleteAdmissionPolicies(ctx, floorPolicies(p, false))
+		}
 	}
 	applyPolicies := func(objs []*unstructured.Unstructured) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
@@ -202,6 +207,22 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 				return err
 			}
 			return waitInjected(ctx, fast, ns, true)
+		}
+	}
+	// The floors' ConfigMap: the namespace's parameters as sync wrote
+	// them, a key per ServiceAccount, so that the API server holds the same
+	// content typed.
+	if err := copyParametersToConfigMap(ctx, cluster, ns); err != nil {
+		return err
+	}
+	applyFloor := func(objs []*unstructured.Unstructured) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			deleteAll(ctx)
+			if err := cluster.ApplyAdmissionPolicies(ctx, objs); err != nil {
+				return err
+			}
+			time.Sleep(3 * time.Second)
+			return nil
 		}
 	}
 	setups := []setup{
@@ -245,6 +266,11 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 		{"policy mode, mutating only", applyPolicies(without(without(policies, "pod-identity-warn"), "pod-identity-deny"))},
 		// The floor of any MutatingAdmissionPolicy: one that matches every
 		// pod and adds nothing. It does not inject: wait for it instead.
+		{"floor: 3 policies, no parameters", applyFloor(floorPolicies("", false))},
+		{"floor: 3 policies, IdentityParameters", applyFloor(floorPolicies("crd", false))},
+		{"floor: 3 policies, IdentityParameters, gated out", applyFloor(floorPolicies("crd", true))},
+		{"floor: 3 policies, ConfigMap", applyFloor(floorPolicies("configmap", false))},
+		{"floor: 3 policies, ConfigMap, gated out", applyFloor(floorPolicies("configmap", true))},
 		{"a policy that does nothing", func(ctx context.Context) error {
 			deleteAll(ctx)
 			if err := cluster.ApplyAdmissionPolicies(ctx, floor); err != nil {
@@ -424,6 +450,64 @@ const applyExpr = `Object{spec: Object.spec{
   })[0])
 }}`
 
+// floorPolicies are the shape policy mode needs, doing nothing: a
+// MutatingAdmissionPolicy (injection) and two ValidatingAdmissionPolicies
+// (refusals, bound to Deny; warnings, bound to Warn), each for every pod.
+// params is "" (no parameters), "crd" (bound to the namespace's
+// IdentityParameters that sync writes, which the API server holds
+// unstructured) or "configmap" (bound to a ConfigMap of the same content,
+// which it holds typed). Each looks the pod's ServiceAccount up in its
+// parameters in a match condition, as the shipped gates do; gated, the
+// condition is false, as for a pod with nothing to inject, refuse or warn
+// about. Their cost is the floor of any policy-mode design of that shape.
+func floorPolicies(params string, gated bool) []*unstructured.Unstructured {
+	rules := map[string]any{"resourceRules": []any{map[string]any{"apiGroups": []any{""}, "apiVersions": []any{"v1"}, "operations": []any{"CREATE"}, "resources": []any{"pods"}}}}
+	var kind map[string]any
+	cond := "size(object.spec.containers) >= 0"
+	switch params {
+	case "crd":
+		kind = map[string]any{"apiVersion": "pod-identity.io/v1alpha1", "kind": "IdentityParameters"}
+		cond = "object.spec.serviceAccountName in params.spec.?serviceAccounts.orValue({})"
+	case "configmap":
+		kind = map[string]any{"apiVersion": "v1", "kind": "ConfigMap"}
+		cond = "object.spec.serviceAccountName in params.?data.orValue({})"
+	}
+	if gated {
+		cond = "!(" + cond + ")"
+	}
+	var objs []*unstructured.Unstructured
+	for _, p := range []struct{ kind, name, action string }{
+		{"MutatingAdmissionPolicy", "apibench-floor-inject", ""},
+		{"ValidatingAdmissionPolicy", "apibench-floor-deny", "Deny"},
+		{"ValidatingAdmissionPolicy", "apibench-floor-warn", "Warn"},
+	} {
+		spec := map[string]any{"matchConstraints": rules, "failurePolicy": "Fail",
+			"matchConditions": []any{map[string]any{"name": "lookup", "expression": cond}}}
+		if kind != nil {
+			spec["paramKind"] = kind
+		}
+		if p.action == "" {
+			spec["reinvocationPolicy"] = "Never"
+			spec["mutations"] = []any{map[string]any{"patchType": "JSONPatch", "jsonPatch": map[string]any{
+				"expression": "size(object.spec.containers) < 0 ? [JSONPatch{op: 'add', path: '/metadata/labels/never', value: 'x'}] : []"}}}
+		} else {
+			spec["validations"] = []any{map[string]any{"expression": "size(object.spec.containers) >= 0"}}
+		}
+		bspec := map[string]any{"policyName": p.name}
+		if kind != nil {
+			bspec["paramRef"] = map[string]any{"name": "pod-identity", "parameterNotFoundAction": "Deny"}
+		}
+		if p.action != "" {
+			bspec["validationActions"] = []any{p.action}
+		}
+		api := "admissionregistration.k8s.io/v1"
+		objs = append(objs,
+			&unstructured.Unstructured{Object: map[string]any{"apiVersion": api, "kind": p.kind, "metadata": map[string]any{"name": p.name}, "spec": spec}},
+			&unstructured.Unstructured{Object: map[string]any{"apiVersion": api, "kind": p.kind + "Binding", "metadata": map[string]any{"name": p.name}, "spec": bspec}})
+	}
+	return objs
+}
+
 // emptyPolicy is a MutatingAdmissionPolicy for every pod that adds
 // nothing, and its binding: the cost of any policy.
 func emptyPolicy() []*unstructured.Unstructured {
@@ -436,4 +520,33 @@ func emptyPolicy() []*unstructured.Unstructured {
 	bind := map[string]any{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicyBinding", "metadata": map[string]any{"name": "apibench-floor"},
 		"spec": map[string]any{"policyName": "apibench-floor"}}
 	return []*unstructured.Unstructured{{Object: pol}, {Object: bind}}
+}
+
+// copyParametersToConfigMap writes the namespace's IdentityParameters as a
+// ConfigMap named pod-identity: each ServiceAccount's entry, and each other
+// field of the spec, as JSON under a key of its name.
+func copyParametersToConfigMap(ctx context.Context, cluster *e2e.Cluster, ns string) error {
+	dyn, err := dynamic.NewForConfig(cluster.Config)
+	if err != nil {
+		return err
+	}
+	u, err := dyn.Resource(e2e.IdentityParametersGVR).Namespace(ns).Get(ctx, "pod-identity", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
+	data := map[string]string{}
+	for k, v := range spec {
+		if k == "serviceAccounts" {
+			for sa, p := range v.(map[string]any) {
+				b, _ := json.Marshal(p)
+				data[sa] = string(b)
+			}
+			continue
+		}
+		b, _ := json.Marshal(v)
+		data["spec."+k] = string(b)
+	}
+	_, err = cluster.Client.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "pod-identity"}, Data: data}, metav1.CreateOptions{})
+	return err
 }
