@@ -155,10 +155,15 @@ func TestPolicyModeBase(t *testing.T) {
 			if strings.HasPrefix(name, "pod-identity-enforce") {
 				wantObjects = nil // as the enforcement webhook: a pod's labels cannot take it out
 			}
-			if name == "pod-identity-deny" || name == "pod-identity-warn" {
+			switch name {
+			case "pod-identity-deny":
 				// Only the pods the mutating policy labelled: those it acts on.
 				wantObjects = wantObjects.DeepCopy()
 				wantObjects.MatchExpressions = append(wantObjects.MatchExpressions, metav1.LabelSelectorRequirement{Key: syncv1.PolicyCheckedLabel, Operator: metav1.LabelSelectorOpExists})
+			case "pod-identity-warn":
+				// Only those it labelled as having something to warn about.
+				wantObjects = wantObjects.DeepCopy()
+				wantObjects.MatchExpressions = append(wantObjects.MatchExpressions, metav1.LabelSelectorRequirement{Key: syncv1.PolicyCheckedLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{syncv1.PolicyCheckedWarn}})
 			}
 			if mr == nil || !reflect.DeepEqual(mr.NamespaceSelector, hook.NamespaceSelector) || !reflect.DeepEqual(mr.ObjectSelector, wantObjects) {
 				t.Errorf("%s: selectors differ from the webhook's", name)

@@ -265,8 +265,16 @@ func TestPolicyModeInjectsWhatTheWebhookInjects(t *testing.T) {
 				// Policy mode labels the pods it acts on, which selects them
 				// for its refusing and warning policies; the webhook has no
 				// need of it.
-				if c.injects && pol.pod.Labels[v1alpha1.PolicyCheckedLabel] != "true" {
-					t.Errorf("dry run %t: policy mode injected a pod without label %s=true: its refusals and warnings were not checked", dryRun, v1alpha1.PolicyCheckedLabel)
+				if c.injects && pol.pod.Labels[v1alpha1.PolicyCheckedLabel] == "" {
+					t.Errorf("dry run %t: policy mode injected a pod without label %s: its refusals and warnings were not checked", dryRun, v1alpha1.PolicyCheckedLabel)
+				}
+				if c.injects && len(web.warnings) > 0 && pol.pod.Labels[v1alpha1.PolicyCheckedLabel] != v1alpha1.PolicyCheckedWarn {
+					t.Errorf("dry run %t: the webhook warned, but policy mode labelled the pod %s=%q, not %q", dryRun, v1alpha1.PolicyCheckedLabel, pol.pod.Labels[v1alpha1.PolicyCheckedLabel], v1alpha1.PolicyCheckedWarn)
+				}
+				// A plain pod that nothing warns about spares the API server
+				// the warnings policy.
+				if c.injects && len(web.warnings) == 0 && len(c.opts) == 0 && pol.pod.Labels[v1alpha1.PolicyCheckedLabel] != "true" {
+					t.Errorf("dry run %t: nothing to warn about, but policy mode labelled the pod %s=%q, not \"true\"; from the parameters\n%s", dryRun, v1alpha1.PolicyCheckedLabel, pol.pod.Labels[v1alpha1.PolicyCheckedLabel], parametersOf(t, polNS, sa))
 				}
 				if c.sa == nil && !c.injects && pol.pod.Labels[v1alpha1.PolicyCheckedLabel] != "" {
 					t.Errorf("dry run %t: policy mode labelled %s a pod it has nothing to do with: the refusing and warning policies read the parameters for it", dryRun, v1alpha1.PolicyCheckedLabel)
@@ -298,7 +306,7 @@ func TestPolicyModeInjectsWhatTheWebhookInjects(t *testing.T) {
 }
 
 // parametersOf returns the ServiceAccount's entry of the namespace's
-// IdentityParameters, as JSON.
+// IdentityParameters and the templates it names, as JSON.
 func parametersOf(t *testing.T, ns, sa string) string {
 	t.Helper()
 	dyn, err := dynamic.NewForConfig(cluster.Config)
@@ -310,7 +318,16 @@ func parametersOf(t *testing.T, ns, sa string) string {
 		return err.Error()
 	}
 	entry, _, _ := unstructured.NestedMap(u.Object, "spec", "serviceAccounts", sa)
-	b, _ := json.MarshalIndent(entry, "", "  ")
+	// With the templates its entries name, by index.
+	templates, _, _ := unstructured.NestedSlice(u.Object, "spec", "templates")
+	named := map[string]any{}
+	indexes, _, _ := unstructured.NestedSlice(entry, "entries")
+	for _, i := range indexes {
+		if n, ok := i.(int64); ok && n >= 0 && int(n) < len(templates) {
+			named[fmt.Sprint(n)] = templates[n]
+		}
+	}
+	b, _ := json.MarshalIndent(map[string]any{"serviceAccount": entry, "templates": named}, "", "  ")
 	return string(b)
 }
 

@@ -30,12 +30,20 @@ const EnforcedLabel = "pod-identity.io/enforced"
 
 // PolicyCheckedLabel is the pod label the mutating admission policy gives
 // every pod it acts on (its ServiceAccount is not listed yet, or has
-// parameters of its own, or the namespace's default may apply to the pod).
-// The bindings of pod-identity-deny and pod-identity-warn select it, so that
-// the API server never reads the parameters for them for any other pod
-// (most pods of a cluster). A pod that sets it itself only costs those
-// policies an evaluation.
+// parameters of its own, or the namespace's default may apply to the pod):
+// "true", or PolicyCheckedWarn where pod-identity-warn may have something
+// to say. The binding of pod-identity-deny selects the label, that of
+// pod-identity-warn the value PolicyCheckedWarn, so that the API server
+// never reads the parameters for those policies for any other pod (most
+// pods of a cluster). A pod that comes with the label keeps it (so that a
+// reinvocation, which sees the injected pod, does not change it): a pod
+// creator who sets it can only cost pod-identity-deny an evaluation, or
+// spare themselves warnings.
 const PolicyCheckedLabel = "pod-identity.io/policy-checked"
+
+// PolicyCheckedWarn is the value of PolicyCheckedLabel that selects a pod
+// for pod-identity-warn.
+const PolicyCheckedWarn = "warn"
 
 // GroupVersionResource names the identityparameters resource.
 var GroupVersionResource = GroupVersion.WithResource(Resource)
