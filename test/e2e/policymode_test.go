@@ -282,6 +282,18 @@ func TestPolicyModeInjectsWhatTheWebhookInjects(t *testing.T) {
 				if delete(pol.pod.Labels, v1alpha1.PolicyCheckedLabel); len(pol.pod.Labels) == 0 {
 					pol.pod.Labels = nil
 				}
+				// And annotates them with the containers it saw, so that a
+				// reinvocation that finds the same ones skips the pod.
+				var names []string
+				for _, c := range append(slices.Clone(pol.pod.Spec.InitContainers), pol.pod.Spec.Containers...) {
+					names = append(names, c.Name)
+				}
+				if got, want := pol.pod.Annotations[v1alpha1.PolicyCheckedLabel], strings.Join(names, ","); c.injects && got != want {
+					t.Errorf("dry run %t: policy mode annotated the pod %s=%q, want %q", dryRun, v1alpha1.PolicyCheckedLabel, got, want)
+				}
+				if delete(pol.pod.Annotations, v1alpha1.PolicyCheckedLabel); len(pol.pod.Annotations) == 0 {
+					pol.pod.Annotations = nil
+				}
 				w, p := injected(web.pod, webNS), injected(pol.pod, polNS)
 				if w != p {
 					t.Errorf("dry run %t: policy mode stored\n%s\nwebhook mode stored\n%s\nfrom the parameters\n%s", dryRun, p, w, parametersOf(t, polNS, sa))

@@ -41,6 +41,11 @@ const EnforcedLabel = "pod-identity.io/enforced"
 // spare themselves warnings.
 const PolicyCheckedLabel = "pod-identity.io/policy-checked"
 
+// The mutating admission policy also annotates the pods it acts on
+// PolicyCheckedLabel: the names of their init and regular containers, in
+// order, joined by commas. Reinvoked on a pod that has both and the same
+// containers, it skips the pod rather than evaluate it all again.
+
 // PolicyCheckedWarn is the value of PolicyCheckedLabel that selects a pod
 // for pod-identity-warn.
 const PolicyCheckedWarn = "warn"

@@ -307,9 +307,11 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 					fmt.Fprintf(os.Stderr, "kube-apiserver CPU profile of %q in %s (%v)\n", s.name, profileFile, err)
 				}()
 			}
+			before := policyChecks(ctx, fast)
 			res := load(ctx, fast, ns, concurrency, duration)
+			after := policyChecks(ctx, fast)
 			results[i] = append(results[i], res)
-			fmt.Fprintf(os.Stderr, "round %d: %-30s %7.0f pods/s, p50 %s, p99 %s, errors %d\n", r+1, s.name, res.rate(), res.percentile(0.5).Round(10*time.Microsecond), res.percentile(0.99).Round(10*time.Microsecond), res.errors)
+			fmt.Fprintf(os.Stderr, "round %d: %-30s %7.0f pods/s, p50 %s, p99 %s, errors %d, policy evaluations per pod: %s\n", r+1, s.name, res.rate(), res.percentile(0.5).Round(10*time.Microsecond), res.percentile(0.99).Round(10*time.Microsecond), res.errors, perPod(before, after, res.pods))
 		}
 	}
 	what := "with AWS and Azure identities"
@@ -549,4 +551,50 @@ func copyParametersToConfigMap(ctx context.Context, cluster *e2e.Cluster, ns str
 	}
 	_, err = cluster.Client.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "pod-identity"}, Data: data}, metav1.CreateOptions{})
 	return err
+}
+
+// policyChecks reads the API server's counts of admission policy
+// evaluations (a mutating policy's: one per mutation applied; a validating
+// policy's: one per evaluation past its match conditions), by policy.
+func policyChecks(ctx context.Context, c kubernetes.Interface) map[string]float64 {
+	b, err := c.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "apiserver_mutating_admission_policy_check_total{") && !strings.HasPrefix(line, "apiserver_validating_admission_policy_check_total{") {
+			continue
+		}
+		i := strings.Index(line, `policy="`)
+		j := strings.LastIndex(line, " ")
+		if i < 0 || j < 0 {
+			continue
+		}
+		name := line[i+len(`policy="`):]
+		name = name[:strings.Index(name, `"`)]
+		var v float64
+		if _, err := fmt.Sscan(line[j+1:], &v); err == nil {
+			out[name] += v
+		}
+	}
+	return out
+}
+
+// perPod says how many evaluations of each policy a pod cost.
+func perPod(before, after map[string]float64, pods int) string {
+	if pods == 0 {
+		return "-"
+	}
+	var parts []string
+	for name, v := range after {
+		if d := v - before[name]; d > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.2f", name, d/float64(pods)))
+		}
+	}
+	sort.Strings(parts)
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
