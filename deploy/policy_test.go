@@ -155,15 +155,14 @@ func TestPolicyModeBase(t *testing.T) {
 			if strings.HasPrefix(name, "pod-identity-enforce") {
 				wantObjects = nil // as the enforcement webhook: a pod's labels cannot take it out
 			}
-			switch name {
-			case "pod-identity-deny":
-				// Only the pods the mutating policy labelled: those it acts on.
+			// Only the pods the mutating policy labelled as needing the policy.
+			selects := map[string][]string{
+				"pod-identity-deny": {syncv1.PolicyChecksDeny, syncv1.PolicyChecksDenyWarn},
+				"pod-identity-warn": {syncv1.PolicyChecksWarn, syncv1.PolicyChecksDenyWarn},
+			}
+			if values, ok := selects[name]; ok {
 				wantObjects = wantObjects.DeepCopy()
-				wantObjects.MatchExpressions = append(wantObjects.MatchExpressions, metav1.LabelSelectorRequirement{Key: syncv1.PolicyCheckedLabel, Operator: metav1.LabelSelectorOpExists})
-			case "pod-identity-warn":
-				// Only those it labelled as having something to warn about.
-				wantObjects = wantObjects.DeepCopy()
-				wantObjects.MatchExpressions = append(wantObjects.MatchExpressions, metav1.LabelSelectorRequirement{Key: syncv1.PolicyCheckedLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{syncv1.PolicyCheckedWarn}})
+				wantObjects.MatchExpressions = append(wantObjects.MatchExpressions, metav1.LabelSelectorRequirement{Key: syncv1.PolicyChecksLabel, Operator: metav1.LabelSelectorOpIn, Values: values})
 			}
 			if mr == nil || !reflect.DeepEqual(mr.NamespaceSelector, hook.NamespaceSelector) || !reflect.DeepEqual(mr.ObjectSelector, wantObjects) {
 				t.Errorf("%s: selectors differ from the webhook's", name)

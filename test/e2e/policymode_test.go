@@ -262,36 +262,37 @@ func TestPolicyModeInjectsWhatTheWebhookInjects(t *testing.T) {
 				if web.err != nil || pol.err != nil {
 					t.Fatalf("webhook mode: %v; policy mode: %v\n%s", web.err, pol.err, syncLog())
 				}
-				// Policy mode labels the pods it acts on, which selects them
-				// for its refusing and warning policies; the webhook has no
-				// need of it.
-				if c.injects && pol.pod.Labels[v1alpha1.PolicyCheckedLabel] == "" {
-					t.Errorf("dry run %t: policy mode injected a pod without label %s: its refusals and warnings were not checked", dryRun, v1alpha1.PolicyCheckedLabel)
+				// Policy mode labels the pods it acts on with the validating
+				// policies they need, whose bindings select that label, and
+				// annotates them with the containers it saw, so that a
+				// reinvocation that finds the same ones skips the pod. The
+				// webhook has no need of either.
+				checks := pol.pod.Labels[v1alpha1.PolicyChecksLabel]
+				if c.injects && checks == "" {
+					t.Errorf("dry run %t: policy mode injected a pod without label %s: its refusals and warnings were not checked", dryRun, v1alpha1.PolicyChecksLabel)
 				}
-				if c.injects && len(web.warnings) > 0 && pol.pod.Labels[v1alpha1.PolicyCheckedLabel] != v1alpha1.PolicyCheckedWarn {
-					t.Errorf("dry run %t: the webhook warned, but policy mode labelled the pod %s=%q, not %q", dryRun, v1alpha1.PolicyCheckedLabel, pol.pod.Labels[v1alpha1.PolicyCheckedLabel], v1alpha1.PolicyCheckedWarn)
+				if len(web.warnings) > 0 && checks != v1alpha1.PolicyChecksWarn && checks != v1alpha1.PolicyChecksDenyWarn {
+					t.Errorf("dry run %t: the webhook warned, but policy mode labelled the pod %s=%q, which pod-identity-warn does not select", dryRun, v1alpha1.PolicyChecksLabel, checks)
 				}
-				// A plain pod that nothing warns about spares the API server
-				// the warnings policy.
-				if c.injects && len(web.warnings) == 0 && len(c.opts) == 0 && pol.pod.Labels[v1alpha1.PolicyCheckedLabel] != "true" {
-					t.Errorf("dry run %t: nothing to warn about, but policy mode labelled the pod %s=%q, not \"true\"; from the parameters\n%s", dryRun, v1alpha1.PolicyCheckedLabel, pol.pod.Labels[v1alpha1.PolicyCheckedLabel], parametersOf(t, polNS, sa))
+				// A plain pod that nothing refuses or warns about spares the
+				// API server both validating policies.
+				if c.injects && len(web.warnings) == 0 && len(c.opts) == 0 && checks != v1alpha1.PolicyChecksNone {
+					t.Errorf("dry run %t: nothing to refuse or warn about, but policy mode labelled the pod %s=%q, not %q; from the parameters\n%s", dryRun, v1alpha1.PolicyChecksLabel, checks, v1alpha1.PolicyChecksNone, parametersOf(t, polNS, sa))
 				}
-				if c.sa == nil && !c.injects && pol.pod.Labels[v1alpha1.PolicyCheckedLabel] != "" {
-					t.Errorf("dry run %t: policy mode labelled %s a pod it has nothing to do with: the refusing and warning policies read the parameters for it", dryRun, v1alpha1.PolicyCheckedLabel)
+				if c.sa == nil && !c.injects && checks != "" {
+					t.Errorf("dry run %t: policy mode labelled %s=%q a pod it has nothing to do with", dryRun, v1alpha1.PolicyChecksLabel, checks)
 				}
-				if delete(pol.pod.Labels, v1alpha1.PolicyCheckedLabel); len(pol.pod.Labels) == 0 {
-					pol.pod.Labels = nil
-				}
-				// And annotates them with the containers it saw, so that a
-				// reinvocation that finds the same ones skips the pod.
 				var names []string
 				for _, c := range append(slices.Clone(pol.pod.Spec.InitContainers), pol.pod.Spec.Containers...) {
 					names = append(names, c.Name)
 				}
-				if got, want := pol.pod.Annotations[v1alpha1.PolicyCheckedLabel], strings.Join(names, ","); c.injects && got != want {
-					t.Errorf("dry run %t: policy mode annotated the pod %s=%q, want %q", dryRun, v1alpha1.PolicyCheckedLabel, got, want)
+				if got, want := pol.pod.Annotations[v1alpha1.PolicyCheckedContainersAnnotation], strings.Join(names, ","); c.injects && got != want {
+					t.Errorf("dry run %t: policy mode annotated the pod %s=%q, want %q", dryRun, v1alpha1.PolicyCheckedContainersAnnotation, got, want)
 				}
-				if delete(pol.pod.Annotations, v1alpha1.PolicyCheckedLabel); len(pol.pod.Annotations) == 0 {
+				if delete(pol.pod.Labels, v1alpha1.PolicyChecksLabel); len(pol.pod.Labels) == 0 {
+					pol.pod.Labels = nil
+				}
+				if delete(pol.pod.Annotations, v1alpha1.PolicyCheckedContainersAnnotation); len(pol.pod.Annotations) == 0 {
 					pol.pod.Annotations = nil
 				}
 				w, p := injected(web.pod, webNS), injected(pol.pod, polNS)

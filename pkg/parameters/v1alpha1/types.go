@@ -28,27 +28,32 @@ const Name = "pod-identity"
 // label (written by an older sync) is still checked.
 const EnforcedLabel = "pod-identity.io/enforced"
 
-// PolicyCheckedLabel is the pod label the mutating admission policy gives
+// PolicyChecksLabel is the pod label the mutating admission policy gives
 // every pod it acts on (its ServiceAccount is not listed yet, or has
 // parameters of its own, or the namespace's default may apply to the pod):
-// "true", or PolicyCheckedWarn where pod-identity-warn may have something
-// to say. The binding of pod-identity-deny selects the label, that of
-// pod-identity-warn the value PolicyCheckedWarn, so that the API server
-// never reads the parameters for those policies for any other pod (most
-// pods of a cluster). A pod that comes with the label keeps it (so that a
-// reinvocation, which sees the injected pod, does not change it): a pod
-// creator who sets it can only cost pod-identity-deny an evaluation, or
-// spare themselves warnings.
-const PolicyCheckedLabel = "pod-identity.io/policy-checked"
+// which of the validating policies the pod needs, one of the PolicyChecks
+// values. The bindings of pod-identity-deny and pod-identity-warn select
+// their values, so that the API server never reads the parameters for
+// those policies for any other pod (most pods of a cluster). The mutating
+// policy replaces a value the pod came with; a pod that skips it
+// (pod-identity.io/inject=false, or PolicyCheckedContainersAnnotation
+// set) skips them too, and the enforcement policy is not selected by it.
+const PolicyChecksLabel = "pod-identity.io/policy-checks"
 
-// The mutating admission policy also annotates the pods it acts on
-// PolicyCheckedLabel: the names of their init and regular containers, in
-// order, joined by commas. Reinvoked on a pod that has both and the same
-// containers, it skips the pod rather than evaluate it all again.
+// The values of PolicyChecksLabel.
+const (
+	PolicyChecksDeny     = "deny"
+	PolicyChecksWarn     = "warn"
+	PolicyChecksDenyWarn = "deny-warn"
+	PolicyChecksNone     = "none"
+)
 
-// PolicyCheckedWarn is the value of PolicyCheckedLabel that selects a pod
-// for pod-identity-warn.
-const PolicyCheckedWarn = "warn"
+// PolicyCheckedContainersAnnotation is the pod annotation the mutating
+// admission policy gives every pod it acts on: the names of its init and
+// regular containers, in order, joined by commas. Reinvoked (the API
+// server reinvokes it after its own patch) on a pod whose containers are
+// still those, it skips the pod rather than evaluate it all again.
+const PolicyCheckedContainersAnnotation = "pod-identity.io/policy-checked-containers"
 
 // GroupVersionResource names the identityparameters resource.
 var GroupVersionResource = GroupVersion.WithResource(Resource)
