@@ -434,6 +434,37 @@ func TestPolicyModeReinvokesAfterALaterWebhook(t *testing.T) {
 	requireOnce(t, p, "AWS_ROLE_ARN")
 }
 
+// TestPolicyModeInjectsAPodThatComesWithItsMarks: a pod created with the
+// marks the mutating policy leaves (annotations copied from a running pod
+// into a template) is injected all the same, and its label replaced; one
+// that comes as a whole copy of an injected pod keeps what it has.
+func TestPolicyModeInjectsAPodThatComesWithItsMarks(t *testing.T) {
+	ns := policyNamespace(t)
+	serviceAccount(t, ns, "reader", awsAnnotations())
+	waitForAdmission(t, ns)
+	marked := podSpec("marked", "reader", withLabels(map[string]string{v1alpha1.PolicyChecksLabel: v1alpha1.PolicyChecksNone}),
+		withAnnotations(map[string]string{v1alpha1.PolicyCheckedContainersAnnotation: "proxy,app,worker"}))
+	p, err := createPod(t, ns, marked, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
+		if envOf(c)["AWS_ROLE_ARN"] != roleARN {
+			t.Errorf("container %s of a pod created with the policy's marks was not injected: %v", c.Name, c.Env)
+		}
+	}
+	copied := p.DeepCopy()
+	copied.Name, copied.ResourceVersion, copied.UID = "copied", "", ""
+	again, err := createPod(t, ns, copied, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireOnce(t, again, "AWS_ROLE_ARN")
+	if len(again.Spec.Volumes) != len(p.Spec.Volumes) {
+		t.Errorf("a copy of an injected pod got volumes again: %d, was %d", len(again.Spec.Volumes), len(p.Spec.Volumes))
+	}
+}
+
 // TestPolicyModeEnforcesIdentityPolicies: an IdentityPolicy refuses the
 // pods of a ServiceAccount whose role it does not allow, with the
 // webhook's message, once sync has written the refusal.
@@ -489,6 +520,23 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 		_, err = createPod(t, ns, podSpec("tenant", "tenant", func(p *corev1.Pod) { p.Spec.AutomountServiceAccountToken = ptrBool(true) }), true)
 		if err == nil || !strings.Contains(err.Error(), "the pod sets automountServiceAccountToken: true") {
 			t.Errorf("err %v, want the pod's own setting named", err)
+		}
+	})
+	t.Run("a pod that comes with the policy's marks is refused all the same", func(t *testing.T) {
+		marks := []podOpt{noToken, withAnnotations(map[string]string{v1alpha1.PolicyCheckedContainersAnnotation: "proxy,app,worker"}),
+			withLabels(map[string]string{v1alpha1.PolicyChecksLabel: v1alpha1.PolicyChecksNone})}
+		if _, err := createPod(t, ns, podSpec("marked", "legacy", marks...), true); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err %v, want a refusal with %q", err, want)
+		}
+		// And with the injection's volume and variable copied in, as a
+		// pod the mutating policy had injected already.
+		copied := podSpec("copied", "legacy", append(marks, func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "aws-iam-token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: "sts.amazonaws.com", Path: "token"}}}}}})
+			p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, corev1.EnvVar{Name: "AWS_ROLE_ARN", Value: adminRole})
+		})...)
+		if _, err := createPod(t, ns, copied, true); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("is not allowed by identitypolicy %q", name)) {
+			t.Errorf("err %v, want a refusal by identitypolicy %q", err, name)
 		}
 	})
 	t.Run("and admitted, injected, without one", func(t *testing.T) {

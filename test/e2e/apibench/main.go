@@ -537,6 +537,11 @@ func copyParametersToConfigMap(ctx context.Context, cluster *e2e.Cluster, ns str
 		return err
 	}
 	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
+	whole, _ := json.Marshal(u.Object)
+	fmt.Fprintf(os.Stderr, "the namespace's IdentityParameters: %d bytes as JSON\n", len(whole))
+	if os.Getenv("APIBENCH_DUMP") != "" {
+		_ = os.WriteFile(os.Getenv("APIBENCH_DUMP"), whole, 0o644)
+	}
 	data := map[string]string{}
 	for k, v := range spec {
 		if k == "serviceAccounts" {
