@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -286,8 +287,8 @@ func TestPolicyModeInjectsWhatTheWebhookInjects(t *testing.T) {
 				for _, c := range append(slices.Clone(pol.pod.Spec.InitContainers), pol.pod.Spec.Containers...) {
 					names = append(names, c.Name)
 				}
-				if got, want := pol.pod.Annotations[v1alpha1.PolicyCheckedContainersAnnotation], strings.Join(names, ","); c.injects && got != want {
-					t.Errorf("dry run %t: policy mode annotated the pod %s=%q, want %q", dryRun, v1alpha1.PolicyCheckedContainersAnnotation, got, want)
+				if got, want := pol.pod.Annotations[v1alpha1.PolicyCheckedContainersAnnotation], strings.Join(names, ",")+";"+sa+";"; c.injects && !strings.HasPrefix(got, want) {
+					t.Errorf("dry run %t: policy mode annotated the pod %s=%q, want %q and the parameters' UID and generation", dryRun, v1alpha1.PolicyCheckedContainersAnnotation, got, want)
 				}
 				if delete(pol.pod.Labels, v1alpha1.PolicyChecksLabel); len(pol.pod.Labels) == 0 {
 					pol.pod.Labels = nil
@@ -437,7 +438,8 @@ func TestPolicyModeReinvokesAfterALaterWebhook(t *testing.T) {
 // TestPolicyModeInjectsAPodThatComesWithItsMarks: a pod created with the
 // marks the mutating policy leaves (annotations copied from a running pod
 // into a template) is injected all the same, and its label replaced; one
-// that comes as a whole copy of an injected pod keeps what it has.
+// that comes as a whole copy of an injected pod keeps what it has, until
+// its namespace's parameters change.
 func TestPolicyModeInjectsAPodThatComesWithItsMarks(t *testing.T) {
 	ns := policyNamespace(t)
 	serviceAccount(t, ns, "reader", awsAnnotations())
@@ -463,6 +465,20 @@ func TestPolicyModeInjectsAPodThatComesWithItsMarks(t *testing.T) {
 	if len(again.Spec.Volumes) != len(p.Spec.Volumes) {
 		t.Errorf("a copy of an injected pod got volumes again: %d, was %d", len(again.Spec.Volumes), len(p.Spec.Volumes))
 	}
+	// Once the parameters have changed (the ServiceAccount got a Google
+	// identity too), the same copy is evaluated again and gets it.
+	sa, err := cluster.Client.CoreV1().ServiceAccounts(ns).Get(context.Background(), "reader", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps.Copy(sa.Annotations, gcpAnnotations())
+	if _, err := cluster.Client.CoreV1().ServiceAccounts(ns).Update(context.Background(), sa, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "a copy made before the change gets the new identity", func() bool {
+		again, err := createPod(t, ns, copied, true)
+		return err == nil && envOf(again.Spec.Containers[0])["GOOGLE_APPLICATION_CREDENTIALS"] != ""
+	})
 }
 
 // TestPolicyModeEnforcesIdentityPolicies: an IdentityPolicy refuses the

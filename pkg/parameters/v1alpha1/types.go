@@ -49,10 +49,13 @@ const (
 )
 
 // PolicyCheckedContainersAnnotation is the pod annotation the mutating
-// admission policy gives every pod it acts on: the names of its init and
-// regular containers, in order, joined by commas. Reinvoked (the API
-// server reinvokes it after its own patch) on a pod whose containers are
-// still those, it skips the pod rather than evaluate it all again.
+// admission policy gives every pod it acts on: what it saw, as
+// "<containers>;<serviceaccount>;<parameters UID>;<parameters generation>",
+// the containers being the names of the init and regular containers in
+// order, joined by commas. Reinvoked (the API server reinvokes it after
+// its own patch) on a pod whose annotation still says so and that has a
+// volume of its ServiceAccount's entries, it skips the pod rather than
+// evaluate it all again.
 const PolicyCheckedContainersAnnotation = "pod-identity.io/policy-checked-containers"
 
 // GroupVersionResource names the identityparameters resource.
