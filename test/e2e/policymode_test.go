@@ -283,11 +283,14 @@ func TestPolicyModeInjectsWhatTheWebhookInjects(t *testing.T) {
 				if c.sa == nil && !c.injects && checks != "" {
 					t.Errorf("dry run %t: policy mode labelled %s=%q a pod it has nothing to do with", dryRun, v1alpha1.PolicyChecksLabel, checks)
 				}
-				var names []string
-				for _, c := range append(slices.Clone(pol.pod.Spec.InitContainers), pol.pod.Spec.Containers...) {
-					names = append(names, c.Name)
+				seen := func(cs []corev1.Container) string {
+					var out []string
+					for _, c := range cs {
+						out = append(out, fmt.Sprintf("%s:%d:%d", c.Name, len(c.Env), len(c.VolumeMounts)))
+					}
+					return strings.Join(out, ",")
 				}
-				if got, want := pol.pod.Annotations[v1alpha1.PolicyCheckedContainersAnnotation], strings.Join(names, ",")+";"+sa+";"; c.injects && !strings.HasPrefix(got, want) {
+				if got, want := pol.pod.Annotations[v1alpha1.PolicyCheckedContainersAnnotation], seen(pol.pod.Spec.InitContainers)+"|"+seen(pol.pod.Spec.Containers)+";"+sa+";"; c.injects && !strings.HasPrefix(got, want) {
 					t.Errorf("dry run %t: policy mode annotated the pod %s=%q, want %q and the parameters' UID and generation", dryRun, v1alpha1.PolicyCheckedContainersAnnotation, got, want)
 				}
 				if delete(pol.pod.Labels, v1alpha1.PolicyChecksLabel); len(pol.pod.Labels) == 0 {
@@ -439,7 +442,8 @@ func TestPolicyModeReinvokesAfterALaterWebhook(t *testing.T) {
 // marks the mutating policy leaves (annotations copied from a running pod
 // into a template) is injected all the same, and its label replaced; one
 // that comes as a whole copy of an injected pod keeps what it has, until
-// its namespace's parameters change.
+// its namespace's parameters change; a copy whose containers lost their
+// injection gets it again.
 func TestPolicyModeInjectsAPodThatComesWithItsMarks(t *testing.T) {
 	ns := policyNamespace(t)
 	serviceAccount(t, ns, "reader", awsAnnotations())
@@ -465,6 +469,16 @@ func TestPolicyModeInjectsAPodThatComesWithItsMarks(t *testing.T) {
 	if len(again.Spec.Volumes) != len(p.Spec.Volumes) {
 		t.Errorf("a copy of an injected pod got volumes again: %d, was %d", len(again.Spec.Volumes), len(p.Spec.Volumes))
 	}
+	// A copy whose containers lost what the injection gave them (their
+	// original specification put back) is injected again.
+	stripped := p.DeepCopy()
+	stripped.Name, stripped.ResourceVersion, stripped.UID = "stripped", "", ""
+	stripped.Spec.InitContainers, stripped.Spec.Containers = marked.Spec.InitContainers, marked.Spec.Containers
+	again, err = createPod(t, ns, stripped, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireOnce(t, again, "AWS_ROLE_ARN")
 	// Once the parameters have changed (the ServiceAccount got a Google
 	// identity too), the same copy is evaluated again and gets it.
 	sa, err := cluster.Client.CoreV1().ServiceAccounts(ns).Get(context.Background(), "reader", metav1.GetOptions{})

@@ -49,13 +49,14 @@ const (
 )
 
 // PolicyCheckedContainersAnnotation is the pod annotation the mutating
-// admission policy gives every pod it acts on: what it saw, as
-// "<containers>;<serviceaccount>;<parameters UID>;<parameters generation>",
-// the containers being the names of the init and regular containers in
-// order, joined by commas. Reinvoked (the API server reinvokes it after
-// its own patch) on a pod whose annotation still says so and that has a
-// volume of its ServiceAccount's entries, it skips the pod rather than
-// evaluate it all again.
+// admission policy gives every pod it acts on: what it leaves, as
+// "<init containers>|<containers>;<serviceaccount>;<parameters UID>;<parameters generation>",
+// each container written "<name>:<variables>:<mounts>" (its numbers of
+// environment variables and volume mounts after the policy's patch) and
+// joined by commas. Reinvoked (the API server reinvokes it after its own
+// patch) on a pod whose annotation still says so and that has a volume of
+// its ServiceAccount's entries, it skips the pod rather than evaluate it
+// all again.
 const PolicyCheckedContainersAnnotation = "pod-identity.io/policy-checked-containers"
 
 // GroupVersionResource names the identityparameters resource.
