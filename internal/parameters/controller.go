@@ -374,11 +374,11 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 	spec.ServiceAccounts = make(map[string]v1alpha1.ServiceAccountParameters, len(sas))
 	for _, i := range order {
 		sa, p := sas[i], params[i]
-		if len(p.Denied) > 0 && spec.Enforcement != nil {
+		if denied := identityRefusals(p.Denied); len(denied) > 0 && spec.Enforcement != nil {
 			// Within the object's bound too: a namespace's own
 			// ServiceAccounts must not make its parameters unwritable.
 			n := len(sa.Name)
-			for _, m := range p.Denied {
+			for _, m := range denied {
 				n += len(m)
 			}
 			if size+n > c.cfg.MaxObjectBytes {
@@ -389,7 +389,7 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 			if spec.Enforcement.ServiceAccountDenied == nil {
 				spec.Enforcement.ServiceAccountDenied = map[string][]string{}
 			}
-			spec.Enforcement.ServiceAccountDenied[sa.Name] = p.Denied
+			spec.Enforcement.ServiceAccountDenied[sa.Name] = denied
 		}
 		// Each JSON object member costs its quotes, colon and comma.
 		before := len(tpl.templates)

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -125,13 +126,27 @@ func Parameters(e *mutate.Engine, sa *corev1.ServiceAccount, scope policy.Scope,
 	if len(out.Injections) > maxInjections {
 		// More cases than the CRD holds: the namespace's object would be
 		// refused whole. Its pods are refused instead, saying why.
-		out.Denied = append(out.Denied, fmt.Sprintf("serviceaccount %q: its providers tell apart %d cases of pod, more than the %d policy mode holds for one serviceaccount; use webhook mode for this namespace",
+		out.Denied = append(out.Denied, fmt.Sprintf("serviceaccount %q: its providers tell apart %d cases of pod, more than the %d policy mode holds for one serviceaccount"+capacityRefusal,
 			sa.Namespace+"/"+sa.Name, len(out.Injections), maxInjections))
 		out.Injections = nil
 	}
 	out.Denied, out.Warnings = capMessages(out.Denied), capMessages(out.Warnings)
 	out.APIToken = apiTokenFindings(scope, sa, check.Identities)
 	return out, len(out.Denied) > 0 || len(out.Warnings) > 0 || len(out.Injections) > 0 || out.APIToken != nil, nil
+}
+
+// capacityRefusal ends the refusal of a ServiceAccount with more cases
+// than policy mode holds. It is policy mode's limit, not a refusal of the
+// identity: enforcement does not repeat it for a pod that opts out.
+const capacityRefusal = "; use webhook mode for this namespace"
+
+// identityRefusals are the refusals among denied of the identity a
+// ServiceAccount names (invalid, or refused by an identity policy), which
+// enforcement repeats for a pod that the refusing policy does not check
+// (one that opts out of injection): all but policy mode's capacity
+// refusal.
+func identityRefusals(denied []string) []string {
+	return slices.DeleteFunc(slices.Clone(denied), func(m string) bool { return strings.HasSuffix(m, capacityRefusal) })
 }
 
 // maxInjections is the CRD's maxItems on a ServiceAccount's injections

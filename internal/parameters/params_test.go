@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -297,5 +298,14 @@ func TestAServiceAccountWithMoreCasesThanPolicyModeHoldsIsRefused(t *testing.T) 
 	}
 	if len(p.Injections) != 0 || len(p.Denied) != 1 || !strings.Contains(p.Denied[0], `serviceaccount "team/app": its providers tell apart 41 cases of pod, more than the 32`) {
 		t.Errorf("injections %d, denied %q", len(p.Injections), p.Denied)
+	}
+	// Policy mode's limit, not a refusal of the identity: enforcement
+	// does not repeat it for a pod that opts out.
+	if got := identityRefusals(p.Denied); len(got) != 0 {
+		t.Errorf("enforcement would repeat the capacity refusal: %q", got)
+	}
+	refused := []string{`serviceaccount "team/app": annotation eks.amazonaws.com/role-arn "x" is not allowed by identitypolicy "p"`}
+	if got := identityRefusals(append(slices.Clone(refused), p.Denied...)); !slices.Equal(got, refused) {
+		t.Errorf("identity refusals %q, want %q", got, refused)
 	}
 }
