@@ -326,11 +326,7 @@ func TestPolicyModeInjectsWhatTheWebhookInjects(t *testing.T) {
 // IdentityParameters and the templates it names, as JSON.
 func parametersOf(t *testing.T, ns, sa string) string {
 	t.Helper()
-	dyn, err := dynamic.NewForConfig(cluster.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := dyn.Resource(IdentityParametersGVR).Namespace(ns).Get(context.Background(), "pod-identity", metav1.GetOptions{})
+	u, err := parametersObject(t, ns)
 	if err != nil {
 		return err.Error()
 	}
@@ -591,15 +587,21 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 // pod-identity-enforce selects by.
 func parametersLabel(t *testing.T, ns string) string {
 	t.Helper()
-	dyn, err := dynamic.NewForConfig(cluster.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := dyn.Resource(IdentityParametersGVR).Namespace(ns).Get(context.Background(), "pod-identity", metav1.GetOptions{})
+	u, err := parametersObject(t, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return u.GetLabels()["pod-identity.io/enforced"]
+}
+
+// parametersObject reads the namespace's IdentityParameters.
+func parametersObject(t *testing.T, ns string) (*unstructured.Unstructured, error) {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dyn.Resource(IdentityParametersGVR).Namespace(ns).Get(context.Background(), "pod-identity", metav1.GetOptions{})
 }
 
 // TestPolicyModeKeepsInjectingWithoutSync: with every sync replica
