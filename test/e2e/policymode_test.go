@@ -413,14 +413,24 @@ func TestPolicyModeCredentialsWorkWithTheRealSDKs(t *testing.T) {
 	}
 }
 
-// TestPolicyModeReinvokesAfterALaterWebhook: a webhook that runs after the
-// policy and appends a container makes the API server reinvoke the policy
-// (reinvocationPolicy: IfNeeded), and the new container gets the identity
-// once.
+// TestPolicyModeReinvokesAfterALaterWebhook: the reinvocation that follows
+// the policy's own patch skips the pod it has just injected (one
+// evaluation); a webhook that runs after the policy and appends a
+// container makes the API server reinvoke the policy (reinvocationPolicy:
+// IfNeeded), and the new container gets the identity once.
 func TestPolicyModeReinvokesAfterALaterWebhook(t *testing.T) {
 	ns := policyNamespace(t)
 	serviceAccount(t, ns, "reader", awsAnnotations())
 	waitForAdmission(t, ns)
+	// The API server reinvokes the policy after its own patch; a pod it
+	// has just injected is skipped then, so evaluated once.
+	before := mutatingEvaluations(t)
+	if _, err := createPod(t, ns, podSpec("once-"+randomHex(2), "reader"), true); err != nil {
+		t.Fatal(err)
+	}
+	if n := mutatingEvaluations(t) - before; n != 1 {
+		t.Errorf("an injected pod cost the mutating policy %v evaluations, want 1", n)
+	}
 	registerMutator(t, "zz-e2e-append-sidecar-policy", "append-policy.e2e.pod-identity.io", serveAppender(t), "e2e.pod-identity.io/append-sidecar-policy")
 	var p *corev1.Pod
 	until(t, "the appending webhook runs", func() bool {
@@ -489,6 +499,27 @@ func TestPolicyModeInjectsAPodThatComesWithItsMarks(t *testing.T) {
 		again, err := createPod(t, ns, copied, true)
 		return err == nil && envOf(again.Spec.Containers[0])["GOOGLE_APPLICATION_CREDENTIALS"] != ""
 	})
+}
+
+// mutatingEvaluations is the API server's count of the mutating policy's
+// evaluations (one per mutation applied, reinvocations included). No
+// other test runs meanwhile: the suite's tests are sequential.
+func mutatingEvaluations(t *testing.T) float64 {
+	t.Helper()
+	b, err := cluster.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "apiserver_mutating_admission_policy_check_total{") && strings.Contains(line, `policy="pod-identity-injector"`) {
+			var v float64
+			if _, err := fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v); err == nil {
+				n += v
+			}
+		}
+	}
+	return n
 }
 
 // TestPolicyModeEnforcesIdentityPolicies: an IdentityPolicy refuses the
