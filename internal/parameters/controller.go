@@ -339,6 +339,7 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 	// long names) cannot push out those that were there before them:
 	// over the bound, the newest are left out and their pods refused.
 	params := make([]v1alpha1.ServiceAccountParameters, len(sas))
+	refusals := make([][]string, len(sas))
 	tps := make([]templated, len(sas))
 	c.cacheMu.Lock()
 	previous := c.computed[ns]
@@ -350,18 +351,18 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 			// Shared with the cache: nothing below changes what a
 			// record's slices hold, only which slices it has.
 			current[sa.Name] = was
-			params[i], tps[i] = was.params, was.templated
+			params[i], refusals[i], tps[i] = was.params, was.refusals, was.templated
 			continue
 		}
-		if params[i], _, err = Parameters(c.cfg.Engine, sa, scope, c.cfg.Options); err != nil {
+		if params[i], refusals[i], _, err = parameters(c.cfg.Engine, sa, scope, c.cfg.Options); err != nil {
 			return spec, nil, err
 		}
 		if b, _ := json.Marshal(params[i]); string(b) == strings.ReplaceAll(string(defJSON), ServiceAccountPlaceholder, sa.Name) {
-			params[i] = v1alpha1.ServiceAccountParameters{}
+			params[i], refusals[i] = v1alpha1.ServiceAccountParameters{}, nil
 		}
 		tps[i] = templatizeAll(params[i].Injections, ns, sa.Name, sa.Annotations)
 		current[sa.Name] = computedParameters{uid: sa.UID, resourceVersion: sa.ResourceVersion, scope: scope, defaults: string(defJSON),
-			params: params[i], templated: tps[i]}
+			params: params[i], refusals: refusals[i], templated: tps[i]}
 	}
 	order := make([]int, len(sas))
 	for i := range order {
@@ -373,8 +374,8 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 	tpl := newTemplater()
 	spec.ServiceAccounts = make(map[string]v1alpha1.ServiceAccountParameters, len(sas))
 	for _, i := range order {
-		sa, p := sas[i], params[i]
-		if denied := identityRefusals(p.Denied); len(denied) > 0 && spec.Enforcement != nil {
+		sa, p, denied := sas[i], params[i], refusals[i]
+		if len(denied) > 0 && spec.Enforcement != nil {
 			// Within the object's bound too: a namespace's own
 			// ServiceAccounts must not make its parameters unwritable.
 			n := len(sa.Name)
@@ -425,6 +426,7 @@ type computedParameters struct {
 	scope           policy.Scope
 	defaults        string // the namespace's default, which it was compared with
 	params          v1alpha1.ServiceAccountParameters
+	refusals        []string // of the identity (see parameters)
 	templated       templated
 }
 

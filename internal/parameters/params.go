@@ -11,7 +11,6 @@ import (
 	"maps"
 	"slices"
 	"sort"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -108,15 +107,26 @@ type Options struct {
 // it does not tell apart are merged. The identity policies of scope are
 // checked as for a ServiceAccount being written.
 func Parameters(e *mutate.Engine, sa *corev1.ServiceAccount, scope policy.Scope, opts Options) (v1alpha1.ServiceAccountParameters, bool, error) {
-	var out v1alpha1.ServiceAccountParameters
+	p, _, any, err := parameters(e, sa, scope, opts)
+	return p, any, err
+}
+
+// parameters is Parameters, with the refusals of the identity that sa
+// names (invalid, or refused by an identity policy) apart: enforcement
+// repeats those for a pod that the refusing policy does not check (one
+// that opts out of injection). They are all of the parameters' refusals
+// but policy mode's own limit (more cases than it holds), which is no
+// refusal of the identity.
+func parameters(e *mutate.Engine, sa *corev1.ServiceAccount, scope policy.Scope, opts Options) (out v1alpha1.ServiceAccountParameters, refusals []string, any bool, err error) {
 	check := e.CheckServiceAccount(nil, sa, scope)
 	for _, err := range check.Denied {
 		out.Denied = append(out.Denied, err.Error())
 	}
+	refusals = capMessages(slices.Clone(out.Denied))
 	for _, p := range e.Providers() {
 		entries, err := providerEntries(p, sa, scope, opts)
 		if err != nil {
-			return out, false, err
+			return out, nil, false, err
 		}
 		out.Injections = append(out.Injections, entries...)
 	}
@@ -126,27 +136,13 @@ func Parameters(e *mutate.Engine, sa *corev1.ServiceAccount, scope policy.Scope,
 	if len(out.Injections) > maxInjections {
 		// More cases than the CRD holds: the namespace's object would be
 		// refused whole. Its pods are refused instead, saying why.
-		out.Denied = append(out.Denied, fmt.Sprintf("serviceaccount %q: its providers tell apart %d cases of pod, more than the %d policy mode holds for one serviceaccount"+capacityRefusal,
+		out.Denied = append(out.Denied, fmt.Sprintf("serviceaccount %q: its providers tell apart %d cases of pod, more than the %d policy mode holds for one serviceaccount; use webhook mode for this namespace",
 			sa.Namespace+"/"+sa.Name, len(out.Injections), maxInjections))
 		out.Injections = nil
 	}
 	out.Denied, out.Warnings = capMessages(out.Denied), capMessages(out.Warnings)
 	out.APIToken = apiTokenFindings(scope, sa, check.Identities)
-	return out, len(out.Denied) > 0 || len(out.Warnings) > 0 || len(out.Injections) > 0 || out.APIToken != nil, nil
-}
-
-// capacityRefusal ends the refusal of a ServiceAccount with more cases
-// than policy mode holds. It is policy mode's limit, not a refusal of the
-// identity: enforcement does not repeat it for a pod that opts out.
-const capacityRefusal = "; use webhook mode for this namespace"
-
-// identityRefusals are the refusals among denied of the identity a
-// ServiceAccount names (invalid, or refused by an identity policy), which
-// enforcement repeats for a pod that the refusing policy does not check
-// (one that opts out of injection): all but policy mode's capacity
-// refusal.
-func identityRefusals(denied []string) []string {
-	return slices.DeleteFunc(slices.Clone(denied), func(m string) bool { return strings.HasSuffix(m, capacityRefusal) })
+	return out, refusals, len(out.Denied) > 0 || len(out.Warnings) > 0 || len(out.Injections) > 0 || out.APIToken != nil, nil
 }
 
 // maxInjections is the CRD's maxItems on a ServiceAccount's injections

@@ -292,7 +292,7 @@ func (manyCases) Inject(req providers.Request) (*providers.Injection, error) {
 }
 
 func TestAServiceAccountWithMoreCasesThanPolicyModeHoldsIsRefused(t *testing.T) {
-	p, _, err := Parameters(mutate.New([]providers.Provider{manyCases{}}), sa(nil), policy.Scope{}, Options{})
+	p, refusals, _, err := parameters(mutate.New([]providers.Provider{manyCases{}}), sa(nil), policy.Scope{}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,11 +301,33 @@ func TestAServiceAccountWithMoreCasesThanPolicyModeHoldsIsRefused(t *testing.T) 
 	}
 	// Policy mode's limit, not a refusal of the identity: enforcement
 	// does not repeat it for a pod that opts out.
-	if got := identityRefusals(p.Denied); len(got) != 0 {
-		t.Errorf("enforcement would repeat the capacity refusal: %q", got)
+	if len(refusals) != 0 {
+		t.Errorf("enforcement would repeat the capacity refusal: %q", refusals)
 	}
-	refused := []string{`serviceaccount "team/app": annotation eks.amazonaws.com/role-arn "x" is not allowed by identitypolicy "p"`}
-	if got := identityRefusals(append(slices.Clone(refused), p.Denied...)); !slices.Equal(got, refused) {
-		t.Errorf("identity refusals %q, want %q", got, refused)
+}
+
+func TestTheIdentitysRefusalsAreWhatEnforcementRepeats(t *testing.T) {
+	store := policy.NewStore()
+	store.SetNamespace("team", nil)
+	store.SetPolicies(policy.NewCompiledSet([]*policy.Policy{policy.Compile(&policyv1.IdentityPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "tenants", Generation: 1},
+		Spec:       policyv1.IdentityPolicySpec{AWS: &policyv1.AWSRules{RoleARNs: &policyv1.Patterns{"arn:aws:iam::*:role/tenants/*"}}},
+	})}))
+	for _, tc := range []struct {
+		name, role string
+		refused    bool
+	}{
+		{"a role the policy refuses is a refusal of the identity", "arn:aws:iam::111122223333:role/app", true},
+		{"a role it allows is none", "arn:aws:iam::111122223333:role/tenants/app", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, refusals, _, err := parameters(engine(t), sa(map[string]string{"eks.amazonaws.com/role-arn": tc.role}), store.Scope("team"), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.refused != (len(refusals) > 0) || !slices.Equal(refusals, p.Denied) {
+				t.Errorf("refusals %q, the parameters' %q", refusals, p.Denied)
+			}
+		})
 	}
 }
