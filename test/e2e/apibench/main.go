@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,6 +216,10 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 	if err := copyParametersToConfigMap(ctx, cluster, ns); err != nil {
 		return err
 	}
+	folded, err := foldedTemplates(ctx, cluster, ns, policies)
+	if err != nil {
+		return err
+	}
 	applyFloor := func(objs []*unstructured.Unstructured) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
 			deleteAll(ctx)
@@ -271,6 +276,9 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 		{"floor: 3 policies, IdentityParameters, gated out", applyFloor(floorPolicies("crd", true))},
 		{"floor: 3 policies, ConfigMap", applyFloor(floorPolicies("configmap", false))},
 		{"floor: 3 policies, ConfigMap, gated out", applyFloor(floorPolicies("configmap", true))},
+		// Not built: the mutating policy with the templates written into
+		// it, reading a parameters object of entries and values only.
+		{"policy mode, templates in the policy (prototype)", applyPolicies(folded)},
 		{"a policy that does nothing", func(ctx context.Context) error {
 			deleteAll(ctx)
 			if err := cluster.ApplyAdmissionPolicies(ctx, floor); err != nil {
@@ -602,4 +610,135 @@ func perPod(before, after map[string]float64, pods int) string {
 		return "none"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// foldedTemplates is a measurement of a design not built: the shipped
+// policies, but the mutating one reads the namespace's templates as a
+// constant written into its expressions (as `injector sync` would write
+// it) and its parameters from a copy of the namespace's IdentityParameters
+// that holds only the ServiceAccounts' entries and values and the default,
+// without the messages the mutating policy never reads. The validating
+// policies read the shipped object. It writes that copy, named
+// pod-identity-slim, and returns the policies.
+func foldedTemplates(ctx context.Context, cluster *e2e.Cluster, ns string, policies []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+	dyn, err := dynamic.NewForConfig(cluster.Config)
+	if err != nil {
+		return nil, err
+	}
+	res := dyn.Resource(e2e.IdentityParametersGVR).Namespace(ns)
+	u, err := res.Get(ctx, "pod-identity", metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
+	templates, _ := spec["templates"].([]any)
+	for i, t := range templates {
+		templates[i] = withoutMessages(t)
+	}
+	slim := map[string]any{"serviceAccounts": spec["serviceAccounts"]}
+	if d, ok := spec["default"].(map[string]any); ok {
+		if is, ok := d["injections"].([]any); ok {
+			for i, e := range is {
+				is[i] = withoutMessages(e)
+			}
+		}
+		slim["default"] = d
+	}
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": u.GetAPIVersion(), "kind": u.GetKind(),
+		"metadata": map[string]any{"name": "pod-identity-slim", "namespace": ns}, "spec": slim}}
+	created, err := res.Create(ctx, obj, metav1.CreateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	whole, _ := json.Marshal(created.Object)
+	fmt.Fprintf(os.Stderr, "the mutating policy's parameters without templates and messages: %d bytes as JSON\n", len(whole))
+	literal := celLiteral(templates)
+	var out []*unstructured.Unstructured
+	for _, o := range policies {
+		o = o.DeepCopy()
+		switch o.GetKind() {
+		case "MutatingAdmissionPolicy":
+			o.Object["spec"] = replaceInStrings(o.Object["spec"], "params.spec.templates", "("+literal+")")
+		case "MutatingAdmissionPolicyBinding":
+			_ = unstructured.SetNestedField(o.Object, "pod-identity-slim", "spec", "paramRef", "name")
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// withoutMessages is an entry with its messages left out, and its lists of
+// warnings and refusals (whose presence the mutating policy reads) cut to
+// one word.
+func withoutMessages(e any) any {
+	m, ok := e.(map[string]any)
+	if !ok {
+		return e
+	}
+	out := map[string]any{}
+	for k, v := range m {
+		switch k {
+		case "source", "knownTokenFiles":
+		case "warnings", "denied":
+			out[k] = []any{"x"}
+		default:
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// celLiteral writes v (decoded JSON) as a CEL expression of the same value,
+// each map value and list element dyn() so that the type checker takes
+// values of mixed types.
+func celLiteral(v any) string {
+	switch v := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			parts = append(parts, strconv.Quote(k)+": dyn("+celLiteral(v[k])+")")
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	case []any:
+		parts := make([]string, 0, len(v))
+		for _, e := range v {
+			parts = append(parts, "dyn("+celLiteral(e)+")")
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	case string:
+		return strconv.Quote(v)
+	case bool:
+		return strconv.FormatBool(v)
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case float64:
+		return strconv.FormatInt(int64(v), 10)
+	case nil:
+		return "null"
+	}
+	return fmt.Sprint(v)
+}
+
+// replaceInStrings is v (decoded JSON) with old replaced by new in every
+// string.
+func replaceInStrings(v any, old, new string) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			v[k] = replaceInStrings(e, old, new)
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = replaceInStrings(e, old, new)
+		}
+	case string:
+		return strings.ReplaceAll(v, old, new)
+	}
+	return v
 }
