@@ -24,10 +24,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -41,6 +43,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -191,7 +194,9 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 	}
 	ar := client.AdmissionregistrationV1()
 	floor := emptyPolicy()
+	var constant []*unstructured.Unstructured
 	deleteAll := func(ctx context.Context) {
+		_ = cluster.DeleteAdmissionPolicies(ctx, constant)
 		_ = ar.MutatingWebhookConfigurations().Delete(ctx, mut.Name, metav1.DeleteOptions{})
 		_ = ar.ValidatingWebhookConfigurations().Delete(ctx, val.Name, metav1.DeleteOptions{})
 		_ = ar.ValidatingWebhookConfigurations().Delete(ctx, hooks.Enforce.Name, metav1.DeleteOptions{})
@@ -220,6 +225,25 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 	if err != nil {
 		return err
 	}
+	inline, err := inlineInjections(ctx, cluster, ns, policies)
+	if err != nil {
+		return err
+	}
+	// The pod as admitted without injection and with the shipped
+	// policies, for the constant patch's floor.
+	deleteAll(ctx)
+	plainPod, err := fast.CoreV1().Pods(ns).Create(ctx, pod(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		return err
+	}
+	if err := applyPolicies(policies)(ctx); err != nil {
+		return err
+	}
+	injectedPod, err := fast.CoreV1().Pods(ns).Create(ctx, pod(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		return err
+	}
+	constant = constantPatchFloor(plainPod, injectedPod)
 	applyFloor := func(objs []*unstructured.Unstructured) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
 			deleteAll(ctx)
@@ -279,6 +303,29 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 		// Not built: the mutating policy with the templates written into
 		// it, reading a parameters object of entries and values only.
 		{"policy mode, templates in the policy (prototype)", applyPolicies(folded)},
+		{"policy mode, entries written out (prototype)", applyPolicies(inline)},
+		// The least any policy-mode design pays for this pod: applying
+		// the injection's patch, with nothing to work out.
+		{"floor: the injection as a constant patch", func(ctx context.Context) error {
+			if err := applyPolicies(constant)(ctx); err != nil {
+				return err
+			}
+			// The last setup's policies may still act for a moment (the
+			// API server's informers): wait for the pod they give.
+			for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+				got, err := fast.CoreV1().Pods(ns).Create(ctx, pod(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+				if err != nil {
+					return err
+				}
+				if admitted(got) == admitted(injectedPod) {
+					break
+				}
+				if time.Now().After(deadline) {
+					return errors.New("the constant patch does not give the pod what the shipped policies give it")
+				}
+			}
+			return nil
+		}},
 		{"a policy that does nothing", func(ctx context.Context) error {
 			deleteAll(ctx)
 			if err := cluster.ApplyAdmissionPolicies(ctx, floor); err != nil {
@@ -741,4 +788,159 @@ func replaceInStrings(v any, old, new string) any {
 		return strings.ReplaceAll(v, old, new)
 	}
 	return v
+}
+
+// constantPatchFloor is the floor of any policy-mode design for the
+// benchmark's pod: a MutatingAdmissionPolicy with no parameters, no match
+// condition and no reinvocation, whose mutation is a constant, the JSON
+// patch operations that give the pod what the shipped policies give it
+// (read from a dry-run creation under them, against one with no
+// injection). Applying that patch is all it does.
+func constantPatchFloor(plain, injected *corev1.Pod) []*unstructured.Unstructured {
+	var ops []string
+	add := func(path string, v any) {
+		b, _ := json.Marshal(v)
+		var d any
+		_ = json.Unmarshal(b, &d)
+		ops = append(ops, "JSONPatch{op: 'add', path: "+strconv.Quote(path)+", value: "+celLiteral(d)+"}")
+	}
+	addMap := func(path string, before, after map[string]string) {
+		added := map[string]string{}
+		for k, v := range after {
+			if _, ok := before[k]; !ok {
+				added[k] = v
+			}
+		}
+		if len(added) == 0 {
+			return
+		}
+		if len(before) == 0 {
+			add(path, added)
+			return
+		}
+		keys := make([]string, 0, len(added))
+		for k := range added {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			add(path+"/"+strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1"), added[k])
+		}
+	}
+	addList := func(path string, before int, after []any) {
+		if len(after) <= before {
+			return
+		}
+		if before == 0 {
+			add(path, after)
+			return
+		}
+		for _, v := range after[before:] {
+			add(path+"/-", v)
+		}
+	}
+	anys := func(v any) []any {
+		b, _ := json.Marshal(v)
+		var out []any
+		_ = json.Unmarshal(b, &out)
+		return out
+	}
+	addMap("/metadata/labels", plain.Labels, injected.Labels)
+	addMap("/metadata/annotations", plain.Annotations, injected.Annotations)
+	addList("/spec/volumes", len(plain.Spec.Volumes), anys(injected.Spec.Volumes))
+	for i := range injected.Spec.Containers {
+		p, q := plain.Spec.Containers[i], injected.Spec.Containers[i]
+		addList(fmt.Sprintf("/spec/containers/%d/volumeMounts", i), len(p.VolumeMounts), anys(q.VolumeMounts))
+		addList(fmt.Sprintf("/spec/containers/%d/env", i), len(p.Env), anys(q.Env))
+	}
+	fmt.Fprintf(os.Stderr, "the constant patch: %d operations\n", len(ops))
+	api := "admissionregistration.k8s.io/v1"
+	pol := map[string]any{"apiVersion": api, "kind": "MutatingAdmissionPolicy", "metadata": map[string]any{"name": "apibench-constant-patch"},
+		"spec": map[string]any{
+			"matchConstraints":   map[string]any{"resourceRules": []any{map[string]any{"apiGroups": []any{""}, "apiVersions": []any{"v1"}, "operations": []any{"CREATE"}, "resources": []any{"pods"}}}},
+			"reinvocationPolicy": "Never", "failurePolicy": "Fail",
+			"mutations": []any{map[string]any{"patchType": "JSONPatch", "jsonPatch": map[string]any{"expression": "[" + strings.Join(ops, ",\n") + "]"}}}}}
+	bind := map[string]any{"apiVersion": api, "kind": "MutatingAdmissionPolicyBinding", "metadata": map[string]any{"name": "apibench-constant-patch"},
+		"spec": map[string]any{"policyName": "apibench-constant-patch"}}
+	return []*unstructured.Unstructured{{Object: pol}, {Object: bind}}
+}
+
+// admitted is what admission gave p (its spec, labels and annotations),
+// the name of its API token volume, random, left out.
+func admitted(p *corev1.Pod) string {
+	b, _ := json.Marshal([]any{p.Spec, p.Labels, p.Annotations})
+	return regexp.MustCompile(`kube-api-access-[a-z0-9]+`).ReplaceAllString(string(b), "kube-api-access")
+}
+
+// inlineInjections is another measurement of a design not built: the
+// shipped policies, but the mutating one reads a second parameters object
+// in which each ServiceAccount's entries are written out whole (its
+// values in their places) rather than named by index in the templates,
+// without the messages it never reads: no replacements at admission. The
+// validating policies read the shipped object. It writes that object,
+// named pod-identity-inline, and returns the policies.
+func inlineInjections(ctx context.Context, cluster *e2e.Cluster, ns string, policies []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+	dyn, err := dynamic.NewForConfig(cluster.Config)
+	if err != nil {
+		return nil, err
+	}
+	res := dyn.Resource(e2e.IdentityParametersGVR).Namespace(ns)
+	u, err := res.Get(ctx, "pod-identity", metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
+	templates, _ := spec["templates"].([]any)
+	sas, _ := spec["serviceAccounts"].(map[string]any)
+	for name, v := range sas {
+		p, _ := v.(map[string]any)
+		entries, _ := p["entries"].([]any)
+		if len(entries) == 0 {
+			continue
+		}
+		values, _ := p["values"].([]any)
+		var injections []any
+		for _, i := range entries {
+			t := runtime.DeepCopyJSONValue(templates[int(i.(int64))])
+			for n := 3; n >= 0; n-- {
+				v := ""
+				if n < len(values) {
+					v = values[n].(string)
+				}
+				t = replaceInStrings(t, fmt.Sprintf("{value:%d}", n), v)
+			}
+			injections = append(injections, withoutMessages(t))
+		}
+		delete(p, "entries")
+		delete(p, "values")
+		p["injections"] = injections
+		sas[name] = p
+	}
+	slim := map[string]any{"serviceAccounts": sas}
+	if d, ok := spec["default"].(map[string]any); ok {
+		if is, ok := d["injections"].([]any); ok {
+			for i, e := range is {
+				is[i] = withoutMessages(e)
+			}
+		}
+		slim["default"] = d
+	}
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": u.GetAPIVersion(), "kind": u.GetKind(),
+		"metadata": map[string]any{"name": "pod-identity-inline", "namespace": ns}, "spec": slim}}
+	created, err := res.Create(ctx, obj, metav1.CreateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	whole, _ := json.Marshal(created.Object)
+	fmt.Fprintf(os.Stderr, "the mutating policy's parameters with entries written out, without messages: %d bytes as JSON\n", len(whole))
+	var out []*unstructured.Unstructured
+	for _, o := range policies {
+		o = o.DeepCopy()
+		if o.GetKind() == "MutatingAdmissionPolicyBinding" {
+			_ = unstructured.SetNestedField(o.Object, "pod-identity-inline", "spec", "paramRef", "name")
+		}
+		out = append(out, o)
+	}
+	return out, nil
 }
