@@ -290,8 +290,11 @@ func TestPolicyModeInjectsWhatTheWebhookInjects(t *testing.T) {
 					}
 					return strings.Join(out, ",")
 				}
-				if got, want := pol.pod.Annotations[v1alpha1.PolicyCheckedContainersAnnotation], seen(pol.pod.Spec.InitContainers)+"|"+seen(pol.pod.Spec.Containers)+";"+sa+";"; c.injects && !strings.HasPrefix(got, want) {
-					t.Errorf("dry run %t: policy mode annotated the pod %s=%q, want %q and the parameters' UID and generation", dryRun, v1alpha1.PolicyCheckedContainersAnnotation, got, want)
+				counts := fmt.Sprintf(";%d;%d", len(pol.pod.Labels), len(pol.pod.Annotations))
+				if got, want := pol.pod.Annotations[v1alpha1.PolicyCheckedContainersAnnotation], seen(pol.pod.Spec.InitContainers)+"|"+seen(pol.pod.Spec.Containers)+";"+sa+";"; c.injects &&
+					(!strings.HasPrefix(got, want) || !strings.HasSuffix(got, counts)) {
+					t.Errorf("dry run %t: policy mode annotated the pod %s=%q, want %q, the parameters' UID and generation, and %q (its numbers of labels and annotations)",
+						dryRun, v1alpha1.PolicyCheckedContainersAnnotation, got, want, counts)
 				}
 				if delete(pol.pod.Labels, v1alpha1.PolicyChecksLabel); len(pol.pod.Labels) == 0 {
 					pol.pod.Labels = nil
@@ -417,7 +420,8 @@ func TestPolicyModeCredentialsWorkWithTheRealSDKs(t *testing.T) {
 // the policy's own patch skips the pod it has just injected (one
 // evaluation); a webhook that runs after the policy and appends a
 // container makes the API server reinvoke the policy (reinvocationPolicy:
-// IfNeeded), and the new container gets the identity once.
+// IfNeeded), and the new container gets the identity once; so does a
+// webhook that only adds a label the policy reads.
 func TestPolicyModeReinvokesAfterALaterWebhook(t *testing.T) {
 	ns := policyNamespace(t)
 	serviceAccount(t, ns, "reader", awsAnnotations())
@@ -442,6 +446,30 @@ func TestPolicyModeReinvokesAfterALaterWebhook(t *testing.T) {
 		t.Errorf("the container added after the policy was not injected on reinvocation: %v", p.Spec.Containers[2].Env)
 	}
 	requireOnce(t, p, "AWS_ROLE_ARN")
+
+	// A webhook after the policy that only labels the pod: the label that
+	// asks for Azure's identity, which the policy reads, has it evaluated
+	// again.
+	both := awsAnnotations()
+	maps.Copy(both, azureAnnotations())
+	serviceAccount(t, ns, "both", both)
+	waitForAdmission(t, ns)
+	registerMutator(t, "zz-e2e-label-azure-policy", "label-azure-policy.e2e.pod-identity.io", serveMutator(t, "labeller", func(p *corev1.Pod) []map[string]any {
+		if p.Labels["azure.workload.identity/use"] != "true" {
+			return []map[string]any{{"op": "add", "path": "/metadata/labels/azure.workload.identity~1use", "value": "true"}}
+		}
+		return nil
+	}), "e2e.pod-identity.io/label-azure-policy")
+	until(t, "the labelling webhook runs", func() bool {
+		var err error
+		p, err = createPod(t, ns, podSpec("labelled-"+randomHex(2), "both", withLabels(map[string]string{"e2e.pod-identity.io/label-azure-policy": "true"})), true)
+		return err == nil && p.Labels["azure.workload.identity/use"] == "true"
+	})
+	if envOf(p.Spec.Containers[0])["AZURE_CLIENT_ID"] == "" || envOf(p.Spec.Containers[0])["AWS_ROLE_ARN"] != roleARN {
+		t.Errorf("a pod labelled for Azure after the policy was not given its Azure identity on reinvocation: %v", p.Spec.Containers[0].Env)
+	}
+	requireOnce(t, p, "AWS_ROLE_ARN")
+	requireOnce(t, p, "AZURE_CLIENT_ID")
 }
 
 // TestPolicyModeInjectsAPodThatComesWithItsMarks: a pod created with the

@@ -50,10 +50,11 @@ const (
 
 // PolicyCheckedContainersAnnotation is the pod annotation the mutating
 // admission policy gives every pod it acts on: what it leaves, as
-// "<init containers>|<containers>;<serviceaccount>;<parameters UID>;<parameters generation>",
+// "<init containers>|<containers>;<serviceaccount>;<parameters UID>;<parameters generation>;<labels>;<annotations>",
 // each container written "<name>:<variables>:<mounts>" (its numbers of
 // environment variables and volume mounts after the policy's patch) and
-// joined by commas. Reinvoked (the API server reinvokes it after its own
+// joined by commas, and the pod's numbers of labels and annotations after
+// the patch. Reinvoked (the API server reinvokes it after its own
 // patch) on a pod whose annotation still says so and that has a volume of
 // its ServiceAccount's entries, it skips the pod rather than evaluate it
 // all again.
