@@ -624,6 +624,37 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 			t.Errorf("err %v, want a refusal by identitypolicy %q", err, name)
 		}
 	})
+	t.Run("a pod that opts out of injection is refused the token all the same", func(t *testing.T) {
+		// Another webhook (EKS's) may give it the identity its
+		// ServiceAccount names; the webhook's enforcement refuses it too.
+		optOut := withLabels(map[string]string{"pod-identity.io/inject": "false"})
+		_, err := createPod(t, ns, podSpec("opted-out", "tenant", optOut), true)
+		want := fmt.Sprintf(`identitypolicy %q does not allow a Kubernetes API token in a pod that gets a cloud identity`, name)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "pod-identity-enforce") ||
+			!strings.Contains(err.Error(), fmt.Sprintf(`pod "%s/opted-out" (serviceaccount "%s/tenant")`, ns, ns)) {
+			t.Errorf("err %v, want pod-identity-enforce's refusal %q naming the pod", err, want)
+		}
+		if p, err := createPod(t, ns, podSpec("opted-out", "tenant", optOut, noToken), true); err != nil || envOf(p.Spec.Containers[0])["AWS_ROLE_ARN"] != "" {
+			t.Errorf("without the token: err %v, pod %v", err, p)
+		}
+	})
+	t.Run("a pod's own copy of the injection's volume with a longer-lived token is refused", func(t *testing.T) {
+		copyVolume := func(seconds int64) podOpt {
+			return func(p *corev1.Pod) {
+				p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "aws-iam-token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+					Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: "sts.amazonaws.com", Path: "token", ExpirationSeconds: &seconds}}}}}})
+			}
+		}
+		// Ten days: beyond the token expiration EKS allows (a day).
+		_, err := createPod(t, ns, podSpec("ten-days", "tenant", noToken, copyVolume(864000)), true)
+		if err == nil || !strings.Contains(err.Error(), `volume "aws-iam-token" has the name of the aws injection's volume but not its content`) {
+			t.Errorf("err %v, want the copy refused", err)
+		}
+		// Within the bounds the pod's own token expiration annotation may choose.
+		if p, err := createPod(t, ns, podSpec("two-hours", "tenant", noToken, copyVolume(7200)), true); err != nil || envOf(p.Spec.Containers[0])["AWS_ROLE_ARN"] != tenantRole {
+			t.Errorf("a copy within bounds: err %v, pod %v", err, p)
+		}
+	})
 	t.Run("and admitted, injected, without one", func(t *testing.T) {
 		p, err := createPod(t, ns, podSpec("tenant", "tenant", noToken), true)
 		if err != nil || envOf(p.Spec.Containers[0])["AWS_ROLE_ARN"] != tenantRole {
