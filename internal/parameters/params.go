@@ -37,6 +37,10 @@ const PodPlaceholder = "{pod}"
 // messages of a namespace's default parameters.
 const ServiceAccountPlaceholder = "{serviceaccount}"
 
+// VolumePlaceholder stands for the name of the volume in which a pod
+// projects a Kubernetes API token itself, in the messages about it.
+const VolumePlaceholder = "{volume}"
+
 // anyValue is what a provider lists for a label whose presence, whatever
 // its value, changes what it injects.
 const anyValue = "*"
@@ -259,6 +263,9 @@ func apiTokenFindings(scope policy.Scope, sa *corev1.ServiceAccount, ids []polic
 	findings := func(source policy.TokenSource) *v1alpha1.Findings {
 		c := check
 		c.APIToken = &policy.APIToken{Mounted: true, Source: source}
+		if source == policy.TokenProjected {
+			c.APIToken.Volume = VolumePlaceholder
+		}
 		var out v1alpha1.Findings
 		for _, f := range scope.Evaluate(c).Findings {
 			switch {
@@ -278,8 +285,8 @@ func apiTokenFindings(scope policy.Scope, sa *corev1.ServiceAccount, ids []polic
 	if sa.AutomountServiceAccountToken != nil {
 		otherwise = policy.TokenFromServiceAccount
 	}
-	out := &v1alpha1.APITokenFindings{Pod: findings(policy.TokenFromPod), Otherwise: findings(otherwise)}
-	if out.Pod == nil && out.Otherwise == nil {
+	out := &v1alpha1.APITokenFindings{Pod: findings(policy.TokenFromPod), Otherwise: findings(otherwise), Projected: findings(policy.TokenProjected)}
+	if out.Pod == nil && out.Otherwise == nil && out.Projected == nil {
 		return nil
 	}
 	return out
@@ -413,6 +420,13 @@ func Enforcement(e *mutate.Engine, scope policy.Scope, ns string) *v1alpha1.Enfo
 	for _, r := range scope.TokenRules(ns) {
 		out.Tokens = append(out.Tokens, v1alpha1.TokenRule{Policy: r.Policy, Enforcement: r.Enforcement, SelfProjected: r.SelfProjected,
 			Audiences: r.Audiences, Describe: r.Describe, Broken: r.Broken})
+	}
+	// A pod whose containers set an identity's variables themselves gets
+	// that identity whatever its ServiceAccount names: the API token rule
+	// applies to it as to an injected one (the rule reads no identity).
+	if len(out.Variables) > 0 {
+		placeholder := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ServiceAccountPlaceholder}}
+		out.APIToken = apiTokenFindings(scope, placeholder, []policy.ProviderIdentities{{Provider: out.Variables[0].Provider}})
 	}
 	return out
 }

@@ -331,3 +331,41 @@ func TestTheIdentitysRefusalsAreWhatEnforcementRepeats(t *testing.T) {
 		})
 	}
 }
+
+func TestTheAPITokenRuleIsWrittenForEveryWayAPodMountsAToken(t *testing.T) {
+	store := policy.NewStore()
+	store.SetNamespace("team", nil)
+	store.SetPolicies(policy.NewCompiledSet([]*policy.Policy{policy.Compile(&policyv1.IdentityPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "no-api-token", Generation: 1},
+		Spec: policyv1.IdentityPolicySpec{AWS: &policyv1.AWSRules{RoleARNs: &policyv1.Patterns{"arn:aws:iam::*:role/*"}},
+			APITokenWithIdentity: policyv1.RuleDeny},
+	})}))
+	p, _, err := Parameters(engine(t), sa(map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/app"}), store.Scope("team"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := Enforcement(engine(t), store.Scope("team"), "team")
+	for _, tc := range []struct {
+		name     string
+		findings *v1alpha1.APITokenFindings
+		subject  string
+	}{
+		{"the serviceaccount's own", p.APIToken, `serviceaccount "team/app"`},
+		{"the namespace's, for identities containers set themselves", ns.APIToken, `serviceaccount "team/{serviceaccount}"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.findings == nil {
+				t.Fatal("no findings")
+			}
+			for source, f := range map[string]*v1alpha1.Findings{"pod": tc.findings.Pod, "otherwise": tc.findings.Otherwise, "projected": tc.findings.Projected} {
+				if f == nil || len(f.Denied) != 1 || !strings.Contains(f.Denied[0], `identitypolicy "no-api-token" does not allow a Kubernetes API token`) ||
+					!strings.Contains(f.Denied[0], tc.subject) {
+					t.Errorf("%s: %+v", source, f)
+				}
+			}
+			if f := tc.findings.Projected; f != nil && len(f.Denied) == 1 && !strings.Contains(f.Denied[0], `in volume "{volume}"`) {
+				t.Errorf("projected: %q names no volume placeholder", f.Denied[0])
+			}
+		})
+	}
+}

@@ -596,6 +596,13 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 	if !strings.Contains(denial.Error(), want) || !strings.Contains(denial.Error(), "pod-identity-deny") {
 		t.Errorf("refusal %q, want the ValidatingAdmissionPolicy pod-identity-deny with %q", denial, want)
 	}
+	// The enforcement step is another policy, which the API server may
+	// bring in force a moment later: an opted-out pod of the refused
+	// identity is refused by it.
+	until(t, "pod-identity-enforce refuses an opted-out pod", func() bool {
+		_, err := createPod(t, ns, podSpec("legacy", "legacy", noToken, withLabels(map[string]string{"pod-identity.io/inject": "false"})), true)
+		return err != nil && strings.Contains(err.Error(), "pod-identity-enforce")
+	})
 	t.Run("a pod of an allowed identity that mounts a Kubernetes API token is refused", func(t *testing.T) {
 		_, err := createPod(t, ns, podSpec("tenant", "tenant"), true)
 		want := fmt.Sprintf(`pod "%s/tenant" (serviceaccount "%s/tenant"): identitypolicy %q does not allow a Kubernetes API token in a pod that gets a cloud identity`, ns, ns, name)
@@ -636,6 +643,49 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 		}
 		if p, err := createPod(t, ns, podSpec("opted-out", "tenant", optOut, noToken), true); err != nil || envOf(p.Spec.Containers[0])["AWS_ROLE_ARN"] != "" {
 			t.Errorf("without the token: err %v, pod %v", err, p)
+		}
+	})
+	t.Run("a Kubernetes API token the pod projects itself is refused as the mounted one is", func(t *testing.T) {
+		ownToken := func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "mine", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token"}}}}}})
+		}
+		want := fmt.Sprintf(`identitypolicy %q does not allow a Kubernetes API token in a pod that gets a cloud identity`, name)
+		where := `the pod projects a serviceaccount token the API server accepts (no audience, or one of its own) in volume "mine"`
+		for _, tc := range []struct {
+			name, policy string
+			opts         []podOpt
+		}{
+			{"injected", "pod-identity-deny", nil},
+			{"opted out", "pod-identity-enforce", []podOpt{withLabels(map[string]string{"pod-identity.io/inject": "false"})}},
+		} {
+			_, err := createPod(t, ns, podSpec("projects", "tenant", append(tc.opts, noToken, ownToken)...), true)
+			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), where) || !strings.Contains(err.Error(), tc.policy) {
+				t.Errorf("%s: err %v, want %s's refusal %q, %q", tc.name, err, tc.policy, want, where)
+			}
+		}
+	})
+	t.Run("a pod whose container sets an identity itself is refused the token", func(t *testing.T) {
+		// Its ServiceAccount names none; the webhook's enforcement counts
+		// the identity the container sets.
+		serviceAccount(t, ns, "plain", nil)
+		setsOwn := func(p *corev1.Pod) {
+			p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, corev1.EnvVar{Name: "AWS_ROLE_ARN", Value: tenantRole})
+		}
+		// Once sync has listed the ServiceAccount (refused as not known
+		// yet before).
+		var err error
+		until(t, "the serviceaccount is listed", func() bool {
+			_, err = createPod(t, ns, podSpec("sets-own", "plain", setsOwn, noToken), true)
+			return err == nil
+		})
+		_, err = createPod(t, ns, podSpec("sets-own", "plain", setsOwn), true)
+		want := fmt.Sprintf(`pod "%s/sets-own" (serviceaccount "%s/plain"): identitypolicy %q does not allow a Kubernetes API token in a pod that gets a cloud identity`, ns, ns, name)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "pod-identity-enforce") {
+			t.Errorf("err %v, want pod-identity-enforce's refusal %q", err, want)
+		}
+		if _, err := createPod(t, ns, podSpec("plain", "plain"), true); err != nil {
+			t.Errorf("a pod that sets no identity, with the token: %v", err)
 		}
 	})
 	t.Run("a pod's own copy of the injection's volume with a longer-lived token is refused", func(t *testing.T) {

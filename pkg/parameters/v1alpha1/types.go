@@ -141,6 +141,14 @@ type Enforcement struct {
 	// (another webhook, such as EKS's, reads the same annotations).
 	// +optional
 	ServiceAccountDenied map[string][]string `json:"serviceAccountDenied,omitempty"`
+	// APIToken is what the policies say about a Kubernetes API token in a
+	// pod that gets a cloud identity its ServiceAccount does not name (a
+	// container sets the identity's variables itself, or another webhook
+	// did): the ServiceAccount's own findings, where it names an identity,
+	// are in its parameters. "{serviceaccount}" stands for the pod's
+	// ServiceAccount's name, "{pod}" for the pod's.
+	// +optional
+	APIToken *APITokenFindings `json:"apiToken,omitempty"`
 }
 
 // CloudAudience is an audience of a provider's cloud.
@@ -260,6 +268,11 @@ type APITokenFindings struct {
 	// (its ServiceAccount's setting, or the default, decided).
 	// +optional
 	Otherwise *Findings `json:"otherwise,omitempty"`
+	// Projected applies when the pod mounts no such token but projects
+	// one itself with no audience (one the API server accepts); in its
+	// messages "{volume}" stands for the volume's name.
+	// +optional
+	Projected *Findings `json:"projected,omitempty"`
 }
 
 // Findings are refusals and warnings.
