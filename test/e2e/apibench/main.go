@@ -668,39 +668,18 @@ func perPod(before, after map[string]float64, pods int) string {
 // policies read the shipped object. It writes that copy, named
 // pod-identity-slim, and returns the policies.
 func foldedTemplates(ctx context.Context, cluster *e2e.Cluster, ns string, policies []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
-	dyn, err := dynamic.NewForConfig(cluster.Config)
-	if err != nil {
-		return nil, err
-	}
-	res := dyn.Resource(e2e.IdentityParametersGVR).Namespace(ns)
-	u, err := res.Get(ctx, "pod-identity", metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
-	templates, _ := spec["templates"].([]any)
-	for i, t := range templates {
-		templates[i] = withoutMessages(t)
-	}
-	slim := map[string]any{"serviceAccounts": spec["serviceAccounts"]}
-	if d, ok := spec["default"].(map[string]any); ok {
-		if is, ok := d["injections"].([]any); ok {
-			for i, e := range is {
-				is[i] = withoutMessages(e)
-			}
+	var literal string
+	err := parametersCopy(ctx, cluster, ns, "pod-identity-slim", "without templates and messages", func(spec map[string]any) {
+		templates, _ := spec["templates"].([]any)
+		for i, t := range templates {
+			templates[i] = withoutMessages(t)
 		}
-		slim["default"] = d
-	}
-	obj := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": u.GetAPIVersion(), "kind": u.GetKind(),
-		"metadata": map[string]any{"name": "pod-identity-slim", "namespace": ns}, "spec": slim}}
-	created, err := res.Create(ctx, obj, metav1.CreateOptions{})
+		literal = celLiteral(templates)
+		delete(spec, "templates")
+	})
 	if err != nil {
 		return nil, err
 	}
-	whole, _ := json.Marshal(created.Object)
-	fmt.Fprintf(os.Stderr, "the mutating policy's parameters without templates and messages: %d bytes as JSON\n", len(whole))
-	literal := celLiteral(templates)
 	var out []*unstructured.Unstructured
 	for _, o := range policies {
 		o = o.DeepCopy()
@@ -713,6 +692,43 @@ func foldedTemplates(ctx context.Context, cluster *e2e.Cluster, ns string, polic
 		out = append(out, o)
 	}
 	return out, nil
+}
+
+// parametersCopy writes a copy of the namespace's IdentityParameters under
+// name, with what the mutating policy reads only (the ServiceAccounts, the
+// templates and the default, its entries without messages), as edit
+// leaves it; said says how, in the line that gives its size.
+func parametersCopy(ctx context.Context, cluster *e2e.Cluster, ns, name, said string, edit func(spec map[string]any)) error {
+	dyn, err := dynamic.NewForConfig(cluster.Config)
+	if err != nil {
+		return err
+	}
+	res := dyn.Resource(e2e.IdentityParametersGVR).Namespace(ns)
+	u, err := res.Get(ctx, "pod-identity", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
+	slim := map[string]any{"serviceAccounts": spec["serviceAccounts"], "templates": spec["templates"]}
+	if d, ok := spec["default"].(map[string]any); ok {
+		if is, ok := d["injections"].([]any); ok {
+			for i, e := range is {
+				is[i] = withoutMessages(e)
+			}
+		}
+		slim["default"] = d
+	}
+	edit(slim)
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": u.GetAPIVersion(), "kind": u.GetKind(),
+		"metadata": map[string]any{"name": name, "namespace": ns}, "spec": slim}}
+	created, err := res.Create(ctx, obj, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	whole, _ := json.Marshal(created.Object)
+	fmt.Fprintf(os.Stderr, "the mutating policy's parameters %s: %d bytes as JSON\n", said, len(whole))
+	return nil
 }
 
 // withoutMessages is an entry with its messages left out, and its lists of
@@ -880,60 +896,38 @@ func admitted(p *corev1.Pod) string {
 // validating policies read the shipped object. It writes that object,
 // named pod-identity-inline, and returns the policies.
 func inlineInjections(ctx context.Context, cluster *e2e.Cluster, ns string, policies []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
-	dyn, err := dynamic.NewForConfig(cluster.Config)
-	if err != nil {
-		return nil, err
-	}
-	res := dyn.Resource(e2e.IdentityParametersGVR).Namespace(ns)
-	u, err := res.Get(ctx, "pod-identity", metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
-	templates, _ := spec["templates"].([]any)
-	sas, _ := spec["serviceAccounts"].(map[string]any)
-	for name, v := range sas {
-		p, _ := v.(map[string]any)
-		entries, _ := p["entries"].([]any)
-		if len(entries) == 0 {
-			continue
-		}
-		values, _ := p["values"].([]any)
-		var injections []any
-		for _, i := range entries {
-			t := runtime.DeepCopyJSONValue(templates[int(i.(int64))])
-			for n := 3; n >= 0; n-- {
-				v := ""
-				if n < len(values) {
-					v = values[n].(string)
+	err := parametersCopy(ctx, cluster, ns, "pod-identity-inline", "with entries written out, without messages", func(spec map[string]any) {
+		templates, _ := spec["templates"].([]any)
+		sas, _ := spec["serviceAccounts"].(map[string]any)
+		for name, v := range sas {
+			p, _ := v.(map[string]any)
+			entries, _ := p["entries"].([]any)
+			if len(entries) == 0 {
+				continue
+			}
+			values, _ := p["values"].([]any)
+			var injections []any
+			for _, i := range entries {
+				t := runtime.DeepCopyJSONValue(templates[int(i.(int64))])
+				for n := 3; n >= 0; n-- {
+					v := ""
+					if n < len(values) {
+						v = values[n].(string)
+					}
+					t = replaceInStrings(t, fmt.Sprintf("{value:%d}", n), v)
 				}
-				t = replaceInStrings(t, fmt.Sprintf("{value:%d}", n), v)
+				injections = append(injections, withoutMessages(t))
 			}
-			injections = append(injections, withoutMessages(t))
+			delete(p, "entries")
+			delete(p, "values")
+			p["injections"] = injections
+			sas[name] = p
 		}
-		delete(p, "entries")
-		delete(p, "values")
-		p["injections"] = injections
-		sas[name] = p
-	}
-	slim := map[string]any{"serviceAccounts": sas}
-	if d, ok := spec["default"].(map[string]any); ok {
-		if is, ok := d["injections"].([]any); ok {
-			for i, e := range is {
-				is[i] = withoutMessages(e)
-			}
-		}
-		slim["default"] = d
-	}
-	obj := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": u.GetAPIVersion(), "kind": u.GetKind(),
-		"metadata": map[string]any{"name": "pod-identity-inline", "namespace": ns}, "spec": slim}}
-	created, err := res.Create(ctx, obj, metav1.CreateOptions{})
+		delete(spec, "templates")
+	})
 	if err != nil {
 		return nil, err
 	}
-	whole, _ := json.Marshal(created.Object)
-	fmt.Fprintf(os.Stderr, "the mutating policy's parameters with entries written out, without messages: %d bytes as JSON\n", len(whole))
 	var out []*unstructured.Unstructured
 	for _, o := range policies {
 		o = o.DeepCopy()
