@@ -421,12 +421,21 @@ func Enforcement(e *mutate.Engine, scope policy.Scope, ns string) *v1alpha1.Enfo
 		out.Tokens = append(out.Tokens, v1alpha1.TokenRule{Policy: r.Policy, Enforcement: r.Enforcement, SelfProjected: r.SelfProjected,
 			Audiences: r.Audiences, Describe: r.Describe, Broken: r.Broken})
 	}
-	// A pod whose containers set an identity's variables themselves gets
-	// that identity whatever its ServiceAccount names: the API token rule
-	// applies to it as to an injected one (the rule reads no identity).
-	if len(out.Variables) > 0 {
+	// A pod whose containers set an identity's variables themselves, or
+	// that a pod label gets an identity, has that identity whatever its
+	// ServiceAccount names: the API token rule applies to it as to one
+	// the ServiceAccount names (the rule reads no identity).
+	var names []string
+	for _, p := range e.Providers() {
+		if en, ok := p.(providers.Enforcer); ok {
+			names = append(names, slices.Sorted(maps.Keys(en.IdentityVariables()))...)
+		}
+	}
+	if ps := e.Providers(); len(ps) > 0 {
 		placeholder := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ServiceAccountPlaceholder}}
-		out.APIToken = apiTokenFindings(scope, placeholder, []policy.ProviderIdentities{{Provider: out.Variables[0].Provider}})
+		if out.APIToken = apiTokenFindings(scope, placeholder, []policy.ProviderIdentities{{Provider: ps[0].Name()}}); out.APIToken != nil {
+			out.APITokenVariables, out.APIAudiences = slices.Compact(slices.Sorted(slices.Values(names))), e.APIAudiences()
+		}
 	}
 	return out
 }

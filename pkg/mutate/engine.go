@@ -44,6 +44,10 @@ func (e *Engine) WithAPIAudiences(audiences []string) *Engine {
 	return e
 }
 
+// APIAudiences are the audiences the API server accepts tokens for
+// (WithAPIAudiences), loosened as LooseAudience does.
+func (e *Engine) APIAudiences() []string { return slices.Clone(e.apiAudiences) }
+
 // IsAPIAudience says whether the API server accepts tokens of audience a
 // (WithAPIAudiences), compared loosely.
 func (e *Engine) IsAPIAudience(a string) bool {

@@ -652,14 +652,21 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 		}
 		want := fmt.Sprintf(`identitypolicy %q does not allow a Kubernetes API token in a pod that gets a cloud identity`, name)
 		where := `the pod projects a serviceaccount token the API server accepts (no audience, or one of its own) in volume "mine"`
+		// The API server's own audience (sync's --kubernetes-api-audiences)
+		// is an API token's as no audience is.
+		apiAudience := func(p *corev1.Pod) {
+			p.Spec.Volumes[len(p.Spec.Volumes)-1].Projected.Sources[0].ServiceAccountToken.Audience = "HTTPS://kubernetes.default.svc/"
+		}
 		for _, tc := range []struct {
 			name, policy string
 			opts         []podOpt
 		}{
 			{"injected", "pod-identity-deny", nil},
 			{"opted out", "pod-identity-enforce", []podOpt{withLabels(map[string]string{"pod-identity.io/inject": "false"})}},
+			{"injected, with the API server's audience", "pod-identity-deny", []podOpt{apiAudience}},
+			{"opted out, with the API server's audience", "pod-identity-enforce", []podOpt{withLabels(map[string]string{"pod-identity.io/inject": "false"}), apiAudience}},
 		} {
-			_, err := createPod(t, ns, podSpec("projects", "tenant", append(tc.opts, noToken, ownToken)...), true)
+			_, err := createPod(t, ns, podSpec("projects", "tenant", append([]podOpt{noToken, ownToken}, tc.opts...)...), true)
 			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), where) || !strings.Contains(err.Error(), tc.policy) {
 				t.Errorf("%s: err %v, want %s's refusal %q, %q", tc.name, err, tc.policy, want, where)
 			}
@@ -686,6 +693,25 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 		}
 		if _, err := createPod(t, ns, podSpec("plain", "plain"), true); err != nil {
 			t.Errorf("a pod that sets no identity, with the token: %v", err)
+		}
+		// A variable no rule of the policy governs (it has AWS rules only)
+		// gives the identity all the same.
+		_, err = createPod(t, ns, podSpec("sets-azure", "plain", func(p *corev1.Pod) {
+			p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, corev1.EnvVar{Name: "AZURE_CLIENT_ID", Value: clientID})
+		}), true)
+		if err == nil || !strings.Contains(err.Error(), "does not allow a Kubernetes API token") || !strings.Contains(err.Error(), "pod-identity-enforce") {
+			t.Errorf("a container that sets AZURE_CLIENT_ID: err %v, want pod-identity-enforce's refusal of the token", err)
+		}
+		// A pod label that asks Azure for an identity the ServiceAccount
+		// does not name: injected, so refused the token.
+		azure := withLabels(map[string]string{"azure.workload.identity/use": "true"})
+		_, err = createPod(t, ns, podSpec("azure", "plain", azure), true)
+		want = fmt.Sprintf(`pod "%s/azure" (serviceaccount "%s/plain"): identitypolicy %q does not allow a Kubernetes API token in a pod that gets a cloud identity`, ns, ns, name)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "pod-identity-deny") {
+			t.Errorf("labelled for Azure: err %v, want pod-identity-deny's refusal %q", err, want)
+		}
+		if p, err := createPod(t, ns, podSpec("azure", "plain", azure, noToken), true); err != nil || envOf(p.Spec.Containers[0])["AZURE_FEDERATED_TOKEN_FILE"] == "" {
+			t.Errorf("labelled for Azure, without the token: err %v, pod %v", err, p)
 		}
 	})
 	t.Run("a pod's own copy of the injection's volume with a longer-lived token is refused", func(t *testing.T) {

@@ -144,11 +144,25 @@ type Enforcement struct {
 	// APIToken is what the policies say about a Kubernetes API token in a
 	// pod that gets a cloud identity its ServiceAccount does not name (a
 	// container sets the identity's variables itself, or another webhook
-	// did): the ServiceAccount's own findings, where it names an identity,
-	// are in its parameters. "{serviceaccount}" stands for the pod's
+	// did, or a pod label asks a provider for one): the ServiceAccount's
+	// own findings, where it names an identity, are in its parameters. "{serviceaccount}" stands for the pod's
 	// ServiceAccount's name, "{pod}" for the pod's.
 	// +optional
 	APIToken *APITokenFindings `json:"apiToken,omitempty"`
+	// APITokenVariables, with APIToken, are the names of the providers'
+	// identity variables: a container that sets one itself gives the pod
+	// that identity.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	APITokenVariables []string `json:"apiTokenVariables,omitempty"`
+	// APIAudiences, with APIToken, are the audiences the API server
+	// accepts tokens for (--kubernetes-api-audiences), written as
+	// CloudAudiences are: a token a pod projects itself with one of them
+	// (and no cloud's) is a Kubernetes API token, as one with no audience
+	// is.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	APIAudiences []string `json:"apiAudiences,omitempty"`
 }
 
 // CloudAudience is an audience of a provider's cloud.
@@ -238,6 +252,20 @@ type ServiceAccountParameters struct {
 	// (spec.apiTokenWithIdentity), by what made it mount one.
 	// +optional
 	APIToken *APITokenFindings `json:"apiToken,omitempty"`
+	// APITokenVariables, with APIToken, are the names of the providers'
+	// identity variables: a container that sets one itself gives the pod
+	// that identity.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	APITokenVariables []string `json:"apiTokenVariables,omitempty"`
+	// APIAudiences, with APIToken, are the audiences the API server
+	// accepts tokens for (--kubernetes-api-audiences), written as
+	// CloudAudiences are: a token a pod projects itself with one of them
+	// (and no cloud's) is a Kubernetes API token, as one with no audience
+	// is.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	APIAudiences []string `json:"apiAudiences,omitempty"`
 	// Injections are what the providers add, in the engine's order. A
 	// provider whose injection depends on the pod (its OS, a label it
 	// reads) has one entry per case.
