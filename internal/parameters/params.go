@@ -149,6 +149,10 @@ func parameters(e *mutate.Engine, sa *corev1.ServiceAccount, scope policy.Scope,
 	return out, refusals, len(out.Denied) > 0 || len(out.Warnings) > 0 || len(out.Injections) > 0 || out.APIToken != nil, nil
 }
 
+// maxAPITokenVariables is the CRD's maxItems on
+// spec.enforcement.apiTokenVariables.
+const maxAPITokenVariables = 256
+
 // maxInjections is the CRD's maxItems on a ServiceAccount's injections
 // (and entries).
 const maxInjections = 32
@@ -435,6 +439,13 @@ func Enforcement(e *mutate.Engine, scope policy.Scope, ns string) *v1alpha1.Enfo
 		placeholder := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ServiceAccountPlaceholder}}
 		if out.APIToken = apiTokenFindings(scope, placeholder, []policy.ProviderIdentities{{Provider: ps[0].Name()}}); out.APIToken != nil {
 			out.APITokenVariables, out.APIAudiences = slices.Compact(slices.Sorted(slices.Values(names))), e.APIAudiences()
+			// The CRD's maxItems: more would make the namespace's object
+			// unwritable. Providers declare a handful of variables each
+			// (declarative providers at most 8, --provider-config), so
+			// this is never reached in practice.
+			if len(out.APITokenVariables) > maxAPITokenVariables {
+				out.APITokenVariables = out.APITokenVariables[:maxAPITokenVariables]
+			}
 		}
 	}
 	return out

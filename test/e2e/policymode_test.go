@@ -713,6 +713,21 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 		if p, err := createPod(t, ns, podSpec("azure", "plain", azure, noToken), true); err != nil || envOf(p.Spec.Containers[0])["AZURE_FEDERATED_TOKEN_FILE"] == "" {
 			t.Errorf("labelled for Azure, without the token: err %v, pod %v", err, p)
 		}
+		// So is one that keeps every container from the injection (it may
+		// copy it), or opts out (another webhook may give it), as the
+		// webhook refuses both.
+		for _, tc := range []struct {
+			name, policy string
+			opt          podOpt
+		}{
+			{"skipping every container", "pod-identity-deny", withAnnotations(map[string]string{"azure.workload.identity/skip-containers": "proxy;app;worker"})},
+			{"opted out", "pod-identity-enforce", withLabels(map[string]string{"azure.workload.identity/use": "true", "pod-identity.io/inject": "false"})},
+		} {
+			_, err = createPod(t, ns, podSpec("azure", "plain", azure, tc.opt), true)
+			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), tc.policy) {
+				t.Errorf("labelled for Azure, %s: err %v, want %s's refusal %q", tc.name, err, tc.policy, want)
+			}
+		}
 	})
 	t.Run("a pod's own copy of the injection's volume with a longer-lived token is refused", func(t *testing.T) {
 		copyVolume := func(seconds int64) podOpt {

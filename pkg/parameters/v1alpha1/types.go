@@ -153,7 +153,7 @@ type Enforcement struct {
 	// identity variables: a container that sets one itself gives the pod
 	// that identity.
 	// +optional
-	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:MaxItems=256
 	APITokenVariables []string `json:"apiTokenVariables,omitempty"`
 	// APIAudiences, with APIToken, are the audiences the API server
 	// accepts tokens for (--kubernetes-api-audiences), written as
@@ -252,20 +252,6 @@ type ServiceAccountParameters struct {
 	// (spec.apiTokenWithIdentity), by what made it mount one.
 	// +optional
 	APIToken *APITokenFindings `json:"apiToken,omitempty"`
-	// APITokenVariables, with APIToken, are the names of the providers'
-	// identity variables: a container that sets one itself gives the pod
-	// that identity.
-	// +optional
-	// +kubebuilder:validation:MaxItems=64
-	APITokenVariables []string `json:"apiTokenVariables,omitempty"`
-	// APIAudiences, with APIToken, are the audiences the API server
-	// accepts tokens for (--kubernetes-api-audiences), written as
-	// CloudAudiences are: a token a pod projects itself with one of them
-	// (and no cloud's) is a Kubernetes API token, as one with no audience
-	// is.
-	// +optional
-	// +kubebuilder:validation:MaxItems=16
-	APIAudiences []string `json:"apiAudiences,omitempty"`
 	// Injections are what the providers add, in the engine's order. A
 	// provider whose injection depends on the pod (its OS, a label it
 	// reads) has one entry per case.

@@ -437,16 +437,6 @@ func (in *ServiceAccountParameters) DeepCopyInto(out *ServiceAccountParameters) 
 		*out = new(APITokenFindings)
 		(*in).DeepCopyInto(*out)
 	}
-	if in.APITokenVariables != nil {
-		in, out := &in.APITokenVariables, &out.APITokenVariables
-		*out = make([]string, len(*in))
-		copy(*out, *in)
-	}
-	if in.APIAudiences != nil {
-		in, out := &in.APIAudiences, &out.APIAudiences
-		*out = make([]string, len(*in))
-		copy(*out, *in)
-	}
 	if in.Injections != nil {
 		in, out := &in.Injections, &out.Injections
 		*out = make([]Injection, len(*in))

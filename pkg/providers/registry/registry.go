@@ -41,6 +41,11 @@ type Set struct {
 // audience) names its own with --kubernetes-api-audiences.
 var DefaultAPIAudiences = []string{"https://kubernetes.default.svc", "https://kubernetes.default.svc.cluster.local"}
 
+// MaxAPIAudiences bounds --kubernetes-api-audiences: the IdentityParameters
+// CRD's maxItems on spec.enforcement.apiAudiences, which sync writes them
+// to (an API server accepts a handful).
+const MaxAPIAudiences = 16
+
 // APIAudiences returns the audiences of tokens the API server accepts
 // (--kubernetes-api-audiences): a token a pod has with one of them is a
 // Kubernetes API token, as one with no audience is.
@@ -185,6 +190,9 @@ func (s *Set) AddFlags(fs *pflag.FlagSet) {
 
 // Build returns the enabled providers, in registry order.
 func (s *Set) Build(ctx context.Context, log logrus.FieldLogger) ([]providers.Provider, error) {
+	if len(s.apiAudiences) > MaxAPIAudiences {
+		return nil, fmt.Errorf("--kubernetes-api-audiences names %d audiences; at most %d (what policy mode's IdentityParameters hold)", len(s.apiAudiences), MaxAPIAudiences)
+	}
 	var out []providers.Provider
 	for _, p := range s.plugins {
 		if on, ok := s.enabled[p.Name()]; ok && !*on {

@@ -42,6 +42,9 @@ func TestTheRegistry(t *testing.T) {
 		{name: "all can be turned off", args: []string{"--enable-aws=false", "--enable-azure=false", "--enable-gcp=false"}, want: ""},
 		{name: "a provider's bad flag names the provider", args: []string{"--azure-authority-host=http://x"}, err: "provider azure: --azure-authority-host"},
 		{name: "a turned-off provider's flags are not checked", args: []string{"--enable-azure=false", "--azure-authority-host=http://x"}, want: "aws,gcp"},
+		{name: "more API audiences than policy mode holds are refused", args: []string{"--kubernetes-api-audiences=" + strings.TrimSuffix(strings.Repeat("https://api.example.com,", 17), ",")},
+			err: "--kubernetes-api-audiences names 17 audiences; at most 16"},
+		{name: "as many as it holds are taken", args: []string{"--kubernetes-api-audiences=" + strings.TrimSuffix(strings.Repeat("https://api.example.com,", 16), ",")}, want: "aws,azure,gcp"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			names, err := build(t, tt.args...)
