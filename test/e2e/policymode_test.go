@@ -573,6 +573,9 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 		"namespaceSelector":    map[string]any{"matchLabels": map[string]any{label: "true"}},
 		"aws":                  map[string]any{"roleARNs": []any{"arn:aws:iam::111122223333:role/tenants/{namespace}/*", "arn:aws:iam::*:role/e2e-*"}},
 		"apiTokenWithIdentity": "Deny",
+		// A ServiceAccount may choose the API server's audience for its
+		// cloud's token (as OKE's does); it is no API token then.
+		"tokenAudiences": []any{"https://kubernetes.default.svc"},
 	})); err != nil {
 		t.Fatal(err)
 	}
@@ -670,6 +673,18 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), where) || !strings.Contains(err.Error(), tc.policy) {
 				t.Errorf("%s: err %v, want %s's refusal %q, %q", tc.name, err, tc.policy, want, where)
 			}
+		}
+	})
+	t.Run("the injection's own token with the API server's audience is not an API token", func(t *testing.T) {
+		serviceAccount(t, ns, "api-audience", map[string]string{"eks.amazonaws.com/role-arn": tenantRole, "eks.amazonaws.com/audience": "https://kubernetes.default.svc"})
+		var p *corev1.Pod
+		var err error
+		until(t, "the serviceaccount is listed", func() bool {
+			p, err = createPod(t, ns, podSpec("api-audience", "api-audience", noToken), true)
+			return err == nil
+		})
+		if envOf(p.Spec.Containers[0])["AWS_ROLE_ARN"] != tenantRole {
+			t.Errorf("not injected: %v", p.Spec.Containers[0].Env)
 		}
 	})
 	t.Run("a pod whose container sets an identity itself is refused the token", func(t *testing.T) {
