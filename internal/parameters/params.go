@@ -429,16 +429,17 @@ func Enforcement(e *mutate.Engine, scope policy.Scope, ns string) *v1alpha1.Enfo
 	// that a pod label gets an identity, has that identity whatever its
 	// ServiceAccount names: the API token rule applies to it as to one
 	// the ServiceAccount names (the rule reads no identity).
-	var names []string
-	for _, p := range e.Providers() {
-		if en, ok := p.(providers.Enforcer); ok {
-			names = append(names, slices.Sorted(maps.Keys(en.IdentityVariables()))...)
-		}
-	}
 	if ps := e.Providers(); len(ps) > 0 {
 		placeholder := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ServiceAccountPlaceholder}}
 		if out.APIToken = apiTokenFindings(scope, placeholder, []policy.ProviderIdentities{{Provider: ps[0].Name()}}); out.APIToken != nil {
-			out.APITokenVariables, out.APIAudiences = slices.Compact(slices.Sorted(slices.Values(names))), e.APIAudiences()
+			var names []string
+			for _, p := range ps {
+				if en, ok := p.(providers.Enforcer); ok {
+					names = slices.AppendSeq(names, maps.Keys(en.IdentityVariables()))
+				}
+			}
+			slices.Sort(names)
+			out.APITokenVariables, out.APIAudiences = slices.Compact(names), e.APIAudiences()
 			// The CRD's maxItems: more would make the namespace's object
 			// unwritable. Providers declare a handful of variables each
 			// (declarative providers at most 8, --provider-config), so
