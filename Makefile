@@ -1,5 +1,5 @@
 # Convenience targets; each runs what the README documents.
-.PHONY: build test unit lint generate e2e bench loadtest mutation apibench
+.PHONY: build test unit lint generate e2e bench loadtest mutation apibench celbench
 
 build:
 	go build -o bin/injector ./cmd/injector
@@ -17,6 +17,7 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
 	cd test/e2e && go vet ./...
+	cd test/celbench && go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 # What is generated: deep copies and CRDs (hack/generate.sh), and
@@ -42,3 +43,8 @@ mutation:
 # ARGS passes flags, e.g. ARGS="-setups policy -profile 'policy mode (shipped)'".
 apibench:
 	cd test/e2e && go run ./apibench $(ARGS)
+
+# What each part of the mutating admission policy costs to evaluate for one
+# pod, offline, with the API server's CEL (docs/performance.md).
+celbench:
+	cd test/celbench && go test -run '^$$' -bench . -benchmem $(ARGS)

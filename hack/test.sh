@@ -30,4 +30,11 @@ go test -race -count=1 ./...
 echo "== go test (memory under hostile requests)"
 go test -count=1 -run 'TestHostileRequestsGrowNothing' ./internal/server/
 
+# The shipped mutating admission policy compiled and evaluated with the
+# API server's CEL, offline (its own module: k8s.io/apiserver stays out of
+# the product's go.mod): a policy the API server would not compile fails
+# here, before the e2e suite.
+echo "== the mutating policy's CEL, offline (test/celbench)"
+(cd test/celbench && go vet ./... && go test -count=1 -run '^$' -bench . -benchtime 1x ./...)
+
 ./hack/e2e.sh

@@ -1,0 +1,238 @@
+// Package celbench measures, without an API server, what each part of the
+// shipped MutatingAdmissionPolicy costs to evaluate for one pod: its
+// variables one by one (each measured with those before it, as the API
+// server evaluates them lazily and once per request), its match
+// conditions, and its mutation. It compiles the policy with the API
+// server's own CEL plumbing (k8s.io/apiserver, the version the e2e suite
+// runs) and reads parameters that `injector sync`'s controller computes
+// for the pod's ServiceAccount. `make apibench` measures the API server
+// as a whole; this says which expression to look at.
+//
+//	cd test/celbench && go test -run '^$' -bench . -benchmem
+package celbench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apiserver/pkg/admission"
+	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating/patch"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
+	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
+	"k8s.io/apiserver/pkg/cel/environment"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+
+	"github.com/pod-identity/injector/internal/parameters"
+	"github.com/pod-identity/injector/internal/testenv"
+	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
+)
+
+const ns = "apibench"
+
+// serviceAccount is apibench's: AWS and Azure identities.
+func serviceAccount() *corev1.ServiceAccount {
+	return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app", UID: "u-app", ResourceVersion: "1", Annotations: map[string]string{
+		"eks.amazonaws.com/role-arn":        "arn:aws:iam::111122223333:role/app",
+		"azure.workload.identity/client-id": "11111111-2222-3333-4444-555555555555",
+		"azure.workload.identity/tenant-id": "contoso.onmicrosoft.com",
+	}}}
+}
+
+// pod is apibench's realistic pod: three containers, labelled for Azure.
+func pod() *corev1.Pod {
+	res := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+	}
+	probe := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt(8080)}}, PeriodSeconds: 10}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "web-", Labels: map[string]string{"app": "web", "azure.workload.identity/use": "true"}},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: "app",
+			Containers: []corev1.Container{
+				{Name: "app", Image: "registry.example.com/app:1.4.2", Resources: res, ReadinessProbe: probe, LivenessProbe: probe,
+					Env:   []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "info"}, {Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}},
+				{Name: "proxy", Image: "registry.example.com/proxy:1.22", Resources: res, Ports: []corev1.ContainerPort{{Name: "admin", ContainerPort: 15000}}},
+				{Name: "logs", Image: "registry.example.com/shipper:3.1", Resources: res, SecurityContext: &corev1.SecurityContext{ReadOnlyRootFilesystem: ptr.To(true)}},
+			},
+		},
+	}
+}
+
+type serviceAccounts []*corev1.ServiceAccount
+
+func (s serviceAccounts) List(string) ([]*corev1.ServiceAccount, error) { return s, nil }
+func (s serviceAccounts) Namespaces() []string                          { return []string{ns} }
+func (s serviceAccounts) HasSynced() bool                               { return true }
+
+// identityParameters is the namespace's object as sync would write it.
+func identityParameters(b *testing.B) *unstructured.Unstructured {
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	engine, err := testenv.Engine(context.Background(), log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := parameters.New(parameters.Config{Engine: engine, ServiceAccounts: serviceAccounts{serviceAccount(), {ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}}},
+		Dynamic: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+			map[schema.GroupVersionResource]string{v1alpha1.GroupVersionResource: "IdentityParametersList"})})
+	if err != nil {
+		b.Fatal(err)
+	}
+	spec, _, err := c.Desired(ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(), "kind": v1alpha1.Kind,
+		"metadata": map[string]any{"name": v1alpha1.Name, "namespace": ns, "uid": "u-params", "generation": int64(1)},
+		"spec":     u,
+	}}
+}
+
+func mutatingPolicy(b *testing.B) *admissionregv1.MutatingAdmissionPolicy {
+	file := filepath.Join("..", "..", "deploy", "policy", "mutatingadmissionpolicy.yaml")
+	if f := os.Getenv("CELBENCH_POLICY"); f != "" {
+		file = f
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var p admissionregv1.MutatingAdmissionPolicy
+	if err := yaml.UnmarshalStrict(raw, &p); err != nil {
+		b.Fatal(err)
+	}
+	return &p
+}
+
+// evaluator is a condition, or the policy's mutation, compiled against the
+// policy's variables.
+type evaluator struct {
+	compiler *plugincel.CompositedCompiler
+	eval     plugincel.ConditionEvaluator
+	mutation plugincel.MutatingEvaluator
+}
+
+func compile(b *testing.B, p *admissionregv1.MutatingAdmissionPolicy, expression string) evaluator {
+	compiler, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts := plugincel.OptionalVariableDeclarations{HasParams: true, HasAuthorizer: true}
+	vars := make([]plugincel.NamedExpressionAccessor, len(p.Spec.Variables))
+	for i, v := range p.Spec.Variables {
+		vars[i] = &validating.Variable{Name: v.Name, Expression: v.Expression}
+	}
+	compiler.CompileAndStoreVariables(vars, opts, environment.StoredExpressions)
+	if expression == "" {
+		opts.HasPatchTypes = true
+		return evaluator{compiler: compiler, mutation: compiler.CompileMutatingEvaluator(&patch.JSONPatchCondition{Expression: p.Spec.Mutations[0].JSONPatch.Expression}, opts, environment.StoredExpressions)}
+	}
+	eval := compiler.CompileCondition([]plugincel.ExpressionAccessor{&matchconditions.MatchCondition{Name: "probe", Expression: expression}}, opts, environment.StoredExpressions)
+	return evaluator{compiler: compiler, eval: eval}
+}
+
+// run evaluates e once for a new request, as the API server does.
+func (e evaluator) run(b *testing.B, obj *corev1.Pod, params runtime.Object) {
+	ctx := e.compiler.CreateContext(context.Background())
+	gvk := corev1.SchemeGroupVersion.WithKind("Pod")
+	attrs := admission.NewAttributesRecord(obj, nil, gvk, ns, "", corev1.SchemeGroupVersion.WithResource("pods"), "", admission.Create, &metav1.CreateOptions{}, false, nil)
+	va := &admission.VersionedAttributes{Attributes: attrs, VersionedObject: admission.NewLazyObject(obj), VersionedOldObject: admission.NewLazyObject(nil), VersionedKind: gvk}
+	va.VersionedObject.UseSchemalessTypeRef = true
+	va.VersionedOldObject.UseSchemalessTypeRef = true
+	req := &admissionv1.AdmissionRequest{Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: ns, Operation: admissionv1.Create}
+	bindings := plugincel.OptionalVariableBindings{VersionedParams: params}
+	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
+	if e.mutation != nil {
+		res, _, err := e.mutation.ForInput(ctx, va, req, bindings, namespace, 10_000_000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Error != nil {
+			b.Fatal(res.Error)
+		}
+		return
+	}
+	res, _, err := e.eval.ForInput(ctx, va, req, bindings, namespace, 10_000_000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res[0].Error != nil {
+		b.Fatal(res[0].Error)
+	}
+}
+
+// BenchmarkMutatingPolicy evaluates the policy's variables (each with
+// those before it), then its match conditions, for apibench's pod.
+// Subtract a variable's figure from the next one's for what it adds.
+func BenchmarkMutatingPolicy(b *testing.B) {
+	p := mutatingPolicy(b)
+	params := identityParameters(b)
+	if raw, err := json.Marshal(params.Object); err == nil {
+		b.Logf("parameters: %d templates, %d bytes as JSON", len(params.Object["spec"].(map[string]any)["templates"].([]any)), len(raw))
+		if f := os.Getenv("CELBENCH_DUMP"); f != "" {
+			_ = os.WriteFile(f, raw, 0o644)
+		}
+	}
+	o := pod()
+	b.Run("nothing, no parameters", func(b *testing.B) {
+		e := compile(b, p, "true")
+		for b.Loop() {
+			e.run(b, o, nil)
+		}
+	})
+	b.Run("nothing (the activation)", func(b *testing.B) {
+		e := compile(b, p, "true")
+		for b.Loop() {
+			e.run(b, o, params)
+		}
+	})
+	var seen []string
+	for _, v := range p.Spec.Variables {
+		seen = append(seen, "dyn(variables."+v.Name+")")
+		e := compile(b, p, "size(["+strings.Join(seen, ", ")+"]) >= 0")
+		b.Run(fmt.Sprintf("variables to %s", v.Name), func(b *testing.B) {
+			for b.Loop() {
+				e.run(b, o, params)
+			}
+		})
+	}
+	b.Run("the mutation (its variables, the patch)", func(b *testing.B) {
+		e := compile(b, p, "")
+		for b.Loop() {
+			e.run(b, o, params)
+		}
+	})
+	for _, m := range p.Spec.MatchConditions {
+		e := compile(b, p, m.Expression)
+		b.Run("match condition "+m.Name, func(b *testing.B) {
+			for b.Loop() {
+				e.run(b, o, params)
+			}
+		})
+	}
+}
