@@ -50,7 +50,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/pod-identity/injector/internal/testpki"
-	e2e "github.com/pod-identity/injector/test/e2e"
+	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
+	"github.com/pod-identity/injector/test/e2e"
 )
 
 func main() {
@@ -194,9 +195,10 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 	}
 	ar := client.AdmissionregistrationV1()
 	floor := emptyPolicy()
-	var constant []*unstructured.Unstructured
+	var constant, bookkeeping []*unstructured.Unstructured
 	deleteAll := func(ctx context.Context) {
 		_ = cluster.DeleteAdmissionPolicies(ctx, constant)
+		_ = cluster.DeleteAdmissionPolicies(ctx, bookkeeping)
 		_ = ar.MutatingWebhookConfigurations().Delete(ctx, mut.Name, metav1.DeleteOptions{})
 		_ = ar.ValidatingWebhookConfigurations().Delete(ctx, val.Name, metav1.DeleteOptions{})
 		_ = ar.ValidatingWebhookConfigurations().Delete(ctx, hooks.Enforce.Name, metav1.DeleteOptions{})
@@ -229,6 +231,10 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 	if err != nil {
 		return err
 	}
+	typed, err := serviceAccountParameters(ctx, cluster, ns, folded)
+	if err != nil {
+		return err
+	}
 	// The pod as admitted without injection and with the shipped
 	// policies, for the constant patch's floor.
 	deleteAll(ctx)
@@ -244,6 +250,9 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 		return err
 	}
 	constant = constantPatchFloor(plainPod, injectedPod)
+	if bookkeeping, err = bookkeepingFloor(constant, plainPod, injectedPod); err != nil {
+		return err
+	}
 	applyFloor := func(objs []*unstructured.Unstructured) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
 			deleteAll(ctx)
@@ -304,6 +313,7 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 		// it, reading a parameters object of entries and values only.
 		{"policy mode, templates in the policy (prototype)", applyPolicies(folded)},
 		{"policy mode, entries written out (prototype)", applyPolicies(inline)},
+		{"policy mode, templates in the policy, parameters in a ServiceAccount (prototype)", applyPolicies(typed)},
 		// The least any policy-mode design pays for this pod: applying
 		// the injection's patch, with nothing to work out.
 		{"floor: the injection as a constant patch", func(ctx context.Context) error {
@@ -326,6 +336,7 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 			}
 			return nil
 		}},
+		{"floor: the constant patch with the shipped policy's bookkeeping", applyPolicies(bookkeeping)},
 		{"a policy that does nothing", func(ctx context.Context) error {
 			deleteAll(ctx)
 			if err := cluster.ApplyAdmissionPolicies(ctx, floor); err != nil {
@@ -721,7 +732,11 @@ func parametersCopy(ctx context.Context, cluster *e2e.Cluster, ns, name, said st
 	edit(slim)
 	obj := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": u.GetAPIVersion(), "kind": u.GetKind(),
-		"metadata": map[string]any{"name": name, "namespace": ns}, "spec": slim}}
+		// Labelled as sync labels an object of a namespace no identity
+		// policy governs: otherwise pod-identity-enforce, whose binding
+		// selects every other object of the kind, would read the copy at
+		// every pod of every setup.
+		"metadata": map[string]any{"name": name, "namespace": ns, "labels": map[string]any{v1alpha1.EnforcedLabel: "false"}}, "spec": slim}}
 	created, err := res.Create(ctx, obj, metav1.CreateOptions{})
 	if err != nil {
 		return err
@@ -933,6 +948,133 @@ func inlineInjections(ctx context.Context, cluster *e2e.Cluster, ns string, poli
 		o = o.DeepCopy()
 		if o.GetKind() == "MutatingAdmissionPolicyBinding" {
 			_ = unstructured.SetNestedField(o.Object, "pod-identity-inline", "spec", "paramRef", "name")
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// serviceAccountParameters is the templates-in-the-policy prototype
+// reading its entries and values from a ServiceAccount's annotations
+// instead of a custom resource: a typed object the API server reads
+// lazily, where it encodes a custom resource whole at every evaluation.
+// Each ServiceAccount's annotation (keyed by its name) holds its entries
+// and values, split by '|'. Prototype only: no default, no enforcement,
+// no ServiceAccount with injections of its own.
+func serviceAccountParameters(ctx context.Context, cluster *e2e.Cluster, ns string, folded []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+	dyn, err := dynamic.NewForConfig(cluster.Config)
+	if err != nil {
+		return nil, err
+	}
+	u, err := dyn.Resource(e2e.IdentityParametersGVR).Namespace(ns).Get(ctx, "pod-identity", metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	sas, _, _ := unstructured.NestedMap(u.Object, "spec", "serviceAccounts")
+	ann := map[string]string{}
+	for name, v := range sas {
+		p, _ := v.(map[string]any)
+		var entries, values []string
+		es, _ := p["entries"].([]any)
+		for _, e := range es {
+			entries = append(entries, fmt.Sprint(e))
+		}
+		vs, _ := p["values"].([]any)
+		for _, v := range vs {
+			values = append(values, fmt.Sprint(v))
+		}
+		if _, ok := p["injections"]; ok {
+			return nil, fmt.Errorf("serviceaccount %s has injections of its own", name)
+		}
+		ann[name] = strings.Join(append([]string{strings.Join(entries, ",")}, values...), "|")
+	}
+	if _, err := cluster.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "pod-identity-parameters", Annotations: ann}}, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	dec := func(s string) string {
+		return "[" + s + ".split('|')].map(f, dyn({?'entries': f[0] == '' ? optional.none() : optional.of(dyn(f[0].split(',').map(i, int(i)))), 'values': dyn(lists.range(size(f) - 1).map(i, f[i + 1]))}))[0]"
+	}
+	repl := []string{
+		"params.spec.?serviceAccounts[?variables.serviceAccount].orValue(dyn({}))", "[params.metadata.?annotations[?variables.serviceAccount]].map(o, o.hasValue() ? " + dec("o.value()") + " : dyn({}))[0]",
+		"params.spec.serviceAccounts[n]", dec("params.metadata.annotations[n]"),
+		"params.spec.?serviceAccounts.orValue({})", "params.metadata.?annotations.orValue({})",
+		"params.spec.?default.?injections.orValue([])", "[]",
+		"has(params.spec.default)", "false",
+		"params.spec.default", "dyn({})",
+		"params.spec.?enforcement.?apiToken.?pod.?denied.hasValue()", "false",
+		"params.spec.?enforcement.?apiToken.?pod.?warnings.hasValue()", "false",
+		"params.metadata.generation", "params.metadata.resourceVersion",
+	}
+	var out []*unstructured.Unstructured
+	for _, o := range folded {
+		o = o.DeepCopy()
+		switch o.GetKind() {
+		case "MutatingAdmissionPolicy":
+			for i := 0; i < len(repl); i += 2 {
+				o.Object["spec"] = replaceInStrings(o.Object["spec"], repl[i], repl[i+1])
+			}
+			if b, _ := json.Marshal(o.Object["spec"]); strings.Contains(string(b), "params.spec") {
+				return nil, errors.New("the prototype left a reading of params.spec")
+			}
+			_ = unstructured.SetNestedField(o.Object, map[string]any{"apiVersion": "v1", "kind": "ServiceAccount"}, "spec", "paramKind")
+		case "MutatingAdmissionPolicyBinding":
+			_ = unstructured.SetNestedField(o.Object, "pod-identity-parameters", "spec", "paramRef", "name")
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// bookkeepingFloor is the constant patch's floor with what any policy of
+// the shipped shape pays besides working the patch out: it reads the
+// ServiceAccount parameters of the typed prototype, skips a pod it has
+// acted on (the shipped match conditions, their lookups of the pod's
+// ServiceAccount), is reinvoked, and computes its mark (each container's
+// name and numbers of variables and mounts after the patch, the
+// ServiceAccount, the parameters' version, the numbers of labels and
+// annotations) where the constant patch writes it as it was. The rest of
+// the patch stays constant: the rules that decide it cost nothing here.
+func bookkeepingFloor(constant []*unstructured.Unstructured, plain, injected *corev1.Pod) ([]*unstructured.Unstructured, error) {
+	mark := injected.Annotations[v1alpha1.PolicyCheckedContainersAnnotation]
+	if mark == "" {
+		return nil, errors.New("the injected pod has no mark")
+	}
+	var added []string
+	for i, c := range injected.Spec.Containers {
+		p := plain.Spec.Containers[i]
+		added = append(added, fmt.Sprintf("[%d, %d]", len(c.Env)-len(p.Env), len(c.VolumeMounts)-len(p.VolumeMounts)))
+	}
+	computed := "(object.spec.?initContainers.orValue([]).map(c, c.name + ':' + string(size(c.?env.orValue([]))) + ':' + string(size(c.?volumeMounts.orValue([])))).join(',') + '|' + " +
+		"[[" + strings.Join(added, ", ") + "]].map(a, lists.range(size(object.spec.containers)).map(i, [object.spec.containers[i]].map(c, c.name + ':' + string(size(c.?env.orValue([])) + (i < size(a) ? a[i][0] : 0)) + ':' + string(size(c.?volumeMounts.orValue([])) + (i < size(a) ? a[i][1] : 0)))[0]).join(','))[0] + " +
+		"';' + variables.serviceAccount + ';' + params.metadata.uid + ';' + params.metadata.resourceVersion + ';' + string(size(object.metadata.?labels.orValue({})) + 1) + ';' + string(size(object.metadata.?annotations.orValue({})) + 1))"
+	out := make([]*unstructured.Unstructured, 0, len(constant))
+	for _, o := range constant {
+		o = o.DeepCopy()
+		if o.GetKind() == "MutatingAdmissionPolicy" {
+			spec := o.Object["spec"].(map[string]any)
+			expr := spec["mutations"].([]any)[0].(map[string]any)["jsonPatch"].(map[string]any)["expression"].(string)
+			if !strings.Contains(expr, strconv.Quote(mark)) {
+				return nil, errors.New("the constant patch does not write the mark")
+			}
+			expr = strings.Replace(expr, strconv.Quote(mark), computed, 1)
+			spec["mutations"] = []any{map[string]any{"patchType": "JSONPatch", "jsonPatch": map[string]any{"expression": expr}}}
+			spec["reinvocationPolicy"] = "IfNeeded"
+			spec["paramKind"] = map[string]any{"apiVersion": "v1", "kind": "ServiceAccount"}
+			spec["variables"] = []any{map[string]any{"name": "serviceAccount", "expression": "object.spec.?serviceAccountName.orValue('') != '' ? object.spec.serviceAccountName : 'default'"}}
+			sa := "[object.spec.?serviceAccountName.orValue('') != '' ? object.spec.serviceAccountName : 'default']"
+			spec["matchConditions"] = []any{
+				map[string]any{"name": "not-a-mirror-pod", "expression": "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)"},
+				map[string]any{"name": "not-checked-yet", "expression": "!('" + v1alpha1.PolicyCheckedContainersAnnotation + "' in object.metadata.?annotations.orValue({})) || " + sa + ".all(n, " +
+					"object.metadata.annotations['" + v1alpha1.PolicyCheckedContainersAnnotation + "'] != " +
+					"object.spec.?initContainers.orValue([]).map(c, c.name + ':' + string(size(c.?env.orValue([]))) + ':' + string(size(c.?volumeMounts.orValue([])))).join(',') + '|' + " +
+					"object.spec.containers.map(c, c.name + ':' + string(size(c.?env.orValue([]))) + ':' + string(size(c.?volumeMounts.orValue([])))).join(',') + " +
+					"';' + n + ';' + params.metadata.uid + ';' + params.metadata.resourceVersion + ';' + string(size(object.metadata.?labels.orValue({}))) + ';' + string(size(object.metadata.?annotations.orValue({}))) || " +
+					"!(n in params.metadata.?annotations.orValue({})) || !object.spec.?volumes.orValue([]).exists(v, v.name in ['aws-iam-token', 'azure-identity-token']))"},
+				map[string]any{"name": "may-act", "expression": sa + ".all(n, n in params.metadata.?annotations.orValue({}))"},
+			}
+		}
+		if o.GetKind() == "MutatingAdmissionPolicyBinding" {
+			o.Object["spec"].(map[string]any)["paramRef"] = map[string]any{"name": "pod-identity-parameters", "parameterNotFoundAction": "Deny"}
 		}
 		out = append(out, o)
 	}
