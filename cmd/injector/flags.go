@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
@@ -132,7 +133,39 @@ func (c *clusterFlags) start(ctx context.Context, stderr io.Writer) (*clusterRun
 	if err != nil {
 		return nil, err
 	}
-	return &clusterRuntime{log: log, engine: mutate.New(provs).WithAPIAudiences(c.providers.APIAudiences()), rest: rc, client: client, dynamic: dyn}, nil
+	audiences := withAPIServerIssuer(ctx, client, c.providers.APIAudiences(), log)
+	return &clusterRuntime{log: log, engine: mutate.New(provs).WithAPIAudiences(audiences), rest: rc, client: client, dynamic: dyn}, nil
+}
+
+// issuerTimeout bounds reading the API server's issuer at start.
+const issuerTimeout = 5 * time.Second
+
+// withAPIServerIssuer adds the API server's issuer to the audiences of
+// Kubernetes API tokens. Without --api-audiences the API server accepts
+// tokens for its issuer, which need not be one of
+// --kubernetes-api-audiences (a managed cluster's issuer is a URL of its
+// own): a pod could otherwise project a token for it that
+// apiTokenWithIdentity does not count. Where the issuer cannot be read,
+// the audiences stay as they are and the log says so.
+func withAPIServerIssuer(ctx context.Context, client kubernetes.Interface, audiences []string, log logrus.FieldLogger) []string {
+	ctx, cancel := context.WithTimeout(ctx, issuerTimeout)
+	defer cancel()
+	issuer, err := apiServerIssuer(ctx, client)
+	if err != nil {
+		log.WithError(err).Warn("the API server's issuer is not counted as a Kubernetes API audience: name it in --kubernetes-api-audiences if the API server accepts tokens for it")
+		return audiences
+	}
+	for _, a := range audiences {
+		if mutate.LooseAudience(a) == mutate.LooseAudience(issuer) {
+			return audiences
+		}
+	}
+	if len(audiences) >= registry.MaxAPIAudiences {
+		log.WithField("issuer", issuer).Warn("the API server's issuer is not counted as a Kubernetes API audience: --kubernetes-api-audiences already names the most there may be")
+		return audiences
+	}
+	log.WithField("issuer", issuer).Info("the API server's issuer counts as a Kubernetes API audience")
+	return append(audiences, issuer)
 }
 
 // kubeOptions load the cluster connection as kubectl does: --kubeconfig,

@@ -182,7 +182,7 @@ func liveTrustSources(ctx context.Context, client kubernetes.Interface, dyn dyna
 	}
 	if o != nil && o.Issuer == "" {
 		if o.Issuer, err = apiServerIssuer(ctx, client); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w; give it with --issuer", err)
 		}
 	}
 	store, err := livePolicies(ctx, dyn)
@@ -234,13 +234,13 @@ func liveTrustSources(ctx context.Context, client kubernetes.Interface, dyn dyna
 func apiServerIssuer(ctx context.Context, client kubernetes.Interface) (string, error) {
 	body, err := client.Discovery().RESTClient().Get().AbsPath("/.well-known/openid-configuration").Do(ctx).Raw()
 	if err != nil {
-		return "", fmt.Errorf("the API server's issuer (/.well-known/openid-configuration): %w; give it with --issuer", err)
+		return "", fmt.Errorf("the API server's issuer (/.well-known/openid-configuration): %w", err)
 	}
 	var d struct {
 		Issuer string `json:"issuer"`
 	}
 	if err := json.Unmarshal(body, &d); err != nil || d.Issuer == "" {
-		return "", errors.New("the API server's /.well-known/openid-configuration names no issuer; give it with --issuer")
+		return "", errors.New("the API server's /.well-known/openid-configuration names no issuer")
 	}
 	return d.Issuer, nil
 }

@@ -660,6 +660,9 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 		apiAudience := func(p *corev1.Pod) {
 			p.Spec.Volumes[len(p.Spec.Volumes)-1].Projected.Sources[0].ServiceAccountToken.Audience = "HTTPS://kubernetes.default.svc/"
 		}
+		issuerAudience := func(p *corev1.Pod) {
+			p.Spec.Volumes[len(p.Spec.Volumes)-1].Projected.Sources[0].ServiceAccountToken.Audience = cluster.Issuer
+		}
 		for _, tc := range []struct {
 			name, policy string
 			opts         []podOpt
@@ -668,6 +671,11 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 			{"opted out", "pod-identity-enforce", []podOpt{withLabels(map[string]string{"pod-identity.io/inject": "false"})}},
 			{"injected, with the API server's audience", "pod-identity-deny", []podOpt{apiAudience}},
 			{"opted out, with the API server's audience", "pod-identity-enforce", []podOpt{withLabels(map[string]string{"pod-identity.io/inject": "false"}), apiAudience}},
+			// Its issuer, which the API server accepts tokens for too, is
+			// not among the default --kubernetes-api-audiences: sync read
+			// it from the API server.
+			{"injected, with the API server's issuer", "pod-identity-deny", []podOpt{issuerAudience}},
+			{"opted out, with the API server's issuer", "pod-identity-enforce", []podOpt{withLabels(map[string]string{"pod-identity.io/inject": "false"}), issuerAudience}},
 		} {
 			_, err := createPod(t, ns, podSpec("projects", "tenant", append([]podOpt{noToken, ownToken}, tc.opts...)...), true)
 			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), where) || !strings.Contains(err.Error(), tc.policy) {

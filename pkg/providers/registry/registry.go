@@ -175,7 +175,7 @@ func (s *Set) AddFlags(fs *pflag.FlagSet) {
 		p.AddFlags(fs)
 	}
 	fs.StringArrayVar(&s.configs, ConfigFlag, nil, "file of declarative providers (see docs/providers.md), reloaded when it changes; repeatable")
-	fs.StringSliceVar(&s.apiAudiences, "kubernetes-api-audiences", DefaultAPIAudiences, "audiences the API server accepts tokens for (its --api-audiences, or its issuer): a token a pod projects with one counts as a Kubernetes API token for IdentityPolicy spec.apiTokenWithIdentity")
+	fs.StringSliceVar(&s.apiAudiences, "kubernetes-api-audiences", DefaultAPIAudiences, "audiences the API server accepts tokens for (its --api-audiences): a token a pod projects with one counts as a Kubernetes API token for IdentityPolicy spec.apiTokenWithIdentity; serve and sync add the API server's issuer, read at start")
 	for _, name := range s.declared {
 		if _, ok := s.enabled[name]; !ok {
 			enable(name, " (declared by --"+ConfigFlag+")")
