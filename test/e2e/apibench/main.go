@@ -23,6 +23,7 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -48,6 +49,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/pod-identity/injector/internal/testpki"
 	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
@@ -235,6 +237,10 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 	if err != nil {
 		return err
 	}
+	specialised, err := specialisedPolicy(policies)
+	if err != nil {
+		return err
+	}
 	// The pod as admitted without injection and with the shipped
 	// policies, for the constant patch's floor.
 	deleteAll(ctx)
@@ -261,6 +267,29 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 			}
 			time.Sleep(3 * time.Second)
 			return nil
+		}
+	}
+	// A prototype must give the pod what the shipped policies give it
+	// (its mark aside, which names other parameters).
+	mark := regexp.MustCompile(`"pod-identity.io/policy-checked-containers":"[^"]*",?`)
+	applySame := func(objs []*unstructured.Unstructured) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			if err := applyPolicies(objs)(ctx); err != nil {
+				return err
+			}
+			want := mark.ReplaceAllString(admitted(injectedPod), "")
+			for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+				got, err := fast.CoreV1().Pods(ns).Create(ctx, pod(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+				if err != nil {
+					return err
+				}
+				if mark.ReplaceAllString(admitted(got), "") == want {
+					return nil
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("the prototype gives the pod %s, the shipped policies %s", admitted(got), admitted(injectedPod))
+				}
+			}
 		}
 	}
 	setups := []setup{
@@ -314,6 +343,7 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 		{"policy mode, templates in the policy (prototype)", applyPolicies(folded)},
 		{"policy mode, entries written out (prototype)", applyPolicies(inline)},
 		{"policy mode, templates in the policy, parameters in a ServiceAccount (prototype)", applyPolicies(typed)},
+		{"policy mode, rules written for the templates, parameters in a ServiceAccount (prototype)", applySame(specialised)},
 		// The least any policy-mode design pays for this pod: applying
 		// the injection's patch, with nothing to work out.
 		{"floor: the injection as a constant patch", func(ctx context.Context) error {
@@ -1061,19 +1091,70 @@ func bookkeepingFloor(constant []*unstructured.Unstructured, plain, injected *co
 			spec["reinvocationPolicy"] = "IfNeeded"
 			spec["paramKind"] = map[string]any{"apiVersion": "v1", "kind": "ServiceAccount"}
 			spec["variables"] = []any{map[string]any{"name": "serviceAccount", "expression": "object.spec.?serviceAccountName.orValue('') != '' ? object.spec.serviceAccountName : 'default'"}}
-			sa := "[object.spec.?serviceAccountName.orValue('') != '' ? object.spec.serviceAccountName : 'default']"
-			spec["matchConditions"] = []any{
-				map[string]any{"name": "not-a-mirror-pod", "expression": "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)"},
-				map[string]any{"name": "not-checked-yet", "expression": "!('" + v1alpha1.PolicyCheckedContainersAnnotation + "' in object.metadata.?annotations.orValue({})) || " + sa + ".all(n, " +
-					"object.metadata.annotations['" + v1alpha1.PolicyCheckedContainersAnnotation + "'] != " +
-					"object.spec.?initContainers.orValue([]).map(c, c.name + ':' + string(size(c.?env.orValue([]))) + ':' + string(size(c.?volumeMounts.orValue([])))).join(',') + '|' + " +
-					"object.spec.containers.map(c, c.name + ':' + string(size(c.?env.orValue([]))) + ':' + string(size(c.?volumeMounts.orValue([])))).join(',') + " +
-					"';' + n + ';' + params.metadata.uid + ';' + params.metadata.resourceVersion + ';' + string(size(object.metadata.?labels.orValue({}))) + ';' + string(size(object.metadata.?annotations.orValue({}))) || " +
-					"!(n in params.metadata.?annotations.orValue({})) || !object.spec.?volumes.orValue([]).exists(v, v.name in ['aws-iam-token', 'azure-identity-token']))"},
-				map[string]any{"name": "may-act", "expression": sa + ".all(n, n in params.metadata.?annotations.orValue({}))"},
-			}
+			spec["matchConditions"] = typedMatchConditions()
 		}
 		if o.GetKind() == "MutatingAdmissionPolicyBinding" {
+			o.Object["spec"].(map[string]any)["paramRef"] = map[string]any{"name": "pod-identity-parameters", "parameterNotFoundAction": "Deny"}
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// typedMatchConditions are the shipped mutating policy's match
+// conditions for the ServiceAccount parameters of the typed prototype.
+func typedMatchConditions() []any {
+	sa := "[object.spec.?serviceAccountName.orValue('') != '' ? object.spec.serviceAccountName : 'default']"
+	return []any{
+		map[string]any{"name": "not-a-mirror-pod", "expression": "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)"},
+		map[string]any{"name": "not-checked-yet", "expression": "!('" + v1alpha1.PolicyCheckedContainersAnnotation + "' in object.metadata.?annotations.orValue({})) || " + sa + ".all(n, " +
+			"object.metadata.annotations['" + v1alpha1.PolicyCheckedContainersAnnotation + "'] != " +
+			"object.spec.?initContainers.orValue([]).map(c, c.name + ':' + string(size(c.?env.orValue([]))) + ':' + string(size(c.?volumeMounts.orValue([])))).join(',') + '|' + " +
+			"object.spec.containers.map(c, c.name + ':' + string(size(c.?env.orValue([]))) + ':' + string(size(c.?volumeMounts.orValue([])))).join(',') + " +
+			"';' + n + ';' + params.metadata.uid + ';' + params.metadata.resourceVersion + ';' + string(size(object.metadata.?labels.orValue({}))) + ';' + string(size(object.metadata.?annotations.orValue({}))) || " +
+			"!(n in params.metadata.?annotations.orValue({})) || !object.spec.?volumes.orValue([]).exists(v, v.name in ['aws-iam-token', 'azure-identity-token']))"},
+		map[string]any{"name": "may-act", "expression": sa + ".all(n, n in params.metadata.?annotations.orValue({}))"},
+	}
+}
+
+//go:embed specialised.yaml
+var specialisedVariables []byte
+
+// specialisedPolicy is the mutating policy written by hand for apibench's
+// template set (specialised.yaml), reading the typed prototype's
+// ServiceAccount parameters, with the shipped mutation and the shipped
+// variables it names; the validating policies are the shipped ones.
+func specialisedPolicy(policies []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+	var vars []map[string]any
+	if err := yaml.Unmarshal(specialisedVariables, &vars); err != nil {
+		return nil, err
+	}
+	var out []*unstructured.Unstructured
+	for _, o := range policies {
+		o = o.DeepCopy()
+		switch o.GetKind() {
+		case "MutatingAdmissionPolicy":
+			spec := o.Object["spec"].(map[string]any)
+			shipped := map[string]string{}
+			for _, v := range spec["variables"].([]any) {
+				m := v.(map[string]any)
+				shipped[m["name"].(string)] = m["expression"].(string)
+			}
+			var list []any
+			for _, v := range vars {
+				name, expr := v["name"].(string), v["expression"].(string)
+				if expr == "from the shipped policy" {
+					if expr = shipped[name]; expr == "" {
+						return nil, fmt.Errorf("the shipped policy has no variable %s", name)
+					}
+					expr = strings.ReplaceAll(expr, "string(params.metadata.generation)", "params.metadata.resourceVersion")
+				}
+				list = append(list, map[string]any{"name": name, "expression": expr})
+			}
+			spec["variables"] = list
+			spec["matchConditions"] = typedMatchConditions()
+			spec["paramKind"] = map[string]any{"apiVersion": "v1", "kind": "ServiceAccount"}
+		case "MutatingAdmissionPolicyBinding":
 			o.Object["spec"].(map[string]any)["paramRef"] = map[string]any{"name": "pod-identity-parameters", "parameterNotFoundAction": "Deny"}
 		}
 		out = append(out, o)
