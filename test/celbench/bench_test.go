@@ -6,7 +6,9 @@
 // server's own CEL plumbing (k8s.io/apiserver, the version the e2e suite
 // runs) and reads parameters that `injector sync`'s controller computes
 // for the pod's ServiceAccount. `make apibench` measures the API server
-// as a whole; this says which expression to look at.
+// as a whole; this says which expression to look at. written_test.go
+// holds apibench's prototype of a policy written for its templates to
+// the shipped policy.
 //
 //	cd test/celbench && go test -run '^$' -bench . -benchmem
 package celbench
@@ -21,6 +23,7 @@ import (
 	"testing"
 
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -41,8 +44,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/pod-identity/injector/internal/parameters"
-	"github.com/pod-identity/injector/internal/testenv"
+	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
+	"github.com/pod-identity/injector/pkg/providers/builtin"
 )
 
 const ns = "apibench"
@@ -85,13 +89,22 @@ func (s serviceAccounts) Namespaces() []string                          { return
 func (s serviceAccounts) HasSynced() bool                               { return true }
 
 // identityParameters is the namespace's object as sync would write it.
-func identityParameters(b *testing.B) *unstructured.Unstructured {
+func identityParameters(b testing.TB) *unstructured.Unstructured {
 	log := logrus.New()
 	log.SetOutput(os.Stderr)
-	engine, err := testenv.Engine(context.Background(), log)
+	// The providers as `injector sync` builds them with its defaults, as
+	// apibench's sync runs.
+	set := builtin.New()
+	fs := pflag.NewFlagSet("sync", pflag.ContinueOnError)
+	set.AddFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		b.Fatal(err)
+	}
+	provs, err := set.Build(context.Background(), log)
 	if err != nil {
 		b.Fatal(err)
 	}
+	engine := mutate.New(provs).WithAPIAudiences(set.APIAudiences())
 	c, err := parameters.New(parameters.Config{Engine: engine, ServiceAccounts: serviceAccounts{serviceAccount(), {ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}}},
 		Dynamic: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 			map[schema.GroupVersionResource]string{v1alpha1.GroupVersionResource: "IdentityParametersList"})})
@@ -113,7 +126,7 @@ func identityParameters(b *testing.B) *unstructured.Unstructured {
 	}}
 }
 
-func mutatingPolicy(b *testing.B) *admissionregv1.MutatingAdmissionPolicy {
+func mutatingPolicy(b testing.TB) *admissionregv1.MutatingAdmissionPolicy {
 	file := filepath.Join("..", "..", "deploy", "policy", "mutatingadmissionpolicy.yaml")
 	if f := os.Getenv("CELBENCH_POLICY"); f != "" {
 		file = f
@@ -137,7 +150,7 @@ type evaluator struct {
 	mutation plugincel.MutatingEvaluator
 }
 
-func compile(b *testing.B, p *admissionregv1.MutatingAdmissionPolicy, expression string) evaluator {
+func compile(b testing.TB, p *admissionregv1.MutatingAdmissionPolicy, expression string) evaluator {
 	compiler, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
 	if err != nil {
 		b.Fatal(err)
@@ -225,6 +238,16 @@ func BenchmarkMutatingPolicy(b *testing.B) {
 		e := compile(b, p, "")
 		for b.Loop() {
 			e.run(b, o, params)
+		}
+	})
+	// apibench's prototype of a policy written for its templates, with
+	// the ServiceAccount parameters it reads (written_test.go holds it
+	// to the shipped policy).
+	b.Run("the mutation written for the templates, ServiceAccount parameters (prototype)", func(b *testing.B) {
+		e := compile(b, writtenVariables(b, p), "")
+		typed := serviceAccountParameters(b, params)
+		for b.Loop() {
+			e.run(b, o, typed)
 		}
 	})
 	for _, m := range p.Spec.MatchConditions {
