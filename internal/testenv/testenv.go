@@ -1,7 +1,8 @@
 // Package testenv builds the engine and ServiceAccounts that the HTTP
 // tests, the benchmarks, the fuzz targets and the load harness share: all
 // three providers, and the ServiceAccount of the realistic pod in
-// internal/server/testdata/pod-review.json.
+// internal/server/testdata/pod-review.json; and the pod and ServiceAccount
+// of apibench and celbench (apibench.go).
 package testenv
 
 import (

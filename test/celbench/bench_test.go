@@ -27,12 +27,10 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apiserver/pkg/admission"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating/patch"
@@ -40,10 +38,10 @@ import (
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
 	"k8s.io/apiserver/pkg/cel/environment"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/pod-identity/injector/internal/parameters"
+	"github.com/pod-identity/injector/internal/testenv"
 	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
 	"github.com/pod-identity/injector/pkg/providers/builtin"
@@ -53,33 +51,15 @@ const ns = "apibench"
 
 // serviceAccount is apibench's: AWS and Azure identities.
 func serviceAccount() *corev1.ServiceAccount {
-	return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app", UID: "u-app", ResourceVersion: "1", Annotations: map[string]string{
-		"eks.amazonaws.com/role-arn":        "arn:aws:iam::111122223333:role/app",
-		"azure.workload.identity/client-id": "11111111-2222-3333-4444-555555555555",
-		"azure.workload.identity/tenant-id": "contoso.onmicrosoft.com",
-	}}}
+	return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: testenv.APIBenchServiceAccount, UID: "u-app", ResourceVersion: "1",
+		Annotations: testenv.APIBenchAnnotations()}}
 }
 
-// pod is apibench's realistic pod: three containers, labelled for Azure.
+// pod is apibench's realistic pod, in its namespace.
 func pod() *corev1.Pod {
-	res := corev1.ResourceRequirements{
-		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
-		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
-	}
-	probe := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt(8080)}}, PeriodSeconds: 10}
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "web-", Labels: map[string]string{"app": "web", "azure.workload.identity/use": "true"}},
-		Spec: corev1.PodSpec{
-			ServiceAccountName: "app",
-			Containers: []corev1.Container{
-				{Name: "app", Image: "registry.example.com/app:1.4.2", Resources: res, ReadinessProbe: probe, LivenessProbe: probe,
-					Env:   []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "info"}, {Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
-					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}},
-				{Name: "proxy", Image: "registry.example.com/proxy:1.22", Resources: res, Ports: []corev1.ContainerPort{{Name: "admin", ContainerPort: 15000}}},
-				{Name: "logs", Image: "registry.example.com/shipper:3.1", Resources: res, SecurityContext: &corev1.SecurityContext{ReadOnlyRootFilesystem: ptr.To(true)}},
-			},
-		},
-	}
+	p := testenv.APIBenchPod()
+	p.Namespace = ns
+	return p
 }
 
 type serviceAccounts []*corev1.ServiceAccount
@@ -169,17 +149,23 @@ func compile(b testing.TB, p *admissionregv1.MutatingAdmissionPolicy, expression
 	return evaluator{compiler: compiler, eval: eval}
 }
 
-// run evaluates e once for a new request, as the API server does.
-func (e evaluator) run(b *testing.B, obj *corev1.Pod, params runtime.Object) {
-	ctx := e.compiler.CreateContext(context.Background())
+// creation is what the API server evaluates a policy with for a new
+// pod: its attributes (the pod read lazily), the request, the namespace.
+func creation(obj *corev1.Pod) (*admission.VersionedAttributes, *admissionv1.AdmissionRequest, *corev1.Namespace) {
 	gvk := corev1.SchemeGroupVersion.WithKind("Pod")
 	attrs := admission.NewAttributesRecord(obj, nil, gvk, ns, "", corev1.SchemeGroupVersion.WithResource("pods"), "", admission.Create, &metav1.CreateOptions{}, false, nil)
 	va := &admission.VersionedAttributes{Attributes: attrs, VersionedObject: admission.NewLazyObject(obj), VersionedOldObject: admission.NewLazyObject(nil), VersionedKind: gvk}
 	va.VersionedObject.UseSchemalessTypeRef = true
 	va.VersionedOldObject.UseSchemalessTypeRef = true
 	req := &admissionv1.AdmissionRequest{Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: ns, Operation: admissionv1.Create}
+	return va, req, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
+}
+
+// run evaluates e once for a new request, as the API server does.
+func (e evaluator) run(b *testing.B, obj *corev1.Pod, params runtime.Object) {
+	ctx := e.compiler.CreateContext(context.Background())
+	va, req, namespace := creation(obj)
 	bindings := plugincel.OptionalVariableBindings{VersionedParams: params}
-	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
 	if e.mutation != nil {
 		res, _, err := e.mutation.ForInput(ctx, va, req, bindings, namespace, 10_000_000)
 		if err != nil {

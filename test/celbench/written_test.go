@@ -15,12 +15,10 @@ import (
 	"github.com/google/cel-go/cel"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
-	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apiserver/pkg/admission"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/cel/environment"
 	"sigs.k8s.io/yaml"
@@ -104,13 +102,8 @@ func compileValue(t testing.TB, p *admissionregv1.MutatingAdmissionPolicy, expre
 // value evaluates e for obj and returns its result as JSON, or the error.
 func (e evaluator) value(t testing.TB, obj *corev1.Pod, params runtime.Object) string {
 	ctx := e.compiler.CreateContext(context.Background())
-	gvk := corev1.SchemeGroupVersion.WithKind("Pod")
-	attrs := admission.NewAttributesRecord(obj, nil, gvk, ns, "", corev1.SchemeGroupVersion.WithResource("pods"), "", admission.Create, &metav1.CreateOptions{}, false, nil)
-	va := &admission.VersionedAttributes{Attributes: attrs, VersionedObject: admission.NewLazyObject(obj), VersionedOldObject: admission.NewLazyObject(nil), VersionedKind: gvk}
-	va.VersionedObject.UseSchemalessTypeRef = true
-	va.VersionedOldObject.UseSchemalessTypeRef = true
-	req := &admissionv1.AdmissionRequest{Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: ns, Operation: admissionv1.Create}
-	res, _, err := e.eval.ForInput(ctx, va, req, plugincel.OptionalVariableBindings{VersionedParams: params}, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, 10_000_000)
+	va, req, namespace := creation(obj)
+	res, _, err := e.eval.ForInput(ctx, va, req, plugincel.OptionalVariableBindings{VersionedParams: params}, namespace, 10_000_000)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,16 +41,14 @@ import (
 
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/pod-identity/injector/internal/testenv"
 	"github.com/pod-identity/injector/internal/testpki"
 	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
 	"github.com/pod-identity/injector/test/e2e"
@@ -176,11 +174,8 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 	if _, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "plain"}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	if _, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{
-		"eks.amazonaws.com/role-arn":        "arn:aws:iam::111122223333:role/app",
-		"azure.workload.identity/client-id": "11111111-2222-3333-4444-555555555555",
-		"azure.workload.identity/tenant-id": "contoso.onmicrosoft.com",
-	}}}, metav1.CreateOptions{}); err != nil {
+	if _, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
+		Name: testenv.APIBenchServiceAccount, Annotations: testenv.APIBenchAnnotations()}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
 	// Policy mode: `injector sync` writes the namespace's parameters; the
@@ -482,30 +477,8 @@ func load(ctx context.Context, c kubernetes.Interface, ns string, n int, d time.
 	return res
 }
 
-// pod is a realistic pod: an application, a mesh proxy and a log shipper,
-// with resources, probes and environment, labelled for Azure.
-func pod() *corev1.Pod {
-	res := corev1.ResourceRequirements{
-		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
-		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
-	}
-	probe := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstrPort(8080)}}, PeriodSeconds: 10}
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "web-", Labels: map[string]string{"app": "web", "azure.workload.identity/use": "true"}},
-		Spec: corev1.PodSpec{
-			ServiceAccountName: "app",
-			Containers: []corev1.Container{
-				{Name: "app", Image: "registry.example.com/app:1.4.2", Resources: res, ReadinessProbe: probe, LivenessProbe: probe,
-					Env:   []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "info"}, {Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
-					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}},
-				{Name: "proxy", Image: "registry.example.com/proxy:1.22", Resources: res, Ports: []corev1.ContainerPort{{Name: "admin", ContainerPort: 15000}}},
-				{Name: "logs", Image: "registry.example.com/shipper:3.1", Resources: res, SecurityContext: &corev1.SecurityContext{ReadOnlyRootFilesystem: ptr.To(true)}},
-			},
-		},
-	}
-}
-
-func intstrPort(p int) intstr.IntOrString { return intstr.FromInt(p) }
+// pod is the realistic pod apibench creates (testenv.APIBenchPod).
+func pod() *corev1.Pod { return testenv.APIBenchPod() }
 
 // without returns objs less the policy named name and its binding.
 func without(objs []*unstructured.Unstructured, name string) []*unstructured.Unstructured {
