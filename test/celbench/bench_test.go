@@ -6,8 +6,8 @@
 // server's own CEL plumbing (k8s.io/apiserver, the version the e2e suite
 // runs) and reads parameters that `injector sync`'s controller computes
 // for the pod's ServiceAccount. `make apibench` measures the API server
-// as a whole; this says which expression to look at. written_test.go
-// holds apibench's prototype of a policy written for its templates to
+// as a whole; this says which expression to look at. generated_test.go
+// holds the policies written for templates (parameters.WrittenRules) to
 // the shipped policy.
 //
 //	cd test/celbench && go test -run '^$' -bench . -benchmem
@@ -70,6 +70,12 @@ func (s serviceAccounts) HasSynced() bool                               { return
 
 // identityParameters is the namespace's object as sync would write it.
 func identityParameters(b testing.TB) *unstructured.Unstructured {
+	return identityParametersOf(b, []*corev1.ServiceAccount{serviceAccount(), {ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}}})
+}
+
+// identityParametersOf is the namespace's object as sync would write it
+// for these ServiceAccounts.
+func identityParametersOf(b testing.TB, sas []*corev1.ServiceAccount) *unstructured.Unstructured {
 	log := logrus.New()
 	log.SetOutput(os.Stderr)
 	// The providers as `injector sync` builds them with its defaults, as
@@ -85,7 +91,7 @@ func identityParameters(b testing.TB) *unstructured.Unstructured {
 		b.Fatal(err)
 	}
 	engine := mutate.New(provs).WithAPIAudiences(set.APIAudiences())
-	c, err := parameters.New(parameters.Config{Engine: engine, ServiceAccounts: serviceAccounts{serviceAccount(), {ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}}},
+	c, err := parameters.New(parameters.Config{Engine: engine, ServiceAccounts: serviceAccounts(sas),
 		Dynamic: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 			map[schema.GroupVersionResource]string{v1alpha1.GroupVersionResource: "IdentityParametersList"})})
 	if err != nil {
@@ -226,12 +232,29 @@ func BenchmarkMutatingPolicy(b *testing.B) {
 			e.run(b, o, params)
 		}
 	})
-	// apibench's prototype of a policy written for its templates, with
-	// the ServiceAccount parameters it reads (written_test.go holds it
-	// to the shipped policy).
+	// The policy written for the templates of apibench's ServiceAccount
+	// (testenv.WrittenPolicy), with the typed parameters it reads
+	// (generated_test.go holds such policies to the shipped one).
 	b.Run("the mutation written for the templates, ServiceAccount parameters (prototype)", func(b *testing.B) {
-		e := compile(b, writtenVariables(b, p), "")
-		typed := serviceAccountParameters(b, params)
+		var spec v1alpha1.IdentityParametersSpec
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(params.Object["spec"].(map[string]any), &spec); err != nil {
+			b.Fatal(err)
+		}
+		sa := spec.ServiceAccounts[testenv.APIBenchServiceAccount]
+		var entries []v1alpha1.Injection
+		for _, i := range sa.Entries {
+			entries = append(entries, spec.Templates[i])
+		}
+		written, err := testenv.WrittenPolicy(p, entries, key(sa.Entries))
+		if err != nil {
+			b.Fatal(err)
+		}
+		typed, err := testenv.TypedParameters(ns, spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		typed.UID, typed.ResourceVersion = "u-typed", "7" // as the API server gives them
+		e := compile(b, written, "")
 		for b.Loop() {
 			e.run(b, o, typed)
 		}

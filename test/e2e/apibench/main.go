@@ -23,7 +23,6 @@ package main
 
 import (
 	"context"
-	_ "embed"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -46,7 +45,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
 	"github.com/pod-identity/injector/internal/testenv"
 	"github.com/pod-identity/injector/internal/testpki"
@@ -232,7 +230,7 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 	if err != nil {
 		return err
 	}
-	specialised, err := specialisedPolicy(policies)
+	written, err := writtenPolicy(ctx, cluster, ns, policies)
 	if err != nil {
 		return err
 	}
@@ -338,7 +336,7 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 		{"policy mode, templates in the policy (prototype)", applyPolicies(folded)},
 		{"policy mode, entries written out (prototype)", applyPolicies(inline)},
 		{"policy mode, templates in the policy, parameters in a ServiceAccount (prototype)", applyPolicies(typed)},
-		{"policy mode, rules written for the templates, parameters in a ServiceAccount (prototype)", applySame(specialised)},
+		{"policy mode, rules written for the templates, parameters in a ServiceAccount (prototype)", applySame(written)},
 		// The least any policy-mode design pays for this pod: applying
 		// the injection's patch, with nothing to work out.
 		{"floor: the injection as a constant patch", func(ctx context.Context) error {
@@ -973,25 +971,15 @@ func serviceAccountParameters(ctx context.Context, cluster *e2e.Cluster, ns stri
 	if err != nil {
 		return nil, err
 	}
-	sas, _, _ := unstructured.NestedMap(u.Object, "spec", "serviceAccounts")
-	ann := map[string]string{}
-	for name, v := range sas {
-		p, _ := v.(map[string]any)
-		var entries, values []string
-		es, _ := p["entries"].([]any)
-		for _, e := range es {
-			entries = append(entries, fmt.Sprint(e))
-		}
-		vs, _ := p["values"].([]any)
-		for _, v := range vs {
-			values = append(values, fmt.Sprint(v))
-		}
-		if _, ok := p["injections"]; ok {
-			return nil, fmt.Errorf("serviceaccount %s has injections of its own", name)
-		}
-		ann[name] = strings.Join(append([]string{strings.Join(entries, ",")}, values...), "|")
+	var full v1alpha1.IdentityParameters
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &full); err != nil {
+		return nil, err
 	}
-	if _, err := cluster.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "pod-identity-parameters", Annotations: ann}}, metav1.CreateOptions{}); err != nil {
+	typed, err := testenv.TypedParameters(ns, full.Spec)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cluster.Client.CoreV1().ServiceAccounts(ns).Create(ctx, typed, metav1.CreateOptions{}); err != nil {
 		return nil, err
 	}
 	dec := func(s string) string {
@@ -1090,45 +1078,51 @@ func typedMatchConditions() []any {
 	}
 }
 
-//go:embed specialised.yaml
-var specialisedVariables []byte
-
-// specialisedPolicy is the mutating policy written by hand for apibench's
-// template set (specialised.yaml), reading the typed prototype's
-// ServiceAccount parameters, with the shipped mutation and the shipped
-// variables it names; the validating policies are the shipped ones.
-func specialisedPolicy(policies []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
-	var vars []map[string]any
-	if err := yaml.Unmarshal(specialisedVariables, &vars); err != nil {
+// writtenPolicy is the mutating policy with the rules written for the
+// templates of apibench's ServiceAccount (testenv.WrittenPolicy: the
+// rules parameters.WrittenRules writes, the typed prototype's
+// parameters), in place of the shipped one; the validating policies are
+// the shipped ones.
+func writtenPolicy(ctx context.Context, cluster *e2e.Cluster, ns string, policies []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+	dyn, err := dynamic.NewForConfig(cluster.Config)
+	if err != nil {
 		return nil, err
+	}
+	u, err := dyn.Resource(e2e.IdentityParametersGVR).Namespace(ns).Get(ctx, "pod-identity", metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var params v1alpha1.IdentityParameters
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &params); err != nil {
+		return nil, err
+	}
+	sa := params.Spec.ServiceAccounts[testenv.APIBenchServiceAccount]
+	var entries []v1alpha1.Injection
+	key := make([]string, len(sa.Entries))
+	for n, i := range sa.Entries {
+		entries = append(entries, params.Spec.Templates[i])
+		key[n] = fmt.Sprint(i)
 	}
 	var out []*unstructured.Unstructured
 	for _, o := range policies {
-		o = o.DeepCopy()
 		switch o.GetKind() {
 		case "MutatingAdmissionPolicy":
-			spec := o.Object["spec"].(map[string]any)
-			shipped := map[string]string{}
-			for _, v := range spec["variables"].([]any) {
-				m := v.(map[string]any)
-				shipped[m["name"].(string)] = m["expression"].(string)
+			var shipped admissionregv1.MutatingAdmissionPolicy
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &shipped); err != nil {
+				return nil, err
 			}
-			var list []any
-			for _, v := range vars {
-				name, expr := v["name"].(string), v["expression"].(string)
-				if expr == "from the shipped policy" {
-					if expr = shipped[name]; expr == "" {
-						return nil, fmt.Errorf("the shipped policy has no variable %s", name)
-					}
-					expr = strings.ReplaceAll(expr, "string(params.metadata.generation)", "params.metadata.resourceVersion")
-				}
-				list = append(list, map[string]any{"name": name, "expression": expr})
+			written, err := testenv.WrittenPolicy(&shipped, entries, strings.Join(key, ","))
+			if err != nil {
+				return nil, err
 			}
-			spec["variables"] = list
-			spec["matchConditions"] = typedMatchConditions()
-			spec["paramKind"] = map[string]any{"apiVersion": "v1", "kind": "ServiceAccount"}
+			obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(written)
+			if err != nil {
+				return nil, err
+			}
+			o = &unstructured.Unstructured{Object: obj}
 		case "MutatingAdmissionPolicyBinding":
-			o.Object["spec"].(map[string]any)["paramRef"] = map[string]any{"name": "pod-identity-parameters", "parameterNotFoundAction": "Deny"}
+			o = o.DeepCopy()
+			_ = unstructured.SetNestedField(o.Object, testenv.TypedParametersName, "spec", "paramRef", "name")
 		}
 		out = append(out, o)
 	}
