@@ -751,14 +751,6 @@ func TestPolicyModeEnforcesIdentityPolicies(t *testing.T) {
 				t.Errorf("labelled for Azure, %s: err %v, want %s's refusal %q", tc.name, err, tc.policy, want)
 			}
 		}
-		// Unless the label asks for nothing: a token expiration Azure
-		// refuses makes that identity invalid, and the webhook admits the
-		// opted-out pod with its token.
-		invalid := withAnnotations(map[string]string{"azure.workload.identity/service-account-token-expiration": "100"})
-		optedOut := withLabels(map[string]string{"azure.workload.identity/use": "true", "pod-identity.io/inject": "false"})
-		if _, err := createPod(t, ns, podSpec("azure", "plain", invalid, optedOut), true); err != nil {
-			t.Errorf("labelled for Azure, opted out, with an invalid token expiration: err %v, want it admitted as the webhook admits it", err)
-		}
 	})
 	t.Run("a pod's own copy of the injection's volume with a longer-lived token is refused", func(t *testing.T) {
 		copyVolume := func(seconds int64) podOpt {
