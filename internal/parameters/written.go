@@ -251,7 +251,7 @@ func (w *writer) entry(i int, e *v1alpha1.Injection) {
 		}
 		w.add(fmt.Sprintf("exp%d", i), fmt.Sprintf(
 			"[variables.annotations[?%s].orValue('').trim()].map(raw, raw == '' ? [dyn('none'), dyn(0)] : "+
-				"!raw.matches('^[+-]?[0-9]{1,18}$') ? %s : "+
+				"!raw.matches('^[+-]?0*[0-9]{1,18}$') ? %s : "+
 				"[int(raw)].map(v, v >= %d && v <= %d ? [dyn('ok'), dyn(v)] : %s)[0])[0]",
 			q(x.Annotation), otherwise, x.Min, x.Max, out))
 	}

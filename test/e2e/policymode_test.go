@@ -211,6 +211,9 @@ func modeCases() []modeCase {
 		{name: "a serviceaccount that names its aws region", sa: merge(awsAnnotations(), map[string]string{"eks.amazonaws.com/region": "us-east-2"}), injects: true},
 		{name: "an invalid aws region falls back, with a warning", sa: merge(awsAnnotations(), map[string]string{"eks.amazonaws.com/region": "us east"}), injects: true},
 		{name: "an azure token expiration out of range, refused", sa: azureAnnotations(), opts: []podOpt{azureUse, withAnnotations(map[string]string{"azure.workload.identity/service-account-token-expiration": "60"})}, denied: true},
+		// Leading zeros past 18 digits: a number to the providers.
+		{name: "token expirations with leading zeros", sa: merge(awsAnnotations(), azureAnnotations()), opts: []podOpt{azureUse, withAnnotations(map[string]string{
+			"eks.amazonaws.com/token-expiration": "00000000000000007200", "azure.workload.identity/service-account-token-expiration": "+000000000000000000007200"})}, injects: true},
 		{name: "the azure label on a pod whose serviceaccount has an aws identity", sa: awsAnnotations(), opts: []podOpt{azureUse}, injects: true},
 		// The declarative providers of deploy/providers.
 		{name: "alibaba, declared", sa: alibabaAnnotations, injects: true},
