@@ -29,25 +29,41 @@ func TypedParameters(namespace string, spec v1alpha1.IdentityParametersSpec) (*c
 		if len(p.Injections) > 0 {
 			return nil, fmt.Errorf("serviceaccount %s has injections of its own", name)
 		}
-		entries := make([]string, len(p.Entries))
-		for i, e := range p.Entries {
-			entries[i] = fmt.Sprint(e)
-		}
-		ann[name] = strings.Join(append([]string{strings.Join(entries, ",")}, p.Values...), "|")
+		ann[name] = strings.Join(append([]string{entriesKey(p.Entries)}, p.Values...), "|")
 	}
 	return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: TypedParametersName, Annotations: ann}}, nil
 }
 
+// entriesKey is a ServiceAccount's entries as TypedParameters writes them.
+func entriesKey(entries []int32) string {
+	s := make([]string, len(entries))
+	for i, e := range entries {
+		s[i] = fmt.Sprint(e)
+	}
+	return strings.Join(s, ",")
+}
+
 // WrittenPolicy is generic (the shipped mutating policy) with the rules
-// parameters.WrittenRules writes for one set of entries in place of its
-// generic ones, reading TypedParameters: the prototype of the policy sync
-// would write. It acts on the pods of the ServiceAccounts whose entries
-// are key (as TypedParameters writes them) and of those not listed (to
-// mark them), with the generic policy's match conditions on the typed
-// parameters. Its inputs: the ServiceAccount's values and whether it is
-// listed come from its annotation; no findings of its own and no API
-// token rule.
-func WrittenPolicy(generic *admissionregv1.MutatingAdmissionPolicy, entries []v1alpha1.Injection, key string) (*admissionregv1.MutatingAdmissionPolicy, error) {
+// parameters.WrittenRules writes for the entries of serviceAccount in spec
+// in place of its generic ones, reading TypedParameters: the prototype of
+// the policy sync would write. It acts on the pods of the ServiceAccounts
+// with the same entries and of those not listed (to mark them), with the
+// generic policy's match conditions on the typed parameters. Its inputs:
+// the ServiceAccount's values and whether it is listed come from its
+// annotation; no findings of its own and no API token rule.
+func WrittenPolicy(generic *admissionregv1.MutatingAdmissionPolicy, spec v1alpha1.IdentityParametersSpec, serviceAccount string) (*admissionregv1.MutatingAdmissionPolicy, error) {
+	sa, ok := spec.ServiceAccounts[serviceAccount]
+	if !ok || len(sa.Injections) > 0 {
+		return nil, fmt.Errorf("serviceaccount %s: want its entries in the parameters, and no injections of its own", serviceAccount)
+	}
+	var entries []v1alpha1.Injection
+	for _, i := range sa.Entries {
+		if int(i) >= len(spec.Templates) {
+			return nil, fmt.Errorf("serviceaccount %s: entry %d past the %d templates", serviceAccount, i, len(spec.Templates))
+		}
+		entries = append(entries, spec.Templates[i])
+	}
+	key := entriesKey(sa.Entries)
 	rules, err := parameters.WrittenRules(entries)
 	if err != nil {
 		return nil, err

@@ -22,8 +22,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sirupsen/logrus"
-	"github.com/spf13/pflag"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -42,9 +40,9 @@ import (
 
 	"github.com/pod-identity/injector/internal/parameters"
 	"github.com/pod-identity/injector/internal/testenv"
-	"github.com/pod-identity/injector/pkg/mutate"
 	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
 	"github.com/pod-identity/injector/pkg/providers/builtin"
+	"github.com/pod-identity/injector/pkg/providers/providertest"
 )
 
 const ns = "apibench"
@@ -76,21 +74,13 @@ func identityParameters(b testing.TB) *unstructured.Unstructured {
 // identityParametersOf is the namespace's object as sync would write it
 // for these ServiceAccounts.
 func identityParametersOf(b testing.TB, sas []*corev1.ServiceAccount) *unstructured.Unstructured {
-	log := logrus.New()
-	log.SetOutput(os.Stderr)
 	// The providers as `injector sync` builds them with its defaults, as
 	// apibench's sync runs.
-	set := builtin.New()
-	fs := pflag.NewFlagSet("sync", pflag.ContinueOnError)
-	set.AddFlags(fs)
-	if err := fs.Parse(nil); err != nil {
-		b.Fatal(err)
-	}
-	provs, err := set.Build(context.Background(), log)
+	engine, _, cancel, err := providertest.EngineFromFlags(builtin.New(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	engine := mutate.New(provs).WithAPIAudiences(set.APIAudiences())
+	b.Cleanup(cancel)
 	c, err := parameters.New(parameters.Config{Engine: engine, ServiceAccounts: serviceAccounts(sas),
 		Dynamic: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 			map[schema.GroupVersionResource]string{v1alpha1.GroupVersionResource: "IdentityParametersList"})})
@@ -167,6 +157,17 @@ func creation(obj *corev1.Pod) (*admission.VersionedAttributes, *admissionv1.Adm
 	return va, req, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
 }
 
+// typedParameters is testenv.TypedParameters for spec, with the UID and
+// version the API server gives an object.
+func typedParameters(t testing.TB, spec v1alpha1.IdentityParametersSpec) *corev1.ServiceAccount {
+	typed, err := testenv.TypedParameters(ns, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	typed.UID, typed.ResourceVersion = "u-typed", "7"
+	return typed
+}
+
 // run evaluates e once for a new request, as the API server does.
 func (e evaluator) run(b *testing.B, obj *corev1.Pod, params runtime.Object) {
 	ctx := e.compiler.CreateContext(context.Background())
@@ -240,20 +241,11 @@ func BenchmarkMutatingPolicy(b *testing.B) {
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(params.Object["spec"].(map[string]any), &spec); err != nil {
 			b.Fatal(err)
 		}
-		sa := spec.ServiceAccounts[testenv.APIBenchServiceAccount]
-		var entries []v1alpha1.Injection
-		for _, i := range sa.Entries {
-			entries = append(entries, spec.Templates[i])
-		}
-		written, err := testenv.WrittenPolicy(p, entries, key(sa.Entries))
+		written, err := testenv.WrittenPolicy(p, spec, testenv.APIBenchServiceAccount)
 		if err != nil {
 			b.Fatal(err)
 		}
-		typed, err := testenv.TypedParameters(ns, spec)
-		if err != nil {
-			b.Fatal(err)
-		}
-		typed.UID, typed.ResourceVersion = "u-typed", "7" // as the API server gives them
+		typed := typedParameters(b, spec)
 		e := compile(b, written, "")
 		for b.Loop() {
 			e.run(b, o, typed)

@@ -72,24 +72,15 @@ func TestTheWrittenRulesDecideAsTheGenericOnes(t *testing.T) {
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(crd.Object["spec"].(map[string]any), &spec); err != nil {
 		t.Fatal(err)
 	}
-	typed, err := testenv.TypedParameters(ns, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	typed.UID, typed.ResourceVersion = "u-typed", "7"
+	typed := typedParameters(t, spec)
 	mark := regexp.MustCompile(`;u-(params;1|typed;7);`)
 	const pods = 150
 	for name := range generatedCases {
 		t.Run(name, func(t *testing.T) {
-			p, ok := spec.ServiceAccounts[name]
-			if !ok || len(p.Entries) == 0 || len(p.Injections) > 0 {
-				t.Fatalf("serviceaccount %s's parameters %+v: want entries only", name, p)
+			if len(spec.ServiceAccounts[name].Entries) == 0 {
+				t.Fatalf("serviceaccount %s has no entries: %+v", name, spec.ServiceAccounts[name])
 			}
-			var entries []v1alpha1.Injection
-			for _, i := range p.Entries {
-				entries = append(entries, spec.Templates[i])
-			}
-			written, err := testenv.WrittenPolicy(generic, entries, key(p.Entries))
+			written, err := testenv.WrittenPolicy(generic, spec, name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -230,13 +221,4 @@ func randomPod(r *rand.Rand) *corev1.Pod {
 			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: pick("sts.amazonaws.com", "other"), Path: "token"}}}}}})
 	}
 	return p
-}
-
-// key is entries as TypedParameters writes them.
-func key(entries []int32) string {
-	s := make([]string, len(entries))
-	for i, e := range entries {
-		s[i] = fmt.Sprint(e)
-	}
-	return strings.Join(s, ",")
 }

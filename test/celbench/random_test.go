@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand"
 	"regexp"
-	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -210,16 +209,8 @@ func TestTheWrittenRulesDecideAsTheGenericOnesForAnyEntries(t *testing.T) {
 		if err := json.Unmarshal(b, &typedSpec); err != nil {
 			t.Fatal(err)
 		}
-		typed, err := testenv.TypedParameters(ns, typedSpec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		typed.UID, typed.ResourceVersion = "u-typed", "7"
-		keys := make([]string, len(entries))
-		for i := range keys {
-			keys[i] = fmt.Sprint(i)
-		}
-		written, err := testenv.WrittenPolicy(generic, typedSpec.Templates, strings.Join(keys, ","))
+		typed := typedParameters(t, typedSpec)
+		written, err := testenv.WrittenPolicy(generic, typedSpec, "s0")
 		if err != nil {
 			t.Fatal(err)
 		}

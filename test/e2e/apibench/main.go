@@ -963,19 +963,11 @@ func inlineInjections(ctx context.Context, cluster *e2e.Cluster, ns string, poli
 // and values, split by '|'. Prototype only: no default, no enforcement,
 // no ServiceAccount with injections of its own.
 func serviceAccountParameters(ctx context.Context, cluster *e2e.Cluster, ns string, folded []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
-	dyn, err := dynamic.NewForConfig(cluster.Config)
+	spec, err := namespaceParameters(ctx, cluster, ns)
 	if err != nil {
 		return nil, err
 	}
-	u, err := dyn.Resource(e2e.IdentityParametersGVR).Namespace(ns).Get(ctx, "pod-identity", metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	var full v1alpha1.IdentityParameters
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &full); err != nil {
-		return nil, err
-	}
-	typed, err := testenv.TypedParameters(ns, full.Spec)
+	typed, err := testenv.TypedParameters(ns, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -1078,30 +1070,31 @@ func typedMatchConditions() []any {
 	}
 }
 
+// namespaceParameters is the spec of the namespace's IdentityParameters,
+// as sync wrote it.
+func namespaceParameters(ctx context.Context, cluster *e2e.Cluster, ns string) (v1alpha1.IdentityParametersSpec, error) {
+	var params v1alpha1.IdentityParameters
+	dyn, err := dynamic.NewForConfig(cluster.Config)
+	if err != nil {
+		return params.Spec, err
+	}
+	u, err := dyn.Resource(e2e.IdentityParametersGVR).Namespace(ns).Get(ctx, "pod-identity", metav1.GetOptions{})
+	if err != nil {
+		return params.Spec, err
+	}
+	err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &params)
+	return params.Spec, err
+}
+
 // writtenPolicy is the mutating policy with the rules written for the
 // templates of apibench's ServiceAccount (testenv.WrittenPolicy: the
 // rules parameters.WrittenRules writes, the typed prototype's
 // parameters), in place of the shipped one; the validating policies are
 // the shipped ones.
 func writtenPolicy(ctx context.Context, cluster *e2e.Cluster, ns string, policies []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
-	dyn, err := dynamic.NewForConfig(cluster.Config)
+	spec, err := namespaceParameters(ctx, cluster, ns)
 	if err != nil {
 		return nil, err
-	}
-	u, err := dyn.Resource(e2e.IdentityParametersGVR).Namespace(ns).Get(ctx, "pod-identity", metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	var params v1alpha1.IdentityParameters
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &params); err != nil {
-		return nil, err
-	}
-	sa := params.Spec.ServiceAccounts[testenv.APIBenchServiceAccount]
-	var entries []v1alpha1.Injection
-	key := make([]string, len(sa.Entries))
-	for n, i := range sa.Entries {
-		entries = append(entries, params.Spec.Templates[i])
-		key[n] = fmt.Sprint(i)
 	}
 	var out []*unstructured.Unstructured
 	for _, o := range policies {
@@ -1111,7 +1104,7 @@ func writtenPolicy(ctx context.Context, cluster *e2e.Cluster, ns string, policie
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &shipped); err != nil {
 				return nil, err
 			}
-			written, err := testenv.WrittenPolicy(&shipped, entries, strings.Join(key, ","))
+			written, err := testenv.WrittenPolicy(&shipped, spec, testenv.APIBenchServiceAccount)
 			if err != nil {
 				return nil, err
 			}
