@@ -20,8 +20,10 @@ import (
 const MaxWrittenEntries = 64
 
 // WrittenRules writes the mutating admission policy's rules for one set of
-// entries (a ServiceAccount's, in order: its own injections, then its
-// templates) with their constants in place: what the generic policy
+// entries (a ServiceAccount's, in order: its own injections, the first
+// own entries, whose texts are written as they are, since the generic
+// policy puts values back into templates only; then its templates) with
+// their constants in place: what the generic policy
 // (deploy/policy/mutatingadmissionpolicy.yaml) works out by reading the
 // entries from its parameters, for a policy that knows them. The
 // variables it returns go after the generic policy's serviceAccount,
@@ -39,16 +41,19 @@ const MaxWrittenEntries = 64
 // They end with mayDeny; the generic policy's newAnnotations and
 // newLabels, and its mutation, follow them unchanged. Held to the generic
 // policy by test/celbench (TestTheWrittenRulesDecideAsTheGenericOnes).
-func WrittenRules(entries []v1alpha1.Injection) ([]admissionregv1.Variable, error) {
+func WrittenRules(entries []v1alpha1.Injection, own int) ([]admissionregv1.Variable, error) {
 	if len(entries) > MaxWrittenEntries {
 		return nil, fmt.Errorf("%d entries, at most %d", len(entries), MaxWrittenEntries)
 	}
-	w := &writer{}
+	if own < 0 || own > len(entries) {
+		return nil, fmt.Errorf("%d entries of its own among %d", own, len(entries))
+	}
+	w := &writer{own: own}
 	for i := range entries {
 		w.entry(i, &entries[i])
 	}
 	for i := range entries {
-		w.add(fmt.Sprintf("inj%d", i), injects(i, entries))
+		w.add(fmt.Sprintf("inj%d", i), w.injects(i, entries))
 	}
 	w.containers()
 	for i := range entries {
@@ -64,6 +69,18 @@ func WrittenRules(entries []v1alpha1.Injection) ([]admissionregv1.Variable, erro
 
 type writer struct {
 	vars []admissionregv1.Variable
+	// own is the number of leading entries that are the ServiceAccount's
+	// own injections: the generic policy puts values back only into
+	// templates, so their texts are written as they are.
+	own int
+}
+
+// text is s, a text of entry i, as the generic policy reads it.
+func (w *writer) text(i int, s string) string {
+	if i < w.own {
+		return q(s)
+	}
+	return resolved(s)
 }
 
 func (w *writer) add(name, expr string) {
@@ -176,21 +193,21 @@ func concat(lists []string) string {
 	return strings.Join(out, " + ")
 }
 
-func envVars(e *v1alpha1.Injection) []any {
+func (w *writer) envVars(i int, e *v1alpha1.Injection) []any {
 	var out []any
 	for _, g := range e.Env {
 		for _, v := range g.Vars {
-			out = append(out, envVar(v))
+			out = append(out, w.envVar(i, v))
 		}
 	}
 	return out
 }
 
 // envVar is v as the generic policy adds it: its value, put back.
-func envVar(v any) any {
+func (w *writer) envVar(i int, v any) any {
 	m := decoded(v).(map[string]any)
 	if s, ok := m["value"].(string); ok {
-		m["value"] = expr(resolved(s))
+		m["value"] = expr(w.text(i, s))
 	}
 	return m
 }
@@ -277,7 +294,7 @@ func (w *writer) containers() {
 // or variables, no entry of its provider that applies reads an invalid
 // token expiration, and the pod's volumes, annotations and labels of its
 // names are as it would write them.
-func injects(i int, entries []v1alpha1.Injection) string {
+func (w *writer) injects(i int, entries []v1alpha1.Injection) string {
 	e := &entries[i]
 	if len(e.Volumes)+len(e.Env) == 0 {
 		return "false"
@@ -307,7 +324,7 @@ func injects(i int, entries []v1alpha1.Injection) string {
 		conds = append(conds, fmt.Sprintf("object.spec.?volumes.orValue([]).all(pv, pv.name != %s || %s)", q(v.Name), same))
 	}
 	for _, k := range slices.Sorted(maps.Keys(e.Annotations)) {
-		conds = append(conds, fmt.Sprintf("(!(%s in variables.annotations) || variables.annotations[%s] == %s)", q(k), q(k), resolved(e.Annotations[k])))
+		conds = append(conds, fmt.Sprintf("(!(%s in variables.annotations) || variables.annotations[%s] == %s)", q(k), q(k), w.text(i, e.Annotations[k])))
 	}
 	for _, k := range slices.Sorted(maps.Keys(e.Labels)) {
 		conds = append(conds, fmt.Sprintf("(!(%s in variables.labels) || variables.labels[%s] == %s)", q(k), q(k), q(e.Labels[k])))
@@ -337,7 +354,7 @@ func (w *writer) targets(i int, e *v1alpha1.Injection) {
 				}
 				value := "''"
 				if v.ValueFrom == nil && v.Value != "" {
-					value = resolved(v.Value)
+					value = w.text(i, v.Value)
 				}
 				same = append(same, fmt.Sprintf("k.c.env.exists(ce, ce.name == %s && ce.?value.orValue('') == %s && has(ce.valueFrom) == %t)", q(v.Name), value, v.ValueFrom != nil))
 			}
@@ -374,12 +391,12 @@ func (w *writer) additions(entries []v1alpha1.Injection) {
 				var vars []any
 				for _, v := range g.Vars {
 					names = append(names, v.Name)
-					vars = append(vars, envVar(v))
+					vars = append(vars, w.envVar(i, v))
 				}
 				groups = append(groups, fmt.Sprintf("(!sets.intersects(k.env, %s) ? %s : [])", stringList(names), literal(vars)))
 			}
 			env = append(env, fmt.Sprintf("(%s ? (!sets.intersects(k.env, %s) ? %s : %s) : [])",
-				in, stringList(envNames(e)), literal(envVars(e)), concat(groups)))
+				in, stringList(envNames(e)), literal(w.envVars(i, e)), concat(groups)))
 		}
 	}
 	w.add("additions", "(variables.initContainers + variables.containers).map(k, {'mounts': dyn("+concat(mounts)+"), 'env': dyn("+concat(env)+")})")
@@ -447,7 +464,7 @@ func (w *writer) added(entries []v1alpha1.Injection) {
 		e := &entries[i]
 		var as, ls []string
 		for _, k := range slices.Sorted(maps.Keys(e.Annotations)) {
-			as = append(as, fmt.Sprintf("(!(%s in variables.annotations) ? [[dyn(%s), dyn(%s)]] : [])", q(k), q(k), resolved(e.Annotations[k])))
+			as = append(as, fmt.Sprintf("(!(%s in variables.annotations) ? [[dyn(%s), dyn(%s)]] : [])", q(k), q(k), w.text(i, e.Annotations[k])))
 		}
 		for _, k := range slices.Sorted(maps.Keys(e.Labels)) {
 			ls = append(ls, fmt.Sprintf("(!(%s in variables.labels) ? [[%s, %s]] : [])", q(k), q(k), q(e.Labels[k])))

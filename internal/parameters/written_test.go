@@ -27,10 +27,10 @@ func TestResolvedTextsPutTheValuesBackAsTheGenericPolicyDoes(t *testing.T) {
 }
 
 func TestWrittenRulesAreBoundedAndEndWithWhatTheGenericPolicyReads(t *testing.T) {
-	if _, err := WrittenRules(make([]v1alpha1.Injection, MaxWrittenEntries+1)); err == nil || !strings.Contains(err.Error(), "at most") {
+	if _, err := WrittenRules(make([]v1alpha1.Injection, MaxWrittenEntries+1), 0); err == nil || !strings.Contains(err.Error(), "at most") {
 		t.Errorf("err %v, want the bound", err)
 	}
-	vars, err := WrittenRules([]v1alpha1.Injection{{Provider: "aws", Env: []v1alpha1.EnvGroup{{Name: "g"}}}})
+	vars, err := WrittenRules([]v1alpha1.Injection{{Provider: "aws", Env: []v1alpha1.EnvGroup{{Name: "g"}}}}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 
 // TypedParametersName is the ServiceAccount that holds the typed
 // parameters of apibench's and celbench's prototype.
-const TypedParametersName = "pod-identity-parameters"
+const TypedParametersName = "pod-identity-prototype"
 
 // TypedParameters is the prototype's parameters for spec: a ServiceAccount
 // with, for each ServiceAccount of spec, an annotation of its name holding
@@ -64,7 +64,7 @@ func WrittenPolicy(generic *admissionregv1.MutatingAdmissionPolicy, spec v1alpha
 		entries = append(entries, spec.Templates[i])
 	}
 	key := entriesKey(sa.Entries)
-	rules, err := parameters.WrittenRules(entries)
+	rules, err := parameters.WrittenRules(entries, 0)
 	if err != nil {
 		return nil, err
 	}
