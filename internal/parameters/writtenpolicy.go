@@ -1,0 +1,362 @@
+package parameters
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
+)
+
+// RecordsName is the ServiceAccount that holds, in each namespace, the
+// records the written policy reads: an object of a built-in kind, which
+// the API server hands to a policy as it is, where it encodes a custom
+// resource whole at every evaluation (docs/performance.md).
+const RecordsName = "pod-identity-parameters"
+
+// WrittenPolicyName is the mutating admission policy (and its binding)
+// that sync writes in written mode.
+const WrittenPolicyName = "pod-identity-injector-written"
+
+// DefaultRecordKey is the records' annotation holding the namespace's
+// default (what a ServiceAccount with nothing of its own gets).
+const DefaultRecordKey = "pod-identity.io/default"
+
+// EnforcementRecordKey is the records' annotation holding the namespace's
+// API token rule: 'D' where it refuses, 'W' where it warns.
+const EnforcementRecordKey = "pod-identity.io/enforcement"
+
+// MaxRecordBytes bounds the records of one namespace: the API server
+// refuses an object whose annotations (keys and values) total more than
+// 256 KiB (apimachinery's TotalAnnotationSizeLimitB); the rest is room
+// for the two keys above.
+const MaxRecordBytes = 252 << 10
+
+// emptySet is the key of the set with no entries.
+const emptySet = ""
+
+// WrittenSet is the entries of a ServiceAccount (or of a namespace's
+// default) as WrittenRules takes them.
+type WrittenSet struct {
+	// Entries are its own injections, then its templates.
+	Entries []v1alpha1.Injection
+	// Own is the number of its own injections.
+	Own int
+}
+
+// Key is the set's key in the written policy: "k" and the first 12 hex
+// digits of the SHA-256 of its JSON, the same in every namespace and every
+// run; empty for a set with no entries.
+func (s WrittenSet) Key() string {
+	if len(s.Entries) == 0 {
+		return emptySet
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // the parameters' own types always encode
+	}
+	sum := sha256.Sum256(b)
+	return "k" + hex.EncodeToString(sum[:6])
+}
+
+// Records is what the written policy reads for one namespace.
+type Records struct {
+	// Annotations are those of the RecordsName ServiceAccount: one per
+	// ServiceAccount, "set|flags|value|value...", and the namespace's
+	// default and API token rule.
+	Annotations map[string]string
+	// Sets are the sets the records name, by key.
+	Sets map[string]WrittenSet
+	// Left are the listed ServiceAccounts not recorded: a name that is
+	// not an annotation key (over 63 characters), or past MaxRecordBytes.
+	// Their pods are refused as not known.
+	Left []string
+}
+
+// NamespaceRecords is the records of a namespace whose parameters are spec.
+// A ServiceAccount's set is its own injections and then its templates,
+// as the generic policy reads them; its flags hold 'd', 'w' and 'a' where
+// its parameters refuse it, warn about it, or have findings about its
+// Kubernetes API token.
+func NamespaceRecords(spec v1alpha1.IdentityParametersSpec) (Records, error) {
+	r := Records{Annotations: map[string]string{}, Sets: map[string]WrittenSet{}}
+	size := 0
+	setOf := map[string]string{} // ServiceAccount -> its set's key
+	put := func(key, value string) bool {
+		if size+len(key)+len(value) > MaxRecordBytes {
+			return false
+		}
+		size += len(key) + len(value)
+		r.Annotations[key] = value
+		return true
+	}
+	if d := spec.Default; d != nil {
+		set := WrittenSet{Entries: d.Injections, Own: len(d.Injections)}
+		key := set.Key()
+		r.Sets[key] = set
+		put(DefaultRecordKey, record(key, d))
+	}
+	if e := spec.Enforcement; e != nil && e.APIToken != nil && e.APIToken.Pod != nil {
+		rule := ""
+		if len(e.APIToken.Pod.Denied) > 0 {
+			rule += "D"
+		}
+		if len(e.APIToken.Pod.Warnings) > 0 {
+			rule += "W"
+		}
+		if rule != "" {
+			put(EnforcementRecordKey, rule)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(spec.ServiceAccounts)) {
+		p := spec.ServiceAccounts[name]
+		entries := slices.Clone(p.Injections)
+		for _, i := range p.Entries {
+			if int(i) < 0 || int(i) >= len(spec.Templates) {
+				return Records{}, fmt.Errorf("serviceaccount %s: entry %d past the %d templates", name, i, len(spec.Templates))
+			}
+			entries = append(entries, spec.Templates[i])
+		}
+		if len(entries) > MaxWrittenEntries {
+			r.Left = append(r.Left, name)
+			continue
+		}
+		set := WrittenSet{Entries: entries, Own: len(p.Injections)}
+		key := set.Key()
+		if len(validation.IsQualifiedName(name)) > 0 || !put(name, record(key, &p)) {
+			r.Left = append(r.Left, name)
+			continue
+		}
+		r.Sets[key] = set
+		setOf[name] = key
+	}
+	// Within MaxNamespaceSets: the sets most ServiceAccounts share (the
+	// default's first, and the empty set aside) stay.
+	uses := map[string]int{}
+	for _, key := range setOf {
+		uses[key]++
+	}
+	if d, ok := r.Annotations[DefaultRecordKey]; ok {
+		uses[strings.SplitN(d, "|", 2)[0]] = len(spec.ServiceAccounts) + 1
+	}
+	keys := slices.Collect(maps.Keys(r.Sets))
+	keys = slices.DeleteFunc(keys, func(k string) bool { return k == emptySet })
+	if len(keys) <= MaxNamespaceSets {
+		return r, nil
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		if uses[a] != uses[b] {
+			return uses[b] - uses[a]
+		}
+		return strings.Compare(a, b)
+	})
+	for _, key := range keys[MaxNamespaceSets:] {
+		delete(r.Sets, key)
+	}
+	for _, name := range slices.Sorted(maps.Keys(setOf)) {
+		if _, ok := r.Sets[setOf[name]]; !ok {
+			delete(r.Annotations, name)
+			r.Left = append(r.Left, name)
+		}
+	}
+	slices.Sort(r.Left)
+	return r, nil
+}
+
+// record is a ServiceAccount's record: its set's key, its flags and its
+// values, each with '%' and '|' escaped.
+func record(key string, p *v1alpha1.ServiceAccountParameters) string {
+	flags := ""
+	if len(p.Denied) > 0 {
+		flags += "d"
+	}
+	if len(p.Warnings) > 0 {
+		flags += "w"
+	}
+	if p.APIToken != nil {
+		flags += "a"
+	}
+	fields := []string{key, flags}
+	for _, v := range p.Values {
+		fields = append(fields, strings.ReplaceAll(strings.ReplaceAll(v, "%", "%25"), "|", "%7C"))
+	}
+	return strings.Join(fields, "|")
+}
+
+// dispatched are the variables of WrittenRules that the written policy
+// picks by the pod's set; the generic policy's newAnnotations, newLabels
+// and mutation read them.
+var dispatched = []string{"additions", "newVolumes", "addedAnnotations", "addedLabels", "mayWarn", "mayDeny"}
+
+// shared are the variables of WrittenRules that do not depend on the set.
+var shared = []string{"initContainers", "containers"}
+
+// variableRef matches a reference to a variable.
+var variableRef = regexp.MustCompile(`\bvariables\.([A-Za-z_][A-Za-z0-9_]*)\b`)
+
+// WrittenPolicy is the mutating admission policy for sets: generic (the
+// shipped policy, deploy/policy/mutatingadmissionpolicy.yaml) with the
+// rules WrittenRules writes for each set in place of its generic ones,
+// reading a namespace's records (RecordsName) in place of its
+// IdentityParameters. It picks the rules of the set the pod's
+// ServiceAccount's record names, or the namespace default's for a
+// ServiceAccount with nothing of its own; a ServiceAccount not recorded,
+// or whose set the policy does not hold yet (it is written before the
+// records that name a new set, but the API server may see them in either
+// order), is not known: the pod is marked, and pod-identity-deny refuses
+// it.
+func WrittenPolicy(generic *admissionregv1.MutatingAdmissionPolicy, sets map[string]WrittenSet) (*admissionregv1.MutatingAdmissionPolicy, error) {
+	sets = maps.Clone(sets)
+	if sets == nil {
+		sets = map[string]WrittenSet{}
+	}
+	if _, ok := sets[emptySet]; !ok {
+		sets[emptySet] = WrittenSet{}
+	}
+	keys := slices.Sorted(maps.Keys(sets))
+	genericVars := map[string]string{}
+	for _, v := range generic.Spec.Variables {
+		genericVars[v.Name] = v.Expression
+	}
+	for _, name := range []string{"serviceAccount", "labels", "annotations", "windows", "newAnnotations", "newLabels"} {
+		if genericVars[name] == "" {
+			return nil, fmt.Errorf("mutatingadmissionpolicy %s has no variable %s", generic.Name, name)
+		}
+	}
+	if len(generic.Spec.MatchConditions) == 0 || generic.Spec.MatchConditions[0].Name != "not-a-mirror-pod" {
+		return nil, fmt.Errorf("mutatingadmissionpolicy %s does not start with the match condition not-a-mirror-pod", generic.Name)
+	}
+	typed := func(name string) admissionregv1.Variable {
+		return admissionregv1.Variable{Name: name, Expression: strings.ReplaceAll(genericVars[name], "string(params.metadata.generation)", "params.metadata.resourceVersion")}
+	}
+	// The record of the pod's ServiceAccount, or of the default for one
+	// with nothing of its own (or not recorded): set, flags, values.
+	const records = "params.metadata.?annotations.orValue({})"
+	known := stringList(keys)
+	vars := []admissionregv1.Variable{typed("serviceAccount"), typed("labels"), typed("annotations"), typed("windows"),
+		{Name: "recorded", Expression: "variables.serviceAccount in " + records},
+		{Name: "fields", Expression: "variables.recorded ? params.metadata.annotations[variables.serviceAccount].split('|') : ['', '']"},
+		{Name: "chosen", Expression: "variables.fields[0] != '' || variables.fields[1] != '' ? variables.fields : " +
+			records + "[?" + q(DefaultRecordKey) + "].orValue('|').split('|')"},
+		{Name: "set", Expression: "variables.chosen[0]"},
+		{Name: "listed", Expression: "variables.recorded && variables.set in " + known},
+		{Name: "values", Expression: "lists.range(size(variables.chosen) - 2).map(i, variables.chosen[i + 2].replace('%7C', '|').replace('%25', '%'))"},
+		{Name: "own", Expression: "variables.chosen[1]"},
+		{Name: "enforcement", Expression: records + "[?" + q(EnforcementRecordKey) + "].orValue('')"},
+	}
+	sharedDone := false
+	perSet := make([]map[string]bool, len(keys))
+	for j, key := range keys {
+		rules, err := WrittenRules(sets[key].Entries, sets[key].Own)
+		if err != nil {
+			return nil, fmt.Errorf("set %q: %w", key, err)
+		}
+		names := map[string]bool{}
+		for _, v := range rules {
+			if !slices.Contains(shared, v.Name) {
+				names[v.Name] = true
+			}
+		}
+		prefix := fmt.Sprintf("s%d_", j)
+		for _, v := range rules {
+			if slices.Contains(shared, v.Name) {
+				if !sharedDone {
+					vars = append(vars, v)
+				}
+				continue
+			}
+			v.Expression = variableRef.ReplaceAllStringFunc(v.Expression, func(ref string) string {
+				if name := ref[len("variables."):]; names[name] {
+					return "variables." + prefix + name
+				}
+				return ref
+			})
+			v.Name = prefix + v.Name
+			vars = append(vars, v)
+		}
+		sharedDone = true
+		perSet[j] = names
+	}
+	empty := slices.Index(keys, emptySet)
+	for _, name := range dispatched {
+		expr := fmt.Sprintf("variables.s%d_%s", empty, name)
+		for j := len(keys) - 1; j >= 0; j-- {
+			if j != empty {
+				expr = fmt.Sprintf("variables.set == %s ? variables.s%d_%s : %s", q(keys[j]), j, name, expr)
+			}
+		}
+		vars = append(vars, admissionregv1.Variable{Name: name, Expression: expr})
+	}
+	vars = append(vars, typed("newAnnotations"), typed("newLabels"))
+
+	// The match conditions, which cannot read variables: the generic
+	// policy's, on the records.
+	const mark = "'" + v1alpha1.PolicyCheckedContainersAnnotation + "'"
+	const notKnown = "'pod-identity.io/serviceaccount-not-known'"
+	const podAnnotations = "object.metadata.?annotations.orValue({})"
+	chosenKey := "(f[0] != '' || f[1] != '' ? f[0] : " + records + "[?" + q(DefaultRecordKey) + "].orValue('|').split('|')[0])"
+	volumes := map[string]any{}
+	mayAct := "d[0] != ''"
+	for j := len(keys) - 1; j >= 0; j-- {
+		var names []any
+		var acts []string
+		for _, e := range sets[keys[j]].Entries {
+			for _, v := range e.Volumes {
+				names = append(names, v.Name)
+			}
+			acts = append(acts, defaultMayAct(&e))
+		}
+		volumes[keys[j]] = names
+		mayAct = fmt.Sprintf("d[0] == %s ? %s : %s", q(keys[j]), or(acts), mayAct)
+	}
+	counts := "c.name + ':' + string(size(c.?env.orValue([]))) + ':' + string(size(c.?volumeMounts.orValue([])))"
+	serviceAccount := genericVars["serviceAccount"]
+	p := generic.DeepCopy()
+	p.Name = WrittenPolicyName
+	p.Spec.Variables = vars
+	p.Spec.ParamKind = &admissionregv1.ParamKind{APIVersion: "v1", Kind: "ServiceAccount"}
+	p.Spec.MatchConditions = []admissionregv1.MatchCondition{
+		generic.Spec.MatchConditions[0],
+		{Name: "not-checked-yet", Expression: "!(" + mark + " in " + podAnnotations + ") || [" + serviceAccount + "].all(n, " +
+			"object.metadata.annotations[" + mark + "] != " +
+			"object.spec.?initContainers.orValue([]).map(c, " + counts + ").join(',') + '|' + object.spec.containers.map(c, " + counts + ").join(',') + " +
+			"';' + n + ';' + params.metadata.uid + ';' + params.metadata.resourceVersion + ';' + string(size(object.metadata.?labels.orValue({}))) + ';' + string(size(object.metadata.?annotations.orValue({}))) || " +
+			"!(n in " + records + ") || " + notKnown + " in " + podAnnotations + " || " +
+			"[params.metadata.annotations[n].split('|')].all(f, [" + chosenKey + "].all(k, !(k in " + known + ") || " +
+			"!object.spec.?volumes.orValue([]).exists(v, v.name in " + literal(volumes) + "[k]))))"},
+		{Name: "may-act", Expression: notKnown + " in " + podAnnotations + " || [" + serviceAccount + "].all(n, " +
+			"!(n in " + records + ") || [params.metadata.annotations[n].split('|')].all(f, f[0] != '' || f[1] != '' || " +
+			"[" + records + "[?" + q(DefaultRecordKey) + "].orValue('|').split('|')].all(d, d[1] != '' || (" + mayAct + "))))"},
+	}
+	return p, nil
+}
+
+// defaultMayAct is whether the generic policy's may-act condition holds
+// for a pod of a ServiceAccount with nothing of its own, whose default
+// has entry e: e refuses, reads a token expiration the pod sets, or its
+// pod labels that must be present are.
+func defaultMayAct(e *v1alpha1.Injection) string {
+	terms := []string{}
+	if len(e.Denied) > 0 {
+		terms = append(terms, "true")
+	}
+	if x := e.Expiration; x != nil && !x.WarnInvalid {
+		terms = append(terms, q(x.Annotation)+" in object.metadata.?annotations.orValue({})")
+	}
+	var present []string
+	for _, r := range e.PodLabels {
+		if r.Operator == "In" || r.Operator == "Exists" {
+			present = append(present, q(r.Key)+" in object.metadata.?labels.orValue({})")
+		}
+	}
+	terms = append(terms, and(present))
+	return or(terms)
+}

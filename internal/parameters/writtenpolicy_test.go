@@ -1,0 +1,160 @@
+package parameters
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	policymanifests "github.com/pod-identity/injector/deploy/policy"
+	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
+)
+
+func aws(role string) v1alpha1.Injection {
+	return v1alpha1.Injection{Provider: "aws", Env: []v1alpha1.EnvGroup{{Name: "g", Vars: []corev1.EnvVar{{Name: "AWS_ROLE_ARN", Value: role}}}}}
+}
+
+func TestNamespaceRecordsSayWhatTheWrittenPolicyReads(t *testing.T) {
+	spec := v1alpha1.IdentityParametersSpec{
+		Templates: []v1alpha1.Injection{aws("{value:0}")},
+		ServiceAccounts: map[string]v1alpha1.ServiceAccountParameters{
+			"app":                   {Entries: []int32{0}, Values: []string{"arn:a|b%7C"}},
+			"refused":               {Denied: []string{"no"}, Warnings: []string{"w"}, APIToken: &v1alpha1.APITokenFindings{}},
+			"plain":                 {},
+			"own":                   {Injections: []v1alpha1.Injection{aws("literal {value:0}")}},
+			strings.Repeat("n", 64): {Entries: []int32{0}, Values: []string{"x"}},
+		},
+		Default:     &v1alpha1.ServiceAccountParameters{Injections: []v1alpha1.Injection{aws("d")}, Warnings: []string{"w"}},
+		Enforcement: &v1alpha1.Enforcement{APIToken: &v1alpha1.APITokenFindings{Pod: &v1alpha1.Findings{Denied: []string{"d"}, Warnings: []string{"w"}}}},
+	}
+	r, err := NamespaceRecords(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	templated := WrittenSet{Entries: []v1alpha1.Injection{aws("{value:0}")}}
+	own := WrittenSet{Entries: []v1alpha1.Injection{aws("literal {value:0}")}, Own: 1}
+	def := WrittenSet{Entries: []v1alpha1.Injection{aws("d")}, Own: 1}
+	for _, tc := range []struct{ name, key, want string }{
+		{"a templated serviceaccount names its set and its values, separators escaped", "app", templated.Key() + "||arn:a%7Cb%257C"},
+		{"refusals, warnings and API token findings are flags", "refused", "|dwa"},
+		{"a serviceaccount with nothing of its own names no set", "plain", "|"},
+		{"own injections are a set of their own, apart from the same entries templated", "own", own.Key() + "|"},
+		{"the default is a set with its flags", DefaultRecordKey, def.Key() + "|w"},
+		{"the namespace's API token rule", EnforcementRecordKey, "DW"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := r.Annotations[tc.key]; got != tc.want {
+				t.Errorf("record %q = %q, want %q", tc.key, got, tc.want)
+			}
+		})
+	}
+	t.Run("a name that is not an annotation key is left out", func(t *testing.T) {
+		if len(r.Left) != 1 || r.Left[0] != strings.Repeat("n", 64) {
+			t.Errorf("left %v, want the 64-character name", r.Left)
+		}
+	})
+	t.Run("the sets are those the records name", func(t *testing.T) {
+		for _, s := range []WrittenSet{templated, own, def} {
+			if _, ok := r.Sets[s.Key()]; !ok {
+				t.Errorf("set %s missing from %v", s.Key(), r.Sets)
+			}
+		}
+		if templated.Key() == own.Key() {
+			t.Error("the same entries, templated and own, share a key")
+		}
+	})
+}
+
+func TestNamespaceRecordsAreBounded(t *testing.T) {
+	t.Run("past MaxNamespaceSets the sets fewest serviceaccounts share are left out", func(t *testing.T) {
+		spec := v1alpha1.IdentityParametersSpec{ServiceAccounts: map[string]v1alpha1.ServiceAccountParameters{}}
+		for i := range MaxNamespaceSets + 2 {
+			spec.ServiceAccounts[fmt.Sprintf("sa-%02d", i)] = v1alpha1.ServiceAccountParameters{Injections: []v1alpha1.Injection{aws(fmt.Sprint(i))}}
+		}
+		// Set 0 is shared by two more.
+		spec.ServiceAccounts["sa-x"] = spec.ServiceAccounts["sa-00"]
+		spec.ServiceAccounts["sa-y"] = spec.ServiceAccounts["sa-00"]
+		r, err := NamespaceRecords(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Sets) != MaxNamespaceSets || len(r.Left) != 2 {
+			t.Fatalf("%d sets, left %v: want %d sets and two left out", len(r.Sets), r.Left, MaxNamespaceSets)
+		}
+		for _, name := range []string{"sa-00", "sa-x", "sa-y"} {
+			if _, ok := r.Annotations[name]; !ok {
+				t.Errorf("%s left out, though its set is the most shared", name)
+			}
+		}
+		for _, name := range r.Left {
+			if _, ok := r.Annotations[name]; ok {
+				t.Errorf("%s is left out and recorded", name)
+			}
+		}
+	})
+	t.Run("past MaxRecordBytes serviceaccounts are left out", func(t *testing.T) {
+		spec := v1alpha1.IdentityParametersSpec{Templates: []v1alpha1.Injection{aws("{value:0}")}, ServiceAccounts: map[string]v1alpha1.ServiceAccountParameters{}}
+		value := strings.Repeat("v", 1000)
+		for i := range 300 {
+			spec.ServiceAccounts[fmt.Sprintf("sa-%03d", i)] = v1alpha1.ServiceAccountParameters{Entries: []int32{0}, Values: []string{value}}
+		}
+		r, err := NamespaceRecords(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := 0
+		for k, v := range r.Annotations {
+			size += len(k) + len(v)
+		}
+		if size > MaxRecordBytes || len(r.Left) == 0 || len(r.Left)+len(r.Annotations) != 300 {
+			t.Errorf("records of %d bytes, %d recorded, %d left out: want within %d bytes, the rest left out", size, len(r.Annotations), len(r.Left), MaxRecordBytes)
+		}
+	})
+	t.Run("an entry past the templates is an error naming the serviceaccount", func(t *testing.T) {
+		_, err := NamespaceRecords(v1alpha1.IdentityParametersSpec{ServiceAccounts: map[string]v1alpha1.ServiceAccountParameters{"app": {Entries: []int32{3}}}})
+		if err == nil || !strings.Contains(err.Error(), "serviceaccount app") {
+			t.Errorf("err %v, want one naming serviceaccount app", err)
+		}
+	})
+}
+
+func TestTheWrittenPolicyIsTheGenericOneWithItsRules(t *testing.T) {
+	var generic admissionregv1.MutatingAdmissionPolicy
+	if err := yaml.UnmarshalStrict(policymanifests.MutatingPolicy, &generic); err != nil {
+		t.Fatal(err)
+	}
+	set := WrittenSet{Entries: []v1alpha1.Injection{aws("{value:0}")}}
+	p, err := WrittenPolicy(&generic, map[string]WrittenSet{set.Key(): set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Name != WrittenPolicyName || p.Spec.ParamKind.Kind != "ServiceAccount" || len(p.Spec.Mutations) != 1 {
+		t.Errorf("policy %s reading %v with %d mutations, want %s reading ServiceAccounts with the generic mutation", p.Name, p.Spec.ParamKind, len(p.Spec.Mutations), WrittenPolicyName)
+	}
+	if generic.Name != "pod-identity-injector" || generic.Spec.ParamKind.Kind != "IdentityParameters" {
+		t.Error("the generic policy was changed")
+	}
+	names := map[string]bool{}
+	for _, v := range p.Spec.Variables {
+		if names[v.Name] {
+			t.Errorf("variable %s defined twice", v.Name)
+		}
+		names[v.Name] = true
+		if strings.Contains(v.Expression, "params.spec") {
+			t.Errorf("variable %s reads the IdentityParameters: %.200s", v.Name, v.Expression)
+		}
+	}
+	for _, want := range append(dispatched, "newAnnotations", "newLabels", "s1_on0", "s1_additions") {
+		if !names[want] {
+			t.Errorf("no variable %s", want)
+		}
+	}
+	broken := generic.DeepCopy()
+	broken.Spec.MatchConditions = nil
+	if _, err := WrittenPolicy(broken, nil); err == nil || !strings.Contains(err.Error(), "not-a-mirror-pod") {
+		t.Errorf("err %v, want the missing match condition named", err)
+	}
+}

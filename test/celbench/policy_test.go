@@ -1,0 +1,263 @@
+package celbench
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"regexp"
+	"slices"
+	"testing"
+
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/pod-identity/injector/internal/parameters"
+	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
+)
+
+// randomNamespace is a namespace's parameters as sync may write them, with
+// every input the written policy takes: templates, ServiceAccounts with
+// entries, values, injections of their own, refusals, warnings and API
+// token findings, or nothing of their own; a default; an API token rule.
+func randomNamespace(r *rand.Rand) map[string]any {
+	var templates []any
+	for _, e := range randomEntries(r) {
+		templates = append(templates, e)
+	}
+	flags := func(p map[string]any) {
+		if r.Intn(5) == 0 {
+			p["denied"] = []any{"refused {serviceaccount}"}
+		}
+		if r.Intn(5) == 0 {
+			p["warnings"] = []any{"warned"}
+		}
+		if r.Intn(6) == 0 {
+			p["apiToken"] = map[string]any{"pod": map[string]any{"denied": []any{"token"}}}
+		}
+	}
+	sas := map[string]any{}
+	for i := range 5 {
+		p := map[string]any{}
+		switch r.Intn(4) {
+		case 0: // nothing of its own: the default
+		case 1, 2:
+			var entries []any
+			for t := range templates {
+				if r.Intn(2) == 0 {
+					entries = append(entries, int64(t))
+				}
+			}
+			if len(entries) > 0 {
+				p["entries"] = entries
+			}
+			var values []any
+			for range r.Intn(5) {
+				values = append(values, []string{"VAL0VAL0", "VAL1", "Q|%7C", "/v"}[r.Intn(4)])
+			}
+			if len(values) > 0 {
+				p["values"] = values
+			}
+			if r.Intn(3) == 0 {
+				var own []any
+				for _, e := range randomEntries(r) {
+					own = append(own, e)
+				}
+				p["injections"] = own
+			}
+		}
+		if r.Intn(2) == 0 {
+			flags(p)
+		}
+		sas[fmt.Sprintf("s%d", i)] = p
+	}
+	spec := map[string]any{"serviceAccounts": sas}
+	if len(templates) > 0 {
+		spec["templates"] = templates
+	}
+	if r.Intn(2) == 0 {
+		d := map[string]any{}
+		if r.Intn(3) > 0 {
+			var own []any
+			for _, e := range randomEntries(r) {
+				own = append(own, e)
+			}
+			d["injections"] = own
+		}
+		flags(d)
+		spec["default"] = d
+	}
+	if r.Intn(3) == 0 {
+		pod := map[string]any{}
+		if r.Intn(2) == 0 {
+			pod["denied"] = []any{"d"}
+		} else {
+			pod["warnings"] = []any{"w"}
+		}
+		spec["enforcement"] = map[string]any{"apiToken": map[string]any{"pod": pod}}
+	}
+	return spec
+}
+
+// TestTheWrittenPolicyDecidesAsTheGenericOne holds the policy sync writes
+// in written mode (parameters.WrittenPolicy, reading
+// parameters.NamespaceRecords) to the shipped, generic policy reading the
+// namespace's IdentityParameters: for random namespaces and random pods of
+// their ServiceAccounts (and of ServiceAccounts they do not list), the
+// same match (all match conditions), and for a pod both act on the same
+// additions, volumes, annotations (the mark's parameters aside) and
+// labels (which carry what the validating policies are asked to check).
+func TestTheWrittenPolicyDecidesAsTheGenericOne(t *testing.T) {
+	generic := mutatingPolicy(t)
+	r := rand.New(rand.NewSource(11))
+	const namespaces, pods = 40, 16
+	compared, acted := 0, 0
+	for n := range namespaces {
+		spec := randomNamespace(r)
+		crd := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": v1alpha1.GroupVersion.String(), "kind": v1alpha1.Kind,
+			"metadata": map[string]any{"name": v1alpha1.Name, "namespace": ns, "uid": "u-params", "generation": int64(1)},
+			"spec":     spec,
+		}}
+		var typedSpec v1alpha1.IdentityParametersSpec
+		b, _ := json.Marshal(spec)
+		if err := json.Unmarshal(b, &typedSpec); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := parameters.NamespaceRecords(typedSpec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs.Left) > 0 {
+			t.Fatalf("namespace %d: %v left out", n, recs.Left)
+		}
+		records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, UID: "u-records", ResourceVersion: "7", Annotations: recs.Annotations}}
+		written, err := parameters.WrittenPolicy(generic, recs.Sets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		podSeed := r.Int63()
+		pr := rand.New(rand.NewSource(podSeed))
+		var ps []*corev1.Pod
+		for range pods {
+			p := randomTenantPod(pr)
+			p.Spec.ServiceAccountName = []string{"s0", "s1", "s2", "s3", "s4", "unlisted", ""}[pr.Intn(7)]
+			if pr.Intn(8) == 0 {
+				p.Annotations = map[string]string{"pod-identity.io/serviceaccount-not-known": "x"}
+			}
+			ps = append(ps, p)
+		}
+		a := compareOnPods(t, generic, written, crd, records, ps, fmt.Sprintf("namespace %d %s", n, b))
+		compared += len(ps)
+		acted += a
+	}
+	if acted < compared/3 {
+		t.Errorf("the policies acted on %d of %d pods: too few to compare what they do", acted, compared)
+	}
+	t.Logf("%d pods, %d acted on", compared, acted)
+}
+
+// evaluatorSet is a policy's match conditions and the variables the
+// comparison reads, compiled once.
+type evaluatorSet struct {
+	conditions []evaluator
+	values     map[string]evaluator
+}
+
+func newEvaluatorSet(t testing.TB, p *admissionregv1.MutatingAdmissionPolicy) *evaluatorSet {
+	s := &evaluatorSet{values: map[string]evaluator{}}
+	for _, c := range p.Spec.MatchConditions {
+		s.conditions = append(s.conditions, compileValue(t, p, c.Expression))
+	}
+	for _, v := range []string{"additions", "newVolumes", "newAnnotations", "newLabels"} {
+		s.values[v] = compileValue(t, p, "variables."+v)
+	}
+	return s
+}
+
+// compareOnPods compares the generic policy reading crd with the written
+// one reading records, for each pod: whether they match, and what they
+// do. It returns how many pods they acted on.
+func compareOnPods(t *testing.T, generic, written *admissionregv1.MutatingAdmissionPolicy, crd *unstructured.Unstructured, records *corev1.ServiceAccount, pods []*corev1.Pod, what string) int {
+	t.Helper()
+	mark := regexp.MustCompile(`;u-(params;1|records;7);`)
+	matches := func(p *corev1.Pod, policy *evaluatorSet, params runtime.Object) bool {
+		for _, c := range policy.conditions {
+			if c.value(t, p, params) != "true" {
+				return false
+			}
+		}
+		return true
+	}
+	g, w := newEvaluatorSet(t, generic), newEvaluatorSet(t, written)
+	acted := 0
+	for i, p := range pods {
+		gm, wm := matches(p, g, crd), matches(p, w, records)
+		if gm != wm {
+			t.Fatalf("%s, pod %d of %q: the generic policy matches %t, the written one %t\n records %v", what, i, p.Spec.ServiceAccountName, gm, wm, records.Annotations)
+		}
+		if !gm {
+			continue
+		}
+		acted++
+		for _, v := range []string{"additions", "newVolumes", "newAnnotations", "newLabels"} {
+			want := canonical(v, mark.ReplaceAllString(g.values[v].value(t, p, crd), ";P;"))
+			got := canonical(v, mark.ReplaceAllString(w.values[v].value(t, p, records), ";P;"))
+			if got != want {
+				pb, _ := json.Marshal([]any{p.Spec.ServiceAccountName, p.Labels, p.Annotations, p.Spec.NodeSelector, p.Spec.Volumes, p.Spec.Containers})
+				t.Fatalf("%s: %s, pod %d: written %.600s\n generic %.600s\n records %v\n pod %.800s", what, v, i, got, want, records.Annotations, pb)
+			}
+		}
+	}
+	return acted
+}
+
+// TestTheWrittenPolicyDecidesAsTheGenericOneForSyncsParameters compares
+// them on the parameters sync's controller computes, with the providers as
+// sync builds them by default: the generated cases' ServiceAccounts, one
+// with no identity (whose pods get the namespace's default), and pods
+// with and without the labels that ask for an identity.
+func TestTheWrittenPolicyDecidesAsTheGenericOneForSyncsParameters(t *testing.T) {
+	generic := mutatingPolicy(t)
+	sas := []*corev1.ServiceAccount{{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "plain", UID: "u-plain", ResourceVersion: "1"}}}
+	names := []string{"plain", "unlisted"}
+	for name, ann := range generatedCases {
+		sas = append(sas, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("u-" + sanitize(name)), ResourceVersion: "1", Annotations: ann}})
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	crd := identityParametersOf(t, sas)
+	var spec v1alpha1.IdentityParametersSpec
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(crd.Object["spec"].(map[string]any), &spec); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := parameters.NamespaceRecords(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, UID: "u-records", ResourceVersion: "7", Annotations: recs.Annotations}}
+	written, err := parameters.WrittenPolicy(generic, recs.Sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewSource(5))
+	var pods []*corev1.Pod
+	for range 300 {
+		p := generatedPod(r, names[r.Intn(len(names))])
+		if r.Intn(2) == 0 {
+			if p.Labels == nil {
+				p.Labels = map[string]string{}
+			}
+			p.Labels["azure.workload.identity/use"] = []string{"true", "false"}[r.Intn(2)]
+		}
+		pods = append(pods, p)
+	}
+	acted := compareOnPods(t, generic, written, crd, records, pods, "sync's parameters")
+	if acted < len(pods)/3 {
+		t.Errorf("the policies acted on %d of %d pods: too few to compare what they do", acted, len(pods))
+	}
+	t.Logf("%d pods, %d acted on; records %v", len(pods), acted, recs.Annotations)
+}
