@@ -75,6 +75,12 @@ type Config struct {
 	Dynamic dynamic.Interface
 	// Options are the settings that change the parameters.
 	Options Options
+	// Written, when set, has sync write the mutating policy itself, with
+	// the rules of the identities in use (WrittenPolicy), and each
+	// namespace's records (NamespaceRecords) besides its
+	// IdentityParameters; once every namespace has them, it points the
+	// binding BindingName at that policy.
+	Written bool
 	// Log receives writes at debug level, failures at error level.
 	Log logrus.FieldLogger
 	// Registerer, when set, receives the controller's metrics.
@@ -104,6 +110,12 @@ type Controller struct {
 	computed map[string]map[string]computedParameters
 
 	writeBudget *rate.Limiter
+
+	// written is the written policy (Config.Written); initial holds the
+	// namespaces not yet written since Run started: the binding is
+	// pointed at the written policy when none is left.
+	written *written
+	initial map[string]bool
 
 	lag    prometheus.Histogram
 	writes *prometheus.CounterVec
@@ -147,6 +159,13 @@ func New(cfg Config) (*Controller, error) {
 				return nil, err
 			}
 		}
+	}
+	if cfg.Written {
+		w, err := newWritten(cfg.Dynamic, cfg.Log)
+		if err != nil {
+			return nil, err
+		}
+		c.written = w
 	}
 	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(cfg.Dynamic, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
 		o.LabelSelector = ManagedByLabel + "=" + ManagedBy
@@ -222,6 +241,22 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 	if !cache.WaitForCacheSync(ctx.Done(), c.params.HasSynced, c.cfg.ServiceAccounts.HasSynced) {
 		return
 	}
+	if c.written != nil {
+		// The written policy holds every namespace's sets before any
+		// namespace's records are written: a new leader's first write of
+		// the policy never leaves out sets that records already name.
+		namespaces := c.namespaces()
+		c.mu.Lock()
+		c.initial = map[string]bool{}
+		for _, ns := range namespaces {
+			c.initial[ns] = true
+		}
+		c.mu.Unlock()
+		if err := c.seedWritten(ctx, namespaces); err != nil {
+			c.cfg.Log.WithError(err).Error("written policy not applied; retried as namespaces are written")
+		}
+		c.bindWhenWritten(ctx, "")
+	}
 	c.Changed("")
 	for range workers {
 		go func() {
@@ -292,7 +327,50 @@ func (c *Controller) next(ctx context.Context) bool {
 	if ok {
 		c.lag.Observe(time.Since(seen).Seconds())
 	}
+	c.bindWhenWritten(ctx, ns)
 	return true
+}
+
+// seedWritten gives the written policy the sets of every namespace, and
+// applies it.
+func (c *Controller) seedWritten(ctx context.Context, namespaces []string) error {
+	for _, ns := range namespaces {
+		spec, _, err := c.Desired(ns)
+		if err != nil {
+			return err
+		}
+		recs, err := NamespaceRecords(spec)
+		if err != nil {
+			return fmt.Errorf("namespace %s: %w", ns, err)
+		}
+		c.written.mu.Lock()
+		if len(recs.Sets) > 0 {
+			c.written.byNS[ns] = recs.Sets
+		}
+		c.written.mu.Unlock()
+	}
+	c.written.mu.Lock()
+	defer c.written.mu.Unlock()
+	return c.written.apply(ctx)
+}
+
+// bindWhenWritten notes that namespace ns was written, and points the
+// binding at the written policy once every namespace was.
+func (c *Controller) bindWhenWritten(ctx context.Context, ns string) {
+	if c.written == nil {
+		return
+	}
+	c.mu.Lock()
+	delete(c.initial, ns)
+	left := len(c.initial)
+	c.mu.Unlock()
+	if left > 0 {
+		return
+	}
+	if err := c.written.bind(ctx); err != nil {
+		c.errs.Inc()
+		c.cfg.Log.WithError(err).Error("binding not pointed at the written policy; retrying with the next namespace written")
+	}
 }
 
 // Desired returns the spec the namespace's object should have, and the
@@ -466,12 +544,45 @@ func (c *Controller) Sync(ctx context.Context, ns string) error {
 		c.cfg.Log.WithFields(logrus.Fields{"namespace": ns, "serviceaccounts": dropped, "max_bytes": c.cfg.MaxObjectBytes}).
 			Error("identity parameters too large: these serviceaccounts' pods are refused in policy mode (use the webhook for this namespace)")
 	}
+	empty := len(spec.ServiceAccounts) == 0 && spec.Default == nil && spec.Enforcement == nil
+	if c.written == nil {
+		return c.syncObject(ctx, ns, spec, empty)
+	}
+	// Written mode: the IdentityParameters first, then the policy, then
+	// the records that name its sets. The validating policies read the
+	// former, the written policy the latter: a pod the written policy
+	// finds listed is checked against parameters at least as new, as far
+	// as the order of writes goes.
+	var recs Records
+	if !empty {
+		if recs, err = NamespaceRecords(spec); err != nil {
+			return fmt.Errorf("namespace %s: %w", ns, err)
+		}
+		if len(recs.Left) > 0 {
+			spec.Incomplete = true
+			c.errs.Inc()
+			c.cfg.Log.WithFields(logrus.Fields{"namespace": ns, "serviceaccounts": recs.Left}).
+				Error("serviceaccounts left out of the written policy's records (a name over 63 characters, more distinct identities than the namespace may have, or records too large): their pods are refused in policy mode (use the webhook for this namespace)")
+		}
+	}
+	if err := c.syncObject(ctx, ns, spec, empty); err != nil {
+		return err
+	}
+	if err := c.written.use(ctx, ns, recs.Sets); err != nil {
+		return err
+	}
+	return c.written.writeRecords(ctx, ns, recs.Annotations)
+}
+
+// syncObject brings the namespace's IdentityParameters to spec: created,
+// updated, or deleted when it would hold nothing.
+func (c *Controller) syncObject(ctx context.Context, ns string, spec v1alpha1.IdentityParametersSpec, empty bool) error {
 	client := c.cfg.Dynamic.Resource(v1alpha1.GroupVersionResource).Namespace(ns)
 	obj, exists, err := c.params.GetStore().GetByKey(ns + "/" + v1alpha1.Name)
 	if err != nil {
 		return err
 	}
-	if len(spec.ServiceAccounts) == 0 && spec.Default == nil && spec.Enforcement == nil {
+	if empty {
 		if !exists {
 			return nil
 		}
