@@ -109,7 +109,18 @@ func createPod(t *testing.T, ns string, p *corev1.Pod, dryRun bool) (*corev1.Pod
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
-	return cluster.Client.CoreV1().Pods(ns).Create(context.Background(), p, opts)
+	created, err := cluster.Client.CoreV1().Pods(ns).Create(context.Background(), p, opts)
+	if WrittenRules() {
+		// As admit: retried while policy mode's written policy does not
+		// know the pod's set of rules yet.
+		start := time.Now()
+		for err != nil && strings.Contains(err.Error(), "is not known to pod-identity-injector yet") && time.Since(start) < 30*time.Second {
+			time.Sleep(20 * time.Millisecond)
+			created, err = cluster.Client.CoreV1().Pods(ns).Create(context.Background(), p, opts)
+		}
+		notedRetry(time.Since(start))
+	}
+	return created, err
 }
 
 // storedPod creates the pod and reads it back from the API server.

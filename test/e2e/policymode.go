@@ -76,6 +76,34 @@ func AdmissionPolicies(repoRoot string, selector map[string]string) ([]*unstruct
 	return out, nil
 }
 
+// WrittenRules says whether the suite runs policy mode with the rules
+// sync writes (E2E_POLICY_RULES=written: `injector sync --written-policy`,
+// deploy/overlays/policy-written) rather than the generic policy.
+func WrittenRules() bool { return os.Getenv("E2E_POLICY_RULES") == "written" }
+
+// WrittenWriters are the writers policy of deploy/overlays/policy-written
+// and its binding.
+func WrittenWriters(repoRoot string) ([]*unstructured.Unstructured, error) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "overlays", "policy-written", "written.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var out []*unstructured.Unstructured
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		o := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &o.Object); err != nil {
+			return nil, err
+		}
+		if o.GroupVersionKind().Group == "admissionregistration.k8s.io" {
+			out = append(out, o)
+		}
+	}
+	if len(out) != 2 {
+		return nil, fmt.Errorf("deploy/overlays/policy-written/written.yaml holds %d admission policies and bindings, want 2", len(out))
+	}
+	return out, nil
+}
+
 // ApplyAdmissionPolicies creates objs (from AdmissionPolicies), replacing
 // any of the same name.
 func (c *Cluster) ApplyAdmissionPolicies(ctx context.Context, objs []*unstructured.Unstructured) error {
@@ -92,6 +120,29 @@ func (c *Cluster) ApplyAdmissionPolicies(ctx context.Context, objs []*unstructur
 		}
 	}
 	return nil
+}
+
+// WaitForWrittenBinding waits until sync has pointed the mutating
+// policy's binding at its written policy (up to 60 s).
+func (c *Cluster) WaitForWrittenBinding(ctx context.Context) error {
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		return err
+	}
+	res := dyn.Resource(schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingadmissionpolicybindings"})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, err := res.Get(ctx, "pod-identity-injector", metav1.GetOptions{})
+		if err == nil {
+			if name, _, _ := unstructured.NestedString(b.Object, "spec", "policyName"); name == "pod-identity-injector-written" {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the binding pod-identity-injector was not pointed at pod-identity-injector-written within 60s (%v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // DeleteAdmissionPolicies deletes objs; those already gone are no error.
@@ -151,7 +202,11 @@ func (c *Cluster) WaitForParameters(ctx context.Context, ns, sa string, timeout 
 // rights, as the one user the parameters' writers policy admits.
 func (c *Cluster) syncKubeconfig(ctx context.Context) (string, error) {
 	cs := c.Client
-	for _, file := range []string{"namespace.yaml", "rbac.yaml"} {
+	files := []string{"namespace.yaml", "rbac.yaml"}
+	if WrittenRules() {
+		files = append(files, filepath.Join("..", "overlays", "policy-written", "written.yaml"))
+	}
+	for _, file := range files {
 		data, err := os.ReadFile(filepath.Join(c.repoRoot, "deploy", "policy", file))
 		if err != nil {
 			return "", err
@@ -193,6 +248,9 @@ func (c *Cluster) syncKubeconfig(ctx context.Context) (string, error) {
 				if err = yaml.UnmarshalStrict([]byte(doc), &o); err == nil {
 					_, err = cs.RbacV1().RoleBindings(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
 				}
+			case "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
+				// The written mode's writers policy: applied with the
+				// admission policies (WrittenWriters).
 			default:
 				return "", fmt.Errorf("deploy/policy/%s: unexpected %s", file, meta.Kind)
 			}

@@ -52,6 +52,9 @@ func syncArgs() []string {
 			out = append(out, a)
 		}
 	}
+	if WrittenRules() {
+		out = append(out, "--written-policy")
+	}
 	return out
 }
 
@@ -65,12 +68,31 @@ func startPolicyMode(t *testing.T) {
 			policyMode.err = err
 			return
 		}
-		if policyMode.sync, err = cluster.StartSync(ctx, syncArgs()...); err != nil {
+		objs, err := AdmissionPolicies(root, map[string]string{policyModeLabel: "policy"})
+		if err != nil {
 			policyMode.err = err
 			return
 		}
-		objs, err := AdmissionPolicies(root, map[string]string{policyModeLabel: "policy"})
-		if err != nil {
+		if WrittenRules() {
+			// The policies first: sync points their binding (which
+			// keeps the suite's namespace selector) at its written
+			// policy once every namespace has its records.
+			writers, err := WrittenWriters(root)
+			if err != nil {
+				policyMode.err = err
+				return
+			}
+			if policyMode.err = cluster.ApplyAdmissionPolicies(ctx, append(objs, writers...)); policyMode.err != nil {
+				return
+			}
+			if policyMode.sync, err = cluster.StartSync(ctx, syncArgs()...); err != nil {
+				policyMode.err = err
+				return
+			}
+			policyMode.err = cluster.WaitForWrittenBinding(ctx)
+			return
+		}
+		if policyMode.sync, err = cluster.StartSync(ctx, syncArgs()...); err != nil {
 			policyMode.err = err
 			return
 		}
@@ -124,7 +146,44 @@ func admit(t *testing.T, wc *warningClient, ns string, p *corev1.Pod, dryRun boo
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
 	created, err := wc.CoreV1().Pods(ns).Create(context.Background(), p.DeepCopy(), opts)
+	if WrittenRules() {
+		// The written policy names a new set of rules only once the API
+		// server has compiled it again: until then the pods of the
+		// ServiceAccounts that use it are refused as not known, and their
+		// controllers retry, as this does.
+		start := time.Now()
+		for err != nil && strings.Contains(err.Error(), "is not known to pod-identity-injector yet") && time.Since(start) < 30*time.Second {
+			time.Sleep(20 * time.Millisecond)
+			wc.take()
+			created, err = wc.CoreV1().Pods(ns).Create(context.Background(), p.DeepCopy(), opts)
+		}
+		notedRetry(time.Since(start))
+	}
 	return admitted{pod: created, warnings: wc.take(), err: err}
+}
+
+// mutatingPolicyName is the mutating policy the suite's policy mode runs.
+func mutatingPolicyName() string {
+	if WrittenRules() {
+		return "pod-identity-injector-written"
+	}
+	return "pod-identity-injector"
+}
+
+// longestRetry is the longest admit waited for a written policy that
+// knew a pod's set.
+var longestRetry struct {
+	gosync.Mutex
+	d time.Duration
+}
+
+func notedRetry(d time.Duration) {
+	longestRetry.Lock()
+	defer longestRetry.Unlock()
+	if d > longestRetry.d {
+		longestRetry.d = d
+		fmt.Printf("e2e: written policy mode: a pod was admitted or refused for good after %v of retries\n", d.Round(time.Millisecond))
+	}
 }
 
 // injected is the part of a pod that admission may change, with the
@@ -543,7 +602,7 @@ func mutatingEvaluations(t *testing.T) float64 {
 	}
 	var n float64
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "apiserver_mutating_admission_policy_check_total{") && strings.Contains(line, `policy="pod-identity-injector"`) {
+		if strings.HasPrefix(line, "apiserver_mutating_admission_policy_check_total{") && strings.Contains(line, `policy="`+mutatingPolicyName()+`"`) {
 			var v float64
 			if _, err := fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v); err == nil {
 				n += v

@@ -46,6 +46,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/pod-identity/injector/internal/parameters"
 	"github.com/pod-identity/injector/internal/testenv"
 	"github.com/pod-identity/injector/internal/testpki"
 	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
@@ -234,6 +235,10 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 	if err != nil {
 		return err
 	}
+	syncWritten, err := syncWrittenPolicy(ctx, cluster, ns, policies)
+	if err != nil {
+		return err
+	}
 	// The pod as admitted without injection and with the shipped
 	// policies, for the constant patch's floor.
 	deleteAll(ctx)
@@ -337,6 +342,9 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 		{"policy mode, entries written out (prototype)", applyPolicies(inline)},
 		{"policy mode, templates in the policy, parameters in a ServiceAccount (prototype)", applyPolicies(typed)},
 		{"policy mode, rules written for the templates, parameters in a ServiceAccount (prototype)", applySame(written)},
+		// What `injector sync --written-policy` writes: its records of
+		// the namespace and its policy, from the same functions.
+		{"policy mode, written policy (sync --written-policy)", applySame(syncWritten)},
 		// The least any policy-mode design pays for this pod: applying
 		// the injection's patch, with nothing to work out.
 		{"floor: the injection as a constant patch", func(ctx context.Context) error {
@@ -1001,7 +1009,7 @@ func serviceAccountParameters(ctx context.Context, cluster *e2e.Cluster, ns stri
 			}
 			_ = unstructured.SetNestedField(o.Object, map[string]any{"apiVersion": "v1", "kind": "ServiceAccount"}, "spec", "paramKind")
 		case "MutatingAdmissionPolicyBinding":
-			_ = unstructured.SetNestedField(o.Object, "pod-identity-parameters", "spec", "paramRef", "name")
+			_ = unstructured.SetNestedField(o.Object, testenv.TypedParametersName, "spec", "paramRef", "name")
 		}
 		out = append(out, o)
 	}
@@ -1047,7 +1055,7 @@ func bookkeepingFloor(constant []*unstructured.Unstructured, plain, injected *co
 			spec["matchConditions"] = typedMatchConditions()
 		}
 		if o.GetKind() == "MutatingAdmissionPolicyBinding" {
-			o.Object["spec"].(map[string]any)["paramRef"] = map[string]any{"name": "pod-identity-parameters", "parameterNotFoundAction": "Deny"}
+			o.Object["spec"].(map[string]any)["paramRef"] = map[string]any{"name": testenv.TypedParametersName, "parameterNotFoundAction": "Deny"}
 		}
 		out = append(out, o)
 	}
@@ -1116,6 +1124,56 @@ func writtenPolicy(ctx context.Context, cluster *e2e.Cluster, ns string, policie
 		case "MutatingAdmissionPolicyBinding":
 			o = o.DeepCopy()
 			_ = unstructured.SetNestedField(o.Object, testenv.TypedParametersName, "spec", "paramRef", "name")
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// syncWrittenPolicy is policy mode as `injector sync --written-policy`
+// writes it, from the functions it calls: the namespace's records
+// (parameters.NamespaceRecords of the parameters sync wrote), created
+// here, and the written policy (parameters.WrittenPolicy) with the
+// binding pointed at it; the validating policies are the shipped ones.
+func syncWrittenPolicy(ctx context.Context, cluster *e2e.Cluster, ns string, policies []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+	spec, err := namespaceParameters(ctx, cluster, ns)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := parameters.NamespaceRecords(spec)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs.Left) > 0 {
+		return nil, fmt.Errorf("records left out %v", recs.Left)
+	}
+	records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, Annotations: recs.Annotations}}
+	if _, err := cluster.Client.CoreV1().ServiceAccounts(ns).Create(ctx, records, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	var out []*unstructured.Unstructured
+	for _, o := range policies {
+		switch o.GetKind() {
+		case "MutatingAdmissionPolicy":
+			var shipped admissionregv1.MutatingAdmissionPolicy
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &shipped); err != nil {
+				return nil, err
+			}
+			written, err := parameters.WrittenPolicy(&shipped, recs.Sets)
+			if err != nil {
+				return nil, err
+			}
+			obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(written)
+			if err != nil {
+				return nil, err
+			}
+			o = &unstructured.Unstructured{Object: obj}
+			o.SetAPIVersion("admissionregistration.k8s.io/v1")
+			o.SetKind("MutatingAdmissionPolicy")
+		case "MutatingAdmissionPolicyBinding":
+			o = o.DeepCopy()
+			_ = unstructured.SetNestedField(o.Object, parameters.WrittenPolicyName, "spec", "policyName")
+			_ = unstructured.SetNestedField(o.Object, parameters.RecordsName, "spec", "paramRef", "name")
 		}
 		out = append(out, o)
 	}
