@@ -165,6 +165,7 @@ func New(cfg Config) (*Controller, error) {
 		if err != nil {
 			return nil, err
 		}
+		w.budget = c.writeBudget
 		c.written = w
 	}
 	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(cfg.Dynamic, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
@@ -281,6 +282,12 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 			c.cacheMu.Lock()
 			c.computed = map[string]map[string]computedParameters{}
 			c.cacheMu.Unlock()
+			if c.written != nil {
+				// Records deleted or edited meanwhile are written again.
+				c.written.mu.Lock()
+				c.written.records = map[string]string{}
+				c.written.mu.Unlock()
+			}
 			for _, ns := range c.namespaces() {
 				c.queue.Add(ns)
 			}

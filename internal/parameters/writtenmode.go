@@ -8,8 +8,10 @@ import (
 	"slices"
 	"strings"
 	gosync "sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/time/rate"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -43,6 +45,10 @@ var (
 	serviceAccountsResource = schema.GroupVersionResource{Version: "v1", Resource: "serviceaccounts"}
 )
 
+// bindingCheck is how often sync checks that the binding still points
+// at the written policy.
+const bindingCheck = time.Minute
+
 // BindingName is the mutating policy binding of policy mode: in written
 // mode sync points it at the written policy (WrittenPolicyName, reading
 // RecordsName), once every namespace has its records; applying
@@ -60,7 +66,8 @@ type written struct {
 	byNS    map[string]map[string]WrittenSet
 	applied []string          // the keys of the policy last applied
 	records map[string]string // namespace -> its records as last applied
-	bound   bool              // the binding points at the written policy
+	bound   time.Time         // when the binding was last seen pointing at the written policy
+	budget  *rate.Limiter     // the controller's cluster write budget
 }
 
 // newWritten reads the generic policy and binding that sync starts from.
@@ -79,9 +86,11 @@ func newWritten(dyn dynamic.Interface, log logrus.FieldLogger) (*written, error)
 	return &written{generic: &generic, binding: &binding, dyn: dyn, log: log, byNS: map[string]map[string]WrittenSet{}, records: map[string]string{}}, nil
 }
 
-// chosen are the keys of the sets the policy holds, and the policy: the
-// sets by the number of namespaces using them, most first, within
-// MaxPolicyBytes.
+// chosen are the keys of the sets the policy holds, and the policy (nil
+// when they are those last applied): the sets by the number of namespaces
+// using them, most first, those the policy holds already before new ones,
+// within MaxPolicyBytes. Each set's size is its rules' once, so a policy
+// past the bound is built once, not once per set left out.
 func (w *written) chosen() ([]string, *admissionregv1.MutatingAdmissionPolicy, error) {
 	uses := map[string]int{}
 	sets := map[string]WrittenSet{}
@@ -92,34 +101,63 @@ func (w *written) chosen() ([]string, *admissionregv1.MutatingAdmissionPolicy, e
 		}
 	}
 	keys := slices.Collect(maps.Keys(sets))
+	slices.Sort(keys)
+	if w.applied != nil && slices.Equal(keys, w.applied) {
+		return keys, nil, nil
+	}
+	held := map[string]bool{}
+	for _, k := range w.applied {
+		held[k] = true
+	}
 	slices.SortFunc(keys, func(a, b string) int {
-		if uses[a] != uses[b] {
+		switch {
+		case uses[a] != uses[b]:
 			return uses[b] - uses[a]
+		case held[a] != held[b]:
+			if held[a] {
+				return -1
+			}
+			return 1
 		}
 		return strings.Compare(a, b)
 	})
-	for n := len(keys); n >= 0; n-- {
-		in := map[string]WrittenSet{}
-		for _, k := range keys[:n] {
-			in[k] = sets[k]
-		}
-		p, err := WrittenPolicy(w.generic, in)
-		if err != nil {
-			return nil, nil, err
-		}
-		b, err := json.Marshal(p)
-		if err != nil {
-			return nil, nil, err
-		}
-		if len(b) <= MaxPolicyBytes {
-			if n < len(keys) {
-				w.log.WithFields(logrus.Fields{"sets": len(keys), "held": n, "max_bytes": MaxPolicyBytes}).
-					Error("written policy too large: the serviceaccounts of the sets left out are refused as not known (use webhook mode, or fewer distinct identities)")
-			}
-			return slices.Sorted(slices.Values(keys[:n])), p, nil
-		}
+	// The policy's own size, and each set's rules: within 10% of what
+	// the built policy measures (its JSON escapes a few characters).
+	base, err := WrittenPolicy(w.generic, nil)
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil, nil, fmt.Errorf("mutatingadmissionpolicy %s: larger than %d bytes with no sets", WrittenPolicyName, MaxPolicyBytes)
+	b, err := json.Marshal(base)
+	if err != nil {
+		return nil, nil, err
+	}
+	size, n := len(b), 0
+	for _, k := range keys {
+		rules, err := WrittenRules(sets[k].Entries, sets[k].Own)
+		if err != nil {
+			return nil, nil, fmt.Errorf("set %s: %w", k, err)
+		}
+		for _, r := range rules {
+			size += len(r.Name) + len(r.Expression) + 64
+		}
+		if size > MaxPolicyBytes*9/10 {
+			break
+		}
+		n++
+	}
+	if n < len(keys) {
+		w.log.WithFields(logrus.Fields{"sets": len(keys), "held": n, "max_bytes": MaxPolicyBytes}).
+			Error("written policy too large: the serviceaccounts of the sets left out are refused as not known (use webhook mode, or fewer distinct identities)")
+	}
+	in := map[string]WrittenSet{}
+	for _, k := range keys[:n] {
+		in[k] = sets[k]
+	}
+	p, err := WrittenPolicy(w.generic, in)
+	if err != nil {
+		return nil, nil, err
+	}
+	return slices.Sorted(slices.Values(keys[:n])), p, nil
 }
 
 // use records the sets of namespace ns and applies the policy when the
@@ -141,8 +179,15 @@ func (w *written) apply(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if w.applied != nil && slices.Equal(keys, w.applied) {
+	if p == nil || w.applied != nil && slices.Equal(keys, w.applied) {
 		return nil
+	}
+	// Charged to the cluster's write budget, as IdentityParameters are:
+	// etcd keeps every version of the policy until compaction.
+	if b, err := json.Marshal(p); err == nil && w.budget != nil {
+		if err := w.budget.WaitN(ctx, min(len(b), w.budget.Burst())); err != nil {
+			return fmt.Errorf("apply mutatingadmissionpolicy %s: %w", p.Name, err)
+		}
 	}
 	if err := applyObject(ctx, w.dyn.Resource(mutatingPolicies), p, "MutatingAdmissionPolicy"); err != nil {
 		return fmt.Errorf("apply mutatingadmissionpolicy %s: %w", p.Name, err)
@@ -156,7 +201,9 @@ func (w *written) apply(ctx context.Context) error {
 func (w *written) bind(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.bound {
+	// Checked again now and then: `kubectl apply -k` of the overlay
+	// points the binding back at the generic policy.
+	if time.Since(w.bound) < bindingCheck {
 		return nil
 	}
 	// A binding the operator applied keeps what it matches (their
@@ -164,7 +211,14 @@ func (w *written) bind(ctx context.Context) error {
 	// change. Without one, the shipped binding's.
 	client := w.dyn.Resource(mutatingBindings)
 	var obj runtime.Object = w.binding
-	if _, err := client.Get(ctx, w.binding.Name, metav1.GetOptions{}); err == nil {
+	current, err := client.Get(ctx, w.binding.Name, metav1.GetOptions{})
+	if err == nil {
+		name, _, _ := unstructured.NestedString(current.Object, "spec", "policyName")
+		param, _, _ := unstructured.NestedString(current.Object, "spec", "paramRef", "name")
+		if name == w.binding.Spec.PolicyName && param == RecordsName {
+			w.bound = time.Now()
+			return nil
+		}
 		obj = &admissionregv1.MutatingAdmissionPolicyBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: w.binding.Name},
 			Spec:       admissionregv1.MutatingAdmissionPolicyBindingSpec{PolicyName: w.binding.Spec.PolicyName, ParamRef: w.binding.Spec.ParamRef},
@@ -175,7 +229,7 @@ func (w *written) bind(ctx context.Context) error {
 	if err := applyObject(ctx, client, obj, "MutatingAdmissionPolicyBinding"); err != nil {
 		return fmt.Errorf("apply mutatingadmissionpolicybinding %s: %w", w.binding.Name, err)
 	}
-	w.bound = true
+	w.bound = time.Now()
 	w.log.WithField("binding", w.binding.Name).Info("policy mode now injects with the written policy")
 	return nil
 }
@@ -202,8 +256,25 @@ func (w *written) writeRecords(ctx context.Context, ns string, annotations map[s
 			// Pods never need this ServiceAccount's token.
 			AutomountServiceAccountToken: new(bool),
 		}
-		if err := applyObject(ctx, client, sa, "ServiceAccount"); err != nil {
-			return fmt.Errorf("apply serviceaccount %s/%s: %w", ns, RecordsName, err)
+		// Replaced whole (create or update), not applied: annotations
+		// that another field manager wrote (a forgery from before the
+		// writers policy, a `kubectl annotate`) would survive an apply.
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(sa)
+		if err != nil {
+			return err
+		}
+		u := &unstructured.Unstructured{Object: m}
+		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+		current, err := client.Get(ctx, RecordsName, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			_, err = client.Create(ctx, u, metav1.CreateOptions{FieldManager: ManagedBy})
+		case err == nil:
+			u.SetResourceVersion(current.GetResourceVersion())
+			_, err = client.Update(ctx, u, metav1.UpdateOptions{FieldManager: ManagedBy})
+		}
+		if err != nil {
+			return fmt.Errorf("write serviceaccount %s/%s: %w", ns, RecordsName, err)
 		}
 	}
 	w.mu.Lock()

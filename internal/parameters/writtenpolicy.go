@@ -52,8 +52,9 @@ type WrittenSet struct {
 	Own int
 }
 
-// Key is the set's key in the written policy: "k" and the first 12 hex
-// digits of the SHA-256 of its JSON, the same in every namespace and every
+// Key is the set's key in the written policy: "k" and the first 32 hex
+// digits (128 bits: no set can be made to collide with another) of the
+// SHA-256 of its JSON, the same in every namespace and every
 // run; empty for a set with no entries.
 func (s WrittenSet) Key() string {
 	if len(s.Entries) == 0 {
@@ -64,7 +65,7 @@ func (s WrittenSet) Key() string {
 		panic(err) // the parameters' own types always encode
 	}
 	sum := sha256.Sum256(b)
-	return "k" + hex.EncodeToString(sum[:6])
+	return "k" + hex.EncodeToString(sum[:16])
 }
 
 // Records is what the written policy reads for one namespace.
@@ -99,7 +100,7 @@ func NamespaceRecords(spec v1alpha1.IdentityParametersSpec) (Records, error) {
 		return true
 	}
 	if d := spec.Default; d != nil {
-		set := WrittenSet{Entries: d.Injections, Own: len(d.Injections)}
+		set := WrittenSet{Entries: ruled(d.Injections), Own: len(d.Injections)}
 		key := set.Key()
 		r.Sets[key] = set
 		put(DefaultRecordKey, record(key, d))
@@ -129,7 +130,7 @@ func NamespaceRecords(spec v1alpha1.IdentityParametersSpec) (Records, error) {
 			r.Left = append(r.Left, name)
 			continue
 		}
-		set := WrittenSet{Entries: entries, Own: len(p.Injections)}
+		set := WrittenSet{Entries: ruled(entries), Own: len(p.Injections)}
 		key := set.Key()
 		if len(validation.IsQualifiedName(name)) > 0 || !put(name, record(key, &p)) {
 			r.Left = append(r.Left, name)
@@ -169,6 +170,25 @@ func NamespaceRecords(spec v1alpha1.IdentityParametersSpec) (Records, error) {
 	}
 	slices.Sort(r.Left)
 	return r, nil
+}
+
+// ruled is entries as the written rules read them: whether an entry
+// refuses or warns, not what it says (the validating policies say it,
+// from the IdentityParameters), and not what gave the identity. Messages
+// name the namespace: without them, namespaces share their sets.
+func ruled(entries []v1alpha1.Injection) []v1alpha1.Injection {
+	out := make([]v1alpha1.Injection, len(entries))
+	for i, e := range entries {
+		e.Source = ""
+		if len(e.Denied) > 0 {
+			e.Denied = []string{"d"}
+		}
+		if len(e.Warnings) > 0 {
+			e.Warnings = []string{"w"}
+		}
+		out[i] = e
+	}
+	return out
 }
 
 // record is a ServiceAccount's record: its set's key, its flags and its

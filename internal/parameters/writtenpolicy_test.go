@@ -158,3 +158,29 @@ func TestTheWrittenPolicyIsTheGenericOneWithItsRules(t *testing.T) {
 		t.Errorf("err %v, want the missing match condition named", err)
 	}
 }
+
+func TestNamespacesShareASetWhateverItsMessagesSay(t *testing.T) {
+	entry := func(ns string) v1alpha1.Injection {
+		e := aws("{value:0}")
+		e.Source = "serviceaccount " + ns + "/{serviceaccount}"
+		e.Warnings = []string{"in " + ns}
+		return e
+	}
+	key := func(ns string) string {
+		r, err := NamespaceRecords(v1alpha1.IdentityParametersSpec{Templates: []v1alpha1.Injection{entry(ns)},
+			ServiceAccounts: map[string]v1alpha1.ServiceAccountParameters{"app": {Entries: []int32{0}, Values: []string{"v"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Split(r.Annotations["app"], "|")[0]
+	}
+	if a, b := key("team-a"), key("team-b"); a != b || a == "" {
+		t.Errorf("keys %q and %q: want one set for both namespaces", a, b)
+	}
+	withoutWarning := aws("{value:0}")
+	r, _ := NamespaceRecords(v1alpha1.IdentityParametersSpec{Templates: []v1alpha1.Injection{withoutWarning},
+		ServiceAccounts: map[string]v1alpha1.ServiceAccountParameters{"app": {Entries: []int32{0}}}})
+	if strings.Split(r.Annotations["app"], "|")[0] == key("team-a") {
+		t.Error("an entry that warns shares its set with one that does not")
+	}
+}
