@@ -40,7 +40,8 @@ const MaxWrittenEntries = 64
 //
 // They end with mayDeny; the generic policy's newAnnotations and
 // newLabels, and its mutation, follow them unchanged. Held to the generic
-// policy by test/celbench (TestTheWrittenRulesDecideAsTheGenericOnes).
+// policy by test/celbench (policy_test.go, random_test.go), through
+// WrittenPolicy.
 func WrittenRules(entries []v1alpha1.Injection, own int) ([]admissionregv1.Variable, error) {
 	if len(entries) > MaxWrittenEntries {
 		return nil, fmt.Errorf("%d entries, at most %d", len(entries), MaxWrittenEntries)

@@ -6,9 +6,9 @@
 // server's own CEL plumbing (k8s.io/apiserver, the version the e2e suite
 // runs) and reads parameters that `injector sync`'s controller computes
 // for the pod's ServiceAccount. `make apibench` measures the API server
-// as a whole; this says which expression to look at. generated_test.go
-// holds the policies written for templates (parameters.WrittenRules) to
-// the shipped policy.
+// as a whole; this says which expression to look at. policy_test.go and
+// random_test.go hold the written policy (parameters.WrittenPolicy, what
+// sync --written-policy writes) to the shipped policy.
 //
 //	cd test/celbench && go test -run '^$' -bench . -benchmem
 package celbench
@@ -157,17 +157,6 @@ func creation(obj *corev1.Pod) (*admission.VersionedAttributes, *admissionv1.Adm
 	return va, req, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
 }
 
-// typedParameters is testenv.TypedParameters for spec, with the UID and
-// version the API server gives an object.
-func typedParameters(t testing.TB, spec v1alpha1.IdentityParametersSpec) *corev1.ServiceAccount {
-	typed, err := testenv.TypedParameters(ns, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	typed.UID, typed.ResourceVersion = "u-typed", "7"
-	return typed
-}
-
 // run evaluates e once for a new request, as the API server does.
 func (e evaluator) run(b *testing.B, obj *corev1.Pod, params runtime.Object) {
 	ctx := e.compiler.CreateContext(context.Background())
@@ -233,22 +222,25 @@ func BenchmarkMutatingPolicy(b *testing.B) {
 			e.run(b, o, params)
 		}
 	})
-	// The policy written for the templates of apibench's ServiceAccount
-	// (testenv.WrittenPolicy), with the typed parameters it reads
-	// (generated_test.go holds such policies to the shipped one).
-	b.Run("the mutation written for the templates, ServiceAccount parameters (prototype)", func(b *testing.B) {
+	// The written policy for apibench's namespace (policy_test.go holds
+	// it to the shipped one), with the records it reads.
+	b.Run("the mutation of the written policy, with its records", func(b *testing.B) {
 		var spec v1alpha1.IdentityParametersSpec
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(params.Object["spec"].(map[string]any), &spec); err != nil {
 			b.Fatal(err)
 		}
-		written, err := testenv.WrittenPolicy(p, spec, testenv.APIBenchServiceAccount)
+		recs, err := parameters.NamespaceRecords(spec)
 		if err != nil {
 			b.Fatal(err)
 		}
-		typed := typedParameters(b, spec)
+		written, err := parameters.WrittenPolicy(p, recs.Sets)
+		if err != nil {
+			b.Fatal(err)
+		}
+		records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, UID: "u-records", ResourceVersion: "7", Annotations: recs.Annotations}}
 		e := compile(b, written, "")
 		for b.Loop() {
-			e.run(b, o, typed)
+			e.run(b, o, records)
 		}
 	})
 	for _, m := range p.Spec.MatchConditions {

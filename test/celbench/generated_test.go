@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand"
 	"reflect"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -16,14 +15,10 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/cel/environment"
 
-	"github.com/pod-identity/injector/internal/testenv"
-	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
 )
 
 // generatedCases are ServiceAccounts whose templates the test writes rules
@@ -54,58 +49,6 @@ func generatedPod(r *rand.Rand, serviceAccount string) *corev1.Pod {
 		c.Env = append(c.Env, corev1.EnvVar{Name: []string{"GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE"}[r.Intn(2)], Value: "/mine"})
 	}
 	return p
-}
-
-// TestTheWrittenRulesDecideAsTheGenericOnes holds parameters.WrittenRules
-// to the shipped, generic policy: for each case's ServiceAccount, with the
-// templates and values sync's controller computes for it, and random pods
-// of it, the same additions to each container, volumes, annotations (the
-// mark's parameters aside; in any order, as a patch adds them) and labels.
-func TestTheWrittenRulesDecideAsTheGenericOnes(t *testing.T) {
-	generic := mutatingPolicy(t)
-	var sas []*corev1.ServiceAccount
-	for name, ann := range generatedCases {
-		sas = append(sas, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("u-" + sanitize(name)), ResourceVersion: "1", Annotations: ann}})
-	}
-	crd := identityParametersOf(t, sas)
-	var spec v1alpha1.IdentityParametersSpec
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(crd.Object["spec"].(map[string]any), &spec); err != nil {
-		t.Fatal(err)
-	}
-	typed := typedParameters(t, spec)
-	mark := regexp.MustCompile(`;u-(params;1|typed;7);`)
-	const pods = 150
-	for name := range generatedCases {
-		t.Run(name, func(t *testing.T) {
-			if len(spec.ServiceAccounts[name].Entries) == 0 {
-				t.Fatalf("serviceaccount %s has no entries: %+v", name, spec.ServiceAccounts[name])
-			}
-			written, err := testenv.WrittenPolicy(generic, spec, name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, v := range []string{"additions", "newVolumes", "newAnnotations", "newLabels"} {
-				g, w := compileValue(t, generic, "variables."+v), compileValue(t, written, "variables."+v)
-				r := rand.New(rand.NewSource(int64(len(name))))
-				differ := 0
-				for i := range pods {
-					pod := generatedPod(r, name)
-					want := canonical(v, mark.ReplaceAllString(g.value(t, pod, crd), ";P;"))
-					got := canonical(v, mark.ReplaceAllString(w.value(t, pod, typed), ";P;"))
-					if got != want {
-						differ++
-						if differ <= 2 {
-							b, _ := json.Marshal([]any{pod.Labels, pod.Annotations, pod.Spec.NodeSelector, pod.Spec.Volumes, pod.Spec.Containers})
-							t.Errorf("%s, pod %d %.500s:\n written %.800s\n generic %.800s", v, i, b, got, want)
-						}
-					}
-				}
-				if differ > 0 {
-					t.Errorf("%s differs for %d of %d pods", v, differ, pods)
-				}
-			}
-		})
-	}
 }
 
 // canonical is a value as the patch applies it: the annotations added in

@@ -117,28 +117,8 @@ func TestTheWrittenPolicyDecidesAsTheGenericOne(t *testing.T) {
 	compared, acted := 0, 0
 	for n := range namespaces {
 		spec := randomNamespace(r)
-		crd := &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": v1alpha1.GroupVersion.String(), "kind": v1alpha1.Kind,
-			"metadata": map[string]any{"name": v1alpha1.Name, "namespace": ns, "uid": "u-params", "generation": int64(1)},
-			"spec":     spec,
-		}}
-		var typedSpec v1alpha1.IdentityParametersSpec
+		crd, records, written := writtenFor(t, generic, spec)
 		b, _ := json.Marshal(spec)
-		if err := json.Unmarshal(b, &typedSpec); err != nil {
-			t.Fatal(err)
-		}
-		recs, err := parameters.NamespaceRecords(typedSpec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(recs.Left) > 0 {
-			t.Fatalf("namespace %d: %v left out", n, recs.Left)
-		}
-		records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, UID: "u-records", ResourceVersion: "7", Annotations: recs.Annotations}}
-		written, err := parameters.WrittenPolicy(generic, recs.Sets)
-		if err != nil {
-			t.Fatal(err)
-		}
 		podSeed := r.Int63()
 		pr := rand.New(rand.NewSource(podSeed))
 		var ps []*corev1.Pod
@@ -176,6 +156,37 @@ func newEvaluatorSet(t testing.TB, p *admissionregv1.MutatingAdmissionPolicy) *e
 		s.values[v] = compileValue(t, p, "variables."+v)
 	}
 	return s
+}
+
+// writtenFor is what the policies read for a namespace whose parameters
+// are spec (as JSON): its IdentityParameters, its records
+// (parameters.NamespaceRecords, none left out), and the written policy
+// (parameters.WrittenPolicy) for its sets.
+func writtenFor(t *testing.T, generic *admissionregv1.MutatingAdmissionPolicy, spec map[string]any) (*unstructured.Unstructured, *corev1.ServiceAccount, *admissionregv1.MutatingAdmissionPolicy) {
+	t.Helper()
+	crd := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(), "kind": v1alpha1.Kind,
+		"metadata": map[string]any{"name": v1alpha1.Name, "namespace": ns, "uid": "u-params", "generation": int64(1)},
+		"spec":     spec,
+	}}
+	var typedSpec v1alpha1.IdentityParametersSpec
+	b, _ := json.Marshal(spec)
+	if err := json.Unmarshal(b, &typedSpec); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := parameters.NamespaceRecords(typedSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs.Left) > 0 {
+		t.Fatalf("%v left out of the records", recs.Left)
+	}
+	records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, UID: "u-records", ResourceVersion: "7", Annotations: recs.Annotations}}
+	written, err := parameters.WrittenPolicy(generic, recs.Sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return crd, records, written
 }
 
 // compareOnPods compares the generic policy reading crd with the written
@@ -217,9 +228,10 @@ func compareOnPods(t *testing.T, generic, written *admissionregv1.MutatingAdmiss
 
 // TestTheWrittenPolicyDecidesAsTheGenericOneForSyncsParameters compares
 // them on the parameters sync's controller computes, with the providers as
-// sync builds them by default: the generated cases' ServiceAccounts, one
-// with no identity (whose pods get the namespace's default), and pods
-// with and without the labels that ask for an identity.
+// sync builds them by default: the generated cases' ServiceAccounts (each
+// provider alone, tuned, and together), one with no identity (whose pods
+// get the namespace's default) and one not listed, 150 random pods of
+// each, with and without the labels that ask for an identity.
 func TestTheWrittenPolicyDecidesAsTheGenericOneForSyncsParameters(t *testing.T) {
 	generic := mutatingPolicy(t)
 	sas := []*corev1.ServiceAccount{{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "plain", UID: "u-plain", ResourceVersion: "1"}}}
@@ -243,10 +255,15 @@ func TestTheWrittenPolicyDecidesAsTheGenericOneForSyncsParameters(t *testing.T) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	for name := range generatedCases {
+		if len(spec.ServiceAccounts[name].Entries) == 0 {
+			t.Fatalf("serviceaccount %s has no entries: %+v", name, spec.ServiceAccounts[name])
+		}
+	}
 	r := rand.New(rand.NewSource(5))
 	var pods []*corev1.Pod
-	for range 300 {
-		p := generatedPod(r, names[r.Intn(len(names))])
+	for i := range 150 * len(names) {
+		p := generatedPod(r, names[i%len(names)])
 		if r.Intn(2) == 0 {
 			if p.Labels == nil {
 				p.Labels = map[string]string{}

@@ -4,14 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
-	"regexp"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-
-	"github.com/pod-identity/injector/internal/testenv"
-	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
 )
 
 // randomEntries are entries of the shape the CRD allows but no provider
@@ -173,14 +168,14 @@ func randomTenantPod(r *rand.Rand) *corev1.Pod {
 	return p
 }
 
-// TestTheWrittenRulesDecideAsTheGenericOnesForAnyEntries holds
-// parameters.WrittenRules to the shipped policy for random entries within
-// the CRD's limits (declarative providers write their own) and random
+// TestTheWrittenRulesDecideAsTheGenericOnesForAnyEntries holds the
+// written policy (parameters.WrittenRules for each set) to the shipped
+// policy for random entries within the CRD's limits (declarative
+// providers write their own), templated with random values, and random
 // pods presenting what they read.
 func TestTheWrittenRulesDecideAsTheGenericOnesForAnyEntries(t *testing.T) {
 	generic := mutatingPolicy(t)
 	r := rand.New(rand.NewSource(3))
-	mark := regexp.MustCompile(`;u-(params;1|typed;7);`)
 	const sets, pods = 60, 12
 	compared := 0
 	for n := range sets {
@@ -198,37 +193,15 @@ func TestTheWrittenRulesDecideAsTheGenericOnesForAnyEntries(t *testing.T) {
 		if len(values) > 0 {
 			sa["values"] = values // as sync writes it: omitted when empty
 		}
-		spec := map[string]any{"templates": templates, "serviceAccounts": map[string]any{"s0": sa}}
-		crd := &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": v1alpha1.GroupVersion.String(), "kind": v1alpha1.Kind,
-			"metadata": map[string]any{"name": v1alpha1.Name, "namespace": ns, "uid": "u-params", "generation": int64(1)},
-			"spec":     spec,
-		}}
-		var typedSpec v1alpha1.IdentityParametersSpec
-		b, _ := json.Marshal(spec)
-		if err := json.Unmarshal(b, &typedSpec); err != nil {
-			t.Fatal(err)
+		crd, records, written := writtenFor(t, generic, map[string]any{"templates": templates, "serviceAccounts": map[string]any{"s0": sa}})
+		pr := rand.New(rand.NewSource(r.Int63()))
+		var ps []*corev1.Pod
+		for range pods {
+			ps = append(ps, randomTenantPod(pr))
 		}
-		typed := typedParameters(t, typedSpec)
-		written, err := testenv.WrittenPolicy(generic, typedSpec, "s0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		podSeed := r.Int63()
-		for _, v := range []string{"additions", "newVolumes", "newAnnotations", "newLabels"} {
-			g, w := compileValue(t, generic, "variables."+v), compileValue(t, written, "variables."+v)
-			pr := rand.New(rand.NewSource(podSeed))
-			for i := range pods {
-				p := randomTenantPod(pr)
-				want := canonical(v, mark.ReplaceAllString(g.value(t, p, crd), ";P;"))
-				got := canonical(v, mark.ReplaceAllString(w.value(t, p, typed), ";P;"))
-				compared++
-				if got != want {
-					pb, _ := json.Marshal([]any{p.Labels, p.Annotations, p.Spec.NodeSelector, p.Spec.Volumes, p.Spec.Containers})
-					t.Fatalf("set %d %s, pod %d: written %.600s\n generic %.600s\n entries %s\n values %v\n pod %.800s", n, v, i, got, want, b, values, pb)
-				}
-			}
-		}
+		b, _ := json.Marshal(entries)
+		compareOnPods(t, generic, written, crd, records, ps, fmt.Sprintf("set %d, entries %s, values %v", n, b, values))
+		compared += len(ps)
 	}
-	t.Logf("%d comparisons", compared)
+	t.Logf("%d pods compared", compared)
 }

@@ -231,10 +231,6 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 	if err != nil {
 		return err
 	}
-	written, err := writtenPolicy(ctx, cluster, ns, policies)
-	if err != nil {
-		return err
-	}
 	syncWritten, err := syncWrittenPolicy(ctx, cluster, ns, policies)
 	if err != nil {
 		return err
@@ -341,7 +337,6 @@ func run(concurrency, rounds int, duration, warmup time.Duration) error {
 		{"policy mode, templates in the policy (prototype)", applyPolicies(folded)},
 		{"policy mode, entries written out (prototype)", applyPolicies(inline)},
 		{"policy mode, templates in the policy, parameters in a ServiceAccount (prototype)", applyPolicies(typed)},
-		{"policy mode, rules written for the templates, parameters in a ServiceAccount (prototype)", applySame(written)},
 		// What `injector sync --written-policy` writes: its records of
 		// the namespace and its policy, from the same functions.
 		{"policy mode, written policy (sync --written-policy)", applySame(syncWritten)},
@@ -1092,42 +1087,6 @@ func namespaceParameters(ctx context.Context, cluster *e2e.Cluster, ns string) (
 	}
 	err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &params)
 	return params.Spec, err
-}
-
-// writtenPolicy is the mutating policy with the rules written for the
-// templates of apibench's ServiceAccount (testenv.WrittenPolicy: the
-// rules parameters.WrittenRules writes, the typed prototype's
-// parameters), in place of the shipped one; the validating policies are
-// the shipped ones.
-func writtenPolicy(ctx context.Context, cluster *e2e.Cluster, ns string, policies []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
-	spec, err := namespaceParameters(ctx, cluster, ns)
-	if err != nil {
-		return nil, err
-	}
-	var out []*unstructured.Unstructured
-	for _, o := range policies {
-		switch o.GetKind() {
-		case "MutatingAdmissionPolicy":
-			var shipped admissionregv1.MutatingAdmissionPolicy
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &shipped); err != nil {
-				return nil, err
-			}
-			written, err := testenv.WrittenPolicy(&shipped, spec, testenv.APIBenchServiceAccount)
-			if err != nil {
-				return nil, err
-			}
-			obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(written)
-			if err != nil {
-				return nil, err
-			}
-			o = &unstructured.Unstructured{Object: obj}
-		case "MutatingAdmissionPolicyBinding":
-			o = o.DeepCopy()
-			_ = unstructured.SetNestedField(o.Object, testenv.TypedParametersName, "spec", "paramRef", "name")
-		}
-		out = append(out, o)
-	}
-	return out, nil
 }
 
 // syncWrittenPolicy is policy mode as `injector sync --written-policy`
