@@ -68,6 +68,7 @@ type written struct {
 	records map[string]string // namespace -> its records as last applied
 	bound   time.Time         // when the binding was last seen pointing at the written policy
 	budget  *rate.Limiter     // the controller's cluster write budget
+	stale   bool              // the last apply failed: byNS is ahead of the policy
 }
 
 // newWritten reads the generic policy and binding that sync starts from.
@@ -165,12 +166,19 @@ func (w *written) chosen() ([]string, *admissionregv1.MutatingAdmissionPolicy, e
 func (w *written) use(ctx context.Context, ns string, sets map[string]WrittenSet) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	// Most writes of a namespace name the sets it named before: nothing
+	// to look at across the other namespaces then.
+	if w.applied != nil && !w.stale && slices.Equal(slices.Sorted(maps.Keys(w.byNS[ns])), slices.Sorted(maps.Keys(sets))) {
+		return nil
+	}
 	if len(sets) == 0 {
 		delete(w.byNS, ns)
 	} else {
 		w.byNS[ns] = sets
 	}
-	return w.apply(ctx)
+	err := w.apply(ctx)
+	w.stale = err != nil
+	return err
 }
 
 // apply writes the policy if the sets it holds changed.

@@ -1,10 +1,14 @@
 package parameters
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/sirupsen/logrus"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
@@ -183,4 +187,55 @@ func TestNamespacesShareASetWhateverItsMessagesSay(t *testing.T) {
 	if strings.Split(r.Annotations["app"], "|")[0] == key("team-a") {
 		t.Error("an entry that warns shares its set with one that does not")
 	}
+}
+
+func TestTheWrittenPolicyHoldsTheSetsMostNamespacesUseWithinItsBound(t *testing.T) {
+	w, err := newWritten(nil, logrus.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.log.(*logrus.Logger).SetOutput(io.Discard)
+	shared := WrittenSet{Entries: []v1alpha1.Injection{aws("{value:0}")}}
+	own := func(i int) WrittenSet {
+		return WrittenSet{Entries: []v1alpha1.Injection{aws(fmt.Sprintf("arn:aws:iam::111122223333:role/own-%d", i)), aws("{value:0}")}, Own: 1}
+	}
+	for i := range 400 {
+		w.byNS[fmt.Sprintf("ns-%d", i)] = map[string]WrittenSet{shared.Key(): shared, own(i).Key(): own(i)}
+	}
+	keys, p, err := w.chosen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(p)
+	if len(b) > MaxPolicyBytes || len(keys) >= 401 || len(keys) < 10 {
+		t.Fatalf("%d sets in a policy of %d bytes: want some of the 401 left out, within %d bytes", len(keys), len(b), MaxPolicyBytes)
+	}
+	if !slices.Contains(keys, shared.Key()) {
+		t.Error("the set every namespace uses was left out")
+	}
+	t.Run("a new set does not push out one the policy holds", func(t *testing.T) {
+		w.applied = keys
+		w.byNS["ns-new"] = map[string]WrittenSet{own(1000).Key(): own(1000)}
+		again, _, err := w.chosen()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(again, keys) {
+			t.Errorf("sets %d, were %d: a held set was replaced", len(again), len(keys))
+		}
+	})
+	t.Run("sets as last applied build no policy", func(t *testing.T) {
+		delete(w.byNS, "ns-new")
+		w.applied = nil
+		for n := range w.byNS {
+			if n != "ns-0" {
+				delete(w.byNS, n)
+			}
+		}
+		keys, _, _ := w.chosen()
+		w.applied = keys
+		if _, p, err := w.chosen(); p != nil || err != nil {
+			t.Errorf("policy %v, err %v: want none to write", p != nil, err)
+		}
+	})
 }
