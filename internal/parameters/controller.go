@@ -283,10 +283,14 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 			c.computed = map[string]map[string]computedParameters{}
 			c.cacheMu.Unlock()
 			if c.written != nil {
-				// Records deleted or edited meanwhile are written again.
+				// Records deleted or edited meanwhile are written again,
+				// and sets past their grace leave the policy.
 				c.written.mu.Lock()
 				c.written.records = map[string]string{}
 				c.written.mu.Unlock()
+				if err := c.written.refresh(ctx); err != nil {
+					c.cfg.Log.WithError(err).Error("written policy not applied; retried as namespaces are written")
+				}
 			}
 			for _, ns := range c.namespaces() {
 				c.queue.Add(ns)

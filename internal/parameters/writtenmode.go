@@ -45,6 +45,15 @@ var (
 	serviceAccountsResource = schema.GroupVersionResource{Version: "v1", Resource: "serviceaccounts"}
 )
 
+// setGrace is how long the written policy keeps a set no namespace uses.
+const setGrace = 10 * time.Minute
+
+// retiredSet is a set and when a namespace last used it.
+type retiredSet struct {
+	set WrittenSet
+	at  time.Time
+}
+
 // bindingCheck is how often sync checks that the binding still points
 // at the written policy.
 const bindingCheck = time.Minute
@@ -69,6 +78,14 @@ type written struct {
 	bound   time.Time         // when the binding was last seen pointing at the written policy
 	budget  *rate.Limiter     // the controller's cluster write budget
 	stale   bool              // the last apply failed: byNS is ahead of the policy
+	// lastUsed holds every set of the policy, and when a namespace last
+	// used it.
+	lastUsed map[string]retiredSet
+	// considered are the keys of every set the applied policy was chosen
+	// from (some may be left out of it), candidate those of the policy
+	// being applied: the same sets again need no new policy.
+	considered, candidate []string
+	now                   func() time.Time
 }
 
 // newWritten reads the generic policy and binding that sync starts from.
@@ -84,7 +101,8 @@ func newWritten(dyn dynamic.Interface, log logrus.FieldLogger) (*written, error)
 	}
 	binding.Spec.PolicyName = WrittenPolicyName
 	binding.Spec.ParamRef.Name = RecordsName
-	return &written{generic: &generic, binding: &binding, dyn: dyn, log: log, byNS: map[string]map[string]WrittenSet{}, records: map[string]string{}}, nil
+	return &written{generic: &generic, binding: &binding, dyn: dyn, log: log, byNS: map[string]map[string]WrittenSet{}, records: map[string]string{},
+		lastUsed: map[string]retiredSet{}, now: time.Now}, nil
 }
 
 // chosen are the keys of the sets the policy holds, and the policy (nil
@@ -101,11 +119,29 @@ func (w *written) chosen() ([]string, *admissionregv1.MutatingAdmissionPolicy, e
 			sets[k] = s
 		}
 	}
+	// A set no namespace uses any more stays for setGrace, last in
+	// line: records written before it went may still name it, and a
+	// ServiceAccount that goes back and forth between two identities
+	// does not rewrite the policy each time.
+	now := w.now()
+	for k, s := range sets {
+		w.lastUsed[k] = retiredSet{set: s, at: now}
+	}
+	for k, r := range w.lastUsed {
+		switch {
+		case uses[k] > 0:
+		case now.Sub(r.at) < setGrace:
+			sets[k] = r.set
+		default:
+			delete(w.lastUsed, k)
+		}
+	}
 	keys := slices.Collect(maps.Keys(sets))
 	slices.Sort(keys)
-	if w.applied != nil && slices.Equal(keys, w.applied) {
-		return keys, nil, nil
+	if w.considered != nil && slices.Equal(keys, w.considered) {
+		return w.applied, nil, nil
 	}
+	w.candidate = slices.Clone(keys)
 	held := map[string]bool{}
 	for _, k := range w.applied {
 		held[k] = true
@@ -187,7 +223,7 @@ func (w *written) apply(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if p == nil || w.applied != nil && slices.Equal(keys, w.applied) {
+	if p == nil {
 		return nil
 	}
 	// Charged to the cluster's write budget, as IdentityParameters are:
@@ -200,9 +236,18 @@ func (w *written) apply(ctx context.Context) error {
 	if err := applyObject(ctx, w.dyn.Resource(mutatingPolicies), p, "MutatingAdmissionPolicy"); err != nil {
 		return fmt.Errorf("apply mutatingadmissionpolicy %s: %w", p.Name, err)
 	}
-	w.applied = keys
+	w.applied, w.considered = keys, w.candidate
 	w.log.WithFields(logrus.Fields{"policy": p.Name, "sets": len(keys)}).Info("written policy applied")
 	return nil
+}
+
+// refresh applies the policy again if sets have outlived setGrace.
+func (w *written) refresh(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	err := w.apply(ctx)
+	w.stale = err != nil
+	return err
 }
 
 // bind points the binding at the written policy.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
@@ -233,9 +234,39 @@ func TestTheWrittenPolicyHoldsTheSetsMostNamespacesUseWithinItsBound(t *testing.
 			}
 		}
 		keys, _, _ := w.chosen()
-		w.applied = keys
+		w.applied, w.considered = keys, w.candidate
 		if _, p, err := w.chosen(); p != nil || err != nil {
 			t.Errorf("policy %v, err %v: want none to write", p != nil, err)
 		}
 	})
+}
+
+func TestASetNoNamespaceUsesStaysForItsGrace(t *testing.T) {
+	w, err := newWritten(nil, logrus.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Unix(0, 0)
+	w.now = func() time.Time { return clock }
+	a, b := WrittenSet{Entries: []v1alpha1.Injection{aws("a")}, Own: 1}, WrittenSet{Entries: []v1alpha1.Injection{aws("b")}, Own: 1}
+	w.byNS["ns"] = map[string]WrittenSet{a.Key(): a}
+	first, _, _ := w.chosen()
+	w.applied, w.considered = first, w.candidate
+	// The ServiceAccount goes from one identity to another.
+	w.byNS["ns"] = map[string]WrittenSet{b.Key(): b}
+	clock = clock.Add(setGrace - time.Second)
+	keys, _, _ := w.chosen()
+	if !slices.Contains(keys, a.Key()) || !slices.Contains(keys, b.Key()) {
+		t.Errorf("sets %v within the grace, want both", keys)
+	}
+	w.applied, w.considered = keys, w.candidate
+	// And back: nothing to write.
+	w.byNS["ns"] = map[string]WrittenSet{a.Key(): a}
+	if _, p, _ := w.chosen(); p != nil {
+		t.Error("going back to a set the policy holds rewrote the policy")
+	}
+	clock = clock.Add(setGrace + time.Second)
+	if keys, _, _ := w.chosen(); slices.Contains(keys, b.Key()) {
+		t.Errorf("sets %v past the grace, want b gone", keys)
+	}
 }
