@@ -39,3 +39,9 @@ echo "== go test (e2e)"
 start=$(date +%s)
 (cd test/e2e && go test -count=1 -timeout 45m ./...)
 echo "e2e suite took $(( $(date +%s) - start ))s"
+# Policy mode again, with the policy sync writes (sync --written-policy,
+# deploy/overlays/policy-written) in place of the generic one.
+echo "== go test (e2e, policy mode with the written policy)"
+start=$(date +%s)
+(cd test/e2e && E2E_POLICY_RULES=written go test -count=1 -timeout 20m -run 'TestPolicyMode' .)
+echo "written-policy e2e took $(( $(date +%s) - start ))s"

@@ -33,8 +33,8 @@ go test -count=1 -run 'TestHostileRequestsGrowNothing' ./internal/server/
 # The shipped mutating admission policy compiled and evaluated with the
 # API server's CEL, offline (its own module: k8s.io/apiserver stays out of
 # the product's go.mod): a policy the API server would not compile fails
-# here, before the e2e suite; and apibench's policy written for its
-# templates is held to the shipped one.
+# here, before the e2e suite; and the written policy (sync
+# --written-policy) is held to the shipped one.
 echo "== the mutating policy's CEL, offline (test/celbench)"
 (cd test/celbench && go vet ./... && go test -count=1 -bench . -benchtime 1x ./...)
 
