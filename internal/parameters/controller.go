@@ -287,6 +287,7 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 				// and sets past their grace leave the policy.
 				c.written.mu.Lock()
 				c.written.records = map[string]string{}
+				c.written.layouts = map[string]recordsLayout{}
 				c.written.mu.Unlock()
 				if err := c.written.refresh(ctx); err != nil {
 					c.cfg.Log.WithError(err).Error("written policy not applied; retried as namespaces are written")
@@ -582,7 +583,10 @@ func (c *Controller) Sync(ctx context.Context, ns string) error {
 	if err := c.written.use(ctx, ns, recs.Sets); err != nil {
 		return err
 	}
-	return c.written.writeRecords(ctx, ns, recs.Annotations)
+	if empty {
+		return c.written.writeRecords(ctx, ns, nil)
+	}
+	return c.written.writeRecords(ctx, ns, &recs)
 }
 
 // syncObject brings the namespace's IdentityParameters to spec: created,

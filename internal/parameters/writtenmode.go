@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	gosync "sync"
@@ -74,10 +75,11 @@ type written struct {
 	mu      gosync.Mutex
 	byNS    map[string]map[string]WrittenSet
 	applied []string          // the keys of the policy last applied
-	records map[string]string // namespace -> its records as last applied
-	bound   time.Time         // when the binding was last seen pointing at the written policy
-	budget  *rate.Limiter     // the controller's cluster write budget
-	stale   bool              // the last apply failed: byNS is ahead of the policy
+	records map[string]string // namespace/object -> its records as last written
+	layouts map[string]recordsLayout
+	bound   time.Time     // when the binding was last seen pointing at the written policy
+	budget  *rate.Limiter // the controller's cluster write budget
+	stale   bool          // the last apply failed: byNS is ahead of the policy
 	// lastUsed holds every set of the policy, and when a namespace last
 	// used it.
 	lastUsed map[string]retiredSet
@@ -100,8 +102,12 @@ func newWritten(dyn dynamic.Interface, log logrus.FieldLogger) (*written, error)
 		return nil, fmt.Errorf("the generic mutating policy's binding %s: %v", BindingName, err)
 	}
 	binding.Spec.PolicyName = WrittenPolicyName
-	binding.Spec.ParamRef.Name = RecordsName
-	return &written{generic: &generic, binding: &binding, dyn: dyn, log: log, byNS: map[string]map[string]WrittenSet{}, records: map[string]string{},
+	deny := admissionregv1.DenyAction
+	binding.Spec.ParamRef = &admissionregv1.ParamRef{
+		Selector:                &metav1.LabelSelector{MatchLabels: map[string]string{RecordsLabel: "true"}},
+		ParameterNotFoundAction: &deny,
+	}
+	return &written{generic: &generic, binding: &binding, dyn: dyn, log: log, byNS: map[string]map[string]WrittenSet{}, records: map[string]string{}, layouts: map[string]recordsLayout{},
 		lastUsed: map[string]retiredSet{}, now: time.Now}, nil
 }
 
@@ -261,77 +267,197 @@ func (w *written) bind(ctx context.Context) error {
 	}
 	// A binding the operator applied keeps what it matches (their
 	// namespaces, their opt-outs): only its policy and its parameters
-	// change. Without one, the shipped binding's.
+	// change, replaced (a parameter reference names one object or
+	// selects them, not both). Without one, the shipped binding's.
 	client := w.dyn.Resource(mutatingBindings)
-	var obj runtime.Object = w.binding
+	paramRef, err := runtime.DefaultUnstructuredConverter.ToUnstructured(w.binding.Spec.ParamRef)
+	if err != nil {
+		return err
+	}
 	current, err := client.Get(ctx, w.binding.Name, metav1.GetOptions{})
-	if err == nil {
+	switch {
+	case err == nil:
 		name, _, _ := unstructured.NestedString(current.Object, "spec", "policyName")
-		param, _, _ := unstructured.NestedString(current.Object, "spec", "paramRef", "name")
-		if name == w.binding.Spec.PolicyName && param == RecordsName {
+		ref, _, _ := unstructured.NestedMap(current.Object, "spec", "paramRef")
+		if name == w.binding.Spec.PolicyName && reflect.DeepEqual(ref, paramRef) {
 			w.bound = time.Now()
 			return nil
 		}
-		obj = &admissionregv1.MutatingAdmissionPolicyBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: w.binding.Name},
-			Spec:       admissionregv1.MutatingAdmissionPolicyBindingSpec{PolicyName: w.binding.Spec.PolicyName, ParamRef: w.binding.Spec.ParamRef},
+		_ = unstructured.SetNestedField(current.Object, w.binding.Spec.PolicyName, "spec", "policyName")
+		_ = unstructured.SetNestedMap(current.Object, paramRef, "spec", "paramRef")
+		if _, err := client.Update(ctx, current, metav1.UpdateOptions{FieldManager: ManagedBy}); err != nil {
+			return fmt.Errorf("update mutatingadmissionpolicybinding %s: %w", w.binding.Name, err)
 		}
-	} else if !apierrors.IsNotFound(err) {
+	case apierrors.IsNotFound(err):
+		if err := applyObject(ctx, client, w.binding, "MutatingAdmissionPolicyBinding"); err != nil {
+			return fmt.Errorf("apply mutatingadmissionpolicybinding %s: %w", w.binding.Name, err)
+		}
+	default:
 		return fmt.Errorf("get mutatingadmissionpolicybinding %s: %w", w.binding.Name, err)
-	}
-	if err := applyObject(ctx, client, obj, "MutatingAdmissionPolicyBinding"); err != nil {
-		return fmt.Errorf("apply mutatingadmissionpolicybinding %s: %w", w.binding.Name, err)
 	}
 	w.bound = time.Now()
 	w.log.WithField("binding", w.binding.Name).Info("policy mode now injects with the written policy")
 	return nil
 }
 
-// writeRecords applies namespace ns's records (nil: deletes them) unless
-// they are as last applied.
-func (w *written) writeRecords(ctx context.Context, ns string, annotations map[string]string) error {
+// recordsLayout is how a namespace's records are split: the series of
+// objects ("" for the one object RecordsName, "a" or "b" for
+// RecordsName-a1, -a2... or -b1...), the boundaries of their ranges, and
+// the objects there are.
+type recordsLayout struct {
+	series     string
+	boundaries []string
+	objects    []string
+	relayout   bool
+}
+
+// recordsObjects are the names of a series of n objects.
+func recordsObjects(series string, n int) []string {
+	if series == "" {
+		return []string{RecordsName}
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%s%d", RecordsName, series, i+1)
+	}
+	return out
+}
+
+// writeRecords writes namespace ns's records objects (none for nil) where
+// they changed. Within its layout, each object keeps its range. A records
+// object past MaxRecordBytes, or a namespace that would fit in half of
+// one, is laid out again in the other series: its objects are all written
+// before those of the old one are deleted, so that every name is in the
+// range of an object at every moment (in two for a moment, which the
+// policy's idempotence allows), never in none.
+func (w *written) writeRecords(ctx context.Context, ns string, recs *Records) error {
+	client := w.dyn.Resource(serviceAccountsResource).Namespace(ns)
 	w.mu.Lock()
+	lay, known := w.layouts[ns]
+	w.mu.Unlock()
+	if !known {
+		var err error
+		if lay, err = currentLayout(ctx, client); err != nil {
+			return fmt.Errorf("list serviceaccounts %s/%s*: %w", ns, RecordsName, err)
+		}
+	}
+	var want recordsLayout
+	var shards []map[string]string
+	if recs != nil {
+		want = recordsLayout{series: lay.series, boundaries: lay.boundaries}
+		var ok bool
+		shards, ok = recs.Shards(want.boundaries)
+		if !ok || lay.relayout || len(want.boundaries) > 0 && recs.bytes() <= MaxRecordBytes/2 {
+			want.boundaries = recs.Layout()
+			switch {
+			case len(want.boundaries) == 0:
+				want.series = ""
+			case lay.series == "a":
+				want.series = "b"
+			default:
+				want.series = "a"
+			}
+			shards, _ = recs.Shards(want.boundaries)
+		}
+		want.objects = recordsObjects(want.series, len(shards))
+		for i, name := range want.objects {
+			if err := w.writeRecordsObject(ctx, client, ns, name, shards[i]); err != nil {
+				return err
+			}
+		}
+	}
+	for _, name := range lay.objects {
+		if slices.Contains(want.objects, name) {
+			continue
+		}
+		if err := client.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete serviceaccount %s/%s: %w", ns, name, err)
+		}
+		w.mu.Lock()
+		delete(w.records, ns+"/"+name)
+		w.mu.Unlock()
+	}
+	w.mu.Lock()
+	if recs == nil {
+		delete(w.layouts, ns)
+	} else {
+		w.layouts[ns] = want
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+// currentLayout reads the records objects of a namespace, for a
+// namespace sync has not written since it started. Objects of more than
+// one series (a layout interrupted) are all deleted after the next write.
+func currentLayout(ctx context.Context, client dynamic.ResourceInterface) (recordsLayout, error) {
+	list, err := client.List(ctx, metav1.ListOptions{LabelSelector: RecordsLabel + "=true"})
+	if err != nil {
+		return recordsLayout{}, err
+	}
+	var lay recordsLayout
+	series := map[string]bool{}
+	for _, o := range list.Items {
+		name := o.GetName()
+		if name != RecordsName && !strings.HasPrefix(name, RecordsName+"-") {
+			continue
+		}
+		lay.objects = append(lay.objects, name)
+		s := ""
+		if name != RecordsName {
+			s = strings.TrimRight(strings.TrimPrefix(name, RecordsName+"-"), "0123456789")
+		}
+		series[s] = true
+		lay.series = s
+		if from, ok := o.GetAnnotations()[FromRecordKey]; ok {
+			lay.boundaries = append(lay.boundaries, from)
+		}
+	}
+	slices.Sort(lay.boundaries)
+	// Objects of more than one series: a layout was interrupted. The
+	// next write lays the namespace out again, and deletes the rest.
+	lay.relayout = len(series) > 1
+	return lay, nil
+}
+
+// writeRecordsObject writes one records object unless it is as last
+// written. It is replaced whole (create or update), not applied:
+// annotations that another field manager wrote (a forgery from before the
+// writers policy, a `kubectl annotate`) would survive an apply.
+func (w *written) writeRecordsObject(ctx context.Context, client dynamic.ResourceInterface, ns, name string, annotations map[string]string) error {
 	b, _ := json.Marshal(annotations)
-	last, ok := w.records[ns]
+	w.mu.Lock()
+	last, ok := w.records[ns+"/"+name]
 	w.mu.Unlock()
 	if ok && last == string(b) {
 		return nil
 	}
-	client := w.dyn.Resource(serviceAccountsResource).Namespace(ns)
-	if annotations == nil {
-		if err := client.Delete(ctx, RecordsName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("delete serviceaccount %s/%s: %w", ns, RecordsName, err)
-		}
-	} else {
-		sa := &corev1.ServiceAccount{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
-			ObjectMeta: metav1.ObjectMeta{Name: RecordsName, Namespace: ns, Labels: map[string]string{ManagedByLabel: ManagedBy}, Annotations: annotations},
-			// Pods never need this ServiceAccount's token.
-			AutomountServiceAccountToken: new(bool),
-		}
-		// Replaced whole (create or update), not applied: annotations
-		// that another field manager wrote (a forgery from before the
-		// writers policy, a `kubectl annotate`) would survive an apply.
-		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(sa)
-		if err != nil {
-			return err
-		}
-		u := &unstructured.Unstructured{Object: m}
-		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
-		current, err := client.Get(ctx, RecordsName, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			_, err = client.Create(ctx, u, metav1.CreateOptions{FieldManager: ManagedBy})
-		case err == nil:
-			u.SetResourceVersion(current.GetResourceVersion())
-			_, err = client.Update(ctx, u, metav1.UpdateOptions{FieldManager: ManagedBy})
-		}
-		if err != nil {
-			return fmt.Errorf("write serviceaccount %s/%s: %w", ns, RecordsName, err)
-		}
+	sa := &corev1.ServiceAccount{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations,
+			Labels: map[string]string{ManagedByLabel: ManagedBy, RecordsLabel: "true"}},
+		// Pods never need this ServiceAccount's token.
+		AutomountServiceAccountToken: new(bool),
+	}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(sa)
+	if err != nil {
+		return err
+	}
+	u := &unstructured.Unstructured{Object: m}
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	current, err := client.Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = client.Create(ctx, u, metav1.CreateOptions{FieldManager: ManagedBy})
+	case err == nil:
+		u.SetResourceVersion(current.GetResourceVersion())
+		_, err = client.Update(ctx, u, metav1.UpdateOptions{FieldManager: ManagedBy})
+	}
+	if err != nil {
+		return fmt.Errorf("write serviceaccount %s/%s: %w", ns, name, err)
 	}
 	w.mu.Lock()
-	w.records[ns] = string(b)
+	w.records[ns+"/"+name] = string(b)
 	w.mu.Unlock()
 	return nil
 }

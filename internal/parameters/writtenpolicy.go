@@ -34,11 +34,33 @@ const DefaultRecordKey = "pod-identity.io/default"
 // API token rule: 'D' where it refuses, 'W' where it warns.
 const EnforcementRecordKey = "pod-identity.io/enforcement"
 
-// MaxRecordBytes bounds the records of one namespace: the API server
-// refuses an object whose annotations (keys and values) total more than
-// 256 KiB (apimachinery's TotalAnnotationSizeLimitB); the rest is room
-// for the two keys above.
-const MaxRecordBytes = 252 << 10
+// MaxRecordBytes bounds the records of one records object: the API
+// server refuses an object whose annotations (keys and values) total more
+// than 256 KiB (apimachinery's TotalAnnotationSizeLimitB); the rest is
+// room for the namespace's own keys and the object's range.
+const MaxRecordBytes = 248 << 10
+
+// MaxRecordShards bounds the records objects of one namespace; a namespace
+// laid out again fills them to three quarters (shardFill), so about
+// 40,000 ServiceAccounts fit.
+const MaxRecordShards = 16
+
+// shardFill is how full a namespace laid out again fills its records
+// objects: room for growth before it is laid out again.
+const shardFill = MaxRecordBytes * 3 / 4
+
+// RecordsLabel marks the records objects (value "true"): the written
+// policy's binding selects its parameters by it.
+const RecordsLabel = "pod-identity.io/records"
+
+// Keys of a records object's range of ServiceAccount names: from its
+// FromRecordKey (inclusive; none: the first name) to its ToRecordKey
+// (exclusive; none: past the last). The written policy acts on a pod
+// with the one object whose range holds its ServiceAccount's name.
+const (
+	FromRecordKey = "pod-identity.io/from"
+	ToRecordKey   = "pod-identity.io/to"
+)
 
 // emptySet is the key of the set with no entries.
 const emptySet = ""
@@ -77,7 +99,8 @@ type Records struct {
 	// Sets are the sets the records name, by key.
 	Sets map[string]WrittenSet
 	// Left are the listed ServiceAccounts not recorded: a name that is
-	// not an annotation key (over 63 characters), or past MaxRecordBytes.
+	// not an annotation key (over 63 characters), or past what
+	// MaxRecordShards objects hold.
 	// Their pods are refused as not known.
 	Left []string
 }
@@ -92,7 +115,7 @@ func NamespaceRecords(spec v1alpha1.IdentityParametersSpec) (Records, error) {
 	size := 0
 	setOf := map[string]string{} // ServiceAccount -> its set's key
 	put := func(key, value string) bool {
-		if size+len(key)+len(value) > MaxRecordBytes {
+		if size+len(key)+len(value) > MaxRecordShards*MaxRecordBytes {
 			return false
 		}
 		size += len(key) + len(value)
@@ -139,6 +162,17 @@ func NamespaceRecords(spec v1alpha1.IdentityParametersSpec) (Records, error) {
 		r.Sets[key] = set
 		setOf[name] = key
 	}
+	// Within MaxRecordShards objects: the names past the last one's
+	// range are left out.
+	if b := r.Layout(); len(b) >= MaxRecordShards {
+		for _, name := range r.names() {
+			if name >= b[MaxRecordShards-1] {
+				delete(r.Annotations, name)
+				delete(setOf, name)
+				r.Left = append(r.Left, name)
+			}
+		}
+	}
 	// Within MaxNamespaceSets: the sets most ServiceAccounts share (the
 	// default's first, and the empty set aside) stay.
 	uses := map[string]int{}
@@ -148,6 +182,7 @@ func NamespaceRecords(spec v1alpha1.IdentityParametersSpec) (Records, error) {
 	if d, ok := r.Annotations[DefaultRecordKey]; ok {
 		uses[strings.SplitN(d, "|", 2)[0]] = len(spec.ServiceAccounts) + 1
 	}
+	maps.DeleteFunc(r.Sets, func(k string, _ WrittenSet) bool { return uses[k] == 0 })
 	keys := slices.Collect(maps.Keys(r.Sets))
 	keys = slices.DeleteFunc(keys, func(k string) bool { return k == emptySet })
 	if len(keys) <= MaxNamespaceSets {
@@ -189,6 +224,95 @@ func ruled(entries []v1alpha1.Injection) []v1alpha1.Injection {
 		out[i] = e
 	}
 	return out
+}
+
+// Layout is where a namespace's records split into objects: the first
+// ServiceAccount name of each object after the first, each filled to
+// shardFill; none when they fit in one object.
+func (r Records) Layout() []string {
+	var out []string
+	shared, size := r.sharedBytes(), 0
+	if r.bytes() <= MaxRecordBytes {
+		return nil
+	}
+	for _, name := range r.names() {
+		n := len(name) + len(r.Annotations[name])
+		if size > 0 && shared+size+n > shardFill {
+			out = append(out, name)
+			size = 0
+		}
+		size += n
+	}
+	return out
+}
+
+// Shards are the annotations of each records object for boundaries (from
+// Layout): the namespace's own keys, the object's range, and the records
+// of the ServiceAccounts in it; ok is false when one is past
+// MaxRecordBytes (the namespace is to be laid out again).
+func (r Records) Shards(boundaries []string) (shards []map[string]string, ok bool) {
+	shards = make([]map[string]string, len(boundaries)+1)
+	for i := range shards {
+		shards[i] = map[string]string{}
+		for _, k := range []string{DefaultRecordKey, EnforcementRecordKey} {
+			if v, found := r.Annotations[k]; found {
+				shards[i][k] = v
+			}
+		}
+		if i > 0 {
+			shards[i][FromRecordKey] = boundaries[i-1]
+		}
+		if i < len(boundaries) {
+			shards[i][ToRecordKey] = boundaries[i]
+		}
+	}
+	for _, name := range r.names() {
+		i, _ := slices.BinarySearch(boundaries, name)
+		if i < len(boundaries) && boundaries[i] == name {
+			i++
+		}
+		shards[i][name] = r.Annotations[name]
+	}
+	ok = true
+	for _, sh := range shards {
+		size := 0
+		for k, v := range sh {
+			size += len(k) + len(v)
+		}
+		ok = ok && size <= MaxRecordBytes
+	}
+	return shards, ok
+}
+
+// names are the recorded ServiceAccounts, in order.
+func (r Records) names() []string {
+	var out []string
+	for k := range r.Annotations {
+		if k != DefaultRecordKey && k != EnforcementRecordKey {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (r Records) sharedBytes() int {
+	// The range: two names, each an annotation key of at most 63 characters.
+	n := len(FromRecordKey) + len(ToRecordKey) + 2*63
+	for _, k := range []string{DefaultRecordKey, EnforcementRecordKey} {
+		if v, ok := r.Annotations[k]; ok {
+			n += len(k) + len(v)
+		}
+	}
+	return n
+}
+
+func (r Records) bytes() int {
+	n := 0
+	for k, v := range r.Annotations {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 // record is a ServiceAccount's record: its set's key, its flags and its
@@ -345,6 +469,10 @@ func WrittenPolicy(generic *admissionregv1.MutatingAdmissionPolicy, sets map[str
 	p.Spec.ParamKind = &admissionregv1.ParamKind{APIVersion: "v1", Kind: "ServiceAccount"}
 	p.Spec.MatchConditions = []admissionregv1.MatchCondition{
 		generic.Spec.MatchConditions[0],
+		// Of the namespace's records objects, the one whose range holds
+		// the name acts (see Records.Shards).
+		{Name: "in-range", Expression: "[" + serviceAccount + "].all(n, [" + records + "].all(a, " +
+			"(!(" + q(FromRecordKey) + " in a) || n >= a[" + q(FromRecordKey) + "]) && (!(" + q(ToRecordKey) + " in a) || n < a[" + q(ToRecordKey) + "])))"},
 		{Name: "not-checked-yet", Expression: "!(" + mark + " in " + podAnnotations + ") || [" + serviceAccount + "].all(n, " +
 			"object.metadata.annotations[" + mark + "] != " +
 			"object.spec.?initContainers.orValue([]).map(c, " + counts + ").join(',') + '|' + object.spec.containers.map(c, " + counts + ").join(',') + " +

@@ -100,22 +100,21 @@ func TestNamespaceRecordsAreBounded(t *testing.T) {
 			}
 		}
 	})
-	t.Run("past MaxRecordBytes serviceaccounts are left out", func(t *testing.T) {
+	t.Run("past what MaxRecordShards objects hold serviceaccounts are left out", func(t *testing.T) {
 		spec := v1alpha1.IdentityParametersSpec{Templates: []v1alpha1.Injection{aws("{value:0}")}, ServiceAccounts: map[string]v1alpha1.ServiceAccountParameters{}}
 		value := strings.Repeat("v", 1000)
-		for i := range 300 {
-			spec.ServiceAccounts[fmt.Sprintf("sa-%03d", i)] = v1alpha1.ServiceAccountParameters{Entries: []int32{0}, Values: []string{value}}
+		for i := range 4000 {
+			spec.ServiceAccounts[fmt.Sprintf("sa-%04d", i)] = v1alpha1.ServiceAccountParameters{Entries: []int32{0}, Values: []string{value}}
 		}
 		r, err := NamespaceRecords(spec)
 		if err != nil {
 			t.Fatal(err)
 		}
-		size := 0
-		for k, v := range r.Annotations {
-			size += len(k) + len(v)
+		if r.bytes() > MaxRecordShards*shardFill || len(r.Left) == 0 || len(r.Left)+len(r.Annotations) != 4000 {
+			t.Errorf("records of %d bytes, %d recorded, %d left out: want within %d bytes, the rest left out", r.bytes(), len(r.Annotations), len(r.Left), MaxRecordShards*shardFill)
 		}
-		if size > MaxRecordBytes || len(r.Left) == 0 || len(r.Left)+len(r.Annotations) != 300 {
-			t.Errorf("records of %d bytes, %d recorded, %d left out: want within %d bytes, the rest left out", size, len(r.Annotations), len(r.Left), MaxRecordBytes)
+		if shards, ok := r.Shards(r.Layout()); !ok || len(shards) > MaxRecordShards {
+			t.Errorf("%d objects (fit: %t), want at most %d", len(shards), ok, MaxRecordShards)
 		}
 	})
 	t.Run("an entry past the templates is an error naming the serviceaccount", func(t *testing.T) {
@@ -268,5 +267,66 @@ func TestASetNoNamespaceUsesStaysForItsGrace(t *testing.T) {
 	clock = clock.Add(setGrace + time.Second)
 	if keys, _, _ := w.chosen(); slices.Contains(keys, b.Key()) {
 		t.Errorf("sets %v past the grace, want b gone", keys)
+	}
+}
+
+func TestRecordsSplitIntoObjectsByRangesOfNames(t *testing.T) {
+	spec := v1alpha1.IdentityParametersSpec{Templates: []v1alpha1.Injection{aws("{value:0}")}, ServiceAccounts: map[string]v1alpha1.ServiceAccountParameters{},
+		Default: &v1alpha1.ServiceAccountParameters{Injections: []v1alpha1.Injection{aws("d")}}}
+	for i := range 5000 {
+		spec.ServiceAccounts[fmt.Sprintf("user-%d", i)] = v1alpha1.ServiceAccountParameters{Entries: []int32{0}, Values: []string{fmt.Sprintf("arn:aws:iam::111122223333:role/user-%d", i)}}
+	}
+	r, err := NamespaceRecords(spec)
+	if err != nil || len(r.Left) > 0 {
+		t.Fatalf("err %v, left %d", err, len(r.Left))
+	}
+	boundaries := r.Layout()
+	shards, ok := r.Shards(boundaries)
+	if !ok || len(shards) < 2 || !slices.IsSorted(boundaries) {
+		t.Fatalf("%d objects (fit: %t), boundaries sorted %t: want several, each within the bound", len(shards), ok, slices.IsSorted(boundaries))
+	}
+	inRange := func(sh map[string]string, name string) bool {
+		from, hasFrom := sh[FromRecordKey]
+		to, hasTo := sh[ToRecordKey]
+		return (!hasFrom || name >= from) && (!hasTo || name < to)
+	}
+	for name, rec := range r.Annotations {
+		if name == DefaultRecordKey {
+			continue
+		}
+		holding := 0
+		for _, sh := range shards {
+			if inRange(sh, name) {
+				holding++
+				if sh[name] != rec {
+					t.Fatalf("%s: the object whose range holds it records %q, want %q", name, sh[name], rec)
+				}
+			}
+		}
+		if holding != 1 {
+			t.Fatalf("%s is in the range of %d objects, want 1", name, holding)
+		}
+	}
+	for i, sh := range shards {
+		if sh[DefaultRecordKey] != r.Annotations[DefaultRecordKey] {
+			t.Errorf("object %d lacks the namespace's default", i)
+		}
+	}
+	// A name no object records (a ServiceAccount created since) is in
+	// one range too: that object marks its pods not known.
+	for _, name := range []string{"", "a", "user-5000", "zzz"} {
+		holding := 0
+		for _, sh := range shards {
+			if inRange(sh, name) {
+				holding++
+			}
+		}
+		if holding != 1 {
+			t.Errorf("%q is in the range of %d objects, want 1", name, holding)
+		}
+	}
+	small, _ := NamespaceRecords(v1alpha1.IdentityParametersSpec{ServiceAccounts: map[string]v1alpha1.ServiceAccountParameters{"app": {}}})
+	if b := small.Layout(); b != nil {
+		t.Errorf("a small namespace laid out as %v, want one object", b)
 	}
 }

@@ -278,3 +278,84 @@ func TestTheWrittenPolicyDecidesAsTheGenericOneForSyncsParameters(t *testing.T) 
 	}
 	t.Logf("%d pods, %d acted on; records %v", len(pods), acted, recs.Annotations)
 }
+
+// TestEachNameIsInTheRangeOfOneRecordsObject splits a namespace of 5,000
+// ServiceAccounts into records objects (Records.Layout, Shards) and holds
+// the written policy's in-range condition to them: for each pod, exactly
+// one object matches, whether its ServiceAccount is recorded or not, and
+// with that object the written policy decides as the generic one.
+func TestEachNameIsInTheRangeOfOneRecordsObject(t *testing.T) {
+	generic := mutatingPolicy(t)
+	r := rand.New(rand.NewSource(17))
+	entries := randomEntries(r)
+	var templates []any
+	for _, e := range entries {
+		templates = append(templates, e)
+	}
+	sas := map[string]any{}
+	for i := range 5000 {
+		sas[fmt.Sprintf("user-%d", i)] = map[string]any{"entries": []any{int64(0)}, "values": []any{fmt.Sprintf("VAL0VAL0-%d", i)}}
+	}
+	spec := map[string]any{"templates": templates, "serviceAccounts": sas}
+	crd, all, written := writtenFor(t, generic, spec)
+	var typedSpec v1alpha1.IdentityParametersSpec
+	b, _ := json.Marshal(spec)
+	if err := json.Unmarshal(b, &typedSpec); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := parameters.NamespaceRecords(typedSpec)
+	shards, ok := recs.Shards(recs.Layout())
+	if !ok || len(shards) < 2 {
+		t.Fatalf("%d records objects (fit %t): want several", len(shards), ok)
+	}
+	var objects []*corev1.ServiceAccount
+	for i, sh := range shards {
+		o := all.DeepCopy()
+		o.Name, o.UID, o.Annotations = fmt.Sprintf("%s-a%d", parameters.RecordsName, i+1), types.UID(fmt.Sprintf("u-records-%d", i)), sh
+		objects = append(objects, o)
+	}
+	var inRange evaluator
+	for _, c := range written.Spec.MatchConditions {
+		if c.Name == "in-range" {
+			inRange = compileValue(t, written, c.Expression)
+		}
+	}
+	if inRange.eval == nil {
+		t.Fatal("the written policy has no in-range condition")
+	}
+	pr := rand.New(rand.NewSource(19))
+	byObject := make([][]*corev1.Pod, len(objects))
+	// The names at the boundaries, and random ones.
+	names := recs.Layout()
+	for range 120 {
+		names = append(names, []string{fmt.Sprintf("user-%d", pr.Intn(5000)), fmt.Sprintf("user-%d", 5000+pr.Intn(100)), "a", "zz", ""}[pr.Intn(5)])
+	}
+	for i, name := range names {
+		p := randomTenantPod(pr)
+		p.Spec.ServiceAccountName = name
+		holding := -1
+		for j, o := range objects {
+			if inRange.value(t, p, o) == "true" {
+				if holding >= 0 {
+					t.Fatalf("pod %d of %q is in the range of records objects %d and %d", i, p.Spec.ServiceAccountName, holding, j)
+				}
+				holding = j
+			}
+		}
+		if holding < 0 {
+			t.Fatalf("pod %d of %q is in the range of no records object", i, p.Spec.ServiceAccountName)
+		}
+		byObject[holding] = append(byObject[holding], p)
+	}
+	for j, pods := range byObject {
+		compareOnPods(t, generic, written, crd, recordsAs(objects[j]), pods, fmt.Sprintf("records object %d", j))
+	}
+}
+
+// recordsAs is o with the UID and version compareOnPods takes the mark's
+// parameters out of.
+func recordsAs(o *corev1.ServiceAccount) *corev1.ServiceAccount {
+	o = o.DeepCopy()
+	o.UID, o.ResourceVersion = "u-records", "7"
+	return o
+}

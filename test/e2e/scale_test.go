@@ -27,9 +27,6 @@ import (
 // what a pod's admission costs in that namespace next to a small one.
 func TestPolicyModeServesFiveThousandIdentitiesInOneNamespace(t *testing.T) {
 	const users = 5000
-	if WrittenRules() {
-		t.Skip("the written policy's records hold a namespace's identities in one object of at most 256 KiB of annotations (about 3,000 such identities); larger namespaces need the generic policy (docs/policy-mode.md)")
-	}
 	ctx := context.Background()
 	ns := policyNamespace(t)
 	small := policyNamespace(t)

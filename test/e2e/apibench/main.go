@@ -1106,7 +1106,12 @@ func syncWrittenPolicy(ctx context.Context, cluster *e2e.Cluster, ns string, pol
 	if len(recs.Left) > 0 {
 		return nil, fmt.Errorf("records left out %v", recs.Left)
 	}
-	records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, Annotations: recs.Annotations}}
+	shards, _ := recs.Shards(recs.Layout())
+	if len(shards) != 1 {
+		return nil, fmt.Errorf("records in %d objects, want one", len(shards))
+	}
+	records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, Annotations: shards[0],
+		Labels: map[string]string{parameters.RecordsLabel: "true"}}}
 	if _, err := cluster.Client.CoreV1().ServiceAccounts(ns).Create(ctx, records, metav1.CreateOptions{}); err != nil {
 		return nil, err
 	}
@@ -1132,7 +1137,8 @@ func syncWrittenPolicy(ctx context.Context, cluster *e2e.Cluster, ns string, pol
 		case "MutatingAdmissionPolicyBinding":
 			o = o.DeepCopy()
 			_ = unstructured.SetNestedField(o.Object, parameters.WrittenPolicyName, "spec", "policyName")
-			_ = unstructured.SetNestedField(o.Object, parameters.RecordsName, "spec", "paramRef", "name")
+			_ = unstructured.SetNestedMap(o.Object, map[string]any{"selector": map[string]any{"matchLabels": map[string]any{parameters.RecordsLabel: "true"}},
+				"parameterNotFoundAction": "Deny"}, "spec", "paramRef")
 		}
 		out = append(out, o)
 	}
