@@ -252,3 +252,47 @@ func BenchmarkMutatingPolicy(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWrittenPolicy evaluates the written policy (what sync
+// --written-policy writes for apibench's namespace) with its records:
+// each match condition, then each variable the mutation reads on its own
+// (with what it reads: the pod's set only), then the mutation.
+func BenchmarkWrittenPolicy(b *testing.B) {
+	params := identityParameters(b)
+	var spec v1alpha1.IdentityParametersSpec
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(params.Object["spec"].(map[string]any), &spec); err != nil {
+		b.Fatal(err)
+	}
+	recs, err := parameters.NamespaceRecords(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := parameters.WrittenPolicy(mutatingPolicy(b), recs.Sets)
+	if err != nil {
+		b.Fatal(err)
+	}
+	records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, UID: "u-records", ResourceVersion: "7", Annotations: recs.Annotations}}
+	o := pod()
+	for _, m := range p.Spec.MatchConditions {
+		e := compile(b, p, m.Expression)
+		b.Run("match condition "+m.Name, func(b *testing.B) {
+			for b.Loop() {
+				e.run(b, o, records)
+			}
+		})
+	}
+	for _, v := range []string{"chosen", "values", "listed", "containers", "additions", "newVolumes", "addedAnnotations", "mayWarn", "mayDeny", "newAnnotations", "newLabels"} {
+		e := compile(b, p, "size([dyn(variables."+v+")]) >= 0")
+		b.Run("variable "+v, func(b *testing.B) {
+			for b.Loop() {
+				e.run(b, o, records)
+			}
+		})
+	}
+	b.Run("the mutation", func(b *testing.B) {
+		e := compile(b, p, "")
+		for b.Loop() {
+			e.run(b, o, records)
+		}
+	})
+}
