@@ -376,28 +376,36 @@ func (w *writer) targets(i int, e *v1alpha1.Injection) {
 // mounts whose paths it does not use, and the variables of the groups it
 // sets none of.
 func (w *writer) additions(entries []v1alpha1.Injection) {
+	// The lists to add are variables of their own: built once for the
+	// pod (the API server keeps a variable's value), not once for each
+	// container.
 	var mounts, env []string
 	for i := range entries {
 		e := &entries[i]
 		in := fmt.Sprintf("k.c.name in variables.targets%d", i)
 		if len(e.Mounts) > 0 {
-			list := literal(decoded(e.Mounts))
+			list := fmt.Sprintf("variables.mounts%d", i)
+			w.add(list[len("variables."):], literal(decoded(e.Mounts)))
 			mounts = append(mounts, fmt.Sprintf("(%s ? (!sets.intersects(k.paths, %s) ? %s : %s.filter(m, !(m.mountPath in k.paths))) : [])",
 				in, stringList(mountPaths(e)), list, list))
 		}
 		if len(e.Env) > 0 {
 			var groups []string
-			for _, g := range e.Env {
+			for j, g := range e.Env {
 				var names []string
 				var vars []any
 				for _, v := range g.Vars {
 					names = append(names, v.Name)
 					vars = append(vars, w.envVar(i, v))
 				}
-				groups = append(groups, fmt.Sprintf("(!sets.intersects(k.env, %s) ? %s : [])", stringList(names), literal(vars)))
+				group := fmt.Sprintf("env%d_%d", i, j)
+				w.add(group, literal(vars))
+				groups = append(groups, fmt.Sprintf("(!sets.intersects(k.env, %s) ? variables.%s : [])", stringList(names), group))
 			}
-			env = append(env, fmt.Sprintf("(%s ? (!sets.intersects(k.env, %s) ? %s : %s) : [])",
-				in, stringList(envNames(e)), literal(w.envVars(i, e)), concat(groups)))
+			all := fmt.Sprintf("env%d", i)
+			w.add(all, literal(w.envVars(i, e)))
+			env = append(env, fmt.Sprintf("(%s ? (!sets.intersects(k.env, %s) ? variables.%s : %s) : [])",
+				in, stringList(envNames(e)), all, concat(groups)))
 		}
 	}
 	w.add("additions", "(variables.initContainers + variables.containers).map(k, {'mounts': dyn("+concat(mounts)+"), 'env': dyn("+concat(env)+")})")
