@@ -143,6 +143,11 @@ func TestPolicyModeBase(t *testing.T) {
 				absent = admissionregv1.DenyAction
 			}
 			wantName, wantSelector := syncv1.Name, (*metav1.LabelSelector)(nil)
+			if name == "pod-identity-injector" {
+				// Sync's label: the IdentityParameters for this policy,
+				// the records for the written one (the same binding).
+				wantName, wantSelector = "", &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/managed-by": "pod-identity-injector-sync"}}
+			}
 			if name == "pod-identity-enforce" {
 				// New pods: only where the object says the namespace is governed.
 				// An object without the label (an older sync's) is still selected.

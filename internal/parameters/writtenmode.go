@@ -101,12 +101,13 @@ func newWritten(dyn dynamic.Interface, log logrus.FieldLogger) (*written, error)
 	if err := yaml.UnmarshalStrict([]byte(first), &binding); err != nil || binding.Name != BindingName || binding.Spec.ParamRef == nil {
 		return nil, fmt.Errorf("the generic mutating policy's binding %s: %v", BindingName, err)
 	}
-	binding.Spec.PolicyName = WrittenPolicyName
-	deny := admissionregv1.DenyAction
-	binding.Spec.ParamRef = &admissionregv1.ParamRef{
-		Selector:                &metav1.LabelSelector{MatchLabels: map[string]string{RecordsLabel: "true"}},
-		ParameterNotFoundAction: &deny,
+	// The shipped binding selects its parameters by sync's label, which
+	// the records carry too: the written policy reads them through the
+	// same binding.
+	if sel := binding.Spec.ParamRef.Selector; sel == nil || sel.MatchLabels[ManagedByLabel] != ManagedBy {
+		return nil, fmt.Errorf("the generic mutating policy's binding %s does not select its parameters by %s=%s", BindingName, ManagedByLabel, ManagedBy)
 	}
+	binding.Spec.PolicyName = WrittenPolicyName
 	return &written{generic: &generic, binding: &binding, dyn: dyn, log: log, byNS: map[string]map[string]WrittenSet{}, records: map[string]string{}, layouts: map[string]recordsLayout{},
 		lastUsed: map[string]retiredSet{}, now: time.Now}, nil
 }
@@ -266,9 +267,11 @@ func (w *written) bind(ctx context.Context) error {
 		return nil
 	}
 	// A binding the operator applied keeps what it matches (their
-	// namespaces, their opt-outs): only its policy and its parameters
-	// change, replaced (a parameter reference names one object or
-	// selects them, not both). Without one, the shipped binding's.
+	// namespaces, their opt-outs): only its policy changes, and its
+	// parameters where they are not the shipped selector's (an older
+	// binding that named them; replaced whole: a reference names one
+	// object or selects them, not both). Without one, the shipped
+	// binding.
 	client := w.dyn.Resource(mutatingBindings)
 	paramRef, err := runtime.DefaultUnstructuredConverter.ToUnstructured(w.binding.Spec.ParamRef)
 	if err != nil {
@@ -362,6 +365,9 @@ func (w *written) writeRecords(ctx context.Context, ns string, recs *Records) er
 		want.objects = recordsObjects(want.series, len(shards))
 		for i, name := range want.objects {
 			if err := w.writeRecordsObject(ctx, client, ns, name, shards[i]); err != nil {
+				if want.series != lay.series {
+					w.relayoutFailed(ctx, client, ns, lay, recs, want.objects[:i+1])
+				}
 				return err
 			}
 		}
@@ -387,16 +393,44 @@ func (w *written) writeRecords(ctx context.Context, ns string, recs *Records) er
 	return nil
 }
 
+// relayoutFailed keeps the layout that covers every name after a new one
+// could not be written whole (a quota on ServiceAccounts, a failing API
+// server): the objects it wrote are deleted after the next write, which
+// lays the namespace out again; meanwhile the old objects whose records
+// still fit are brought up to date in place, their ranges unchanged.
+func (w *written) relayoutFailed(ctx context.Context, client dynamic.ResourceInterface, ns string, lay recordsLayout, recs *Records, written []string) {
+	old, _ := recs.Shards(lay.boundaries)
+	if names := recordsObjects(lay.series, len(old)); len(lay.objects) > 0 {
+		for i, name := range names {
+			if shardBytes(old[i]) <= MaxRecordBytes && slices.Contains(lay.objects, name) {
+				_ = w.writeRecordsObject(ctx, client, ns, name, old[i])
+			}
+		}
+	}
+	for _, name := range written {
+		if !slices.Contains(lay.objects, name) {
+			lay.objects = append(lay.objects, name)
+		}
+	}
+	lay.relayout = true
+	w.mu.Lock()
+	w.layouts[ns] = lay
+	w.mu.Unlock()
+}
+
 // currentLayout reads the records objects of a namespace, for a
 // namespace sync has not written since it started. Objects of more than
-// one series (a layout interrupted) are all deleted after the next write.
+// one series are a layout interrupted: the layout is the series whose
+// ranges cover every name, the next write lays the namespace out again
+// in another, and deletes the rest.
 func currentLayout(ctx context.Context, client dynamic.ResourceInterface) (recordsLayout, error) {
-	list, err := client.List(ctx, metav1.ListOptions{LabelSelector: RecordsLabel + "=true"})
+	list, err := client.List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedBy})
 	if err != nil {
 		return recordsLayout{}, err
 	}
+	type ranged struct{ from, to string }
+	bySeries := map[string][]ranged{}
 	var lay recordsLayout
-	series := map[string]bool{}
 	for _, o := range list.Items {
 		name := o.GetName()
 		if name != RecordsName && !strings.HasPrefix(name, RecordsName+"-") {
@@ -407,16 +441,36 @@ func currentLayout(ctx context.Context, client dynamic.ResourceInterface) (recor
 		if name != RecordsName {
 			s = strings.TrimRight(strings.TrimPrefix(name, RecordsName+"-"), "0123456789")
 		}
-		series[s] = true
-		lay.series = s
-		if from, ok := o.GetAnnotations()[FromRecordKey]; ok {
-			lay.boundaries = append(lay.boundaries, from)
+		a := o.GetAnnotations()
+		from, hasFrom := a[FromRecordKey]
+		to, hasTo := a[ToRecordKey]
+		if !hasFrom {
+			from = "\x00" // the first range: from the first name
 		}
+		if !hasTo {
+			to = "" // the last range: past the last name
+		}
+		bySeries[s] = append(bySeries[s], ranged{from, to})
 	}
-	slices.Sort(lay.boundaries)
-	// Objects of more than one series: a layout was interrupted. The
-	// next write lays the namespace out again, and deletes the rest.
-	lay.relayout = len(series) > 1
+	lay.relayout = len(bySeries) > 1
+	for s, rs := range bySeries {
+		slices.SortFunc(rs, func(a, b ranged) int { return strings.Compare(a.from, b.from) })
+		covers := rs[0].from == "\x00" && rs[len(rs)-1].to == ""
+		for i := 1; i < len(rs); i++ {
+			covers = covers && rs[i-1].to == rs[i].from
+		}
+		if !covers {
+			continue
+		}
+		lay.series, lay.boundaries = s, nil
+		for _, r := range rs[1:] {
+			lay.boundaries = append(lay.boundaries, r.from)
+		}
+		return lay, nil
+	}
+	// No series covers every name (none yet, or objects deleted): laid
+	// out again.
+	lay.relayout = lay.relayout || len(lay.objects) > 0
 	return lay, nil
 }
 
@@ -432,10 +486,15 @@ func (w *written) writeRecordsObject(ctx context.Context, client dynamic.Resourc
 	if ok && last == string(b) {
 		return nil
 	}
+	if w.budget != nil {
+		if err := w.budget.WaitN(ctx, min(len(b), w.budget.Burst())); err != nil {
+			return fmt.Errorf("write serviceaccount %s/%s: %w", ns, name, err)
+		}
+	}
 	sa := &corev1.ServiceAccount{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations,
-			Labels: map[string]string{ManagedByLabel: ManagedBy, RecordsLabel: "true"}},
+			Labels: map[string]string{ManagedByLabel: ManagedBy}},
 		// Pods never need this ServiceAccount's token.
 		AutomountServiceAccountToken: new(bool),
 	}

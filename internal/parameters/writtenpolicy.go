@@ -49,10 +49,6 @@ const MaxRecordShards = 16
 // objects: room for growth before it is laid out again.
 const shardFill = MaxRecordBytes * 3 / 4
 
-// RecordsLabel marks the records objects (value "true"): the written
-// policy's binding selects its parameters by it.
-const RecordsLabel = "pod-identity.io/records"
-
 // Keys of a records object's range of ServiceAccount names: from its
 // FromRecordKey (inclusive; none: the first name) to its ToRecordKey
 // (exclusive; none: past the last). The written policy acts on a pod
@@ -155,7 +151,10 @@ func NamespaceRecords(spec v1alpha1.IdentityParametersSpec) (Records, error) {
 		}
 		set := WrittenSet{Entries: ruled(entries), Own: len(p.Injections)}
 		key := set.Key()
-		if len(validation.IsQualifiedName(name)) > 0 || !put(name, record(key, &p)) {
+		rec := record(key, &p)
+		// A record that would not fit in a records object with the
+		// namespace's own keys and its range is left out.
+		if len(validation.IsQualifiedName(name)) > 0 || len(name)+len(rec) > MaxRecordBytes-r.sharedBytes() || !put(name, rec) {
 			r.Left = append(r.Left, name)
 			continue
 		}
@@ -275,13 +274,19 @@ func (r Records) Shards(boundaries []string) (shards []map[string]string, ok boo
 	}
 	ok = true
 	for _, sh := range shards {
-		size := 0
-		for k, v := range sh {
-			size += len(k) + len(v)
-		}
-		ok = ok && size <= MaxRecordBytes
+		ok = ok && shardBytes(sh) <= MaxRecordBytes
 	}
 	return shards, ok
+}
+
+// shardBytes is the size of a records object's annotations, as the API
+// server counts it.
+func shardBytes(annotations map[string]string) int {
+	n := 0
+	for k, v := range annotations {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 // names are the recorded ServiceAccounts, in order.
@@ -307,13 +312,7 @@ func (r Records) sharedBytes() int {
 	return n
 }
 
-func (r Records) bytes() int {
-	n := 0
-	for k, v := range r.Annotations {
-		n += len(k) + len(v)
-	}
-	return n
-}
+func (r Records) bytes() int { return shardBytes(r.Annotations) }
 
 // record is a ServiceAccount's record: its set's key, its flags and its
 // values, each with '%' and '|' escaped.

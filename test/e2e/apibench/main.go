@@ -702,7 +702,7 @@ func foldedTemplates(ctx context.Context, cluster *e2e.Cluster, ns string, polic
 		case "MutatingAdmissionPolicy":
 			o.Object["spec"] = replaceInStrings(o.Object["spec"], "params.spec.templates", "("+literal+")")
 		case "MutatingAdmissionPolicyBinding":
-			_ = unstructured.SetNestedField(o.Object, "pod-identity-slim", "spec", "paramRef", "name")
+			_ = unstructured.SetNestedMap(o.Object, map[string]any{"name": "pod-identity-slim", "parameterNotFoundAction": "Deny"}, "spec", "paramRef")
 		}
 		out = append(out, o)
 	}
@@ -951,7 +951,7 @@ func inlineInjections(ctx context.Context, cluster *e2e.Cluster, ns string, poli
 	for _, o := range policies {
 		o = o.DeepCopy()
 		if o.GetKind() == "MutatingAdmissionPolicyBinding" {
-			_ = unstructured.SetNestedField(o.Object, "pod-identity-inline", "spec", "paramRef", "name")
+			_ = unstructured.SetNestedMap(o.Object, map[string]any{"name": "pod-identity-inline", "parameterNotFoundAction": "Deny"}, "spec", "paramRef")
 		}
 		out = append(out, o)
 	}
@@ -1004,7 +1004,7 @@ func serviceAccountParameters(ctx context.Context, cluster *e2e.Cluster, ns stri
 			}
 			_ = unstructured.SetNestedField(o.Object, map[string]any{"apiVersion": "v1", "kind": "ServiceAccount"}, "spec", "paramKind")
 		case "MutatingAdmissionPolicyBinding":
-			_ = unstructured.SetNestedField(o.Object, testenv.TypedParametersName, "spec", "paramRef", "name")
+			_ = unstructured.SetNestedMap(o.Object, map[string]any{"name": testenv.TypedParametersName, "parameterNotFoundAction": "Deny"}, "spec", "paramRef")
 		}
 		out = append(out, o)
 	}
@@ -1111,7 +1111,7 @@ func syncWrittenPolicy(ctx context.Context, cluster *e2e.Cluster, ns string, pol
 		return nil, fmt.Errorf("records in %d objects, want one", len(shards))
 	}
 	records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, Annotations: shards[0],
-		Labels: map[string]string{parameters.RecordsLabel: "true"}}}
+		Labels: map[string]string{parameters.ManagedByLabel: parameters.ManagedBy}}}
 	if _, err := cluster.Client.CoreV1().ServiceAccounts(ns).Create(ctx, records, metav1.CreateOptions{}); err != nil {
 		return nil, err
 	}
@@ -1137,8 +1137,8 @@ func syncWrittenPolicy(ctx context.Context, cluster *e2e.Cluster, ns string, pol
 		case "MutatingAdmissionPolicyBinding":
 			o = o.DeepCopy()
 			_ = unstructured.SetNestedField(o.Object, parameters.WrittenPolicyName, "spec", "policyName")
-			_ = unstructured.SetNestedMap(o.Object, map[string]any{"selector": map[string]any{"matchLabels": map[string]any{parameters.RecordsLabel: "true"}},
-				"parameterNotFoundAction": "Deny"}, "spec", "paramRef")
+			// The shipped binding's selector (sync's label) selects the
+			// records too: only the policy's name changes.
 		}
 		out = append(out, o)
 	}

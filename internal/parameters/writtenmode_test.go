@@ -1,0 +1,160 @@
+package parameters
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	clienttesting "k8s.io/client-go/testing"
+
+	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
+)
+
+// recordsOf is the records of a namespace with n ServiceAccounts of one
+// templated identity.
+func recordsOf(t *testing.T, n int) *Records {
+	t.Helper()
+	spec := v1alpha1.IdentityParametersSpec{Templates: []v1alpha1.Injection{aws("{value:0}")}, ServiceAccounts: map[string]v1alpha1.ServiceAccountParameters{}}
+	for i := range n {
+		spec.ServiceAccounts[fmt.Sprintf("user-%d", i)] = v1alpha1.ServiceAccountParameters{Entries: []int32{0}, Values: []string{fmt.Sprintf("arn:aws:iam::111122223333:role/user-%d", i)}}
+	}
+	r, err := NamespaceRecords(spec)
+	if err != nil || len(r.Left) > 0 {
+		t.Fatalf("records: %v, left %d", err, len(r.Left))
+	}
+	return &r
+}
+
+// recordsObjectsIn are the records objects of the namespace, by name, and
+// whether every name (a recorded one or not) is in the range of one.
+func recordsObjectsIn(t *testing.T, w *written, ns string) ([]string, bool) {
+	t.Helper()
+	list, err := w.dyn.Resource(serviceAccountsResource).Namespace(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	var ranges [][2]string
+	for _, o := range list.Items {
+		if o.GetLabels()[ManagedByLabel] != ManagedBy {
+			t.Errorf("records object %s without sync's label", o.GetName())
+		}
+		names = append(names, o.GetName())
+		a := o.GetAnnotations()
+		ranges = append(ranges, [2]string{a[FromRecordKey], a[ToRecordKey]})
+	}
+	slices.Sort(names)
+	covered := true
+	for _, name := range []string{"", "a", "default", "user-1", "user-2500", "user-4999", "user-5", "zzz"} {
+		holding := 0
+		for _, r := range ranges {
+			if (r[0] == "" || name >= r[0]) && (r[1] == "" || name < r[1]) {
+				holding++
+			}
+		}
+		covered = covered && holding >= 1
+	}
+	return names, covered
+}
+
+func newFakeWritten(t *testing.T) (*written, *dynamicfake.FakeDynamicClient) {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	_ = corev1.AddToScheme(scheme)
+	dyn := dynamicfake.NewSimpleDynamicClient(scheme)
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	w, err := newWritten(dyn, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, dyn
+}
+
+func TestRecordsObjectsAreLaidOutWithoutAGap(t *testing.T) {
+	ctx := context.Background()
+	w, dyn := newFakeWritten(t)
+	const ns = "users"
+	big, small := recordsOf(t, 5000), recordsOf(t, 10)
+	t.Run("a large namespace gets a series of objects covering every name", func(t *testing.T) {
+		if err := w.writeRecords(ctx, ns, big); err != nil {
+			t.Fatal(err)
+		}
+		names, covered := recordsObjectsIn(t, w, ns)
+		if len(names) < 2 || !strings.HasPrefix(names[0], RecordsName+"-a") || !covered {
+			t.Errorf("objects %v, covering every name %t: want the series a, covering", names, covered)
+		}
+	})
+	t.Run("a namespace that shrinks gets one object, and the series goes", func(t *testing.T) {
+		if err := w.writeRecords(ctx, ns, small); err != nil {
+			t.Fatal(err)
+		}
+		if names, covered := recordsObjectsIn(t, w, ns); !slices.Equal(names, []string{RecordsName}) || !covered {
+			t.Errorf("objects %v, covering %t: want %s alone", names, covered, RecordsName)
+		}
+	})
+	t.Run("a layout that cannot be written whole leaves the old one covering, brought up to date", func(t *testing.T) {
+		if err := w.writeRecords(ctx, ns, big); err != nil {
+			t.Fatal(err)
+		}
+		grown := recordsOf(t, 5000)
+		grown.Annotations["user-1"] = strings.Repeat("x", MaxRecordBytes/2) // past its object: laid out again
+		grown.Annotations["user-999"] = "|d"                                // refused since
+		// A quota on ServiceAccounts: the second object of the new
+		// series cannot be created.
+		dyn.PrependReactor("create", "serviceaccounts", func(a clienttesting.Action) (bool, runtime.Object, error) {
+			if strings.HasSuffix(a.(clienttesting.CreateAction).GetObject().(interface{ GetName() string }).GetName(), "b2") {
+				return true, nil, errors.New("exceeded quota")
+			}
+			return false, nil, nil
+		})
+		if err := w.writeRecords(ctx, ns, grown); err == nil {
+			t.Fatal("no error from a layout that could not be written")
+		}
+		names, covered := recordsObjectsIn(t, w, ns)
+		if !covered || !slices.Contains(names, RecordsName+"-a1") {
+			t.Errorf("objects %v, covering %t: want the series a still covering", names, covered)
+		}
+		list, _ := w.dyn.Resource(serviceAccountsResource).Namespace(ns).List(ctx, metav1.ListOptions{})
+		current := false
+		for _, o := range list.Items {
+			if strings.Contains(o.GetName(), "-a") && o.GetAnnotations()["user-999"] == "|d" {
+				current = true
+			}
+		}
+		if !current {
+			t.Error("the series a was not brought up to date where its objects still fit")
+		}
+		// A sync that starts now finds both series: the one covering
+		// every name is kept until the other is written whole.
+		lay, err := currentLayout(ctx, w.dyn.Resource(serviceAccountsResource).Namespace(ns))
+		if err != nil || lay.series != "a" || !lay.relayout {
+			t.Errorf("layout %+v (err %v): want series a, to be laid out again", lay, err)
+		}
+		dyn.ReactionChain = dyn.ReactionChain[1:]
+		if err := w.writeRecords(ctx, ns, grown); err != nil {
+			t.Fatal(err)
+		}
+		names, covered = recordsObjectsIn(t, w, ns)
+		if !covered || slices.Contains(names, RecordsName+"-a1") || !slices.Contains(names, RecordsName+"-b1") {
+			t.Errorf("objects %v, covering %t: want the series b alone", names, covered)
+		}
+	})
+	t.Run("a namespace with nothing left has no objects", func(t *testing.T) {
+		if err := w.writeRecords(ctx, ns, nil); err != nil {
+			t.Fatal(err)
+		}
+		if names, _ := recordsObjectsIn(t, w, ns); len(names) != 0 {
+			t.Errorf("objects %v, want none", names)
+		}
+	})
+}
