@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	gosync "sync"
@@ -402,6 +403,12 @@ func (c *Controller) Desired(ns string) (v1alpha1.IdentityParametersSpec, []stri
 			c.cacheMu.Unlock()
 		}
 		return spec, nil, err
+	}
+	if c.written != nil {
+		// The records objects are ServiceAccounts of the namespace too;
+		// listed, each write of them would change the records again.
+		// Their pods are refused as not known.
+		sas = slices.DeleteFunc(slices.Clone(sas), func(sa *corev1.ServiceAccount) bool { return isRecordsObject(sa.Name) })
 	}
 	sort.Slice(sas, func(i, j int) bool { return sas[i].Name < sas[j].Name })
 	var scope policy.Scope

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	gosync "sync"
@@ -313,6 +314,13 @@ type recordsLayout struct {
 	objects    []string
 	relayout   bool
 }
+
+// recordsObjectName matches the names of records objects.
+var recordsObjectName = regexp.MustCompile(`^` + RecordsName + `(-[ab]([1-9]|1[0-6]))?$`)
+
+// isRecordsObject is whether a ServiceAccount's name is a records
+// object's.
+func isRecordsObject(name string) bool { return recordsObjectName.MatchString(name) }
 
 // recordsObjects are the names of a series of n objects.
 func recordsObjects(series string, n int) []string {

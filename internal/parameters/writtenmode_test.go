@@ -158,3 +158,21 @@ func TestRecordsObjectsAreLaidOutWithoutAGap(t *testing.T) {
 		}
 	})
 }
+
+func TestRecordsObjectsAreKnownByName(t *testing.T) {
+	for _, n := range recordsObjects("a", MaxRecordShards) {
+		if !isRecordsObject(n) {
+			t.Errorf("%s is not taken for a records object", n)
+		}
+	}
+	for _, n := range append(recordsObjects("b", MaxRecordShards), RecordsName) {
+		if !isRecordsObject(n) {
+			t.Errorf("%s is not taken for a records object", n)
+		}
+	}
+	for _, n := range []string{RecordsName + "-a17", RecordsName + "-c1", RecordsName + "-a0", "x-" + RecordsName, RecordsName + "s"} {
+		if isRecordsObject(n) {
+			t.Errorf("%s is taken for a records object", n)
+		}
+	}
+}
