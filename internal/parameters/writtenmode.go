@@ -61,9 +61,10 @@ type retiredSet struct {
 const bindingCheck = time.Minute
 
 // BindingName is the mutating policy binding of policy mode: in written
-// mode sync points it at the written policy (WrittenPolicyName, reading
-// RecordsName), once every namespace has its records; applying
-// deploy/policy points it back at the generic policy.
+// mode sync points it at the written policy (WrittenPolicyName), once
+// every namespace has its records; applying deploy/policy points it back
+// at the generic policy. Either policy reads what the binding selects by
+// sync's label: the IdentityParameters, or the records.
 const BindingName = "pod-identity-injector"
 
 // written keeps the written policy: the sets every namespace uses.
