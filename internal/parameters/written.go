@@ -38,8 +38,10 @@ const MaxWrittenEntries = 64
 //   - enforcement: a string holding 'D' or 'W' where the namespace's API
 //     token rule refuses or warns.
 //
-// They end with mayDeny; the generic policy's newAnnotations and
-// newLabels, and its mutation, follow them unchanged. Held to the generic
+// They end with mayDeny. Among them, fast says the pod touches none of
+// the entries' names (see writer.fast), and fastMounts and fastEnv are
+// what each of its containers then gets; WrittenPolicy's newAnnotations
+// and mutation read them, and otherwise are the generic policy's. Held to the generic
 // policy by test/celbench (policy_test.go, random_test.go), through
 // WrittenPolicy.
 func WrittenRules(entries []v1alpha1.Injection, own int) ([]admissionregv1.Variable, error) {
@@ -60,6 +62,8 @@ func WrittenRules(entries []v1alpha1.Injection, own int) ([]admissionregv1.Varia
 	for i := range entries {
 		w.targets(i, &entries[i])
 	}
+	w.lists(entries)
+	w.fast(entries)
 	w.additions(entries)
 	w.newVolumes(entries)
 	w.added(entries)
@@ -372,20 +376,117 @@ func (w *writer) targets(i int, e *v1alpha1.Injection) {
 	w.add(fmt.Sprintf("targets%d", i), fmt.Sprintf("!variables.inj%d ? [] : (variables.initContainers + variables.containers).filter(k, %s).map(k, k.c.name)", i, and(conds)))
 }
 
+// identity is whether entry e gives an identity (adds volumes or
+// variables) where it applies.
+func identity(e *v1alpha1.Injection) bool { return len(e.Volumes)+len(e.Env) > 0 }
+
+// lists writes the lists each entry adds to a container, as their own
+// variables: built once for the pod (the API server keeps a variable's
+// value), not once for each container. mounts<i> are entry i's mounts,
+// env<i> its variables, env<i>_<j> those of its group j.
+func (w *writer) lists(entries []v1alpha1.Injection) {
+	for i := range entries {
+		e := &entries[i]
+		if len(e.Mounts) > 0 {
+			w.add(fmt.Sprintf("mounts%d", i), literal(decoded(e.Mounts)))
+		}
+		if len(e.Env) > 0 {
+			for j, g := range e.Env {
+				var vars []any
+				for _, v := range g.Vars {
+					vars = append(vars, w.envVar(i, v))
+				}
+				w.add(fmt.Sprintf("env%d_%d", i, j), literal(vars))
+			}
+			w.add(fmt.Sprintf("env%d", i), literal(w.envVars(i, e)))
+		}
+	}
+}
+
+// fast writes fast: whether the pod touches none of the names the entries
+// read or add (annotations, labels, volumes, and in any container their
+// variables, the variables that override them and their mount paths) and
+// has containers; most pods. For such a pod each entry that gives an
+// identity does so exactly where it applies (on<i>): no token expiration
+// is read, no container is skipped, left out or warned about, and every
+// container gets the same additions, fastMounts and fastEnv. The other
+// rules then take their quick forms, which test/celbench holds to the
+// generic policy like the rest.
+func (w *writer) fast(entries []v1alpha1.Injection) {
+	var annotations, labels, volumes, env, paths []string
+	var mounts, vars []string
+	for i := range entries {
+		e := &entries[i]
+		annotations = append(annotations, e.SkipContainersAnnotation, e.OnlyContainersAnnotation)
+		if e.Expiration != nil {
+			annotations = append(annotations, e.Expiration.Annotation)
+		}
+		annotations = append(annotations, slices.Collect(maps.Keys(e.Annotations))...)
+		labels = append(labels, slices.Collect(maps.Keys(e.Labels))...)
+		for _, v := range e.Volumes {
+			volumes = append(volumes, v.Name)
+		}
+		env = append(append(append(env, envNames(e)...), e.OverridingVariables...), e.TokenFileVariables...)
+		paths = append(paths, mountPaths(e)...)
+		if !identity(e) {
+			continue
+		}
+		if len(e.Mounts) > 0 {
+			mounts = append(mounts, fmt.Sprintf("(variables.on%d ? variables.mounts%d : [])", i, i))
+		}
+		if len(e.Env) > 0 {
+			vars = append(vars, fmt.Sprintf("(variables.on%d ? variables.env%d : [])", i, i))
+		}
+	}
+	conds := []string{"size(object.spec.?containers.orValue([])) > 0"}
+	for _, k := range distinct(annotations) {
+		conds = append(conds, fmt.Sprintf("!(%s in variables.annotations)", q(k)))
+	}
+	for _, k := range distinct(labels) {
+		conds = append(conds, fmt.Sprintf("!(%s in variables.labels)", q(k)))
+	}
+	if volumes = distinct(volumes); len(volumes) > 0 {
+		conds = append(conds, fmt.Sprintf("!object.spec.?volumes.orValue([]).exists(pv, pv.name in %s)", stringList(volumes)))
+	}
+	var touches []string
+	if env = distinct(env); len(env) > 0 {
+		touches = append(touches, fmt.Sprintf("c.?env.orValue([]).exists(v, v.name in %s)", stringList(env)))
+	}
+	if paths = distinct(paths); len(paths) > 0 {
+		touches = append(touches, fmt.Sprintf("c.?volumeMounts.orValue([]).exists(m, m.mountPath in %s)", stringList(paths)))
+	}
+	if len(touches) > 0 {
+		for _, list := range []string{"object.spec.?initContainers.orValue([])", "object.spec.containers"} {
+			conds = append(conds, fmt.Sprintf("!%s.exists(c, %s)", list, or(touches)))
+		}
+	}
+	w.add("fast", and(conds))
+	w.add("fastMounts", concat(mounts))
+	w.add("fastEnv", concat(vars))
+}
+
+// distinct is ss without empty strings and repeats, sorted.
+func distinct(ss []string) []string {
+	out := slices.DeleteFunc(slices.Clone(ss), func(s string) bool { return s == "" })
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// quick is the rule fastForm for a fast pod, otherwise general.
+func quick(fastForm, general string) string {
+	return "variables.fast ? " + fastForm + " : " + general
+}
+
 // additions writes what each container gets, init containers first: the
 // mounts whose paths it does not use, and the variables of the groups it
 // sets none of.
 func (w *writer) additions(entries []v1alpha1.Injection) {
-	// The lists to add are variables of their own: built once for the
-	// pod (the API server keeps a variable's value), not once for each
-	// container.
 	var mounts, env []string
 	for i := range entries {
 		e := &entries[i]
 		in := fmt.Sprintf("k.c.name in variables.targets%d", i)
 		if len(e.Mounts) > 0 {
 			list := fmt.Sprintf("variables.mounts%d", i)
-			w.add(list[len("variables."):], literal(decoded(e.Mounts)))
 			mounts = append(mounts, fmt.Sprintf("(%s ? (!sets.intersects(k.paths, %s) ? %s : %s.filter(m, !(m.mountPath in k.paths))) : [])",
 				in, stringList(mountPaths(e)), list, list))
 		}
@@ -393,22 +494,18 @@ func (w *writer) additions(entries []v1alpha1.Injection) {
 			var groups []string
 			for j, g := range e.Env {
 				var names []string
-				var vars []any
 				for _, v := range g.Vars {
 					names = append(names, v.Name)
-					vars = append(vars, w.envVar(i, v))
 				}
-				group := fmt.Sprintf("env%d_%d", i, j)
-				w.add(group, literal(vars))
-				groups = append(groups, fmt.Sprintf("(!sets.intersects(k.env, %s) ? variables.%s : [])", stringList(names), group))
+				groups = append(groups, fmt.Sprintf("(!sets.intersects(k.env, %s) ? variables.env%d_%d : [])", stringList(names), i, j))
 			}
-			all := fmt.Sprintf("env%d", i)
-			w.add(all, literal(w.envVars(i, e)))
-			env = append(env, fmt.Sprintf("(%s ? (!sets.intersects(k.env, %s) ? variables.%s : %s) : [])",
-				in, stringList(envNames(e)), all, concat(groups)))
+			env = append(env, fmt.Sprintf("(%s ? (!sets.intersects(k.env, %s) ? variables.env%d : %s) : [])",
+				in, stringList(envNames(e)), i, concat(groups)))
 		}
 	}
-	w.add("additions", "(variables.initContainers + variables.containers).map(k, {'mounts': dyn("+concat(mounts)+"), 'env': dyn("+concat(env)+")})")
+	w.add("additions", quick(
+		"lists.range(size(object.spec.?initContainers.orValue([])) + size(object.spec.containers)).map(i, {'mounts': dyn(variables.fastMounts), 'env': dyn(variables.fastEnv)})",
+		"(variables.initContainers + variables.containers).map(k, {'mounts': dyn("+concat(mounts)+"), 'env': dyn("+concat(env)+")})"))
 }
 
 // newVolumes writes the volumes to add: those of each entry that gives a
@@ -416,17 +513,24 @@ func (w *writer) additions(entries []v1alpha1.Injection) {
 // its provider that applies, with that entry's token expiration where
 // the pod sets one.
 func (w *writer) newVolumes(entries []v1alpha1.Injection) {
-	var out []string
+	var out, quickOut []string
 	for i := range entries {
 		e := &entries[i]
 		if len(e.Volumes) == 0 {
 			continue
 		}
-		var copies []string
+		var copies, quickCopies []string
 		for j := range entries {
 			if entries[j].Provider != e.Provider {
 				continue
 			}
+			// A fast pod has none of these volumes and sets no token
+			// expiration.
+			var plains []string
+			for _, v := range e.Volumes {
+				plains = append(plains, literal(decoded(v)))
+			}
+			quickCopies = append(quickCopies, fmt.Sprintf("(variables.on%d ? [%s] : [])", j, strings.Join(plains, ", ")))
 			var vols []string
 			for _, v := range e.Volumes {
 				plain := literal(decoded(v))
@@ -439,8 +543,9 @@ func (w *writer) newVolumes(entries []v1alpha1.Injection) {
 			copies = append(copies, fmt.Sprintf("(variables.on%d ? %s : [])", j, concat(vols)))
 		}
 		out = append(out, fmt.Sprintf("(size(variables.targets%d) > 0 ? %s : [])", i, concat(copies)))
+		quickOut = append(quickOut, fmt.Sprintf("(variables.on%d ? %s : [])", i, concat(quickCopies)))
 	}
-	w.add("newVolumes", concat(out))
+	w.add("newVolumes", quick(concat(quickOut), concat(out)))
 }
 
 // withExpiration is v as the generic policy writes it for a pod that sets
@@ -468,7 +573,8 @@ func withExpiration(v v1alpha1.Volume, seconds expr) any {
 func (w *writer) added(entries []v1alpha1.Injection) {
 	annotations := []string{"(variables.listed || 'pod-identity.io/serviceaccount-not-known' in variables.annotations ? [] : " +
 		"[[dyn('pod-identity.io/serviceaccount-not-known'), dyn(variables.serviceAccount)]])"}
-	var labels []string
+	quickAnnotations := slices.Clone(annotations)
+	var labels, quickLabels []string
 	for i := range entries {
 		e := &entries[i]
 		var as, ls []string
@@ -484,15 +590,35 @@ func (w *writer) added(entries []v1alpha1.Injection) {
 		if len(ls) > 0 {
 			labels = append(labels, fmt.Sprintf("(size(variables.targets%d) > 0 ? %s : [])", i, concat(ls)))
 		}
+		if !identity(e) {
+			continue
+		}
+		// A fast pod lacks them all.
+		var qas, qls []string
+		for _, k := range slices.Sorted(maps.Keys(e.Annotations)) {
+			qas = append(qas, fmt.Sprintf("[dyn(%s), dyn(%s)]", q(k), w.text(i, e.Annotations[k])))
+		}
+		for _, k := range slices.Sorted(maps.Keys(e.Labels)) {
+			qls = append(qls, fmt.Sprintf("[%s, %s]", q(k), q(e.Labels[k])))
+		}
+		if len(qas) > 0 {
+			quickAnnotations = append(quickAnnotations, fmt.Sprintf("(variables.on%d ? [%s] : [])", i, strings.Join(qas, ", ")))
+		}
+		if len(qls) > 0 {
+			quickLabels = append(quickLabels, fmt.Sprintf("(variables.on%d ? [%s] : [])", i, strings.Join(qls, ", ")))
+		}
 	}
-	w.add("addedAnnotations", concat(annotations))
-	w.add("addedLabels", concat(labels))
+	w.add("addedAnnotations", quick(concat(quickAnnotations), concat(annotations)))
+	w.add("addedLabels", quick(concat(quickLabels), concat(labels)))
 }
 
 // mayWarn writes whether pod-identity-warn may have something to say about
 // the pod, as the generic policy's variable of that name.
 func (w *writer) mayWarn(entries []v1alpha1.Injection) {
 	terms := []string{"variables.own.contains('w')", "variables.own.contains('a')"}
+	// A fast pod sets no token expiration, uses none of the entries'
+	// variables or paths, and gets each identity where it applies.
+	var quickTerms []string
 	var identities, withVolumes, injecting []string
 	for i := range entries {
 		e := &entries[i]
@@ -501,7 +627,7 @@ func (w *writer) mayWarn(entries []v1alpha1.Injection) {
 			identities = append(identities, on)
 		}
 		if len(e.Warnings) > 0 {
-			terms = append(terms, on)
+			quickTerms = append(quickTerms, on)
 		}
 		if x := e.Expiration; x != nil {
 			states := "['min', 'max', 'default']"
@@ -523,7 +649,7 @@ func (w *writer) mayWarn(entries []v1alpha1.Injection) {
 					own = append(own, e.Expiration.Annotation)
 				}
 				own = append(own, slices.Sorted(maps.Keys(e.Annotations))...)
-				terms = append(terms, fmt.Sprintf("%s && variables.annotations.exists(k, %s && !(k in %s))", on, or(prefixes), stringList(own)))
+				quickTerms = append(quickTerms, fmt.Sprintf("%s && variables.annotations.exists(k, %s && !(k in %s))", on, or(prefixes), stringList(own)))
 			}
 		}
 		names := append(envNames(e), e.OverridingVariables...)
@@ -538,11 +664,12 @@ func (w *writer) mayWarn(entries []v1alpha1.Injection) {
 			terms = append(terms, fmt.Sprintf("variables.inj%d && (variables.initContainers + variables.containers).exists(k, %s)", i, or(sets)))
 		}
 	}
-	terms = append(terms, "variables.enforcement.contains('W') && "+or(identities))
+	quickTerms = append(quickTerms, "variables.enforcement.contains('W') && "+or(identities))
+	general := append(slices.Clone(quickTerms), terms[2:]...)
 	if len(withVolumes) > 0 {
-		terms = append(terms, strings.Join(withVolumes, " + ")+" != "+strings.Join(injecting, " + "))
+		general = append(general, strings.Join(withVolumes, " + ")+" != "+strings.Join(injecting, " + "))
 	}
-	w.add("mayWarn", or(terms))
+	w.add("mayWarn", or(append(terms[:2:2], "("+quick(or(quickTerms), or(general))+")")))
 }
 
 // mayDeny writes whether pod-identity-deny may refuse the pod, as the

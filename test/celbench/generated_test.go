@@ -123,6 +123,13 @@ func randomPod(r *rand.Rand) *corev1.Pod {
 	set(labels, "eks.amazonaws.com/pod-identity", pick("", "", "enabled", "disabled"))
 	set(labels, "eks.amazonaws.com/skip-pod-identity-webhook", pick("", "", "", "true"))
 	p.Labels = labels
+	if r.Intn(4) == 0 {
+		p.Spec.NodeSelector = map[string]string{"kubernetes.io/os": "windows"}
+	}
+	withInitContainer(r, p)
+	if plain(r) {
+		return p
+	}
 	ann := map[string]string{}
 	set(ann, "eks.amazonaws.com/skip-containers", pick("", "", "proxy", "app, logs", " "))
 	set(ann, "eks.amazonaws.com/only-containers", pick("", "", "app", "logs,"))
@@ -135,11 +142,7 @@ func randomPod(r *rand.Rand) *corev1.Pod {
 	if len(ann) > 0 {
 		p.Annotations = ann
 	}
-	if r.Intn(4) == 0 {
-		p.Spec.NodeSelector = map[string]string{"kubernetes.io/os": "windows"}
-	}
-	for i := range p.Spec.Containers {
-		c := &p.Spec.Containers[i]
+	for _, c := range allContainers(p) {
 		switch r.Intn(8) {
 		case 0:
 			c.Env = append(c.Env, corev1.EnvVar{Name: "AWS_ROLE_ARN", Value: "arn:aws:iam::111122223333:role/mine"})
@@ -163,4 +166,37 @@ func randomPod(r *rand.Rand) *corev1.Pod {
 			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: pick("sts.amazonaws.com", "other"), Path: "token"}}}}}})
 	}
 	return p
+}
+
+// withInitContainer gives p, one time in three, an init container: with
+// variables, mounts, both or neither of its own.
+func withInitContainer(r *rand.Rand, p *corev1.Pod) {
+	if r.Intn(3) != 0 {
+		return
+	}
+	c := corev1.Container{Name: "init", Image: "registry.example.com/init:1"}
+	if r.Intn(2) == 0 {
+		c.Env = []corev1.EnvVar{{Name: "MODE", Value: "init"}}
+	}
+	if r.Intn(2) == 0 {
+		c.VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
+	}
+	p.Spec.InitContainers = append(p.Spec.InitContainers, c)
+}
+
+// plain is true one time in three: the random pod then stays as it is,
+// its labels and OS aside, touching none of the names the identities read
+// or add (the written policy's quick way).
+func plain(r *rand.Rand) bool { return r.Intn(3) == 0 }
+
+// allContainers are p's init containers and containers.
+func allContainers(p *corev1.Pod) []*corev1.Container {
+	var out []*corev1.Container
+	for i := range p.Spec.InitContainers {
+		out = append(out, &p.Spec.InitContainers[i])
+	}
+	for i := range p.Spec.Containers {
+		out = append(out, &p.Spec.Containers[i])
+	}
+	return out
 }

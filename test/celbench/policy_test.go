@@ -1,6 +1,7 @@
 package celbench
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand"
@@ -14,6 +15,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apiserver/pkg/admission"
+	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating/patch"
+	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/pod-identity/injector/internal/parameters"
 	"github.com/pod-identity/injector/pkg/parameters/v1alpha1"
@@ -114,7 +119,7 @@ func TestTheWrittenPolicyDecidesAsTheGenericOne(t *testing.T) {
 	generic := mutatingPolicy(t)
 	r := rand.New(rand.NewSource(11))
 	const namespaces, pods = 40, 16
-	compared, acted := 0, 0
+	compared, acted, quick := 0, 0, 0
 	for n := range namespaces {
 		spec := randomNamespace(r)
 		crd, records, written := writtenFor(t, generic, spec)
@@ -130,14 +135,26 @@ func TestTheWrittenPolicyDecidesAsTheGenericOne(t *testing.T) {
 			}
 			ps = append(ps, p)
 		}
-		a := compareOnPods(t, generic, written, crd, records, ps, fmt.Sprintf("namespace %d %s", n, b))
+		a, q := compareOnPods(t, generic, written, crd, records, ps, fmt.Sprintf("namespace %d %s", n, b))
 		compared += len(ps)
 		acted += a
+		quick += q
 	}
+	checkCoverage(t, compared, acted, quick)
+}
+
+// checkCoverage fails t when the policies acted on too few of the pods
+// compared to say what they do, or the written policy took either of its
+// ways too rarely to be held to the generic one.
+func checkCoverage(t *testing.T, compared, acted, quick int) {
+	t.Helper()
 	if acted < compared/3 {
 		t.Errorf("the policies acted on %d of %d pods: too few to compare what they do", acted, compared)
 	}
-	t.Logf("%d pods, %d acted on", compared, acted)
+	if quick < acted/8 || acted-quick < acted/8 {
+		t.Errorf("of %d pods acted on, %d took the quick way: too few of one way to compare", acted, quick)
+	}
+	t.Logf("%d pods, %d acted on, %d of them the quick way", compared, acted, quick)
 }
 
 // evaluatorSet is a policy's match conditions and the variables the
@@ -145,6 +162,21 @@ func TestTheWrittenPolicyDecidesAsTheGenericOne(t *testing.T) {
 type evaluatorSet struct {
 	conditions []evaluator
 	values     map[string]evaluator
+	mutation   evaluator
+}
+
+// patched is pod as the API server's JSON patcher leaves it after e's
+// mutation, reading params.
+func (e evaluator) patched(t testing.TB, pod *corev1.Pod, params runtime.Object) *corev1.Pod {
+	t.Helper()
+	va, _, namespace := creation(pod.DeepCopy())
+	r := patch.Request{MatchedResource: corev1.SchemeGroupVersion.WithResource("pods"), VersionedAttributes: va,
+		ObjectInterfaces: admission.NewObjectInterfacesFromScheme(scheme.Scheme), OptionalVariables: plugincel.OptionalVariableBindings{VersionedParams: params}, Namespace: namespace}
+	out, err := patch.NewJSONPatcher(e.mutation).Patch(e.compiler.CreateContext(context.Background()), r, 10_000_000)
+	if err != nil {
+		t.Fatalf("the mutation of pod %s: %v", pod.Spec.ServiceAccountName, err)
+	}
+	return out.(*corev1.Pod)
 }
 
 func newEvaluatorSet(t testing.TB, p *admissionregv1.MutatingAdmissionPolicy) *evaluatorSet {
@@ -155,6 +187,7 @@ func newEvaluatorSet(t testing.TB, p *admissionregv1.MutatingAdmissionPolicy) *e
 	for _, v := range []string{"additions", "newVolumes", "newAnnotations", "newLabels"} {
 		s.values[v] = compileValue(t, p, "variables."+v)
 	}
+	s.mutation = compile(t, p, "")
 	return s
 }
 
@@ -191,8 +224,9 @@ func writtenFor(t *testing.T, generic *admissionregv1.MutatingAdmissionPolicy, s
 
 // compareOnPods compares the generic policy reading crd with the written
 // one reading records, for each pod: whether they match, and what they
-// do. It returns how many pods they acted on.
-func compareOnPods(t *testing.T, generic, written *admissionregv1.MutatingAdmissionPolicy, crd *unstructured.Unstructured, records *corev1.ServiceAccount, pods []*corev1.Pod, what string) int {
+// do. It returns how many pods they acted on, and of those how many took
+// the written policy's quick way (its variable fast).
+func compareOnPods(t *testing.T, generic, written *admissionregv1.MutatingAdmissionPolicy, crd *unstructured.Unstructured, records *corev1.ServiceAccount, pods []*corev1.Pod, what string) (int, int) {
 	t.Helper()
 	mark := regexp.MustCompile(`;u-(params;1|records;7);`)
 	matches := func(p *corev1.Pod, policy *evaluatorSet, params runtime.Object) bool {
@@ -204,7 +238,8 @@ func compareOnPods(t *testing.T, generic, written *admissionregv1.MutatingAdmiss
 		return true
 	}
 	g, w := newEvaluatorSet(t, generic), newEvaluatorSet(t, written)
-	acted := 0
+	fast := compileValue(t, written, "variables.fast")
+	acted, quick := 0, 0
 	for i, p := range pods {
 		gm, wm := matches(p, g, crd), matches(p, w, records)
 		if gm != wm {
@@ -214,6 +249,9 @@ func compareOnPods(t *testing.T, generic, written *admissionregv1.MutatingAdmiss
 			continue
 		}
 		acted++
+		if fast.value(t, p, records) == "true" {
+			quick++
+		}
 		for _, v := range []string{"additions", "newVolumes", "newAnnotations", "newLabels"} {
 			want := canonical(v, mark.ReplaceAllString(g.values[v].value(t, p, crd), ";P;"))
 			got := canonical(v, mark.ReplaceAllString(w.values[v].value(t, p, records), ";P;"))
@@ -222,8 +260,16 @@ func compareOnPods(t *testing.T, generic, written *admissionregv1.MutatingAdmiss
 				t.Fatalf("%s: %s, pod %d: written %.600s\n generic %.600s\n records %v\n pod %.800s", what, v, i, got, want, records.Annotations, pb)
 			}
 		}
+		// And the pod each patch leaves, as the API server applies it:
+		// the written policy's mutation takes a quicker way for most
+		// pods.
+		want, _ := json.Marshal(g.mutation.patched(t, p, crd))
+		got, _ := json.Marshal(w.mutation.patched(t, p, records))
+		if string(mark.ReplaceAll(got, []byte(";P;"))) != string(mark.ReplaceAll(want, []byte(";P;"))) {
+			t.Fatalf("%s: the patched pod %d of %q: written %s\n generic %s\n records %v", what, i, p.Spec.ServiceAccountName, got, want, records.Annotations)
+		}
 	}
-	return acted
+	return acted, quick
 }
 
 // TestTheWrittenPolicyDecidesAsTheGenericOneForSyncsParameters compares
@@ -272,11 +318,8 @@ func TestTheWrittenPolicyDecidesAsTheGenericOneForSyncsParameters(t *testing.T) 
 		}
 		pods = append(pods, p)
 	}
-	acted := compareOnPods(t, generic, written, crd, records, pods, "sync's parameters")
-	if acted < len(pods)/3 {
-		t.Errorf("the policies acted on %d of %d pods: too few to compare what they do", acted, len(pods))
-	}
-	t.Logf("%d pods, %d acted on; records %v", len(pods), acted, recs.Annotations)
+	acted, quick := compareOnPods(t, generic, written, crd, records, pods, "sync's parameters")
+	checkCoverage(t, len(pods), acted, quick)
 }
 
 // TestEachNameIsInTheRangeOfOneRecordsObject splits a namespace of 5,000
@@ -348,7 +391,7 @@ func TestEachNameIsInTheRangeOfOneRecordsObject(t *testing.T) {
 		byObject[holding] = append(byObject[holding], p)
 	}
 	for j, pods := range byObject {
-		compareOnPods(t, generic, written, crd, recordsAs(objects[j]), pods, fmt.Sprintf("records object %d", j))
+		_, _ = compareOnPods(t, generic, written, crd, recordsAs(objects[j]), pods, fmt.Sprintf("records object %d", j))
 	}
 }
 
