@@ -414,7 +414,7 @@ func (w *writer) lists(entries []v1alpha1.Injection) {
 // generic policy like the rest.
 func (w *writer) fast(entries []v1alpha1.Injection) {
 	var annotations, labels, volumes, env, paths []string
-	var mounts, vars []string
+	var mounts, vars, withVolumes []string
 	for i := range entries {
 		e := &entries[i]
 		annotations = append(annotations, e.SkipContainersAnnotation, e.OnlyContainersAnnotation)
@@ -425,6 +425,9 @@ func (w *writer) fast(entries []v1alpha1.Injection) {
 		labels = append(labels, slices.Collect(maps.Keys(e.Labels))...)
 		for _, v := range e.Volumes {
 			volumes = append(volumes, v.Name)
+		}
+		if len(e.Volumes) > 0 {
+			withVolumes = append(withVolumes, fmt.Sprintf("variables.on%d", i))
 		}
 		env = append(append(append(env, envNames(e)...), e.OverridingVariables...), e.TokenFileVariables...)
 		paths = append(paths, mountPaths(e)...)
@@ -445,8 +448,17 @@ func (w *writer) fast(entries []v1alpha1.Injection) {
 	for _, k := range distinct(labels) {
 		conds = append(conds, fmt.Sprintf("!(%s in variables.labels)", q(k)))
 	}
+	// The scans of the pod's lists are variables of their own: the API
+	// server bounds the cost of each variable (celconfig.PerCallLimit),
+	// and a scan of one list costs less than the generic policy's own
+	// variable of that list (initContainers, containers; its volumes it
+	// reads for the entries that apply), so a pod the generic policy can
+	// evaluate never puts the quick way over the bound. The volumes matter
+	// only to entries that apply and have volumes: with none, both ways
+	// give the same.
 	if volumes = distinct(volumes); len(volumes) > 0 {
-		conds = append(conds, fmt.Sprintf("!object.spec.?volumes.orValue([]).exists(pv, pv.name in %s)", stringList(volumes)))
+		w.add("fastVolumes", fmt.Sprintf("!%s || !object.spec.?volumes.orValue([]).exists(pv, pv.name in %s)", or(withVolumes), stringList(volumes)))
+		conds = append(conds, "variables.fastVolumes")
 	}
 	var touches []string
 	if env = distinct(env); len(env) > 0 {
@@ -456,9 +468,9 @@ func (w *writer) fast(entries []v1alpha1.Injection) {
 		touches = append(touches, fmt.Sprintf("c.?volumeMounts.orValue([]).exists(m, m.mountPath in %s)", stringList(paths)))
 	}
 	if len(touches) > 0 {
-		for _, list := range []string{"object.spec.?initContainers.orValue([])", "object.spec.containers"} {
-			conds = append(conds, fmt.Sprintf("!%s.exists(c, %s)", list, or(touches)))
-		}
+		w.add("fastInitContainers", fmt.Sprintf("!object.spec.?initContainers.orValue([]).exists(c, %s)", or(touches)))
+		w.add("fastContainers", fmt.Sprintf("!object.spec.containers.exists(c, %s)", or(touches)))
+		conds = append(conds, "variables.fastInitContainers", "variables.fastContainers")
 	}
 	w.add("fast", and(conds))
 	w.add("fastMounts", concat(mounts))

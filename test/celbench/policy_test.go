@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
@@ -401,4 +403,96 @@ func recordsAs(o *corev1.ServiceAccount) *corev1.ServiceAccount {
 	o = o.DeepCopy()
 	o.UID, o.ResourceVersion = "u-records", "7"
 	return o
+}
+
+// TestTheQuickWayScansEachListForLessThanTheGenericPolicy holds the cost of
+// the written policy's scans of a pod's lists (the variables fast reads)
+// under the generic policy's cost of the same list. The API server bounds
+// each variable's cost (1,000,000, celconfig.PerCallLimit): a scan of two
+// lists in one variable refused a pod with 70,000 variables in each of two
+// containers, which the generic policy admits. The pod here, of each
+// generated case's ServiceAccount, has 3,000 variables and mounts in an
+// init container and in a container, and 3,000 volumes; the costs grow
+// with the lists, so what holds at this size holds at the API server's
+// request limit.
+func TestTheQuickWayScansEachListForLessThanTheGenericPolicy(t *testing.T) {
+	generic := mutatingPolicy(t)
+	var sas []*corev1.ServiceAccount
+	for name, ann := range generatedCases {
+		sas = append(sas, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("u-" + sanitize(name)), ResourceVersion: "1", Annotations: ann}})
+	}
+	crd := identityParametersOf(t, sas)
+	var spec v1alpha1.IdentityParametersSpec
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(crd.Object["spec"].(map[string]any), &spec); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := parameters.NamespaceRecords(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, UID: "u-records", ResourceVersion: "7", Annotations: recs.Annotations}}
+	written, err := parameters.WrittenPolicy(generic, recs.Sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	big := pod()
+	init := corev1.Container{Name: "init", Image: "registry.example.com/init:1"}
+	for i := range n {
+		init.Env = append(init.Env, corev1.EnvVar{Name: fmt.Sprintf("E%d", i), Value: "x"})
+		init.VolumeMounts = append(init.VolumeMounts, corev1.VolumeMount{Name: "data", MountPath: fmt.Sprintf("/m/%d", i)})
+		big.Spec.Volumes = append(big.Spec.Volumes, corev1.Volume{Name: fmt.Sprintf("v%d", i), VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	}
+	big.Spec.InitContainers = []corev1.Container{init}
+	big.Spec.Containers[0].Env = append(big.Spec.Containers[0].Env, init.Env...)
+	big.Spec.Containers[0].VolumeMounts = append(big.Spec.Containers[0].VolumeMounts, init.VolumeMounts...)
+	compiled := map[string]evaluator{}
+	cost := func(p *admissionregv1.MutatingAdmissionPolicy, params runtime.Object, pod *corev1.Pod, expression string) int64 {
+		e, ok := compiled[p.Name+" "+expression]
+		if !ok {
+			e = compileValue(t, p, "size([dyn("+expression+")]) >= 0")
+			compiled[p.Name+" "+expression] = e
+		}
+		va, req, namespace := creation(pod)
+		res, left, err := e.eval.ForInput(e.compiler.CreateContext(context.Background()), va, req, plugincel.OptionalVariableBindings{VersionedParams: params}, namespace, 10_000_000)
+		if err != nil || res[0].Error != nil {
+			t.Fatalf("%s: %v %v", expression, err, res[0].Error)
+		}
+		return 10_000_000 - left
+	}
+	for name := range generatedCases {
+		p := big.DeepCopy()
+		p.Spec.ServiceAccountName = name
+		limits := map[string]int64{
+			"fastInitContainers": cost(generic, crd, p, "variables.initContainers"),
+			"fastContainers":     cost(generic, crd, p, "variables.containers"),
+			// The generic policy reads the volumes for the entries that
+			// apply (apibench's pod is labelled for Azure).
+			"fastVolumes": cost(generic, crd, p, "variables.injecting"),
+		}
+		scans := map[string][]string{}
+		for _, v := range written.Spec.Variables {
+			set, list, ok := strings.Cut(v.Name, "_")
+			limit, scan := limits[list]
+			if !ok || !scan {
+				continue
+			}
+			scans[set] = append(scans[set], "dyn(variables."+v.Name+")")
+			if got := cost(written, records, p, "variables."+v.Name); got >= limit {
+				t.Errorf("serviceaccount %s: %s costs %d, the generic policy's scan of that list %d", name, v.Name, got, limit)
+			}
+		}
+		if len(scans) == 0 {
+			t.Fatalf("the written policy has none of the scans %v", slices.Collect(maps.Keys(limits)))
+		}
+		// And fast itself scans nothing: what it adds to its scans does
+		// not grow with the lists.
+		for set, vars := range scans {
+			before := cost(written, records, p, "["+strings.Join(vars, ", ")+"]")
+			if own := cost(written, records, p, "["+strings.Join(vars, ", ")+", dyn(variables."+set+"_fast)]") - before; own > 1000 {
+				t.Errorf("serviceaccount %s: %s_fast costs %d besides its scans", name, set, own)
+			}
+		}
+		t.Logf("serviceaccount %s: the generic policy's scans cost %v", name, limits)
+	}
 }
