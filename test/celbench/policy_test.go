@@ -274,6 +274,27 @@ func compareOnPods(t *testing.T, generic, written *admissionregv1.MutatingAdmiss
 	return acted, quick
 }
 
+// writtenForSync is what the written policy reads for crd, the
+// IdentityParameters sync's controller computes: its spec, the records
+// (parameters.NamespaceRecords) and the written policy for its sets.
+func writtenForSync(t testing.TB, generic *admissionregv1.MutatingAdmissionPolicy, crd *unstructured.Unstructured) (v1alpha1.IdentityParametersSpec, *corev1.ServiceAccount, *admissionregv1.MutatingAdmissionPolicy) {
+	t.Helper()
+	var spec v1alpha1.IdentityParametersSpec
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(crd.Object["spec"].(map[string]any), &spec); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := parameters.NamespaceRecords(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, UID: "u-records", ResourceVersion: "7", Annotations: recs.Annotations}}
+	written, err := parameters.WrittenPolicy(generic, recs.Sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spec, records, written
+}
+
 // TestTheWrittenPolicyDecidesAsTheGenericOneForSyncsParameters compares
 // them on the parameters sync's controller computes, with the providers as
 // sync builds them by default: the generated cases' ServiceAccounts (each
@@ -290,19 +311,7 @@ func TestTheWrittenPolicyDecidesAsTheGenericOneForSyncsParameters(t *testing.T) 
 	}
 	slices.Sort(names)
 	crd := identityParametersOf(t, sas)
-	var spec v1alpha1.IdentityParametersSpec
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(crd.Object["spec"].(map[string]any), &spec); err != nil {
-		t.Fatal(err)
-	}
-	recs, err := parameters.NamespaceRecords(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, UID: "u-records", ResourceVersion: "7", Annotations: recs.Annotations}}
-	written, err := parameters.WrittenPolicy(generic, recs.Sets)
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec, records, written := writtenForSync(t, generic, crd)
 	for name := range generatedCases {
 		if len(spec.ServiceAccounts[name].Entries) == 0 {
 			t.Fatalf("serviceaccount %s has no entries: %+v", name, spec.ServiceAccounts[name])
@@ -422,19 +431,7 @@ func TestTheQuickWayScansEachListForLessThanTheGenericPolicy(t *testing.T) {
 		sas = append(sas, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("u-" + sanitize(name)), ResourceVersion: "1", Annotations: ann}})
 	}
 	crd := identityParametersOf(t, sas)
-	var spec v1alpha1.IdentityParametersSpec
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(crd.Object["spec"].(map[string]any), &spec); err != nil {
-		t.Fatal(err)
-	}
-	recs, err := parameters.NamespaceRecords(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, UID: "u-records", ResourceVersion: "7", Annotations: recs.Annotations}}
-	written, err := parameters.WrittenPolicy(generic, recs.Sets)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, records, written := writtenForSync(t, generic, crd)
 	const n = 3000
 	big := pod()
 	init := corev1.Container{Name: "init", Image: "registry.example.com/init:1"}
