@@ -525,24 +525,17 @@ func (w *writer) additions(entries []v1alpha1.Injection) {
 // its provider that applies, with that entry's token expiration where
 // the pod sets one.
 func (w *writer) newVolumes(entries []v1alpha1.Injection) {
-	var out, quickOut []string
+	var out []string
 	for i := range entries {
 		e := &entries[i]
 		if len(e.Volumes) == 0 {
 			continue
 		}
-		var copies, quickCopies []string
+		var copies []string
 		for j := range entries {
 			if entries[j].Provider != e.Provider {
 				continue
 			}
-			// A fast pod has none of these volumes and sets no token
-			// expiration.
-			var plains []string
-			for _, v := range e.Volumes {
-				plains = append(plains, literal(decoded(v)))
-			}
-			quickCopies = append(quickCopies, fmt.Sprintf("(variables.on%d ? [%s] : [])", j, strings.Join(plains, ", ")))
 			var vols []string
 			for _, v := range e.Volumes {
 				plain := literal(decoded(v))
@@ -554,10 +547,9 @@ func (w *writer) newVolumes(entries []v1alpha1.Injection) {
 			}
 			copies = append(copies, fmt.Sprintf("(variables.on%d ? %s : [])", j, concat(vols)))
 		}
-		out = append(out, fmt.Sprintf("(size(variables.targets%d) > 0 ? %s : [])", i, concat(copies)))
-		quickOut = append(quickOut, fmt.Sprintf("(variables.on%d ? %s : [])", i, concat(quickCopies)))
+		out = append(out, fmt.Sprintf("(%s ? %s : [])", gives(i, e), concat(copies)))
 	}
-	w.add("newVolumes", quick(concat(quickOut), concat(out)))
+	w.add("newVolumes", concat(out))
 }
 
 // withExpiration is v as the generic policy writes it for a pod that sets
@@ -585,8 +577,7 @@ func withExpiration(v v1alpha1.Volume, seconds expr) any {
 func (w *writer) added(entries []v1alpha1.Injection) {
 	annotations := []string{"(variables.listed || 'pod-identity.io/serviceaccount-not-known' in variables.annotations ? [] : " +
 		"[[dyn('pod-identity.io/serviceaccount-not-known'), dyn(variables.serviceAccount)]])"}
-	quickAnnotations := slices.Clone(annotations)
-	var labels, quickLabels []string
+	var labels []string
 	for i := range entries {
 		e := &entries[i]
 		var as, ls []string
@@ -597,31 +588,23 @@ func (w *writer) added(entries []v1alpha1.Injection) {
 			ls = append(ls, fmt.Sprintf("(!(%s in variables.labels) ? [[%s, %s]] : [])", q(k), q(k), q(e.Labels[k])))
 		}
 		if len(as) > 0 {
-			annotations = append(annotations, fmt.Sprintf("(size(variables.targets%d) > 0 ? %s : [])", i, concat(as)))
+			annotations = append(annotations, fmt.Sprintf("(%s ? %s : [])", gives(i, e), concat(as)))
 		}
 		if len(ls) > 0 {
-			labels = append(labels, fmt.Sprintf("(size(variables.targets%d) > 0 ? %s : [])", i, concat(ls)))
-		}
-		if !identity(e) {
-			continue
-		}
-		// A fast pod lacks them all.
-		var qas, qls []string
-		for _, k := range slices.Sorted(maps.Keys(e.Annotations)) {
-			qas = append(qas, fmt.Sprintf("[dyn(%s), dyn(%s)]", q(k), w.text(i, e.Annotations[k])))
-		}
-		for _, k := range slices.Sorted(maps.Keys(e.Labels)) {
-			qls = append(qls, fmt.Sprintf("[%s, %s]", q(k), q(e.Labels[k])))
-		}
-		if len(qas) > 0 {
-			quickAnnotations = append(quickAnnotations, fmt.Sprintf("(variables.on%d ? [%s] : [])", i, strings.Join(qas, ", ")))
-		}
-		if len(qls) > 0 {
-			quickLabels = append(quickLabels, fmt.Sprintf("(variables.on%d ? [%s] : [])", i, strings.Join(qls, ", ")))
+			labels = append(labels, fmt.Sprintf("(%s ? %s : [])", gives(i, e), concat(ls)))
 		}
 	}
-	w.add("addedAnnotations", quick(concat(quickAnnotations), concat(annotations)))
-	w.add("addedLabels", quick(concat(quickLabels), concat(labels)))
+	w.add("addedAnnotations", concat(annotations))
+	w.add("addedLabels", concat(labels))
+}
+
+// gives is whether entry i, e, gives some container the identity: for a
+// fast pod, whether it applies (see writer.fast).
+func gives(i int, e *v1alpha1.Injection) string {
+	if !identity(e) {
+		return "false"
+	}
+	return fmt.Sprintf("(variables.fast ? variables.on%d : size(variables.targets%d) > 0)", i, i)
 }
 
 // mayWarn writes whether pod-identity-warn may have something to say about
@@ -677,11 +660,11 @@ func (w *writer) mayWarn(entries []v1alpha1.Injection) {
 		}
 	}
 	quickTerms = append(quickTerms, "variables.enforcement.contains('W') && "+or(identities))
-	general := append(slices.Clone(quickTerms), terms[2:]...)
+	extra := terms[2:]
 	if len(withVolumes) > 0 {
-		general = append(general, strings.Join(withVolumes, " + ")+" != "+strings.Join(injecting, " + "))
+		extra = append(extra, strings.Join(withVolumes, " + ")+" != "+strings.Join(injecting, " + "))
 	}
-	w.add("mayWarn", or(append(terms[:2:2], "("+quick(or(quickTerms), or(general))+")")))
+	w.add("mayWarn", or(append(append(terms[:2:2], quickTerms...), "(!variables.fast && "+or(extra)+")")))
 }
 
 // mayDeny writes whether pod-identity-deny may refuse the pod, as the
