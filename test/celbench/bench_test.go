@@ -258,20 +258,7 @@ func BenchmarkMutatingPolicy(b *testing.B) {
 // each match condition, then each variable the mutation reads on its own
 // (with what it reads: the pod's set only), then the mutation.
 func BenchmarkWrittenPolicy(b *testing.B) {
-	params := identityParameters(b)
-	var spec v1alpha1.IdentityParametersSpec
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(params.Object["spec"].(map[string]any), &spec); err != nil {
-		b.Fatal(err)
-	}
-	recs, err := parameters.NamespaceRecords(spec)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := parameters.WrittenPolicy(mutatingPolicy(b), recs.Sets)
-	if err != nil {
-		b.Fatal(err)
-	}
-	records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, UID: "u-records", ResourceVersion: "7", Annotations: recs.Annotations}}
+	_, records, p := writtenForSync(b, mutatingPolicy(b), identityParameters(b))
 	o := pod()
 	for _, m := range p.Spec.MatchConditions {
 		e := compile(b, p, m.Expression)

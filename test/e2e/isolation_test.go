@@ -69,18 +69,7 @@ func TestIsolationHoldsAgainstWhoeverCanCreateAPod(t *testing.T) {
 	})
 	t.Run("the Azure label on a serviceaccount with no client ID is refused where client IDs are governed", func(t *testing.T) {
 		azureLabel := pod("azure-label", "plain", withLabels(map[string]string{"azure.workload.identity/use": "true"}))
-		_, err := createPod(t, ns, azureLabel, true)
-		if WrittenRules() {
-			// The written policy reads the records, pod-identity-enforce
-			// the IdentityParameters: for a moment after the policy, the
-			// former may still inject what the latter then refuses as the
-			// pod's own token (refused either way). Once they agree,
-			// pod-identity-deny refuses with the webhook's words.
-			until(t, "the refusal comes from pod-identity-deny", func() bool {
-				_, err = createPod(t, ns, azureLabel, true)
-				return err != nil && strings.Contains(err.Error(), "pod-identity-deny")
-			})
-		}
+		err := refusedByDeny(t, ns, azureLabel)
 		requireDenied(t, err, "no annotation azure.workload.identity/client-id (the workload would choose the client ID) is not allowed by "+wantPolicy)
 	})
 	t.Run("the opt-out label does not exempt a pod from enforcement", func(t *testing.T) {
@@ -377,18 +366,7 @@ func TestPolicyModeIsolationHolds(t *testing.T) {
 	})
 	t.Run("the Azure label on a serviceaccount with no client ID is refused where client IDs are governed", func(t *testing.T) {
 		azureLabel := pod("azure-label", "plain", withLabels(map[string]string{"azure.workload.identity/use": "true"}))
-		_, err := createPod(t, ns, azureLabel, true)
-		if WrittenRules() {
-			// The written policy reads the records, pod-identity-enforce
-			// the IdentityParameters: for a moment after the policy, the
-			// former may still inject what the latter then refuses as the
-			// pod's own token (refused either way). Once they agree,
-			// pod-identity-deny refuses with the webhook's words.
-			until(t, "the refusal comes from pod-identity-deny", func() bool {
-				_, err = createPod(t, ns, azureLabel, true)
-				return err != nil && strings.Contains(err.Error(), "pod-identity-deny")
-			})
-		}
+		err := refusedByDeny(t, ns, azureLabel)
 		requireDenied(t, err, fmt.Sprintf(`pod "%s/azure-label" (serviceaccount "%s/plain"): no annotation azure.workload.identity/client-id (the workload would choose the client ID) is not allowed by %s`, ns, ns, wantPolicy))
 	})
 	t.Run("a mesh's token is not a cloud's", func(t *testing.T) {
@@ -405,4 +383,22 @@ func TestPolicyModeIsolationHolds(t *testing.T) {
 		googleConfigurationEditIsRefused(t, ns, `{"type":"external_account"}`)
 	})
 	hiddenIdentitiesAreRefused(t, ns, wantPolicy)
+}
+
+// refusedByDeny creates p, which policy mode refuses, and returns the
+// refusal. The written policy reads the records, pod-identity-enforce the
+// IdentityParameters: for a moment after the policy, the former may still
+// inject what the latter then refuses as the pod's own token (refused
+// either way). Once they agree, pod-identity-deny refuses with the
+// webhook's words: in written mode it waits for that refusal.
+func refusedByDeny(t *testing.T, ns string, p *corev1.Pod) error {
+	t.Helper()
+	_, err := createPod(t, ns, p, true)
+	if WrittenRules() {
+		until(t, "the refusal comes from pod-identity-deny", func() bool {
+			_, err = createPod(t, ns, p, true)
+			return err != nil && strings.Contains(err.Error(), "pod-identity-deny")
+		})
+	}
+	return err
 }
