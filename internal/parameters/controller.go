@@ -154,20 +154,23 @@ func New(cfg Config) (*Controller, error) {
 			Help: "Namespaces whose IdentityParameters could not be computed or written (retried with backoff).",
 		}),
 	}
-	if cfg.Registerer != nil {
-		for _, m := range []prometheus.Collector{c.lag, c.writes, c.errs} {
-			if err := cfg.Registerer.Register(m); err != nil {
-				return nil, err
-			}
-		}
-	}
+	metrics := []prometheus.Collector{c.lag, c.writes, c.errs}
 	if cfg.Written {
 		w, err := newWritten(cfg.Dynamic, cfg.Log)
 		if err != nil {
 			return nil, err
 		}
 		w.budget = c.writeBudget
+		w.size, w.sets = writtenMetrics()
+		metrics = append(metrics, w.size, w.sets)
 		c.written = w
+	}
+	if cfg.Registerer != nil {
+		for _, m := range metrics {
+			if err := cfg.Registerer.Register(m); err != nil {
+				return nil, err
+			}
+		}
 	}
 	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(cfg.Dynamic, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
 		o.LabelSelector = ManagedByLabel + "=" + ManagedBy

@@ -12,6 +12,7 @@ import (
 	gosync "sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/time/rate"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
@@ -90,6 +91,22 @@ type written struct {
 	// being applied: the same sets again need no new policy.
 	considered, candidate []string
 	now                   func() time.Time
+	// size and sets report the policy last chosen (nil: not reported).
+	size prometheus.Gauge
+	sets *prometheus.GaugeVec
+}
+
+// writtenMetrics are the written policy's gauges: how much of its bound it
+// fills, and how many sets it holds and leaves out, so that an operator
+// sees it fill before a ServiceAccount is refused as not known.
+func writtenMetrics() (prometheus.Gauge, *prometheus.GaugeVec) {
+	return prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "pod_identity", Subsystem: "sync", Name: "written_policy_bytes",
+			Help: fmt.Sprintf("Size of the written MutatingAdmissionPolicy last applied, as JSON; sets past %d bytes are left out.", MaxPolicyBytes),
+		}), prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "pod_identity", Subsystem: "sync", Name: "written_policy_sets",
+			Help: "Sets of rules the written policy holds (state=held, including those kept for their grace) and leaves out for its size (state=left_out: their serviceaccounts are refused as not known).",
+		}, []string{"state"})
 }
 
 // newWritten reads the generic policy and binding that sync starts from.
@@ -191,6 +208,10 @@ func (w *written) chosen() ([]string, *admissionregv1.MutatingAdmissionPolicy, e
 		}
 		n++
 	}
+	if w.sets != nil {
+		w.sets.WithLabelValues("held").Set(float64(n))
+		w.sets.WithLabelValues("left_out").Set(float64(len(keys) - n))
+	}
 	if n < len(keys) {
 		w.log.WithFields(logrus.Fields{"sets": len(keys), "held": n, "max_bytes": MaxPolicyBytes}).
 			Error("written policy too large: the serviceaccounts of the sets left out are refused as not known (use webhook mode, or fewer distinct identities)")
@@ -237,7 +258,11 @@ func (w *written) apply(ctx context.Context) error {
 	}
 	// Charged to the cluster's write budget, as IdentityParameters are:
 	// etcd keeps every version of the policy until compaction.
-	if b, err := json.Marshal(p); err == nil && w.budget != nil {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("mutatingadmissionpolicy %s: %w", p.Name, err)
+	}
+	if w.budget != nil {
 		if err := w.budget.WaitN(ctx, min(len(b), w.budget.Burst())); err != nil {
 			return fmt.Errorf("apply mutatingadmissionpolicy %s: %w", p.Name, err)
 		}
@@ -246,7 +271,10 @@ func (w *written) apply(ctx context.Context) error {
 		return fmt.Errorf("apply mutatingadmissionpolicy %s: %w", p.Name, err)
 	}
 	w.applied, w.considered = keys, w.candidate
-	w.log.WithFields(logrus.Fields{"policy": p.Name, "sets": len(keys)}).Info("written policy applied")
+	if w.size != nil {
+		w.size.Set(float64(len(b)))
+	}
+	w.log.WithFields(logrus.Fields{"policy": p.Name, "sets": len(keys), "bytes": len(b), "max_bytes": MaxPolicyBytes}).Info("written policy applied")
 	return nil
 }
 

@@ -2,6 +2,7 @@ package parameters
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -174,5 +176,32 @@ func TestRecordsObjectsAreKnownByName(t *testing.T) {
 		if isRecordsObject(n) {
 			t.Errorf("%s is taken for a records object", n)
 		}
+	}
+}
+
+func TestTheWrittenPolicysGaugesSayHowFullItIs(t *testing.T) {
+	w, dyn := newFakeWritten(t)
+	w.size, w.sets = writtenMetrics()
+	var applied []byte
+	dyn.PrependReactor("patch", "mutatingadmissionpolicies", func(a clienttesting.Action) (bool, runtime.Object, error) {
+		applied = a.(clienttesting.PatchAction).GetPatch()
+		return true, nil, nil
+	})
+	shared := WrittenSet{Entries: []v1alpha1.Injection{aws("{value:0}")}}
+	if err := w.use(context.Background(), "team-a", map[string]WrittenSet{shared.Key(): shared}); err != nil {
+		t.Fatal(err)
+	}
+	var spec struct {
+		Spec json.RawMessage `json:"spec"`
+	}
+	if err := json.Unmarshal(applied, &spec); err != nil || len(spec.Spec) < 1000 {
+		t.Fatalf("applied %.200s: %v, want the policy", applied, err)
+	}
+	// The gauge measures the policy as JSON: its spec and a little more.
+	if got := testutil.ToFloat64(w.size); got < float64(len(spec.Spec)) || got > float64(len(applied))+256 {
+		t.Errorf("written_policy_bytes %v: the applied policy is %d bytes, its spec %d", got, len(applied), len(spec.Spec))
+	}
+	if held, out := testutil.ToFloat64(w.sets.WithLabelValues("held")), testutil.ToFloat64(w.sets.WithLabelValues("left_out")); held != 1 || out != 0 {
+		t.Errorf("written_policy_sets held %v, left_out %v: want 1 and 0", held, out)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sirupsen/logrus"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -195,6 +196,7 @@ func TestTheWrittenPolicyHoldsTheSetsMostNamespacesUseWithinItsBound(t *testing.
 		t.Fatal(err)
 	}
 	w.log.(*logrus.Logger).SetOutput(io.Discard)
+	w.size, w.sets = writtenMetrics()
 	shared := WrittenSet{Entries: []v1alpha1.Injection{aws("{value:0}")}}
 	own := func(i int) WrittenSet {
 		return WrittenSet{Entries: []v1alpha1.Injection{aws(fmt.Sprintf("arn:aws:iam::111122223333:role/own-%d", i)), aws("{value:0}")}, Own: 1}
@@ -212,6 +214,9 @@ func TestTheWrittenPolicyHoldsTheSetsMostNamespacesUseWithinItsBound(t *testing.
 	}
 	if !slices.Contains(keys, shared.Key()) {
 		t.Error("the set every namespace uses was left out")
+	}
+	if held, out := testutil.ToFloat64(w.sets.WithLabelValues("held")), testutil.ToFloat64(w.sets.WithLabelValues("left_out")); int(held) != len(keys) || int(held+out) != 401 {
+		t.Errorf("written_policy_sets held %v, left_out %v: want %d and %d", held, out, len(keys), 401-len(keys))
 	}
 	t.Run("a new set does not push out one the policy holds", func(t *testing.T) {
 		w.applied = keys
