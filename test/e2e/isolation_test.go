@@ -69,7 +69,7 @@ func TestIsolationHoldsAgainstWhoeverCanCreateAPod(t *testing.T) {
 	})
 	t.Run("the Azure label on a serviceaccount with no client ID is refused where client IDs are governed", func(t *testing.T) {
 		azureLabel := pod("azure-label", "plain", withLabels(map[string]string{"azure.workload.identity/use": "true"}))
-		err := refusedByDeny(t, ns, azureLabel)
+		_, err := createPod(t, ns, azureLabel, true)
 		requireDenied(t, err, "no annotation azure.workload.identity/client-id (the workload would choose the client ID) is not allowed by "+wantPolicy)
 	})
 	t.Run("the opt-out label does not exempt a pod from enforcement", func(t *testing.T) {
