@@ -345,6 +345,56 @@ var shared = []string{"initContainers", "containers"}
 // variableRef matches a reference to a variable.
 var variableRef = regexp.MustCompile(`\bvariables\.([A-Za-z_][A-Za-z0-9_]*)\b`)
 
+// renamed is expr with its references to the variables in names given
+// prefix. String literals are left as they are: they hold text from
+// ServiceAccounts (an audience, a project), which may spell a reference.
+// The product does not link a CEL parser, and only where a literal starts
+// and ends matters here: CEL's quotes (single or double, alone or three
+// in a row), its raw prefix (r or R: no escapes), and otherwise a
+// backslash escaping the next character.
+func renamed(expr string, names map[string]bool, prefix string) string {
+	rename := func(code string) string {
+		return variableRef.ReplaceAllStringFunc(code, func(ref string) string {
+			if name := ref[len("variables."):]; names[name] {
+				return "variables." + prefix + name
+			}
+			return ref
+		})
+	}
+	var out strings.Builder
+	code := 0 // where the code not yet written starts
+	for i := 0; i < len(expr); {
+		c := expr[i]
+		if c != '\'' && c != '"' {
+			i++
+			continue
+		}
+		raw := i > 0 && (expr[i-1] == 'r' || expr[i-1] == 'R') && (i < 2 || !isIdentByte(expr[i-2]))
+		quote := string(c)
+		if strings.HasPrefix(expr[i:], strings.Repeat(quote, 3)) {
+			quote = strings.Repeat(quote, 3)
+		}
+		out.WriteString(rename(expr[code:i]))
+		end := i + len(quote)
+		for end < len(expr) && !strings.HasPrefix(expr[end:], quote) {
+			if expr[end] == '\\' && !raw {
+				end++
+			}
+			end++
+		}
+		end = min(end+len(quote), len(expr))
+		out.WriteString(expr[i:end])
+		i, code = end, end
+	}
+	out.WriteString(rename(expr[code:]))
+	return out.String()
+}
+
+// isIdentByte says whether b may be part of a CEL identifier.
+func isIdentByte(b byte) bool {
+	return b == '_' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
+}
+
 // WrittenPolicy is the mutating admission policy for sets: generic (the
 // shipped policy, deploy/policy/mutatingadmissionpolicy.yaml) with the
 // rules WrittenRules writes for each set in place of its generic ones,
@@ -416,12 +466,7 @@ func WrittenPolicy(generic *admissionregv1.MutatingAdmissionPolicy, sets map[str
 				}
 				continue
 			}
-			v.Expression = variableRef.ReplaceAllStringFunc(v.Expression, func(ref string) string {
-				if name := ref[len("variables."):]; names[name] {
-					return "variables." + prefix + name
-				}
-				return ref
-			})
+			v.Expression = renamed(v.Expression, names, prefix)
 			v.Name = prefix + v.Name
 			vars = append(vars, v)
 		}

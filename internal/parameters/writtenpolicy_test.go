@@ -335,3 +335,27 @@ func TestRecordsSplitIntoObjectsByRangesOfNames(t *testing.T) {
 		t.Errorf("a small namespace laid out as %v, want one object", b)
 	}
 }
+
+func TestASetsVariablesAreRenamedOutsideStringLiteralsOnly(t *testing.T) {
+	names := map[string]bool{"on0": true, "fast": true}
+	for _, c := range []struct{ name, expr, want string }{
+		{"references are renamed", `variables.on0 && !variables.fast`, `variables.s3_on0 && !variables.s3_fast`},
+		{"shared variables keep their names", `variables.on0 || variables.containers`, `variables.s3_on0 || variables.containers`},
+		{"longer names are not parts of shorter ones", `variables.on01 || variables.fastEnv`, `variables.on01 || variables.fastEnv`},
+		{"a double-quoted audience is left as written", `variables.on0 ? "https://variables.on0.example.com" : ''`, `variables.s3_on0 ? "https://variables.on0.example.com" : ''`},
+		{"a single-quoted literal is left as written", `'variables.fast' == variables.fast`, `'variables.fast' == variables.s3_fast`},
+		{"an escaped quote does not end a literal", `"a\"variables.on0" + variables.on0`, `"a\"variables.on0" + variables.s3_on0`},
+		{"an escaped backslash before the quote ends it", `"a\\" + variables.on0`, `"a\\" + variables.s3_on0`},
+		{"a quote of the other kind does not end a literal", `"it's variables.on0" + variables.on0`, `"it's variables.on0" + variables.s3_on0`},
+		{"triple quotes hold single ones", `'''a ' variables.on0''' + variables.on0`, `'''a ' variables.on0''' + variables.s3_on0`},
+		{"a raw literal's backslash escapes nothing", `r"a\" + variables.on0`, `r"a\" + variables.s3_on0`},
+		{"an identifier ending in r does not make a literal raw", `var"\"variables.on0" + variables.on0`, `var"\"variables.on0" + variables.s3_on0`},
+		{"an unterminated literal is left as written", `variables.on0 + "variables.on0`, `variables.s3_on0 + "variables.on0`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := renamed(c.expr, names, "s3_"); got != c.want {
+				t.Errorf("renamed(%s)\n got %s\nwant %s", c.expr, got, c.want)
+			}
+		})
+	}
+}

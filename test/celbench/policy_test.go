@@ -493,3 +493,46 @@ func TestTheQuickWayScansEachListForLessThanTheGenericPolicy(t *testing.T) {
 		t.Logf("serviceaccount %s: the generic policy's scans cost %v", name, limits)
 	}
 }
+
+// TestTextThatSpellsAVariableIsLeftAsWritten: a ServiceAccount's text
+// reaches the written rules as literals (an audience is never templated;
+// the Google project comes from the email's domain). Where it spells one
+// of a set's variables, the policy writes it as the ServiceAccount does,
+// and a pod that brings the very volume the identity would add is treated
+// as by the generic policy.
+func TestTextThatSpellsAVariableIsLeftAsWritten(t *testing.T) {
+	generic := mutatingPolicy(t)
+	const audience = "https://variables.on0.example.com"
+	provider := "projects/123456789/locations/global/workloadIdentityPools/pool/providers/provider"
+	cases := map[string]map[string]string{
+		"aws-spelled": {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/app", "eks.amazonaws.com/audience": audience},
+		"gcp-spelled": {"cloud.google.com/workload-identity-provider": provider, "cloud.google.com/service-account-email": "app@variables.fast.iam.gserviceaccount.com",
+			"cloud.google.com/audience": "variables.mayDeny"},
+	}
+	var sas []*corev1.ServiceAccount
+	for name, ann := range cases {
+		sas = append(sas, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("u-" + sanitize(name)), ResourceVersion: "1", Annotations: ann}})
+	}
+	crd := identityParametersOf(t, sas)
+	_, records, written := writtenForSync(t, generic, crd)
+	var pods []*corev1.Pod
+	for _, name := range slices.Sorted(maps.Keys(cases)) {
+		p := pod()
+		p.Spec.ServiceAccountName = name
+		pods = append(pods, p)
+	}
+	own := pod()
+	own.Spec.ServiceAccountName = "aws-spelled"
+	expiration := int64(86400)
+	own.Spec.Volumes = append(own.Spec.Volumes, corev1.Volume{Name: "aws-iam-token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: audience, ExpirationSeconds: &expiration, Path: "token"}}}}}})
+	pods = append(pods, own)
+	if acted, _ := compareOnPods(t, generic, written, crd, records, pods, "text that spells a variable"); acted != len(pods) {
+		t.Fatalf("the policies acted on %d of %d pods", acted, len(pods))
+	}
+	// And the text is there, as written.
+	patched, _ := json.Marshal(newEvaluatorSet(t, written).mutation.patched(t, pods[0], records))
+	if !strings.Contains(string(patched), `"audience":"`+audience+`"`) {
+		t.Errorf("the written policy's pod of aws-spelled lacks the audience %q: %s", audience, patched)
+	}
+}
