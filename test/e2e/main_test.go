@@ -79,6 +79,11 @@ func run(m *testing.M) int {
 	}
 	fmt.Fprintf(os.Stderr, "e2e: injector serving and registered %s after start\n", time.Since(t0).Round(time.Millisecond))
 	code := m.Run()
+	if WrittenRules() && policyMode.sync != nil {
+		// How full the suite's sets left the written policy (1 MiB).
+		m, err := scrapeWith(policyMode.sync.MetricsAddr, "pod_identity_sync_written_policy_")
+		fmt.Fprintf(os.Stderr, "e2e: sync's written policy at the end: %s %v\n", m, err)
+	}
 	if code == 0 {
 		if err := serverLogsAreJSON(); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e: a server wrote a line that is not JSON (--log-format=json):", err)

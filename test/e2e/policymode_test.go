@@ -183,6 +183,12 @@ func notedRetry(d time.Duration) {
 	if d > longestRetry.d {
 		longestRetry.d = d
 		fmt.Printf("e2e: written policy mode: a pod was admitted or refused for good after %v of retries\n", d.Round(time.Millisecond))
+		if d >= 30*time.Second && policyMode.sync != nil {
+			// Still not known: a set left out of the full policy, or sync
+			// behind; its gauges tell which.
+			m, err := scrapeWith(policyMode.sync.MetricsAddr, "pod_identity_sync_written_policy_")
+			fmt.Printf("e2e: written policy mode: sync's written policy: %s %v\n", m, err)
+		}
 	}
 }
 
@@ -1052,6 +1058,12 @@ func TestPolicyModeRaceOfAServiceAccountCreatedJustBeforeItsPod(t *testing.T) {
 
 // scrape returns the sync lag lines of a /metrics page.
 func scrape(addr string) (string, error) {
+	return scrapeWith(addr, "pod_identity_sync_lag_seconds_sum", "pod_identity_sync_lag_seconds_count", "pod_identity_sync_writes_total")
+}
+
+// scrapeWith returns the lines of a /metrics page that start with one of
+// prefixes.
+func scrapeWith(addr string, prefixes ...string) (string, error) {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return "", err
@@ -1060,8 +1072,11 @@ func scrape(addr string) (string, error) {
 	b, err := io.ReadAll(resp.Body)
 	var out []string
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "pod_identity_sync_lag_seconds_sum") || strings.HasPrefix(l, "pod_identity_sync_lag_seconds_count") || strings.HasPrefix(l, "pod_identity_sync_writes_total") {
-			out = append(out, l)
+		for _, p := range prefixes {
+			if strings.HasPrefix(l, p) {
+				out = append(out, l)
+				break
+			}
 		}
 	}
 	return strings.Join(out, "; "), err
