@@ -36,6 +36,17 @@ import (
 // known; use webhook mode there).
 const MaxNamespaceSets = 16
 
+// MaxNamespaceSetBytes bounds the rules of the sets one namespace uses
+// (setBytes, summed): an eighth of MaxPolicyBytes, so that one namespace
+// cannot fill the policy every namespace shares, and eight can only with
+// sets far past what providers write (three clouds' identities together
+// are about 33 KB of rules). A set is as large as the text of its
+// ServiceAccounts' annotations that is not templated (an audience), which
+// Kubernetes bounds only at 256 KiB. The ServiceAccounts of the sets past
+// the bound, those fewest of them share, are left out as past
+// MaxNamespaceSets.
+const MaxNamespaceSetBytes = MaxPolicyBytes / 8
+
 // MaxPolicyBytes bounds the written policy: etcd refuses an object over
 // 1.5 MiB by default, and server-side apply's managed fields come on top.
 // Past it the sets fewest namespaces use are left out.
@@ -132,10 +143,11 @@ func newWritten(dyn dynamic.Interface, log logrus.FieldLogger) (*written, error)
 }
 
 // chosen are the keys of the sets the policy holds, and the policy (nil
-// when they are those last applied): the sets by the number of namespaces
-// using them, most first, those the policy holds already before new ones,
-// within MaxPolicyBytes. Each set's size is its rules' once, so a policy
-// past the bound is built once, not once per set left out.
+// when they are those last applied), within MaxPolicyBytes: the sets in
+// use that it holds already, then new ones by the number of namespaces
+// using them, most first, then those kept for their grace. Each set's
+// size is its rules' once, so a policy past the bound is built once, not
+// once per set left out.
 func (w *written) chosen() ([]string, *admissionregv1.MutatingAdmissionPolicy, error) {
 	uses := map[string]int{}
 	sets := map[string]WrittenSet{}
@@ -172,20 +184,30 @@ func (w *written) chosen() ([]string, *admissionregv1.MutatingAdmissionPolicy, e
 	for _, k := range w.applied {
 		held[k] = true
 	}
+	// In use and held first: a set the policy holds is never pushed out
+	// while a namespace uses it, whatever comes after it (however many
+	// namespaces share it). Then new sets, those most namespaces use
+	// first; then sets kept for their grace.
+	rank := func(k string) int {
+		switch {
+		case uses[k] > 0 && held[k]:
+			return 0
+		case uses[k] > 0:
+			return 1
+		}
+		return 2
+	}
 	slices.SortFunc(keys, func(a, b string) int {
 		switch {
+		case rank(a) != rank(b):
+			return rank(a) - rank(b)
 		case uses[a] != uses[b]:
 			return uses[b] - uses[a]
-		case held[a] != held[b]:
-			if held[a] {
-				return -1
-			}
-			return 1
 		}
 		return strings.Compare(a, b)
 	})
-	// The policy's own size, and each set's rules: within 10% of what
-	// the built policy measures (its JSON escapes a few characters).
+	// The policy's own size, and each set's rules (setBytes). A set that
+	// does not fit is left out, and smaller ones after it may still fit.
 	base, err := WrittenPolicy(w.generic, nil)
 	if err != nil {
 		return nil, nil, err
@@ -194,37 +216,37 @@ func (w *written) chosen() ([]string, *admissionregv1.MutatingAdmissionPolicy, e
 	if err != nil {
 		return nil, nil, err
 	}
-	size, n := len(b), 0
+	size := len(b)
+	var in []string
 	for _, k := range keys {
-		rules, err := WrittenRules(sets[k].Entries, sets[k].Own)
+		n, err := setBytes(sets[k])
 		if err != nil {
 			return nil, nil, fmt.Errorf("set %s: %w", k, err)
 		}
-		for _, r := range rules {
-			size += len(r.Name) + len(r.Expression) + 64
+		if size+n > MaxPolicyBytes*9/10 {
+			continue
 		}
-		if size > MaxPolicyBytes*9/10 {
-			break
-		}
-		n++
+		size += n
+		in = append(in, k)
 	}
 	if w.sets != nil {
-		w.sets.WithLabelValues("held").Set(float64(n))
-		w.sets.WithLabelValues("left_out").Set(float64(len(keys) - n))
+		w.sets.WithLabelValues("held").Set(float64(len(in)))
+		w.sets.WithLabelValues("left_out").Set(float64(len(keys) - len(in)))
 	}
-	if n < len(keys) {
-		w.log.WithFields(logrus.Fields{"sets": len(keys), "held": n, "max_bytes": MaxPolicyBytes}).
+	if len(in) < len(keys) {
+		w.log.WithFields(logrus.Fields{"sets": len(keys), "held": len(in), "max_bytes": MaxPolicyBytes}).
 			Error("written policy too large: the serviceaccounts of the sets left out are refused as not known (use webhook mode, or fewer distinct identities)")
 	}
-	in := map[string]WrittenSet{}
-	for _, k := range keys[:n] {
-		in[k] = sets[k]
+	chosen := map[string]WrittenSet{}
+	for _, k := range in {
+		chosen[k] = sets[k]
 	}
-	p, err := WrittenPolicy(w.generic, in)
+	p, err := WrittenPolicy(w.generic, chosen)
 	if err != nil {
 		return nil, nil, err
 	}
-	return slices.Sorted(slices.Values(keys[:n])), p, nil
+	slices.Sort(in)
+	return in, p, nil
 }
 
 // use records the sets of namespace ns and applies the policy when the

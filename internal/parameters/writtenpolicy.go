@@ -58,6 +58,20 @@ const (
 	ToRecordKey   = "pod-identity.io/to"
 )
 
+// setBytes is about what the rules of s add to the written policy: within
+// 10% of the built policy's JSON (which escapes a few characters).
+func setBytes(s WrittenSet) (int, error) {
+	rules, err := WrittenRules(s.Entries, s.Own)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range rules {
+		n += len(r.Name) + len(r.Expression) + 64
+	}
+	return n, nil
+}
+
 // emptySet is the key of the set with no entries.
 const emptySet = ""
 
@@ -184,17 +198,28 @@ func NamespaceRecords(spec v1alpha1.IdentityParametersSpec) (Records, error) {
 	maps.DeleteFunc(r.Sets, func(k string, _ WrittenSet) bool { return uses[k] == 0 })
 	keys := slices.Collect(maps.Keys(r.Sets))
 	keys = slices.DeleteFunc(keys, func(k string) bool { return k == emptySet })
-	if len(keys) <= MaxNamespaceSets {
-		return r, nil
-	}
 	slices.SortFunc(keys, func(a, b string) int {
 		if uses[a] != uses[b] {
 			return uses[b] - uses[a]
 		}
 		return strings.Compare(a, b)
 	})
-	for _, key := range keys[MaxNamespaceSets:] {
-		delete(r.Sets, key)
+	// And within MaxNamespaceSetBytes of rules: a set that does not fit
+	// is left out, and smaller ones after it may still fit.
+	kept, size := 0, 0
+	for _, key := range keys {
+		n, err := setBytes(r.Sets[key])
+		if err != nil {
+			return Records{}, fmt.Errorf("set %s: %w", key, err)
+		}
+		if kept == MaxNamespaceSets || size+n > MaxNamespaceSetBytes {
+			delete(r.Sets, key)
+			continue
+		}
+		kept, size = kept+1, size+n
+	}
+	if kept == len(keys) {
+		return r, nil
 	}
 	for _, name := range slices.Sorted(maps.Keys(setOf)) {
 		if _, ok := r.Sets[setOf[name]]; !ok {

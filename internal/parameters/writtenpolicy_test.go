@@ -2,6 +2,7 @@ package parameters
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -99,6 +100,39 @@ func TestNamespaceRecordsAreBounded(t *testing.T) {
 			if _, ok := r.Annotations[name]; ok {
 				t.Errorf("%s is left out and recorded", name)
 			}
+		}
+	})
+	t.Run("past MaxNamespaceSetBytes the sets fewest serviceaccounts share are left out, and smaller ones still fit", func(t *testing.T) {
+		// A role written as it is (an own injection) is in the set's
+		// rules: its length sets the set's size.
+		sized := func(target int) v1alpha1.Injection {
+			one, err1 := setBytes(WrittenSet{Entries: []v1alpha1.Injection{aws(strings.Repeat("r", 1000))}, Own: 1})
+			two, err2 := setBytes(WrittenSet{Entries: []v1alpha1.Injection{aws(strings.Repeat("r", 2000))}, Own: 1})
+			if err := errors.Join(err1, err2); err != nil {
+				t.Fatal(err)
+			}
+			return aws(strings.Repeat("r", 1000+(target-one)*1000/(two-one)))
+		}
+		huge, big, mid := sized(MaxNamespaceSetBytes*3/4), sized(MaxNamespaceSetBytes/2), sized(MaxNamespaceSetBytes/8)
+		mid.Env[0].Vars[0].Value += "-mid"
+		spec := v1alpha1.IdentityParametersSpec{ServiceAccounts: map[string]v1alpha1.ServiceAccountParameters{
+			"huge-1": {Injections: []v1alpha1.Injection{huge}}, "huge-2": {Injections: []v1alpha1.Injection{huge}},
+			"big": {Injections: []v1alpha1.Injection{big}}, "mid": {Injections: []v1alpha1.Injection{mid}},
+		}}
+		r, err := NamespaceRecords(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(r.Left, []string{"big"}) || len(r.Sets) != 2 {
+			t.Fatalf("left %v, %d sets: want big left out, and the huge set and mid kept", r.Left, len(r.Sets))
+		}
+		size := 0
+		for _, s := range r.Sets {
+			n, _ := setBytes(s)
+			size += n
+		}
+		if size > MaxNamespaceSetBytes {
+			t.Errorf("the sets kept have %d bytes of rules, more than %d", size, MaxNamespaceSetBytes)
 		}
 	})
 	t.Run("past what MaxRecordShards objects hold serviceaccounts are left out", func(t *testing.T) {
@@ -228,6 +262,61 @@ func TestTheWrittenPolicyHoldsTheSetsMostNamespacesUseWithinItsBound(t *testing.
 		if !slices.Equal(again, keys) {
 			t.Errorf("sets %d, were %d: a held set was replaced", len(again), len(keys))
 		}
+	})
+	t.Run("sets more namespaces share do not push out sets in use the policy holds", func(t *testing.T) {
+		w.applied = keys
+		wide := WrittenSet{Entries: []v1alpha1.Injection{aws(strings.Repeat("w", 20_000))}, Own: 1}
+		for i := range 50 {
+			w.byNS[fmt.Sprintf("tenant-%d", i)] = map[string]WrittenSet{wide.Key(): wide}
+		}
+		again, _, err := w.chosen()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			if !slices.Contains(again, k) {
+				t.Fatalf("held set %s pushed out by a set 50 namespaces share", k)
+			}
+		}
+		for i := range 50 {
+			delete(w.byNS, fmt.Sprintf("tenant-%d", i))
+		}
+	})
+	t.Run("a set that does not fit leaves room for smaller ones", func(t *testing.T) {
+		w.applied = keys
+		big := WrittenSet{Entries: []v1alpha1.Injection{aws(strings.Repeat("b", 200_000))}, Own: 1}
+		small := WrittenSet{Entries: []v1alpha1.Injection{aws("small")}, Own: 1}
+		// The big one first (three namespaces use it), then the small one
+		// (two), then the sets left out so far (one each).
+		for _, n := range []string{"big-1", "big-2", "big-3"} {
+			w.byNS[n] = map[string]WrittenSet{big.Key(): big}
+		}
+		for _, n := range []string{"small-1", "small-2"} {
+			w.byNS[n] = map[string]WrittenSet{small.Key(): small}
+		}
+		// Room for the small one: a held set goes out of use.
+		freed := slices.IndexFunc(keys, func(k string) bool { return k != shared.Key() })
+		var gone string
+		for n, sets := range w.byNS {
+			if _, ok := sets[keys[freed]]; ok {
+				gone = n
+			}
+		}
+		saved := w.byNS[gone]
+		delete(w.byNS, gone)
+		w.lastUsed = map[string]retiredSet{}
+		again, p, err := w.chosen()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(p)
+		if slices.Contains(again, big.Key()) || !slices.Contains(again, small.Key()) || len(b) > MaxPolicyBytes {
+			t.Errorf("big held %t, small held %t, %d bytes: want only the small one, within %d", slices.Contains(again, big.Key()), slices.Contains(again, small.Key()), len(b), MaxPolicyBytes)
+		}
+		for _, n := range []string{"big-1", "big-2", "big-3", "small-1", "small-2"} {
+			delete(w.byNS, n)
+		}
+		w.byNS[gone] = saved
 	})
 	t.Run("sets as last applied build no policy", func(t *testing.T) {
 		delete(w.byNS, "ns-new")
