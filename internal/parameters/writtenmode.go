@@ -36,16 +36,22 @@ import (
 // known; use webhook mode there).
 const MaxNamespaceSets = 16
 
+// MaxSetBytes bounds the rules of one set (setBytes): about twice those of
+// three clouds' identities together (33 KB; one provider's are about
+// 8 KB). A set holds the text of its ServiceAccounts' annotations that is
+// not templated (an audience) as it is, which Kubernetes bounds only at
+// 256 KiB of annotations: a set past the bound is left out, with its
+// ServiceAccounts, as past MaxNamespaceSets.
+const MaxSetBytes = 64 << 10
+
 // MaxNamespaceSetBytes bounds the rules of the sets one namespace uses
-// (setBytes, summed): an eighth of MaxPolicyBytes, so that one namespace
-// cannot fill the policy every namespace shares, and eight can only with
-// sets far past what providers write (three clouds' identities together
-// are about 33 KB of rules). A set is as large as the text of its
-// ServiceAccounts' annotations that is not templated (an audience), which
-// Kubernetes bounds only at 256 KiB. The ServiceAccounts of the sets past
-// the bound, those fewest of them share, are left out as past
-// MaxNamespaceSets.
-const MaxNamespaceSetBytes = MaxPolicyBytes / 8
+// (setBytes, summed): half of MaxPolicyBytes, so that one namespace cannot
+// fill the policy every namespace shares. A namespace of many kinds of
+// identity needs room: the e2e suite's, 40 cases of every provider and
+// tuning, has ServiceAccounts left out at a quarter. The ServiceAccounts
+// of the sets past the bound, those fewest of them share, are left out as
+// past MaxNamespaceSets.
+const MaxNamespaceSetBytes = MaxPolicyBytes / 2
 
 // MaxPolicyBytes bounds the written policy: etcd refuses an object over
 // 1.5 MiB by default, and server-side apply's managed fields come on top.

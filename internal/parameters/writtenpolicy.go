@@ -204,15 +204,16 @@ func NamespaceRecords(spec v1alpha1.IdentityParametersSpec) (Records, error) {
 		}
 		return strings.Compare(a, b)
 	})
-	// And within MaxNamespaceSetBytes of rules: a set that does not fit
-	// is left out, and smaller ones after it may still fit.
+	// And within MaxSetBytes and MaxNamespaceSetBytes of rules: a set
+	// that does not fit is left out, and smaller ones after it may still
+	// fit.
 	kept, size := 0, 0
 	for _, key := range keys {
 		n, err := setBytes(r.Sets[key])
 		if err != nil {
 			return Records{}, fmt.Errorf("set %s: %w", key, err)
 		}
-		if kept == MaxNamespaceSets || size+n > MaxNamespaceSetBytes {
+		if kept == MaxNamespaceSets || n > MaxSetBytes || size+n > MaxNamespaceSetBytes {
 			delete(r.Sets, key)
 			continue
 		}

@@ -102,29 +102,46 @@ func TestNamespaceRecordsAreBounded(t *testing.T) {
 			}
 		}
 	})
-	t.Run("past MaxNamespaceSetBytes the sets fewest serviceaccounts share are left out, and smaller ones still fit", func(t *testing.T) {
-		// A role written as it is (an own injection) is in the set's
-		// rules: its length sets the set's size.
-		sized := func(target int) v1alpha1.Injection {
-			one, err1 := setBytes(WrittenSet{Entries: []v1alpha1.Injection{aws(strings.Repeat("r", 1000))}, Own: 1})
-			two, err2 := setBytes(WrittenSet{Entries: []v1alpha1.Injection{aws(strings.Repeat("r", 2000))}, Own: 1})
-			if err := errors.Join(err1, err2); err != nil {
-				t.Fatal(err)
-			}
-			return aws(strings.Repeat("r", 1000+(target-one)*1000/(two-one)))
+	// A role written as it is (an own injection) is in the set's rules:
+	// its length sets the set's size.
+	sized := func(t *testing.T, target int, tag string) v1alpha1.Injection {
+		one, err1 := setBytes(WrittenSet{Entries: []v1alpha1.Injection{aws(strings.Repeat("r", 1000))}, Own: 1})
+		two, err2 := setBytes(WrittenSet{Entries: []v1alpha1.Injection{aws(strings.Repeat("r", 2000))}, Own: 1})
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatal(err)
 		}
-		huge, big, mid := sized(MaxNamespaceSetBytes*3/4), sized(MaxNamespaceSetBytes/2), sized(MaxNamespaceSetBytes/8)
-		mid.Env[0].Vars[0].Value += "-mid"
+		return aws(tag + strings.Repeat("r", 1000+(target-one)*1000/(two-one)-len(tag)))
+	}
+	t.Run("a set past MaxSetBytes is left out", func(t *testing.T) {
 		spec := v1alpha1.IdentityParametersSpec{ServiceAccounts: map[string]v1alpha1.ServiceAccountParameters{
-			"huge-1": {Injections: []v1alpha1.Injection{huge}}, "huge-2": {Injections: []v1alpha1.Injection{huge}},
-			"big": {Injections: []v1alpha1.Injection{big}}, "mid": {Injections: []v1alpha1.Injection{mid}},
+			"long": {Injections: []v1alpha1.Injection{sized(t, MaxSetBytes+1000, "long")}},
+			"app":  {Injections: []v1alpha1.Injection{aws("arn:aws:iam::111122223333:role/app")}},
 		}}
 		r, err := NamespaceRecords(spec)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(r.Left, []string{"big"}) || len(r.Sets) != 2 {
-			t.Fatalf("left %v, %d sets: want big left out, and the huge set and mid kept", r.Left, len(r.Sets))
+		if !slices.Equal(r.Left, []string{"long"}) || len(r.Sets) != 1 {
+			t.Fatalf("left %v, %d sets: want long left out, app kept", r.Left, len(r.Sets))
+		}
+	})
+	t.Run("past MaxNamespaceSetBytes the sets fewest serviceaccounts share are left out, and smaller ones still fit", func(t *testing.T) {
+		spec := v1alpha1.IdentityParametersSpec{ServiceAccounts: map[string]v1alpha1.ServiceAccountParameters{
+			"small": {Injections: []v1alpha1.Injection{sized(t, MaxSetBytes/8, "small")}},
+		}}
+		// Nine sets of 60 KiB: the one shared by two ServiceAccounts and
+		// seven more fit, the ninth does not, and the small one does.
+		big := func(i int) string { return fmt.Sprintf("big-%d", i) }
+		for i := range 9 {
+			spec.ServiceAccounts[big(i)] = v1alpha1.ServiceAccountParameters{Injections: []v1alpha1.Injection{sized(t, 60<<10, big(i))}}
+		}
+		spec.ServiceAccounts["big-0-again"] = spec.ServiceAccounts[big(0)]
+		r, err := NamespaceRecords(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Left) != 1 || !strings.HasPrefix(r.Left[0], "big-") || r.Left[0] == big(0) || len(r.Sets) != 9 {
+			t.Fatalf("left %v, %d sets: want one of big-1 to big-8 left out, and the small one kept", r.Left, len(r.Sets))
 		}
 		size := 0
 		for _, s := range r.Sets {
