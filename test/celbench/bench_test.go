@@ -268,7 +268,7 @@ func BenchmarkWrittenPolicy(b *testing.B) {
 			}
 		})
 	}
-	for _, v := range []string{"chosen", "values", "listed", "containers", "additions", "newVolumes", "addedAnnotations", "mayWarn", "mayDeny", "newAnnotations", "newLabels"} {
+	for _, v := range []string{"chosen", "values", "listed", "fast", "fastMounts", "fastEnv", "containers", "additions", "newVolumes", "addedAnnotations", "mayWarn", "mayDeny", "newAnnotations", "newLabels"} {
 		e := compile(b, p, "size([dyn(variables."+v+")]) >= 0")
 		b.Run("variable "+v, func(b *testing.B) {
 			for b.Loop() {
