@@ -11,6 +11,7 @@ import (
 	"strings"
 	gosync "sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -41,8 +42,20 @@ const MaxNamespaceSets = 16
 // 8 KB). A set holds the text of its ServiceAccounts' annotations that is
 // not templated (an audience) as it is, which Kubernetes bounds only at
 // 256 KiB of annotations: a set past the bound is left out, with its
-// ServiceAccounts, as past MaxNamespaceSets.
+// ServiceAccounts, as past MaxNamespaceSets. It also keeps each of its
+// rules under CEL's bound on one expression (maxExpressionCodePoints),
+// past which the API server would refuse the whole policy.
 const MaxSetBytes = 64 << 10
+
+// maxExpressionCodePoints is the CEL parser's bound on one expression,
+// which the API server keeps (cel-go's default expression size limit).
+const maxExpressionCodePoints = 100_000
+
+// MaxPolicySets bounds the sets the written policy holds: the rules that
+// pick a set's variables nest one conditional per set, and the API
+// server's CEL refuses an expression nested past 250 levels (cel-go's
+// default parse recursion limit) with the whole policy.
+const MaxPolicySets = 200
 
 // MaxNamespaceSetBytes bounds the rules of the sets one namespace uses
 // (setBytes, summed): half of MaxPolicyBytes, so that one namespace cannot
@@ -229,7 +242,7 @@ func (w *written) chosen() ([]string, *admissionregv1.MutatingAdmissionPolicy, e
 		if err != nil {
 			return nil, nil, fmt.Errorf("set %s: %w", k, err)
 		}
-		if size+n > MaxPolicyBytes*9/10 {
+		if size+n > MaxPolicyBytes*9/10 || len(in) == MaxPolicySets {
 			continue
 		}
 		size += n
@@ -243,16 +256,57 @@ func (w *written) chosen() ([]string, *admissionregv1.MutatingAdmissionPolicy, e
 		w.log.WithFields(logrus.Fields{"sets": len(keys), "held": len(in), "max_bytes": MaxPolicyBytes}).
 			Error("written policy too large: the serviceaccounts of the sets left out are refused as not known (use webhook mode, or fewer distinct identities)")
 	}
-	chosen := map[string]WrittenSet{}
-	for _, k := range in {
-		chosen[k] = sets[k]
+	// What the API server would refuse the whole policy for is checked
+	// on the policy built: the estimate's sets are dropped, last first,
+	// until it fits.
+	for {
+		chosen := map[string]WrittenSet{}
+		for _, k := range in {
+			chosen[k] = sets[k]
+		}
+		p, err := WrittenPolicy(w.generic, chosen)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := admissible(p); err != nil && len(in) > 0 {
+			w.log.WithError(err).WithField("set", in[len(in)-1]).Error("written policy: a set left out for what the API server would refuse")
+			in = in[:len(in)-1]
+			continue
+		}
+		slices.Sort(in)
+		return in, p, nil
 	}
-	p, err := WrittenPolicy(w.generic, chosen)
+}
+
+// admissible says whether the API server would take p as to its size: at
+// most MaxPolicyBytes as JSON, and each expression within
+// maxExpressionCodePoints.
+func admissible(p *admissionregv1.MutatingAdmissionPolicy) error {
+	b, err := json.Marshal(p)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	slices.Sort(in)
-	return in, p, nil
+	if len(b) > MaxPolicyBytes {
+		return fmt.Errorf("mutatingadmissionpolicy %s: %d bytes as JSON, more than %d", p.Name, len(b), MaxPolicyBytes)
+	}
+	exprs := map[string]string{}
+	for _, v := range p.Spec.Variables {
+		exprs["variable "+v.Name] = v.Expression
+	}
+	for _, m := range p.Spec.MatchConditions {
+		exprs["match condition "+m.Name] = m.Expression
+	}
+	for i, m := range p.Spec.Mutations {
+		if m.JSONPatch != nil {
+			exprs[fmt.Sprintf("mutation %d", i)] = m.JSONPatch.Expression
+		}
+	}
+	for what, e := range exprs {
+		if n := utf8.RuneCountInString(e); n > maxExpressionCodePoints {
+			return fmt.Errorf("mutatingadmissionpolicy %s: %s has %d code points, more than %d", p.Name, what, n, maxExpressionCodePoints)
+		}
+	}
+	return nil
 }
 
 // use records the sets of namespace ns and applies the policy when the
@@ -272,6 +326,13 @@ func (w *written) use(ctx context.Context, ns string, sets map[string]WrittenSet
 	}
 	err := w.apply(ctx)
 	w.stale = err != nil
+	// Records that name only sets the policy in force holds are safe to
+	// write whether or not this apply went through: one namespace's
+	// trouble does not hold up the others'.
+	if err != nil && w.applied != nil && !slices.ContainsFunc(slices.Collect(maps.Keys(sets)), func(k string) bool { return k != emptySet && !slices.Contains(w.applied, k) }) {
+		w.log.WithError(err).WithField("namespace", ns).Error("written policy not applied; the namespace's records name only sets it holds")
+		return nil
+	}
 	return err
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sirupsen/logrus"
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -203,5 +204,85 @@ func TestTheWrittenPolicysGaugesSayHowFullItIs(t *testing.T) {
 	}
 	if held, out := testutil.ToFloat64(w.sets.WithLabelValues("held")), testutil.ToFloat64(w.sets.WithLabelValues("left_out")); held != 1 || out != 0 {
 		t.Errorf("written_policy_sets held %v, left_out %v: want 1 and 0", held, out)
+	}
+}
+
+func TestTheWrittenPolicyIsNeverOneTheAPIServerRefusesForItsSize(t *testing.T) {
+	t.Run("a set's size counts its text as JSON writes it", func(t *testing.T) {
+		plain, err1 := setBytes(WrittenSet{Entries: []v1alpha1.Injection{aws(strings.Repeat("a", 10_000))}, Own: 1})
+		escaped, err2 := setBytes(WrittenSet{Entries: []v1alpha1.Injection{aws(strings.Repeat("<", 10_000))}, Own: 1})
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatal(err)
+		}
+		// encoding/json writes < as \u003c: five more bytes for each of
+		// the role's copies in the rules.
+		if escaped-plain < 5*10_000 {
+			t.Errorf("setBytes %d for a role of <, %d for one of a: want the escapes counted", escaped, plain)
+		}
+	})
+	t.Run("a set at MaxSetBytes has no expression past CEL's bound", func(t *testing.T) {
+		// The longest rule of a set grows with its role's copies; a role
+		// that makes the set MaxSetBytes puts them all in one rule at most.
+		set := WrittenSet{Entries: []v1alpha1.Injection{aws(strings.Repeat("r", MaxSetBytes))}, Own: 1}
+		rules, err := WrittenRules(set.Entries, set.Own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := setBytes(set)
+		for _, r := range rules {
+			if len(r.Expression) > n {
+				t.Fatalf("rule %s is %d bytes, more than its set's %d", r.Name, len(r.Expression), n)
+			}
+		}
+		if MaxSetBytes >= maxExpressionCodePoints {
+			t.Errorf("MaxSetBytes %d: a rule of a set within it may pass CEL's %d code points", MaxSetBytes, maxExpressionCodePoints)
+		}
+	})
+	t.Run("at most MaxPolicySets sets, the others left out and counted", func(t *testing.T) {
+		w, _ := newFakeWritten(t)
+		w.size, w.sets = writtenMetrics()
+		for i := range MaxPolicySets + 30 {
+			s := WrittenSet{Entries: []v1alpha1.Injection{{Provider: "aws", Env: []v1alpha1.EnvGroup{{Name: "g", Vars: []corev1.EnvVar{{Name: "A", Value: fmt.Sprint(i)}}}}}}, Own: 1}
+			w.byNS[fmt.Sprintf("ns-%d", i)] = map[string]WrittenSet{s.Key(): s}
+		}
+		keys, _, err := w.chosen()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) != MaxPolicySets || testutil.ToFloat64(w.sets.WithLabelValues("left_out")) != 30 {
+			t.Errorf("%d sets held, %v left out: want %d and 30", len(keys), testutil.ToFloat64(w.sets.WithLabelValues("left_out")), MaxPolicySets)
+		}
+	})
+	t.Run("admissible names what the API server would refuse", func(t *testing.T) {
+		p := &admissionregv1.MutatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: WrittenPolicyName}}
+		p.Spec.Variables = []admissionregv1.Variable{{Name: "long", Expression: "'" + strings.Repeat("é", maxExpressionCodePoints) + "'"}}
+		if err := admissible(p); err == nil || !strings.Contains(err.Error(), "variable long has 100002 code points") {
+			t.Errorf("err %v, want the long variable named", err)
+		}
+		p.Spec.Variables = []admissionregv1.Variable{{Name: "escaped", Expression: "'" + strings.Repeat("<", MaxPolicyBytes/6+1) + "'"}}
+		if err := admissible(p); err == nil || !strings.Contains(err.Error(), "bytes as JSON") {
+			t.Errorf("err %v, want the policy's JSON size", err)
+		}
+	})
+}
+
+func TestAFailedApplyDoesNotHoldUpRecordsOfSetsInForce(t *testing.T) {
+	w, dyn := newFakeWritten(t)
+	dyn.PrependReactor("patch", "mutatingadmissionpolicies", func(clienttesting.Action) (bool, runtime.Object, error) {
+		return true, nil, nil
+	})
+	held := WrittenSet{Entries: []v1alpha1.Injection{aws("held")}, Own: 1}
+	if err := w.use(context.Background(), "team-a", map[string]WrittenSet{held.Key(): held}); err != nil {
+		t.Fatal(err)
+	}
+	dyn.PrependReactor("patch", "mutatingadmissionpolicies", func(clienttesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("the API server is away")
+	})
+	fresh := WrittenSet{Entries: []v1alpha1.Injection{aws("new")}, Own: 1}
+	if err := w.use(context.Background(), "team-b", map[string]WrittenSet{fresh.Key(): fresh}); err == nil {
+		t.Error("a namespace with a set the policy does not hold: no error, its records would name a set not in force")
+	}
+	if err := w.use(context.Background(), "team-c", map[string]WrittenSet{held.Key(): held}); err != nil {
+		t.Errorf("a namespace whose set the policy holds: %v, want its records written", err)
 	}
 }

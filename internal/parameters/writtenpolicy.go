@@ -58,18 +58,20 @@ const (
 	ToRecordKey   = "pod-identity.io/to"
 )
 
-// setBytes is about what the rules of s add to the written policy: within
-// 10% of the built policy's JSON (which escapes a few characters).
+// setBytes is what the rules of s add to the written policy as JSON, the
+// form it is sent and measured in (encoding/json writes <, > and & as
+// six bytes each, and a quote or backslash of a literal as two), with
+// room for their names' prefix and what dispatches to them.
 func setBytes(s WrittenSet) (int, error) {
 	rules, err := WrittenRules(s.Entries, s.Own)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for _, r := range rules {
-		n += len(r.Name) + len(r.Expression) + 64
+	b, err := json.Marshal(rules)
+	if err != nil {
+		return 0, err
 	}
-	return n, nil
+	return len(b) + 64*len(rules), nil
 }
 
 // emptySet is the key of the set with no entries.

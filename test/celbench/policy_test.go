@@ -536,3 +536,36 @@ func TestTextThatSpellsAVariableIsLeftAsWritten(t *testing.T) {
 		t.Errorf("the written policy's pod of aws-spelled lacks the audience %q: %s", audience, patched)
 	}
 }
+
+// TestTheAPIServerCompilesAPolicyOfMaxPolicySets: the rules that pick a
+// set's variables nest one conditional per set, and CEL refuses an
+// expression nested too deep, with the whole policy. The policy of
+// parameters.MaxPolicySets sets compiles and evaluates, for a pod of the
+// last set (one of 250 sets fails to compile: recursion limit exceeded).
+func TestTheAPIServerCompilesAPolicyOfMaxPolicySets(t *testing.T) {
+	generic := mutatingPolicy(t)
+	evaluate := func(n int) string {
+		sets := map[string]parameters.WrittenSet{}
+		var last string
+		for i := range n {
+			s := parameters.WrittenSet{Entries: []v1alpha1.Injection{{Provider: "aws", Env: []v1alpha1.EnvGroup{{Name: "g", Vars: []corev1.EnvVar{{Name: "A", Value: fmt.Sprint(i)}}}}}}, Own: 1}
+			sets[s.Key()] = s
+			last = max(last, s.Key())
+		}
+		written, err := parameters.WrittenPolicy(generic, sets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expr := "size([dyn(variables.fast), dyn(variables.fastEnv), dyn(variables.additions), dyn(variables.newVolumes), dyn(variables.mayWarn), dyn(variables.mayDeny), dyn(variables.newAnnotations), dyn(variables.newLabels)]) == 8"
+		for _, m := range written.Spec.MatchConditions {
+			expr += " && (" + m.Expression + ")"
+		}
+		records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, UID: "u-records", ResourceVersion: "7", Annotations: map[string]string{"app": last + "|"}}}
+		p := pod()
+		p.Spec.ServiceAccountName = "app"
+		return compileValue(t, written, expr).value(t, p, records)
+	}
+	if got := evaluate(parameters.MaxPolicySets); got != "true" {
+		t.Errorf("a policy of %d sets: %.300s, want true", parameters.MaxPolicySets, got)
+	}
+}
