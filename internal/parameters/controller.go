@@ -337,6 +337,11 @@ func (c *Controller) next(ctx context.Context) bool {
 			c.mu.Unlock()
 		}
 		c.queue.AddRateLimited(ns)
+		// A namespace being deleted admits no new pod, and no object
+		// can be written in it: it does not hold up the binding.
+		if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+			c.bindWhenWritten(ctx, ns)
+		}
 		return true
 	}
 	c.queue.Forget(ns)
