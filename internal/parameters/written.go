@@ -125,8 +125,19 @@ func resolved(s string) string {
 	if last < len(s) {
 		parts = append(parts, q(s[last:]))
 	}
-	return "(size(variables.values) == 0 ? " + q(s) + " : " + strings.Join(parts, " + ") + ")"
+	joined := strings.Join(parts, " + ")
+	if len(parts) > maxConcatenated {
+		// CEL nests a chain of + one level per term, and refuses an
+		// expression past 250 levels with the whole policy; a list is
+		// flat.
+		joined = "[" + strings.Join(parts, ", ") + "].join('')"
+	}
+	return "(size(variables.values) == 0 ? " + q(s) + " : " + joined + ")"
 }
+
+// maxConcatenated is the most parts resolved joins with +: a template
+// made from a value its text repeats has a part for each time.
+const maxConcatenated = 8
 
 // expr is a CEL expression inside a literal that literal writes.
 type expr string

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -209,4 +210,25 @@ func TestTheWrittenRulesDecideAsTheGenericOnesForAnyEntries(t *testing.T) {
 		quick += q
 	}
 	checkCoverage(t, compared, acted, quick)
+}
+
+// TestAValueRepeatedInATemplateIsPutBackAsTheGenericPolicyDoes: a value
+// that the text of an identity repeats (a tenant's annotation written
+// into it many times) makes a template of as many parts; the written
+// rules put them back without nesting past what CEL takes.
+func TestAValueRepeatedInATemplateIsPutBackAsTheGenericPolicyDoes(t *testing.T) {
+	generic := mutatingPolicy(t)
+	for _, n := range []int{3, 9, 400} {
+		t.Run(fmt.Sprintf("%d times", n), func(t *testing.T) {
+			entry := map[string]any{"provider": "declarative", "env": []any{map[string]any{"name": "g", "vars": []any{
+				map[string]any{"name": "AUDIENCE", "value": "<" + strings.Repeat("{value:0}-", n) + ">"}}}}}
+			sa := map[string]any{"entries": []any{int64(0)}, "values": []any{"abcdefgh"}}
+			crd, records, written := writtenFor(t, generic, map[string]any{"templates": []any{entry}, "serviceAccounts": map[string]any{"s0": sa}})
+			p := pod()
+			p.Spec.ServiceAccountName = "s0"
+			if acted, _ := compareOnPods(t, generic, written, crd, records, []*corev1.Pod{p}, "a value repeated"); acted != 1 {
+				t.Fatalf("the policies acted on %d pods, want 1", acted)
+			}
+		})
+	}
 }
