@@ -355,6 +355,11 @@ func (c *Controller) next(ctx context.Context) bool {
 // seedWritten gives the written policy the sets of every namespace, and
 // applies it.
 func (c *Controller) seedWritten(ctx context.Context, namespaces []string) error {
+	if err := c.written.begin(ctx); err != nil {
+		// Seeded all the same: without the sets held, those most
+		// namespaces use come first.
+		c.cfg.Log.WithError(err).Error("written policy in force not read back")
+	}
 	for _, ns := range namespaces {
 		spec, _, err := c.Desired(ns)
 		if err != nil {

@@ -248,17 +248,10 @@ func (w *written) chosen() ([]string, *admissionregv1.MutatingAdmissionPolicy, e
 		size += n
 		in = append(in, k)
 	}
-	if w.sets != nil {
-		w.sets.WithLabelValues("held").Set(float64(len(in)))
-		w.sets.WithLabelValues("left_out").Set(float64(len(keys) - len(in)))
-	}
-	if len(in) < len(keys) {
-		w.log.WithFields(logrus.Fields{"sets": len(keys), "held": len(in), "max_bytes": MaxPolicyBytes}).
-			Error("written policy too large: the serviceaccounts of the sets left out are refused as not known (use webhook mode, or fewer distinct identities)")
-	}
 	// What the API server would refuse the whole policy for is checked
 	// on the policy built: the estimate's sets are dropped, last first,
-	// until it fits.
+	// until it fits. A subset of a policy applied before always fits, so
+	// no set in use that the policy holds is dropped.
 	for {
 		chosen := map[string]WrittenSet{}
 		for _, k := range in {
@@ -272,6 +265,14 @@ func (w *written) chosen() ([]string, *admissionregv1.MutatingAdmissionPolicy, e
 			w.log.WithError(err).WithField("set", in[len(in)-1]).Error("written policy: a set left out for what the API server would refuse")
 			in = in[:len(in)-1]
 			continue
+		}
+		if w.sets != nil {
+			w.sets.WithLabelValues("held").Set(float64(len(in)))
+			w.sets.WithLabelValues("left_out").Set(float64(len(keys) - len(in)))
+		}
+		if len(in) < len(keys) {
+			w.log.WithFields(logrus.Fields{"sets": len(keys), "held": len(in), "max_bytes": MaxPolicyBytes, "max_sets": MaxPolicySets}).
+				Error("written policy too large: the serviceaccounts of the sets left out are refused as not known (use webhook mode, or fewer distinct identities)")
 		}
 		slices.Sort(in)
 		return in, p, nil
@@ -306,6 +307,49 @@ func admissible(p *admissionregv1.MutatingAdmissionPolicy) error {
 			return fmt.Errorf("mutatingadmissionpolicy %s: %s has %d code points, more than %d", p.Name, what, n, maxExpressionCodePoints)
 		}
 	}
+	return nil
+}
+
+// heldKeys are the keys of the sets p, a written policy, holds: those its
+// variable listed names.
+func heldKeys(p *unstructured.Unstructured) []string {
+	vars, _, _ := unstructured.NestedSlice(p.Object, "spec", "variables")
+	for _, v := range vars {
+		if m, ok := v.(map[string]any); ok && m["name"] == "listed" {
+			e, _ := m["expression"].(string)
+			var keys []string
+			for _, k := range setKeyLiteral.FindAllStringSubmatch(e, -1) {
+				keys = append(keys, k[1])
+			}
+			slices.Sort(keys)
+			return slices.Compact(keys)
+		}
+	}
+	return nil
+}
+
+// setKeyLiteral is a set's key (WrittenSet.Key) as a literal.
+var setKeyLiteral = regexp.MustCompile(`"(k[0-9a-f]{32})"`)
+
+// begin starts a term as leader: what an earlier term kept may be out of
+// date (another replica led meanwhile), so the sets in use are those the
+// seeding gives, and the sets held are those of the policy in force, read
+// back: it keeps them first, as if this replica had applied it.
+func (w *written) begin(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.byNS = map[string]map[string]WrittenSet{}
+	w.records, w.layouts = map[string]string{}, map[string]recordsLayout{}
+	w.lastUsed = map[string]retiredSet{}
+	w.applied, w.considered, w.candidate, w.stale = nil, nil, nil, false
+	u, err := w.dyn.Resource(mutatingPolicies).Get(ctx, WrittenPolicyName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("get mutatingadmissionpolicy %s: %w", WrittenPolicyName, err)
+	}
+	w.applied = heldKeys(u)
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	clienttesting "k8s.io/client-go/testing"
@@ -284,5 +285,38 @@ func TestAFailedApplyDoesNotHoldUpRecordsOfSetsInForce(t *testing.T) {
 	}
 	if err := w.use(context.Background(), "team-c", map[string]WrittenSet{held.Key(): held}); err != nil {
 		t.Errorf("a namespace whose set the policy holds: %v, want its records written", err)
+	}
+}
+
+func TestANewTermAsLeaderStartsFromThePolicyInForce(t *testing.T) {
+	w, dyn := newFakeWritten(t)
+	k1 := WrittenSet{Entries: []v1alpha1.Injection{aws("one")}, Own: 1}
+	k2 := WrittenSet{Entries: []v1alpha1.Injection{aws("two")}, Own: 1}
+	k3 := WrittenSet{Entries: []v1alpha1.Injection{aws("three")}, Own: 1}
+	// This replica's last term: it applied k1 and k2, and knew a
+	// namespace that has gone since.
+	w.byNS["gone"] = map[string]WrittenSet{k2.Key(): k2}
+	w.applied = slices.Sorted(slices.Values([]string{k1.Key(), k2.Key()}))
+	w.considered = w.applied
+	// Meanwhile another replica applied k1 and k3.
+	p, err := WrittenPolicy(w.generic, map[string]WrittenSet{k1.Key(): k1, k3.Key(): k3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dyn.Resource(mutatingPolicies).Create(context.Background(), &unstructured.Unstructured{Object: m}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.begin(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if want := slices.Sorted(slices.Values([]string{k1.Key(), k3.Key()})); !slices.Equal(w.applied, want) {
+		t.Errorf("held %v, want the policy in force's %v", w.applied, want)
+	}
+	if len(w.byNS) != 0 || w.considered != nil {
+		t.Errorf("namespaces %v, considered %v: want the last term's forgotten", w.byNS, w.considered)
 	}
 }
