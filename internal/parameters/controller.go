@@ -360,6 +360,21 @@ func (c *Controller) seedWritten(ctx context.Context, namespaces []string) error
 		// namespaces use come first.
 		c.cfg.Log.WithError(err).Error("written policy in force not read back")
 	}
+	err := c.seedSets(namespaces)
+	c.written.mu.Lock()
+	defer c.written.mu.Unlock()
+	if err == nil {
+		err = c.written.apply(ctx)
+	}
+	// Until a policy of this term is applied, no namespace's records are
+	// written from what was seeded alone: they may name a set the policy
+	// in force does not hold.
+	c.written.stale = err != nil
+	return err
+}
+
+// seedSets gives the written policy the sets of every namespace.
+func (c *Controller) seedSets(namespaces []string) error {
 	for _, ns := range namespaces {
 		spec, _, err := c.Desired(ns)
 		if err != nil {
@@ -375,9 +390,7 @@ func (c *Controller) seedWritten(ctx context.Context, namespaces []string) error
 		}
 		c.written.mu.Unlock()
 	}
-	c.written.mu.Lock()
-	defer c.written.mu.Unlock()
-	return c.written.apply(ctx)
+	return nil
 }
 
 // bindWhenWritten notes that namespace ns was written, and points the

@@ -320,3 +320,44 @@ func TestANewTermAsLeaderStartsFromThePolicyInForce(t *testing.T) {
 		t.Errorf("namespaces %v, considered %v: want the last term's forgotten", w.byNS, w.considered)
 	}
 }
+
+func TestRecordsWaitForAPolicyOfTheirTermWhenSeedingFailsToApply(t *testing.T) {
+	scheme := runtime.NewScheme()
+	_ = corev1.AddToScheme(scheme)
+	dyn := dynamicfake.NewSimpleDynamicClient(scheme)
+	// The policy in force holds some other set.
+	other := WrittenSet{Entries: []v1alpha1.Injection{aws("other")}, Own: 1}
+	w, _ := newFakeWritten(t)
+	p, err := WrittenPolicy(w.generic, map[string]WrittenSet{other.Key(): other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := runtime.DefaultUnstructuredConverter.ToUnstructured(p)
+	if _, err := dyn.Resource(mutatingPolicies).Create(context.Background(), &unstructured.Unstructured{Object: m}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dyn.PrependReactor("patch", "mutatingadmissionpolicies", func(clienttesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("the API server is away")
+	})
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	sas := serviceAccounts{"team-x": {named("team-x", "app", map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/app"})}}
+	c, err := New(Config{Engine: engine(t), ServiceAccounts: sas, Dynamic: dyn, Written: true, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.seedWritten(context.Background(), []string{"team-x"}); err == nil {
+		t.Fatal("seeding applied a policy through a failing API server")
+	}
+	spec, _, err := c.Desired("team-x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := NamespaceRecords(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.written.use(context.Background(), "team-x", recs.Sets); err == nil {
+		t.Error("records naming a set the policy in force lacks may be written: use returned no error")
+	}
+}
