@@ -248,8 +248,11 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 	}
 	if c.written != nil {
 		// The written policy holds every namespace's sets before any
-		// namespace's records are written: a new leader's first write of
-		// the policy never leaves out sets that records already name.
+		// namespace's records are written. A new leader's first policy
+		// keeps the sets in use that the policy in force holds, but not
+		// those in their grace (only their keys can be read back): records
+		// that still name one refuse their pods as not known until they
+		// are written again.
 		namespaces := c.namespaces()
 		c.mu.Lock()
 		c.initial = map[string]bool{}

@@ -250,8 +250,9 @@ func (w *written) chosen() ([]string, *admissionregv1.MutatingAdmissionPolicy, e
 	}
 	// What the API server would refuse the whole policy for is checked
 	// on the policy built: the estimate's sets are dropped, last first,
-	// until it fits. A subset of a policy applied before always fits, so
-	// no set in use that the policy holds is dropped.
+	// until it fits. A subset of a policy this version applied before
+	// always fits, so no set in use that the policy holds is dropped
+	// (after an upgrade, whose generic rules may be larger, it may be).
 	for {
 		chosen := map[string]WrittenSet{}
 		for _, k := range in {
