@@ -225,19 +225,7 @@ func BenchmarkMutatingPolicy(b *testing.B) {
 	// The written policy for apibench's namespace (policy_test.go holds
 	// it to the shipped one), with the records it reads.
 	b.Run("the mutation of the written policy, with its records", func(b *testing.B) {
-		var spec v1alpha1.IdentityParametersSpec
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(params.Object["spec"].(map[string]any), &spec); err != nil {
-			b.Fatal(err)
-		}
-		recs, err := parameters.NamespaceRecords(spec)
-		if err != nil {
-			b.Fatal(err)
-		}
-		written, err := parameters.WrittenPolicy(p, recs.Sets)
-		if err != nil {
-			b.Fatal(err)
-		}
-		records := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: parameters.RecordsName, UID: "u-records", ResourceVersion: "7", Annotations: recs.Annotations}}
+		_, records, written := writtenForSync(b, p, params)
 		e := compile(b, written, "")
 		for b.Loop() {
 			e.run(b, o, records)
